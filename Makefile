@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test test-sqlite lint migrate install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/tthc migrate
+	$(BIN)/tthc serve --host $(HOST) --port $(PORT)
+
+migrate: install
+	$(BIN)/tthc migrate
+
+# The whole suite, against SQLite and PostgreSQL (127.0.0.1:5432, database `test`).
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-sqlite: install
+	$(BIN)/pytest --backends sqlite $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check app migrations tests
+	$(BIN)/ruff format --check app migrations tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tthc.db tthc.db-shm tthc.db-wal

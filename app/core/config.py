@@ -1,0 +1,61 @@
+"""Settings from the environment (prefix ``TTHC_``) or a ``.env`` file."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+
+# Plain scheme names people paste from other tools, mapped to the async driver we use.
+_DRIVER_ALIASES = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTHC_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./tthc.db",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db",
+    )
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_echo: bool = False
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        return normalise_database_url(value).render_as_string(hide_password=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def normalise_database_url(value: str) -> URL:
+    """Parse a database URL and make sure it names a driver this service ships with."""
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        raise ValueError(f"TTHC_DATABASE_URL is not a valid database URL: {value!r}") from exc
+    driver = _DRIVER_ALIASES.get(url.drivername, url.drivername)
+    if driver not in SUPPORTED_DRIVERS:
+        raise ValueError(
+            f"TTHC_DATABASE_URL uses {url.drivername!r}; supported: {', '.join(SUPPORTED_DRIVERS)} "
+            "(e.g. sqlite+aiosqlite:///./tthc.db or postgresql+asyncpg://user:pass@host:5432/db)"
+        )
+    if driver.startswith("postgresql") and not url.database:
+        raise ValueError("TTHC_DATABASE_URL for PostgreSQL must name a database")
+    return url.set(drivername=driver)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,213 @@
+"""RFC 9457 problem details: one shape for every error the API returns."""
+
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from contextvars import ContextVar
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+
+logger = logging.getLogger("tthc.errors")
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+_ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending input, e.g. `body.parent_code`")
+    message: str
+    type: str = Field(description="Machine-readable error kind, e.g. `missing`, `unknown_reference`")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (`application/problem+json`)."""
+
+    type: str = Field(examples=["urn:tthc:problem:not-found"])
+    title: str = Field(examples=["Not Found"])
+    status: int = Field(examples=[404])
+    detail: str | None = Field(default=None, examples=["Unit '31' does not exist"])
+    instance: str | None = Field(default=None, examples=["/api/v1/units/31"])
+    request_id: str | None = None
+    errors: list[FieldError] | None = None
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def problem_type(slug: str) -> str:
+    return f"urn:tthc:problem:{slug}"
+
+
+def _slug_for_status(status: int) -> str:
+    return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
+
+
+def problem_response(
+    request: Request | None,
+    status: int,
+    *,
+    detail: str | None = None,
+    slug: str | None = None,
+    title: str | None = None,
+    errors: Sequence[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> ProblemResponse:
+    body = Problem(
+        type=problem_type(slug or _slug_for_status(status)),
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request.url.path if request is not None else None,
+        request_id=request_id_var.get(),
+        errors=list(errors) if errors else None,
+    )
+    return ProblemResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+class DomainError(Exception):
+    """An error the API reports on purpose; subclasses fix the status and problem type."""
+
+    status: int = 400
+    slug: str = "bad-request"
+
+    def __init__(self, detail: str, *, errors: Sequence[FieldError] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class NotFound(DomainError):
+    status = 404
+    slug = "not-found"
+
+
+class Conflict(DomainError):
+    status = 409
+    slug = "conflict"
+
+
+class InvalidInput(DomainError):
+    """Input that is well-formed but breaks a domain rule (unknown reference, bad hierarchy …)."""
+
+    status = 422
+    slug = "invalid-input"
+
+    @classmethod
+    def for_field(cls, field: str, message: str, kind: str) -> "InvalidInput":
+        return cls(message, errors=[FieldError(field=field, message=message, type=kind)])
+
+
+class PreconditionFailed(DomainError):
+    status = 412
+    slug = "precondition-failed"
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry documenting problem answers for a route."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def _field_path(loc: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _handle_domain_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, DomainError)
+    return problem_response(request, exc.status, detail=exc.detail, slug=exc.slug, errors=exc.errors)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail: str | None = exc.detail if isinstance(exc.detail, str) else None
+    if detail == HTTPStatus(exc.status_code).phrase:
+        detail = None
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(request, exc.status_code, detail=detail, headers=headers)
+
+
+async def _handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw_errors = exc.errors()
+    errors = [
+        FieldError(field=_field_path(err.get("loc", ())), message=str(err.get("msg", "")), type=err["type"])
+        for err in raw_errors
+    ]
+    if any(err["type"] == "json_invalid" for err in raw_errors):
+        return problem_response(
+            request, 400, detail="The request body is not valid JSON", slug="malformed-json", errors=errors
+        )
+    return problem_response(
+        request, 422, detail="The request has invalid fields", slug="validation-error", errors=errors
+    )
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _handle_domain_error)
+    app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
+
+
+class RequestIdMiddleware:
+    """Tags every request with an id and turns any unhandled exception into a generic 500 problem.
+
+    Sits outside the routing layer so that even a crash in a dependency answers in the problem
+    format, carries the request id, and never shows a traceback to the client.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
+        request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception(
+                "unhandled error request_id=%s method=%s path=%s",
+                request_id,
+                scope.get("method"),
+                scope.get("path"),
+            )
+            if response_started:
+                raise
+            response = problem_response(
+                None, 500, detail="An unexpected error occurred; quote the request id when reporting it"
+            )
+            await response(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)

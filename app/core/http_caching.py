@@ -1,0 +1,43 @@
+"""Entity tags for single resources and statistics (SPEC §9)."""
+
+import hashlib
+
+from fastapi import Request, Response
+from pydantic import BaseModel
+
+from app.core.errors import PreconditionFailed
+
+
+def etag_of(body: bytes) -> str:
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def _listed_etags(header: str) -> set[str]:
+    # Weak and strong forms compare equal for If-None-Match (RFC 9110 §13.1.2).
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def cached_json(request: Request, model: BaseModel, *, status_code: int = 200) -> Response:
+    """Render ``model`` as JSON with an ``ETag``; answer 304 when the client already has it."""
+    body = model.model_dump_json().encode()
+    etag = etag_of(body)
+    headers = {"ETag": etag}
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and status_code == 200:
+        tags = _listed_etags(if_none_match)
+        if "*" in tags or etag in tags:
+            return Response(status_code=304, headers=headers)
+    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+
+
+def current_etag(model: BaseModel) -> str:
+    return etag_of(model.model_dump_json().encode())
+
+
+def require_match(if_match: str | None, model: BaseModel) -> None:
+    """Honour ``If-Match``: a stale tag means someone else changed the resource meanwhile."""
+    if if_match is None:
+        return
+    tags = _listed_etags(if_match)
+    if "*" not in tags and current_etag(model) not in tags:
+        raise PreconditionFailed("The resource has changed since it was read; fetch it again and retry")

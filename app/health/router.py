@@ -1,0 +1,52 @@
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.core.errors import problem_response, problem_responses
+from app.core.migrations import current_revision
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    database: str
+    migration: str | None
+
+
+@router.get("/healthz", operation_id="healthz", response_model=Health, summary="The process is alive")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    response_model=Readiness,
+    responses=problem_responses(503),
+    summary="The database is reachable and migrated to head",
+)
+async def readyz(request: Request) -> JSONResponse:
+    engine: AsyncEngine = request.app.state.engine
+    expected: str | None = request.app.state.migration_head
+    try:
+        async with engine.connect() as connection:
+            revision = await current_revision(connection)
+    except Exception:
+        return problem_response(request, 503, detail="The database is not reachable", slug="not-ready")
+    if revision != expected:
+        return problem_response(
+            request,
+            503,
+            detail=f"The database is at migration {revision or 'none'}, expected {expected}; "
+            "run `tthc migrate`",
+            slug="not-ready",
+        )
+    return JSONResponse(
+        Readiness(status="ready", database=engine.dialect.name, migration=revision).model_dump()
+    )

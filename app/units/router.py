@@ -1,0 +1,103 @@
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.http_caching import cached_json, require_match
+from app.core.pagination import Page, PageDep
+from app.units import service
+from app.units.deps import UnitDep
+from app.units.models import UnitLevel
+from app.units.schemas import UnitCreate, UnitFilters, UnitRead, UnitUpdate
+
+router = APIRouter(prefix="/api/v1/units", tags=["units"])
+
+_CACHED: dict[int | str, dict[str, Any]] = {
+    200: {"headers": {"ETag": {"description": "Entity tag of the representation"}}},
+    304: {},
+}
+
+
+@router.post(
+    "",
+    operation_id="create_unit",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UnitRead,
+    responses=problem_responses(400, 409, 422),
+    summary="Create an administrative unit (đơn vị hành chính)",
+)
+async def create_unit(session: SessionDep, data: UnitCreate, request: Request) -> Response:
+    unit = await service.create_unit(session, data)
+    response = cached_json(request, UnitRead.model_validate(unit), status_code=status.HTTP_201_CREATED)
+    response.headers["Location"] = f"{router.prefix}/{unit.code}"
+    return response
+
+
+@router.get(
+    "",
+    operation_id="list_units",
+    response_model=Page[UnitRead],
+    responses=problem_responses(422),
+    summary="List units, filtered and searched",
+)
+async def list_units(
+    session: SessionDep,
+    page: PageDep,
+    level: UnitLevel | None = None,
+    parent: Annotated[str | None, Query(description="Direct children of this unit code")] = None,
+    valid_on: Annotated[date | None, Query(description="Only units that exist on this date")] = None,
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Code prefix or name, case- and accent-insensitive (`kien thuy`)"),
+    ] = None,
+) -> Page[UnitRead]:
+    filters = UnitFilters(level=level, parent=parent, valid_on=valid_on, q=q)
+    return await service.list_units(session, filters, page)
+
+
+@router.get(
+    "/{code}",
+    operation_id="get_unit",
+    response_model=UnitRead,
+    responses={**_CACHED, **problem_responses(404)},
+    summary="Get a unit by code",
+)
+async def get_unit(unit: UnitDep, request: Request) -> Response:
+    return cached_json(request, UnitRead.model_validate(unit))
+
+
+@router.patch(
+    "/{code}",
+    operation_id="update_unit",
+    response_model=UnitRead,
+    responses=problem_responses(404, 412, 422),
+    summary="Change a unit's name, parent or validity",
+)
+async def update_unit(
+    session: SessionDep,
+    unit: UnitDep,
+    patch: UnitUpdate,
+    request: Request,
+    if_match: Annotated[str | None, Header(description="ETag from a previous read; 412 if stale")] = None,
+) -> Response:
+    require_match(if_match, UnitRead.model_validate(unit))
+    updated = await service.update_unit(session, unit, patch)
+    return cached_json(request, UnitRead.model_validate(updated))
+
+
+@router.get(
+    "/{code}/children",
+    operation_id="list_unit_children",
+    response_model=Page[UnitRead],
+    responses=problem_responses(404, 422),
+    summary="List the direct children of a unit",
+)
+async def list_unit_children(
+    session: SessionDep,
+    unit: UnitDep,
+    page: PageDep,
+    valid_on: Annotated[date | None, Query(description="Only units that exist on this date")] = None,
+) -> Page[UnitRead]:
+    return await service.list_units(session, UnitFilters(parent=unit.code, valid_on=valid_on), page)

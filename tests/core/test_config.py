@@ -1,0 +1,45 @@
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import Settings
+
+
+def test_default_database_is_local_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TTHC_DATABASE_URL", raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url == "sqlite+aiosqlite:///./tthc.db"
+    assert settings.is_sqlite
+
+
+def test_database_url_read_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTHC_DATABASE_URL", "postgresql+asyncpg://app:secret@db:5432/tthc")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url == "postgresql+asyncpg://app:secret@db:5432/tthc"
+    assert not settings.is_sqlite
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("sqlite:///./x.db", "sqlite+aiosqlite:///./x.db"),
+    ],
+)
+def test_plain_schemes_get_the_async_driver(given: str, expected: str) -> None:
+    assert Settings(database_url=given).database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("mysql+aiomysql://u@h/db", "supported: sqlite+aiosqlite, postgresql+asyncpg"),
+        ("not a url", "not a valid database URL"),
+        ("postgresql+asyncpg://u@h", "must name a database"),
+        ("postgresql+psycopg2://u@h/db", "uses 'postgresql+psycopg2'"),
+    ],
+)
+def test_unusable_database_url_fails_fast_with_a_clear_message(given: str, message: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        Settings(database_url=given)
+    assert message in str(error.value)
