@@ -10,6 +10,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import RequestIdMiddleware, install_exception_handlers
 from app.core.migrations import head_revision
+from app.core.openapi import install_openapi
 from app.health.router import router as health_router
 from app.units.router import router as units_router
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.migration_head = head_revision()
     install_exception_handlers(app)
+    install_openapi(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     app.include_router(units_router)

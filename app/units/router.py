@@ -15,8 +15,10 @@ from app.units.schemas import UnitCreate, UnitFilters, UnitRead, UnitUpdate
 router = APIRouter(prefix="/api/v1/units", tags=["units"])
 
 _CACHED: dict[int | str, dict[str, Any]] = {
-    200: {"headers": {"ETag": {"description": "Entity tag of the representation"}}},
-    304: {},
+    200: {
+        "headers": {"ETag": {"description": "Entity tag of the representation", "schema": {"type": "string"}}}
+    },
+    304: {"description": "Not Modified: the `If-None-Match` tag is current"},
 }
 
 
