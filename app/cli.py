@@ -4,11 +4,13 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings, get_settings
+from app.core.errors import DomainError
 
 
 def _settings_or_exit() -> Settings:
@@ -22,13 +24,18 @@ def _settings_or_exit() -> Settings:
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from app.core.logging import configure_logging
+
     settings = _settings_or_exit()
+    configure_logging(settings.log_level)
     uvicorn.run(
         "app.main:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # keep the service's log format (with request ids)
+        access_log=False,  # the service writes its own access line, with the client's name
         proxy_headers=True,
     )
 
@@ -42,22 +49,14 @@ def _migrate(args: argparse.Namespace) -> None:
 
 
 def _units_import(_args: argparse.Namespace) -> None:
-    from app.core.db import create_engine, create_sessionmaker
     from app.units.service import import_official_units
-
-    settings = _settings_or_exit()
 
     def progress(done: int, total: int) -> None:
         print(f"\r  units {done:>5}/{total} ({100 * done // total:>3}%)", end="", flush=True)
 
-    async def run() -> None:
-        engine = create_engine(settings)
+    async def work(session: AsyncSession) -> None:
         started = time.monotonic()
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                summary = await import_official_units(session, progress)
-        finally:
-            await engine.dispose()
+        summary = await import_official_units(session, progress)
         print()
         print(
             f"tthc: units import done in {time.monotonic() - started:.1f}s: "
@@ -67,7 +66,107 @@ def _units_import(_args: argparse.Namespace) -> None:
         if summary.conflicts:
             print(f"  conflicting codes (left as they are): {', '.join(summary.conflicts[:50])}")
 
-    asyncio.run(run())
+    _with_session(work)
+
+
+def _with_session(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    """Run ``work`` in one transaction against the configured database."""
+    from app.core.db import create_engine, create_sessionmaker
+
+    settings = _settings_or_exit()
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except DomainError as exc:
+        sys.exit(f"tthc: {exc.detail}" + "".join(f"; {e.field}: {e.message}" for e in exc.errors or ()))
+
+
+def _clients_create(args: argparse.Namespace) -> None:
+    from app.audit.service import record
+    from app.clients.schemas import ClientCreate
+    from app.clients.service import create_client
+
+    try:
+        data = ClientCreate(name=args.name, scopes=args.scope, unit_code=args.unit)
+    except ValidationError as exc:
+        sys.exit("tthc: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+
+    async def work(session: AsyncSession) -> None:
+        client, secret = await create_client(session, data)
+        await record(
+            session, None, "create", "client", client.id, {"name": client.name, "scopes": client.scopes}
+        )
+        print(
+            f"tthc: client {client.id} {client.name!r} created with scopes {', '.join(client.scopes)}"
+            + (f", bound to unit {client.unit_code}" if client.unit_code else "")
+        )
+        print("tthc: the key below is shown only once; store it now")
+        print(secret)
+
+    _with_session(work)
+
+
+def _clients_key(args: argparse.Namespace) -> None:
+    from app.audit.service import record
+    from app.clients.service import add_key, get_client_by_name
+
+    async def work(session: AsyncSession) -> None:
+        client = await get_client_by_name(session, args.name)
+        key, secret = await add_key(session, client)
+        await record(session, None, "create", "client_key", key.id, {"client_id": client.id})
+        print(f"tthc: key {key.id} added to client {client.name!r}; it is shown only once")
+        print(secret)
+
+    _with_session(work)
+
+
+def _clients_list(_args: argparse.Namespace) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from app.clients.models import ApiClient
+
+    async def work(session: AsyncSession) -> None:
+        clients = (
+            await session.scalars(
+                select(ApiClient).options(selectinload(ApiClient.keys)).order_by(ApiClient.id)
+            )
+        ).all()
+        print(f"{'id':>4}  {'name':<30} {'unit':<8} {'keys':>4}  scopes")
+        for client in clients:
+            active = sum(1 for key in client.keys if key.revoked_at is None)
+            unit = client.unit_code or "-"
+            print(f"{client.id:>4}  {client.name:<30} {unit:<8} {active:>4}  {', '.join(client.scopes)}")
+        print(f"tthc: {len(clients)} clients")
+
+    _with_session(work)
+
+
+def _clients_revoke(args: argparse.Namespace) -> None:
+    from app.audit.service import record
+    from app.clients.service import get_client_by_name, revoke_all_keys, revoke_key
+
+    async def work(session: AsyncSession) -> None:
+        client = await get_client_by_name(session, args.name)
+        if args.key is not None:
+            key = await revoke_key(session, client, args.key)
+            await record(session, None, "revoke", "client_key", key.id, {"client_id": client.id})
+            print(f"tthc: key {key.id} of client {client.name!r} revoked")
+            return
+        revoked = await revoke_all_keys(session, client)
+        for key in revoked:
+            await record(session, None, "revoke", "client_key", key.id, {"client_id": client.id})
+        print(f"tthc: {len(revoked)} keys of client {client.name!r} revoked")
+
+    _with_session(work)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +187,23 @@ def build_parser() -> argparse.ArgumentParser:
     units_commands = units.add_subparsers(dest="units_command", required=True)
     units_import = units_commands.add_parser("import", help="load the official list (vietnam-provinces)")
     units_import.set_defaults(handler=_units_import)
+
+    clients = commands.add_parser("clients", help="API clients and their keys")
+    clients_commands = clients.add_subparsers(dest="clients_command", required=True)
+    create = clients_commands.add_parser("create", help="create a client; its key is the last line printed")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", action="append", required=True, help="repeat for several scopes")
+    create.add_argument("--unit", help="bind the client to this unit code and its descendants")
+    create.set_defaults(handler=_clients_create)
+    key = clients_commands.add_parser("key", help="add a key to a client; the key is the last line printed")
+    key.add_argument("name")
+    key.set_defaults(handler=_clients_key)
+    listing = clients_commands.add_parser("list", help="list clients")
+    listing.set_defaults(handler=_clients_list)
+    revoke = clients_commands.add_parser("revoke", help="revoke one key (--key ID) or every key of a client")
+    revoke.add_argument("name")
+    revoke.add_argument("--key", type=int, help="the key id (see `tthc clients list` or the API)")
+    revoke.set_defaults(handler=_clients_revoke)
     return parser
 
 

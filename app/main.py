@@ -1,14 +1,18 @@
 """Application factory: ``uvicorn app.main:app`` serves the app configured from the environment."""
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from app.audit.router import router as audit_router
+from app.clients.router import router as clients_router
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import RequestIdMiddleware, install_exception_handlers
+from app.core.limits import LimitsMiddleware, RateLimiter
+from app.core.logging import configure_logging
 from app.core.migrations import head_revision
 from app.core.openapi import install_openapi
 from app.health.router import router as health_router
@@ -19,6 +23,8 @@ Tracks administrative-procedure reform (*cải cách thủ tục hành chính*):
 the procedure catalogue, reform proposals, citizen dossiers (*hồ sơ*), feedback and the statistics
 that provinces, ministries and the national public-service portal poll.
 
+Reads of units, the catalogue and statistics are public. Every write needs an API key with the
+right scope (`Authorization: Bearer <key>`); a key bound to a unit reaches only that unit's subtree.
 Errors are RFC 9457 `application/problem+json` documents.
 """
 
@@ -28,10 +34,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        logging.getLogger("tthc").setLevel(settings.log_level)
+        configure_logging(settings.log_level)
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.rate_limiter = RateLimiter(settings)
         try:
             yield
         finally:
@@ -42,9 +49,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.migration_head = head_revision()
     install_exception_handlers(app)
     install_openapi(app)
+    # Added innermost first: requests pass RequestId, then CORS, then limits, then the routes.
+    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID"],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+        )
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(health_router)
-    app.include_router(units_router)
+    for router in (health_router, units_router, clients_router, audit_router):
+        app.include_router(router)
     return app
 
 

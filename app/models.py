@@ -1,5 +1,7 @@
 """Imports every domain's models so that ``Base.metadata`` knows all tables (Alembic, tests)."""
 
+from app.audit.models import AuditRecord
+from app.clients.models import ApiClient, ApiKey
 from app.units.models import Unit
 
-__all__ = ["Unit"]
+__all__ = ["ApiClient", "ApiKey", "AuditRecord", "Unit"]

@@ -10,7 +10,7 @@ from sqlalchemy.pool import NullPool
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
 from app.core.config import get_settings, normalise_database_url
-from app.core.db import Base
+from app.core.db import Base, UTCDateTime
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
@@ -24,9 +24,17 @@ def database_url() -> str:
     return normalise_database_url(url).render_as_string(hide_password=False)
 
 
+def render_item(type_: str, obj: object, _autogen_context: object) -> str | bool:
+    # Migrations use plain SQLAlchemy types, so they never break when app code moves.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _configure(**kwargs: object) -> None:
     context.configure(
         target_metadata=target_metadata,
+        render_item=render_item,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode recreates the table
         compare_type=True,
         **kwargs,  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,13 +13,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 import app.models
+from app.clients.schemas import ClientCreate
+from app.clients.service import create_client
 from app.core import migrations
 from app.core.config import Settings
 from app.core.db import Base
+from app.core.security import Scope
 from app.main import create_app
 
 POSTGRES_URL = os.environ.get("TTHC_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 ALL_BACKENDS = ("sqlite", "postgresql")
+ALL_SCOPES = tuple(scope.value for scope in Scope)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -90,3 +94,34 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
 def sqlite_file_url(tmp_path: Path) -> str:
     """An empty, unmigrated SQLite database of its own."""
     return f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
+
+
+KeyFactory = Callable[..., Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+def api_key(app: FastAPI) -> KeyFactory:
+    """Make an API client with the given scopes (and unit) and return its Authorization header."""
+    made = 0
+
+    async def make(*scopes: str, unit: str | None = None, name: str | None = None) -> dict[str, str]:
+        nonlocal made
+        made += 1
+        data = ClientCreate.model_validate(
+            {"name": name or f"test-client-{made}", "scopes": list(scopes), "unit_code": unit}
+        )
+        async with app.state.sessionmaker() as session, session.begin():
+            _client, secret = await create_client(session, data)
+        return {"Authorization": f"Bearer {secret}"}
+
+    return make
+
+
+@pytest.fixture
+async def writer(app: FastAPI, api_key: KeyFactory) -> AsyncIterator[AsyncClient]:
+    """An HTTP client holding a key with every scope, bound to no unit."""
+    headers = await api_key(*ALL_SCOPES, name="test-superuser")
+    async with AsyncClient(
+        transport=ASGITransport(app=app), base_url="http://testserver", headers=headers
+    ) as http:
+        yield http

@@ -29,6 +29,34 @@ class Settings(BaseSettings):
     database_echo: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db; when set, rate-limit state is shared by all workers",
+    )
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, description="Largest request body")
+    # Rate limits in the `limits` notation ("600/minute", "10/second"); an empty value disables one.
+    rate_limit_ip_reads: str = "6000/minute"
+    rate_limit_ip_writes: str = "1200/minute"
+    rate_limit_client_reads: str = "6000/minute"
+    rate_limit_client_writes: str = "1200/minute"
+    cors_origins: list[str] = Field(
+        default_factory=list, description='Browser origins allowed by CORS, e.g. ["https://app.example"]'
+    )
+
+    @field_validator(
+        "rate_limit_ip_reads", "rate_limit_ip_writes", "rate_limit_client_reads", "rate_limit_client_writes"
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        if value.strip():
+            try:
+                parse(value)
+            except ValueError as exc:
+                raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
+        return value.strip()
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:

@@ -2,6 +2,7 @@
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -19,6 +20,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
 
 logger = logging.getLogger("tthc.errors")
+access_logger = logging.getLogger("tthc.access")
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -82,10 +84,17 @@ class DomainError(Exception):
     status: int = 400
     slug: str = "bad-request"
 
-    def __init__(self, detail: str, *, errors: Sequence[FieldError] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
+        self.headers = headers
 
 
 class NotFound(DomainError):
@@ -114,6 +123,30 @@ class PreconditionFailed(DomainError):
     slug = "precondition-failed"
 
 
+class Unauthorized(DomainError):
+    status = 401
+    slug = "unauthorized"
+
+    def __init__(self, detail: str, *, error: str | None = None) -> None:
+        challenge = 'Bearer realm="tthc"' + (f', error="{error}"' if error else "")
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(DomainError):
+    status = 403
+    slug = "forbidden"
+
+
+class TooManyRequests(DomainError):
+    status = 429
+    slug = "rate-limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Rate limit exceeded; retry in {retry_after} s", headers={"Retry-After": str(retry_after)}
+        )
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` entry for a route's problem answers (their schema: app.core.openapi)."""
     return {status: {"description": HTTPStatus(status).phrase} for status in statuses}
@@ -125,7 +158,9 @@ def _field_path(loc: Sequence[int | str]) -> str:
 
 async def _handle_domain_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, DomainError)
-    return problem_response(request, exc.status, detail=exc.detail, slug=exc.slug, errors=exc.errors)
+    return problem_response(
+        request, exc.status, detail=exc.detail, slug=exc.slug, errors=exc.errors, headers=exc.headers
+    )
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> ProblemResponse:
@@ -178,11 +213,14 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         response_started = False
+        status = 500
+        started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal response_started
+            nonlocal response_started, status
             if message["type"] == "http.response.start":
                 response_started = True
+                status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
@@ -203,4 +241,13 @@ class RequestIdMiddleware:
             )
             await response(scope, receive, send_with_id)
         finally:
+            # One line per request; the client's name, never its key.
+            access_logger.info(
+                "%s %s %s %.1fms client=%s",
+                scope.get("method"),
+                scope.get("path"),
+                status,
+                (time.perf_counter() - started) * 1000,
+                scope["state"].get("client_name", "-"),
+            )
             request_id_var.reset(token)

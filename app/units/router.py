@@ -3,16 +3,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
+from app.audit.service import record
+from app.clients.deps import require
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import cached_json, require_match
 from app.core.pagination import Page, PageDep
+from app.core.security import Principal, Scope
 from app.units import service
+from app.units.access import ensure_reach
 from app.units.deps import UnitDep
 from app.units.models import UnitLevel
 from app.units.schemas import UnitCreate, UnitFilters, UnitRead, UnitUpdate
 
 router = APIRouter(prefix="/api/v1/units", tags=["units"])
+
+UnitsWriter = Annotated[Principal, require(Scope.units_write)]
 
 _CACHED: dict[int | str, dict[str, Any]] = {
     200: {
@@ -30,8 +36,13 @@ _CACHED: dict[int | str, dict[str, Any]] = {
     responses=problem_responses(400, 409, 422),
     summary="Create an administrative unit (đơn vị hành chính)",
 )
-async def create_unit(session: SessionDep, data: UnitCreate, request: Request) -> Response:
+async def create_unit(
+    session: SessionDep, writer: UnitsWriter, data: UnitCreate, request: Request
+) -> Response:
+    # A bound client may add units only below its own unit.
+    await ensure_reach(session, writer, data.parent_code)
     unit = await service.create_unit(session, data)
+    await record(session, writer, "create", "unit", unit.code)
     response = cached_json(request, UnitRead.model_validate(unit), status_code=status.HTTP_201_CREATED)
     response.headers["Location"] = f"{router.prefix}/{unit.code}"
     return response
@@ -79,13 +90,20 @@ async def get_unit(unit: UnitDep, request: Request) -> Response:
 )
 async def update_unit(
     session: SessionDep,
+    writer: UnitsWriter,
     unit: UnitDep,
     patch: UnitUpdate,
     request: Request,
     if_match: Annotated[str | None, Header(description="ETag from a previous read; 412 if stale")] = None,
 ) -> Response:
+    await ensure_reach(session, writer, unit.code)
+    if patch.parent_code is not None:
+        await ensure_reach(session, writer, patch.parent_code)
     require_match(if_match, UnitRead.model_validate(unit))
     updated = await service.update_unit(session, unit, patch)
+    await record(
+        session, writer, "update", "unit", unit.code, patch.model_dump(mode="json", exclude_unset=True)
+    )
     return cached_json(request, UnitRead.model_validate(updated))
 
 

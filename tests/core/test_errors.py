@@ -26,16 +26,16 @@ async def test_wrong_method_is_a_405_problem_with_allow(client: AsyncClient) -> 
     assert response.json()["status"] == 405
 
 
-async def test_validation_error_names_every_bad_field(client: AsyncClient) -> None:
-    response = await client.post("/api/v1/units", json={"code": "", "level": "planet"})
+async def test_validation_error_names_every_bad_field(writer: AsyncClient) -> None:
+    response = await writer.post("/api/v1/units", json={"code": "", "level": "planet"})
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM
     fields = {error["field"] for error in response.json()["errors"]}
     assert {"body.code", "body.level", "body.name"} <= fields
 
 
-async def test_malformed_json_is_a_400_problem(client: AsyncClient) -> None:
-    response = await client.post(
+async def test_malformed_json_is_a_400_problem(writer: AsyncClient) -> None:
+    response = await writer.post(
         "/api/v1/units", content=b'{"code": "01", ', headers={"content-type": "application/json"}
     )
     assert response.status_code == 400

@@ -29,6 +29,12 @@ async def unit_codes(client: AsyncClient, **params: Any) -> list[str]:
 
 
 @pytest.fixture
+def client(writer: AsyncClient) -> AsyncClient:
+    """Unit writes need `units:write`; reads are public either way (see tests/clients)."""
+    return writer
+
+
+@pytest.fixture
 async def kien_thuy(client: AsyncClient) -> None:
     await create(client, **HAI_PHONG)
     await create(client, **KIEN_THUY)

@@ -18,7 +18,8 @@ async def _count(app: FastAPI, level: str) -> int:
         )
 
 
-async def test_import_loads_official_list_and_is_safe_to_rerun(app: FastAPI, client: AsyncClient) -> None:
+async def test_import_loads_official_list_and_is_safe_to_rerun(app: FastAPI, writer: AsyncClient) -> None:
+    client = writer
     progress: list[tuple[int, int]] = []
     async with app.state.sessionmaker() as session, session.begin():
         first = await import_official_units(session, lambda done, total: progress.append((done, total)))
@@ -42,11 +43,13 @@ async def test_import_loads_official_list_and_is_safe_to_rerun(app: FastAPI, cli
 
 
 async def test_import_leaves_historical_units_with_the_same_code_alone(
-    app: FastAPI, client: AsyncClient
+    app: FastAPI, writer: AsyncClient
 ) -> None:
-    await client.post(
+    client = writer
+    created = await client.post(
         "/api/v1/units", json={"code": "00070", "name": "Phường Hàng Trống", "level": "district"}
     )
+    assert created.status_code == 201
     async with app.state.sessionmaker() as session, session.begin():
         summary = await import_official_units(session)
     assert summary.conflicts == ["00070"]

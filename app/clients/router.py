@@ -1,0 +1,78 @@
+from fastapi import APIRouter, status
+
+from app.audit.service import record
+from app.clients import service
+from app.clients.deps import AdminDep, ClientDep
+from app.clients.schemas import ClientCreate, ClientCreated, ClientRead, KeyCreated, KeyRead
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.pagination import Page, PageDep, encode_cursor
+
+router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
+
+
+@router.post(
+    "",
+    operation_id="create_client",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ClientCreated,
+    responses=problem_responses(400, 409, 422),
+    summary="Create an API client and its first key (the key is shown only here)",
+)
+async def create_client(session: SessionDep, admin: AdminDep, data: ClientCreate) -> ClientCreated:
+    client, secret = await service.create_client(session, data)
+    await record(
+        session, admin, "create", "client", client.id, {"name": client.name, "scopes": client.scopes}
+    )
+    return ClientCreated.model_validate({**ClientRead.model_validate(client).model_dump(), "key": secret})
+
+
+@router.get(
+    "",
+    operation_id="list_clients",
+    response_model=Page[ClientRead],
+    responses=problem_responses(422),
+    summary="List API clients and their keys (never the secrets)",
+)
+async def list_clients(session: SessionDep, _admin: AdminDep, page: PageDep) -> Page[ClientRead]:
+    clients, more = await service.list_clients(session, page)
+    items = [ClientRead.model_validate(client) for client in clients]
+    return Page[ClientRead](items=items, next_cursor=encode_cursor([items[-1].id]) if more else None)
+
+
+@router.get(
+    "/{client_id}",
+    operation_id="get_client",
+    response_model=ClientRead,
+    responses=problem_responses(404),
+    summary="Get an API client",
+)
+async def get_client(_admin: AdminDep, client: ClientDep) -> ClientRead:
+    return ClientRead.model_validate(client)
+
+
+@router.post(
+    "/{client_id}/keys",
+    operation_id="create_client_key",
+    status_code=status.HTTP_201_CREATED,
+    response_model=KeyCreated,
+    responses=problem_responses(404),
+    summary="Add a key to a client (the key is shown only here)",
+)
+async def create_client_key(session: SessionDep, admin: AdminDep, client: ClientDep) -> KeyCreated:
+    key, secret = await service.add_key(session, client)
+    await record(session, admin, "create", "client_key", key.id, {"client_id": client.id})
+    return KeyCreated.model_validate({**KeyRead.model_validate(key).model_dump(), "key": secret})
+
+
+@router.delete(
+    "/{client_id}/keys/{key_id}",
+    operation_id="revoke_client_key",
+    response_model=KeyRead,
+    responses=problem_responses(404),
+    summary="Revoke a key; requests with it are refused from now on",
+)
+async def revoke_client_key(session: SessionDep, admin: AdminDep, client: ClientDep, key_id: int) -> KeyRead:
+    key = await service.revoke_key(session, client, key_id)
+    await record(session, admin, "revoke", "client_key", key.id, {"client_id": client.id})
+    return KeyRead.model_validate(key)

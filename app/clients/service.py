@@ -1,0 +1,117 @@
+"""API clients and their keys."""
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.clients.models import ApiClient, ApiKey
+from app.clients.schemas import ClientCreate
+from app.core.db import utcnow
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.pagination import PageParams
+from app.core.security import LAST_USED_RESOLUTION_SECONDS, Principal, hash_key, key_hint, new_key
+from app.units.models import Unit
+
+
+def _new_key_for(client: ApiClient) -> tuple[ApiKey, str]:
+    secret = new_key()
+    return ApiKey(client=client, key_hash=hash_key(secret), hint=key_hint(secret)), secret
+
+
+async def create_client(session: AsyncSession, data: ClientCreate) -> tuple[ApiClient, str]:
+    if data.unit_code is not None and await session.get(Unit, data.unit_code) is None:
+        raise InvalidInput.for_field(
+            "body.unit_code", f"Unit {data.unit_code!r} does not exist", "unknown_reference"
+        )
+    if await session.scalar(select(ApiClient.id).where(ApiClient.name == data.name)) is not None:
+        raise Conflict(f"A client named {data.name!r} already exists")
+    client = ApiClient(
+        name=data.name, scopes=[scope.value for scope in data.scopes], unit_code=data.unit_code
+    )
+    client.keys = []
+    key, secret = _new_key_for(client)
+    session.add_all([client, key])
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"A client named {data.name!r} already exists") from exc
+    return client, secret
+
+
+async def add_key(session: AsyncSession, client: ApiClient) -> tuple[ApiKey, str]:
+    key, secret = _new_key_for(client)
+    session.add(key)
+    await session.flush()
+    return key, secret
+
+
+async def revoke_key(session: AsyncSession, client: ApiClient, key_id: int) -> ApiKey:
+    key = next((key for key in client.keys if key.id == key_id), None)
+    if key is None:
+        raise NotFound(f"Client {client.id} has no key {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        await session.flush()
+    return key
+
+
+async def revoke_all_keys(session: AsyncSession, client: ApiClient) -> list[ApiKey]:
+    """Revoke every active key of the client; the keys revoked now are returned."""
+    revoked = [key for key in client.keys if key.revoked_at is None]
+    for key in revoked:
+        key.revoked_at = utcnow()
+    await session.flush()
+    return revoked
+
+
+_WITH_KEYS = selectinload(ApiClient.keys)
+
+
+async def get_client(session: AsyncSession, client_id: int) -> ApiClient:
+    client = await session.scalar(select(ApiClient).where(ApiClient.id == client_id).options(_WITH_KEYS))
+    if client is None:
+        raise NotFound(f"Client {client_id} does not exist")
+    return client
+
+
+async def get_client_by_name(session: AsyncSession, name: str) -> ApiClient:
+    client = await session.scalar(select(ApiClient).where(ApiClient.name == name).options(_WITH_KEYS))
+    if client is None:
+        raise NotFound(f"Client {name!r} does not exist")
+    return client
+
+
+async def list_clients(session: AsyncSession, page: PageParams) -> tuple[list[ApiClient], bool]:
+    query = select(ApiClient).options(_WITH_KEYS).order_by(ApiClient.id).limit(page.limit + 1)
+    if page.after:
+        query = query.where(ApiClient.id > int(page.after[0]))
+    rows = list((await session.scalars(query)).all())
+    return rows[: page.limit], len(rows) > page.limit
+
+
+async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
+    """The client behind a key, or None when the key is unknown or revoked."""
+    row = (
+        await session.execute(
+            select(
+                ApiKey.id,
+                ApiKey.last_used_at,
+                ApiClient.id,
+                ApiClient.name,
+                ApiClient.scopes,
+                ApiClient.unit_code,
+            )
+            .join(ApiClient, ApiKey.client_id == ApiClient.id)
+            .where(ApiKey.key_hash == hash_key(secret), ApiKey.revoked_at.is_(None))
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    key_id, last_used_at, client_id, name, scopes, unit_code = row
+    now = utcnow()
+    if last_used_at is None or now - last_used_at > timedelta(seconds=LAST_USED_RESOLUTION_SECONDS):
+        await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+    return Principal(client_id=client_id, name=name, scopes=frozenset(scopes), unit_code=unit_code)

@@ -1,0 +1,130 @@
+"""Resource limits (OWASP API4): request body size and rate limits, per IP and per client."""
+
+import logging
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import FixedWindowRateLimiter
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.config import Settings
+from app.core.errors import TooManyRequests, problem_response
+
+logger = logging.getLogger("tthc.limits")
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Probes and scrapers must never be throttled.
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class RateLimiter:
+    """Fixed-window counters, in this process or — with ``TTHC_REDIS_URL`` — shared in Redis."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.storage: Storage
+        if settings.redis_url:
+            uri = settings.redis_url.replace("redis://", "async+redis://", 1)
+            self.storage = RedisStorage(uri, implementation="redispy")
+        else:
+            self.storage = MemoryStorage()
+        self.shared = settings.redis_url is not None
+        self._strategy = FixedWindowRateLimiter(self.storage)
+        self.rules: dict[str, RateLimitItem | None] = {
+            "ip:read": _rule(settings.rate_limit_ip_reads),
+            "ip:write": _rule(settings.rate_limit_ip_writes),
+            "client:read": _rule(settings.rate_limit_client_reads),
+            "client:write": _rule(settings.rate_limit_client_writes),
+        }
+
+    async def hit(self, kind: str, method: str, identity: str) -> None:
+        """Count one request of ``identity``; raise 429 when its window is used up.
+
+        A limiter that cannot reach Redis lets the request through: throttling is a safeguard, and
+        losing it must not take the service down.
+        """
+        name = f"{kind}:{'read' if method in READ_METHODS else 'write'}"
+        rule = self.rules[name]
+        if rule is None:
+            return
+        try:
+            if await self._strategy.hit(rule, name, identity):
+                return
+            reset_at, _remaining = await self._strategy.get_window_stats(rule, name, identity)
+        except Exception:
+            logger.warning("rate limiter unavailable; request let through", exc_info=True)
+            return
+        raise TooManyRequests(max(1, math.ceil(reset_at - time.time())))
+
+
+def _rule(value: str) -> RateLimitItem | None:
+    return parse(value) if value else None
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body exceeds {limit} bytes")
+
+
+class LimitsMiddleware:
+    """Refuses bodies over the size limit (413) and counts every request against its IP (429)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        limiter: RateLimiter | None = getattr(scope["app"].state, "rate_limiter", None)
+        limit = self.max_body_bytes
+        try:
+            declared = int(dict(scope["headers"]).get(b"content-length", b"0"))
+        except ValueError:
+            declared = 0
+        try:
+            if limiter is not None:
+                client = scope.get("client")
+                await limiter.hit("ip", scope["method"], client[0] if client else "unknown")
+            if declared > limit:
+                raise _BodyTooLarge(limit)
+        except (TooManyRequests, _BodyTooLarge) as exc:
+            await _reject(exc, scope, receive, send)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge as exc:  # a chunked body that outgrew the limit while being read
+            if response_started:
+                raise
+            await _reject(exc, scope, receive, send)
+
+
+async def _reject(exc: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+    if isinstance(exc, TooManyRequests):
+        response = problem_response(None, 429, detail=exc.detail, slug=exc.slug, headers=exc.headers)
+    else:
+        assert isinstance(exc, StarletteHTTPException)
+        response = problem_response(None, 413, detail=str(exc.detail), slug="body-too-large")
+    await response(scope, receive, send)

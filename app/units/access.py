@@ -1,0 +1,38 @@
+"""Object-level authorization: a client bound to a unit reaches only that unit's subtree."""
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import Forbidden, NotFound
+from app.core.security import Principal
+from app.units.models import Unit
+
+
+async def unit_lineage(session: AsyncSession, code: str) -> list[str]:
+    """The unit's code followed by the codes of all its ancestors (empty when it does not exist)."""
+    lineage = select(Unit.code, Unit.parent_code).where(Unit.code == code).cte("lineage", recursive=True)
+    lineage = lineage.union_all(
+        select(Unit.code, Unit.parent_code).join(lineage, Unit.code == lineage.c.parent_code)
+    )
+    return list((await session.scalars(select(lineage.c.code))).all())
+
+
+async def is_within(session: AsyncSession, code: str, ancestor: str) -> bool:
+    return ancestor in await unit_lineage(session, code)
+
+
+async def ensure_reach(
+    session: AsyncSession, principal: Principal, unit_code: str | None, *, conceal: bool = False
+) -> None:
+    """Raise unless the client may touch data of ``unit_code``.
+
+    ``conceal`` is for reads of a single object: outside the binding it answers 404, so the caller
+    cannot tell whether the object exists.
+    """
+    if principal.unit_code is None:
+        return
+    if unit_code is not None and await is_within(session, unit_code, principal.unit_code):
+        return
+    if conceal:
+        raise NotFound("Not found")
+    raise Forbidden(f"This client is bound to unit {principal.unit_code} and cannot act outside it")
