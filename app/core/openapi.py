@@ -6,6 +6,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.core.errors import PROBLEM_MEDIA_TYPE, Problem
+from app.core.limits import UNLIMITED_PATHS
+from app.core.security import SCOPE_DESCRIPTIONS
 
 _PROBLEM_REF = "#/components/schemas/Problem"
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
@@ -13,6 +15,28 @@ _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 def _problem_content() -> dict[str, Any]:
     return {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": _PROBLEM_REF}}}
+
+
+# Answers that the shared machinery (authentication, limits) can give on top of a route's own.
+_SECURED_RESPONSES = {
+    "401": "Unauthorized: no API key, or an unknown or revoked one",
+    "403": "Forbidden: the key lacks the scope, or the object lies outside the key's unit",
+}
+_BODY_RESPONSES = {"413": "Content Too Large: the body exceeds the configured limit"}
+_LIMITED_RESPONSES = {"429": "Too Many Requests: see `Retry-After`"}
+
+
+def _add_shared_responses(path: str, operation: dict[str, Any]) -> None:
+    extra: dict[str, str] = {}
+    if operation.get("security"):
+        extra |= _SECURED_RESPONSES
+    if "requestBody" in operation:
+        extra |= _BODY_RESPONSES
+    if path not in UNLIMITED_PATHS:
+        extra |= _LIMITED_RESPONSES
+    responses = operation.setdefault("responses", {})
+    for status, description in extra.items():
+        responses.setdefault(status, {"description": description})
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -30,8 +54,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         components.pop(name, None)
     components.update(Problem.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs", {}))
     components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-    for operations in schema.get("paths", {}).values():
+    scopes = "\n".join(f"- `{scope}`: {text}" for scope, text in SCOPE_DESCRIPTIONS.items())
+    for scheme in schema["components"].get("securitySchemes", {}).values():
+        scheme["description"] = f"{scheme.get('description', '')}\n\nScopes:\n{scopes}".strip()
+    for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
+            _add_shared_responses(path, operation)
             for status, response in operation.get("responses", {}).items():
                 if status.startswith(("4", "5")):
                     response["content"] = _problem_content()
