@@ -16,6 +16,7 @@ from app.core.logging import configure_logging
 from app.core.migrations import head_revision
 from app.core.openapi import install_openapi
 from app.health.router import router as health_router
+from app.procedures.router import procedures_router, sectors_router
 from app.units.router import router as units_router
 
 DESCRIPTION = """
@@ -60,7 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
         )
     app.add_middleware(RequestIdMiddleware)
-    for router in (health_router, units_router, clients_router, audit_router):
+    for router in (
+        health_router,
+        units_router,
+        sectors_router,
+        procedures_router,
+        clients_router,
+        audit_router,
+    ):
         app.include_router(router)
     return app
 

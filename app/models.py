@@ -2,6 +2,7 @@
 
 from app.audit.models import AuditRecord
 from app.clients.models import ApiClient, ApiKey
+from app.procedures.models import Procedure, ProcedureVersion, Sector
 from app.units.models import Unit
 
-__all__ = ["ApiClient", "ApiKey", "AuditRecord", "Unit"]
+__all__ = ["ApiClient", "ApiKey", "AuditRecord", "Procedure", "ProcedureVersion", "Sector", "Unit"]

@@ -37,6 +37,24 @@ async def record(
     await session.flush()
 
 
+async def record_many(
+    session: AsyncSession, actor: Principal | None, entries: list[tuple[str, str, str | int]]
+) -> None:
+    """Record several writes of one request, as (action, resource type, resource id)."""
+    session.add_all(
+        AuditRecord(
+            client_id=actor.client_id if actor else None,
+            client_name=actor.name if actor else COMMAND_LINE,
+            action=action,
+            resource_type=resource_type,
+            resource_id=str(resource_id),
+            request_id=request_id_var.get(),
+        )
+        for action, resource_type, resource_id in entries
+    )
+    await session.flush()
+
+
 async def list_records(
     session: AsyncSession, filters: AuditFilters, page: PageParams
 ) -> Page[AuditRecordRead]:

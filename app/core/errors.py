@@ -30,6 +30,7 @@ class FieldError(BaseModel):
     field: str = Field(description="Dotted path of the offending input, e.g. `body.parent_code`")
     message: str
     type: str = Field(description="Machine-readable error kind, e.g. `missing`, `unknown_reference`")
+    row: int | None = Field(default=None, description="For uploads of many rows: the 1-based row")
 
 
 class Problem(BaseModel):
@@ -75,7 +76,8 @@ def problem_response(
         request_id=request_id_var.get(),
         errors=list(errors) if errors else None,
     )
-    return ProblemResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+    document = body.model_dump(exclude_none=True)
+    return ProblemResponse(document, status_code=status, headers=headers)
 
 
 class DomainError(Exception):
@@ -121,6 +123,16 @@ class InvalidInput(DomainError):
 class PreconditionFailed(DomainError):
     status = 412
     slug = "precondition-failed"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    slug = "unsupported-media-type"
+
+
+class PreconditionRequired(DomainError):
+    status = 428
+    slug = "precondition-required"
 
 
 class Unauthorized(DomainError):

@@ -5,7 +5,7 @@ import hashlib
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-from app.core.errors import PreconditionFailed
+from app.core.errors import PreconditionFailed, PreconditionRequired
 
 
 def etag_of(body: bytes) -> str:
@@ -17,26 +17,39 @@ def _listed_etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
-def cached_json(request: Request, model: BaseModel, *, status_code: int = 200) -> Response:
+def cached_json(
+    request: Request,
+    model: BaseModel | bytes,
+    *,
+    status_code: int = 200,
+    media_type: str = "application/json",
+    vary: str | None = None,
+) -> Response:
     """Render ``model`` as JSON with an ``ETag``; answer 304 when the client already has it."""
-    body = model.model_dump_json().encode()
+    body = model if isinstance(model, bytes) else model.model_dump_json().encode()
     etag = etag_of(body)
     headers = {"ETag": etag}
+    if vary:
+        headers["Vary"] = vary
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and status_code == 200:
         tags = _listed_etags(if_none_match)
         if "*" in tags or etag in tags:
             return Response(status_code=304, headers=headers)
-    return Response(body, status_code=status_code, media_type="application/json", headers=headers)
+    return Response(body, status_code=status_code, media_type=media_type, headers=headers)
 
 
 def current_etag(model: BaseModel) -> str:
     return etag_of(model.model_dump_json().encode())
 
 
-def require_match(if_match: str | None, model: BaseModel) -> None:
+def require_match(if_match: str | None, model: BaseModel, *, required: bool = False) -> None:
     """Honour ``If-Match``: a stale tag means someone else changed the resource meanwhile."""
     if if_match is None:
+        if required:
+            raise PreconditionRequired(
+                "This update needs `If-Match` with the ETag of the version you read, to avoid lost updates"
+            )
         return
     tags = _listed_etags(if_match)
     if "*" not in tags and current_etag(model) not in tags:

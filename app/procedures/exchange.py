@@ -1,0 +1,196 @@
+"""The catalogue as CSV, JSON and CPSV-AP JSON-LD, for spreadsheets and other catalogue tools."""
+
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from app.core.errors import FieldError
+from app.procedures.schemas import ProcedureRead, TimeUnit
+
+# Nested lists travel as JSON inside a cell; short enumerations as `a;b`.
+CSV_COLUMNS = (
+    "code",
+    "name",
+    "sector_code",
+    "levels",
+    "implementing_agency",
+    "procedure_type",
+    "channels",
+    "processing_time_value",
+    "processing_time_unit",
+    "fees",
+    "online_service",
+    "required_documents",
+    "results",
+    "legal_basis",
+    "status",
+    "effective_from",
+    "effective_to",
+    "description",
+)
+_LIST_COLUMNS = ("levels", "channels")
+_JSON_COLUMNS = ("fees", "required_documents", "results", "legal_basis")
+BOM = "\ufeff"
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def procedure_to_row(procedure: ProcedureRead) -> dict[str, str]:
+    data = procedure.model_dump(mode="json")
+    row: dict[str, str] = {}
+    for column in CSV_COLUMNS:
+        if column == "processing_time_value":
+            row[column] = str(_number(data["processing_time"]["value"]))
+        elif column == "processing_time_unit":
+            row[column] = data["processing_time"]["unit"]
+        elif column in _LIST_COLUMNS:
+            row[column] = ";".join(data[column])
+        elif column in _JSON_COLUMNS:
+            row[column] = json.dumps(data[column], ensure_ascii=False) if data[column] else ""
+        else:
+            row[column] = "" if data[column] is None else str(data[column])
+    return row
+
+
+def row_to_object(row: dict[str, str | None], number: int) -> dict[str, Any] | FieldError:
+    """A CSV row as the object the API takes; a cell that is not even readable gives an error."""
+    values = {key.strip(): (value or "").strip() for key, value in row.items() if key}
+    obj: dict[str, Any] = {}
+    for column, value in values.items():
+        if column in ("processing_time_value", "processing_time_unit"):
+            continue
+        if column in _LIST_COLUMNS:
+            obj[column] = [part.strip() for part in value.split(";") if part.strip()]
+        elif column in _JSON_COLUMNS:
+            if not value:
+                obj[column] = []
+                continue
+            try:
+                obj[column] = json.loads(value)
+            except json.JSONDecodeError:
+                return FieldError(
+                    field=column, message="The cell is not valid JSON", type="json_invalid", row=number
+                )
+        elif value:
+            obj[column] = value
+    time_value = values.get("processing_time_value", "")
+    if time_value or values.get("processing_time_unit"):
+        obj["processing_time"] = {
+            "value": time_value or None,
+            "unit": values.get("processing_time_unit") or None,
+        }
+    return obj
+
+
+def read_csv(text: str) -> list[dict[str, Any] | FieldError]:
+    reader = csv.DictReader(io.StringIO(text.removeprefix(BOM)))
+    missing = {"code", "name"} - set(reader.fieldnames or ())
+    if missing:
+        return [
+            FieldError(field=", ".join(sorted(missing)), message="Missing CSV columns", type="missing", row=0)
+        ]
+    return [row_to_object(row, number) for number, row in enumerate(reader, start=1)]
+
+
+def _csv_line(values: list[str] | dict[str, str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(values if isinstance(values, list) else [values[column] for column in CSV_COLUMNS])
+    return buffer.getvalue()
+
+
+async def csv_stream(chunks: AsyncIterator[list[ProcedureRead]]) -> AsyncIterator[bytes]:
+    yield (BOM + _csv_line(list(CSV_COLUMNS))).encode()
+    async for chunk in chunks:
+        yield "".join(_csv_line(procedure_to_row(p)) for p in chunk).encode()
+
+
+def exportable(procedure: ProcedureRead) -> dict[str, Any]:
+    """The procedure as the import takes it (version metadata left out)."""
+    return procedure.model_dump(mode="json", exclude={"version", "in_force_from", "updated_at"})
+
+
+async def json_stream(chunks: AsyncIterator[list[ProcedureRead]]) -> AsyncIterator[bytes]:
+    yield b"["
+    first = True
+    async for chunk in chunks:
+        for procedure in chunk:
+            yield (b"" if first else b",") + json.dumps(exportable(procedure), ensure_ascii=False).encode()
+            first = False
+    yield b"]"
+
+
+# --- CPSV-AP ---------------------------------------------------------------------------------
+
+CPSV_CONTEXT: dict[str, Any] = {
+    "cpsv": "http://purl.org/vocab/cpsv#",
+    "cv": "http://data.europa.eu/m8g/",
+    "dct": "http://purl.org/dc/terms/",
+    "adms": "http://www.w3.org/ns/adms#",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "PublicService": "cpsv:PublicService",
+    "Cost": "cv:Cost",
+    "Evidence": "cv:Evidence",
+    "PublicOrganisation": "cv:PublicOrganisation",
+    "identifier": "dct:identifier",
+    "name": {"@id": "dct:title", "@language": "vi"},
+    "description": {"@id": "dct:description", "@language": "vi"},
+    "sector": "cv:sector",
+    "hasCost": {"@id": "cv:hasCost", "@container": "@set"},
+    "value": {"@id": "cv:value", "@type": "xsd:decimal"},
+    "currency": {"@id": "cv:currency", "@type": "@id"},
+    "processingTime": {"@id": "cv:processingTime", "@type": "xsd:duration"},
+    "hasInput": {"@id": "cv:hasInput", "@container": "@set"},
+    "hasCompetentAuthority": "cv:hasCompetentAuthority",
+    "prefLabel": {"@id": "skos:prefLabel", "@language": "vi"},
+    "status": {"@id": "adms:status", "@type": "@id"},
+}
+VND = "http://publications.europa.eu/resource/authority/currency/VND"
+_STATUS_URIS = {
+    "active": "http://purl.org/adms/status/Completed",
+    "suspended": "http://purl.org/adms/status/UnderDevelopment",
+    "abolished": "http://purl.org/adms/status/Deprecated",
+}
+
+
+def iso_duration(value: float, unit: TimeUnit) -> str:
+    """xsd:duration of a processing time; fractions of a day become hours (8 per working day)."""
+    hours_per_day = 24 if unit is TimeUnit.days else 8
+    if unit is TimeUnit.working_hours:
+        return f"PT{_number(value)}H"
+    if float(value).is_integer():
+        return f"P{int(value)}D"
+    return f"PT{_number(round(value * hours_per_day, 2))}H"
+
+
+def to_cpsv(procedure: ProcedureRead, sector_name: str | None, base_url: str) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "@context": CPSV_CONTEXT,
+        "@id": f"{base_url}api/v1/procedures/{procedure.code}",
+        "@type": "PublicService",
+        "identifier": procedure.code,
+        "name": procedure.name,
+        "sector": sector_name or procedure.sector_code,
+        "hasCost": [
+            {"@type": "Cost", "value": str(fee.amount_vnd), "currency": VND, "description": fee.name}
+            for fee in procedure.fees
+        ],
+        "processingTime": iso_duration(procedure.processing_time.value, procedure.processing_time.unit),
+        "hasInput": [
+            {"@type": "Evidence", "name": document.name} for document in procedure.required_documents
+        ],
+        "status": _STATUS_URIS[procedure.status.value],
+    }
+    if procedure.description:
+        document["description"] = procedure.description
+    if procedure.implementing_agency:
+        document["hasCompetentAuthority"] = {
+            "@type": "PublicOrganisation",
+            "prefLabel": procedure.implementing_agency,
+        }
+    return document

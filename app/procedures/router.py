@@ -1,0 +1,340 @@
+import json
+from collections.abc import AsyncIterator
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, UploadFile, status
+from fastapi.responses import StreamingResponse
+
+from app.audit.service import record, record_many
+from app.clients.deps import require
+from app.core.db import SessionDep
+from app.core.errors import InvalidInput, UnsupportedMediaType, problem_responses
+from app.core.http_caching import cached_json, require_match
+from app.core.pagination import Page, PageDep
+from app.core.security import Principal, Scope
+from app.procedures import exchange, service
+from app.procedures.deps import ProcedureDep, SectorDep
+from app.procedures.models import Sector
+from app.procedures.schemas import (
+    Channel,
+    ImportResult,
+    OnlineService,
+    ProcedureCreate,
+    ProcedureRead,
+    ProcedureStatus,
+    ProcedureUpdate,
+    ProcedureVersionRead,
+    SectorCreate,
+    SectorRead,
+    SectorUpdate,
+)
+from app.units.models import UnitLevel
+
+sectors_router = APIRouter(prefix="/api/v1/sectors", tags=["catalogue"])
+procedures_router = APIRouter(prefix="/api/v1/procedures", tags=["catalogue"])
+
+CatalogueWriter = Annotated[Principal, require(Scope.catalogue_write)]
+JSON_LD = "application/ld+json"
+_ETAG = {"ETag": {"description": "Entity tag of the representation", "schema": {"type": "string"}}}
+_NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not Modified"}}
+
+
+# --- sectors ---------------------------------------------------------------------------------
+
+
+@sectors_router.post(
+    "",
+    operation_id="create_sector",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SectorRead,
+    responses=problem_responses(400, 409, 422),
+    summary="Create a sector (lĩnh vực)",
+)
+async def create_sector(session: SessionDep, writer: CatalogueWriter, data: SectorCreate) -> SectorRead:
+    sector = await service.create_sector(session, data)
+    await record(session, writer, "create", "sector", sector.code)
+    return SectorRead.model_validate(sector)
+
+
+@sectors_router.get(
+    "",
+    operation_id="list_sectors",
+    response_model=Page[SectorRead],
+    responses=problem_responses(422),
+    summary="List sectors",
+)
+async def list_sectors(session: SessionDep, page: PageDep) -> Page[SectorRead]:
+    return await service.list_sectors(session, page)
+
+
+@sectors_router.get(
+    "/{code}",
+    operation_id="get_sector",
+    response_model=SectorRead,
+    responses={200: {"headers": _ETAG}, **_NOT_MODIFIED, **problem_responses(404)},
+    summary="Get a sector",
+)
+async def get_sector(sector: SectorDep, request: Request) -> Response:
+    return cached_json(request, SectorRead.model_validate(sector))
+
+
+@sectors_router.patch(
+    "/{code}",
+    operation_id="update_sector",
+    response_model=SectorRead,
+    responses=problem_responses(404, 412, 422),
+    summary="Rename a sector",
+)
+async def update_sector(
+    session: SessionDep,
+    writer: CatalogueWriter,
+    sector: SectorDep,
+    data: SectorUpdate,
+    request: Request,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    require_match(if_match, SectorRead.model_validate(sector))
+    await service.update_sector(session, sector, data)
+    await record(session, writer, "update", "sector", sector.code, data.model_dump(mode="json"))
+    return cached_json(request, SectorRead.model_validate(sector))
+
+
+# --- procedures ------------------------------------------------------------------------------
+
+
+def procedure_filters(
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="Code or name, case- and accent-insensitive (`dang ky ket hon`)"),
+    ] = None,
+    sector: Annotated[str | None, Query(max_length=32)] = None,
+    level: UnitLevel | None = None,
+    online_service: OnlineService | None = None,
+    status: ProcedureStatus | None = None,
+    channel: Channel | None = None,
+) -> service.ProcedureFilters:
+    return service.ProcedureFilters(
+        q=q, sector=sector, level=level, online_service=online_service, status=status, channel=channel
+    )
+
+
+FiltersDep = Annotated[service.ProcedureFilters, Depends(procedure_filters)]
+
+
+@procedures_router.post(
+    "",
+    operation_id="create_procedure",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProcedureRead,
+    responses=problem_responses(400, 409, 422),
+    summary="Add a procedure (thủ tục hành chính) to the catalogue",
+)
+async def create_procedure(
+    session: SessionDep, writer: CatalogueWriter, data: ProcedureCreate, request: Request
+) -> Response:
+    procedure = await service.create_procedure(session, data, writer)
+    await record(session, writer, "create", "procedure", procedure.code)
+    response = cached_json(request, service.to_read(procedure), status_code=status.HTTP_201_CREATED)
+    response.headers["Location"] = f"{procedures_router.prefix}/{procedure.code}"
+    return response
+
+
+@procedures_router.get(
+    "",
+    operation_id="list_procedures",
+    response_model=Page[ProcedureRead],
+    responses=problem_responses(422),
+    summary="Search and filter the catalogue",
+    description="With `q`, results are ranked: exact code, then names starting with the words, "
+    "then names containing them, then codes starting with `q`.",
+)
+async def list_procedures(
+    session: SessionDep,
+    page: PageDep,
+    filters: FiltersDep,
+) -> Page[ProcedureRead]:
+    return await service.list_procedures(session, filters, page)
+
+
+@procedures_router.get(
+    "/export",
+    operation_id="export_procedures",
+    responses={
+        200: {
+            "description": "The catalogue, streamed",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {
+                    "schema": {"type": "array", "items": {"$ref": "#/components/schemas/ProcedureCreate"}}
+                },
+            },
+        },
+        **problem_responses(422),
+    },
+    response_class=StreamingResponse,
+    summary="Export the (filtered) catalogue as CSV (UTF-8 with BOM, for Excel) or JSON",
+)
+async def export_procedures(
+    request: Request, filters: FiltersDep, format: Literal["csv", "json"] = "csv"
+) -> StreamingResponse:
+    sessionmaker = request.app.state.sessionmaker
+
+    async def chunks() -> AsyncIterator[list[ProcedureRead]]:
+        # The response outlives the request's session, so the stream reads with its own.
+        async with sessionmaker() as session:
+            async for chunk in service.procedure_chunks(session, filters):
+                yield chunk
+
+    if format == "csv":
+        return StreamingResponse(
+            exchange.csv_stream(chunks()),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="procedures.csv"'},
+        )
+    return StreamingResponse(
+        exchange.json_stream(chunks()),
+        media_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="procedures.json"'},
+    )
+
+
+_IMPORT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "array", "items": {"$ref": "#/components/schemas/ProcedureCreate"}}
+            },
+            "text/csv": {"schema": {"type": "string"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+async def _uploaded_rows(request: Request) -> list[dict[str, Any] | Any]:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=5)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput.for_field(
+                "body.file", "Attach the catalogue as the form field `file`", "missing"
+            )
+        raw = await upload.read()
+        is_json = (upload.filename or "").lower().endswith(".json") or "json" in (upload.content_type or "")
+    elif media_type in ("application/json", "text/csv", "application/csv"):
+        raw = await request.body()
+        is_json = media_type == "application/json"
+    else:
+        raise UnsupportedMediaType("Send the catalogue as application/json, text/csv or multipart/form-data")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput.for_field("body", "The upload is not UTF-8 text", "encoding") from exc
+    if not is_json:
+        return list(exchange.read_csv(text))
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput.for_field("body", "The upload is not valid JSON", "json_invalid") from exc
+    if not isinstance(rows, list):
+        raise InvalidInput.for_field("body", "The JSON upload must be an array of procedures", "type")
+    return rows
+
+
+@procedures_router.post(
+    "/import",
+    operation_id="import_procedures",
+    response_model=ImportResult,
+    responses=problem_responses(415, 422),
+    openapi_extra=_IMPORT_BODY,
+    summary="Import procedures from a JSON array or a CSV file: all rows or none",
+    description=f"At most {service.MAX_IMPORT_ROWS} rows. Every row is validated first; if any is "
+    "invalid, nothing changes and the 422 problem lists each bad row and field. New codes are "
+    "created; existing ones get a new version in force from today when a field differs.",
+)
+async def import_procedures(session: SessionDep, writer: CatalogueWriter, request: Request) -> ImportResult:
+    rows = await _uploaded_rows(request)
+    result, versions = await service.import_procedures(session, rows, writer)
+    await record_many(
+        session,
+        writer,
+        [("create" if v.version == 1 else "update", "procedure", v.procedure_code) for v in versions],
+    )
+    return result
+
+
+@procedures_router.get(
+    "/{code}",
+    operation_id="get_procedure",
+    response_model=ProcedureRead,
+    responses={
+        200: {
+            "headers": _ETAG,
+            "content": {JSON_LD: {"schema": {"type": "object", "description": "CPSV-AP PublicService"}}},
+        },
+        **_NOT_MODIFIED,
+        **problem_responses(404),
+    },
+    summary="Get a procedure: its latest version, or the one in force on a date",
+    description="`Accept: application/ld+json` gives the procedure as a CPSV-AP `PublicService`.",
+)
+async def get_procedure(
+    session: SessionDep,
+    procedure: ProcedureDep,
+    request: Request,
+    as_of: Annotated[date | None, Query(description="The version in force on this day")] = None,
+) -> Response:
+    found = (
+        await service.procedure_as_of(session, procedure.code, as_of) if as_of else service.to_read(procedure)
+    )
+    if JSON_LD in request.headers.get("accept", ""):
+        sector = await session.get(Sector, found.sector_code)
+        document = exchange.to_cpsv(found, sector.name if sector else None, str(request.base_url))
+        body = json.dumps(document, ensure_ascii=False).encode()
+        return cached_json(request, body, media_type=JSON_LD, vary="Accept")
+    return cached_json(request, found, vary="Accept")
+
+
+@procedures_router.patch(
+    "/{code}",
+    operation_id="update_procedure",
+    response_model=ProcedureRead,
+    responses=problem_responses(404, 412, 422, 428),
+    summary="Change a procedure, making a new version (needs If-Match)",
+)
+async def update_procedure(
+    session: SessionDep,
+    writer: CatalogueWriter,
+    procedure: ProcedureDep,
+    patch: ProcedureUpdate,
+    request: Request,
+    if_match: Annotated[str | None, Header(description="ETag of the version you read; required")] = None,
+) -> Response:
+    require_match(if_match, service.to_read(procedure), required=True)
+    before = procedure.version
+    await service.update_procedure(session, procedure, patch, writer)
+    if procedure.version != before:
+        await record(session, writer, "update", "procedure", procedure.code, {"version": procedure.version})
+    return cached_json(request, service.to_read(procedure), vary="Accept")
+
+
+@procedures_router.get(
+    "/{code}/history",
+    operation_id="list_procedure_versions",
+    response_model=Page[ProcedureVersionRead],
+    responses=problem_responses(404, 422),
+    summary="The versions of a procedure, newest first: who changed what, and from when it applies",
+)
+async def list_procedure_versions(
+    session: SessionDep, procedure: ProcedureDep, page: PageDep
+) -> Page[ProcedureVersionRead]:
+    return await service.history(session, procedure.code, page)
