@@ -3,8 +3,9 @@ from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from starlette.datastructures import UploadFile
 
 from app.audit.service import record, record_many
 from app.clients.deps import require

@@ -356,7 +356,7 @@ def _check_in_force_from(procedure: Procedure, in_force_from: date, field: str) 
 def _validation_errors(exc: ValidationError, prefix: str, row: int | None = None) -> list[FieldError]:
     return [
         FieldError(
-            field=".".join([prefix, *(str(part) for part in err["loc"])]) if err["loc"] else prefix,
+            field=".".join([*([prefix] if prefix else []), *(str(part) for part in err["loc"])]) or "row",
             message=str(err["msg"]),
             type=err["type"],
             row=row,
