@@ -4,7 +4,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, UTCDateTime, utcnow
+from app.core.db import Base, UTCDateTime, search_text, utcnow
 
 
 class Sector(Base):
@@ -29,7 +29,8 @@ class Procedure(Base):
 
     code: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(500))
-    search_name: Mapped[str] = mapped_column(String(500))
+    search_name: Mapped[str] = mapped_column(search_text(500))
+    search_code: Mapped[str] = mapped_column(search_text(64))
     sector_code: Mapped[str] = mapped_column(ForeignKey("sectors.code"), index=True)
     level_province: Mapped[bool] = mapped_column(Boolean)
     level_district: Mapped[bool] = mapped_column(Boolean)
@@ -52,13 +53,11 @@ class Procedure(Base):
             "search_name",
             postgresql_using="gin",
             postgresql_ops={"search_name": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
-        # Prefix search ("name starting with the words").
-        Index(
-            "ix_procedures_search_name_prefix",
-            "search_name",
-            postgresql_ops={"search_name": "text_pattern_ops"},
-        ),
+        # "Starts with" search, and the order of results within a rank.
+        Index("ix_procedures_search_order", "search_name", "code"),
+        Index("ix_procedures_search_code", "search_code"),
     )
 
 

@@ -1,11 +1,13 @@
 """Sectors and the procedure catalogue: versions, search, and bulk import."""
 
+import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, Text, and_, cast, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -172,17 +174,6 @@ class ProcedureFilters:
         self.channel = channel
 
 
-def _rank(q: str) -> ColumnElement[int]:
-    """0: the exact code; 1: the name starts with the words; 2: it contains them; 3: code prefix."""
-    folded = like_escape(fold(q))
-    return case(
-        (func.lower(Procedure.code) == q.lower(), 0),
-        (Procedure.search_name.like(f"{folded}%", escape="\\"), 1),
-        (Procedure.search_name.like(f"%{folded}%", escape="\\"), 2),
-        else_=3,
-    )
-
-
 def _filtered(filters: ProcedureFilters) -> Select[Procedure]:
     query = select(Procedure)
     if filters.sector is not None:
@@ -195,42 +186,103 @@ def _filtered(filters: ProcedureFilters) -> Select[Procedure]:
         query = query.where(Procedure.online_service == filters.online_service.value)
     if filters.status is not None:
         query = query.where(Procedure.status == filters.status.value)
-    if filters.q is not None:
-        folded = like_escape(fold(filters.q))
-        query = query.where(
-            or_(
-                Procedure.search_name.like(f"%{folded}%", escape="\\"),
-                func.lower(Procedure.code).like(f"{like_escape(filters.q.lower())}%", escape="\\"),
-            )
-        )
     return query
+
+
+def _search_ranks(q: str) -> list[ColumnElement[bool]]:
+    """The conditions of the ranks of a search, best first; each excludes the ranks before it.
+
+    0: the exact code; 1: the name starts with the words; 2: the name contains them; 3: the code
+    starts with ``q``. Each rank can be served by an index, so a page costs a few index scans.
+    """
+    code = q.strip().lower()
+    name = like_escape(fold(q))
+    exact_code = Procedure.search_code == code
+    name_starts = Procedure.search_name.like(f"{name}%", escape="\\")
+    name_contains = Procedure.search_name.like(f"%{name}%", escape="\\")
+    code_starts = Procedure.search_code.like(f"{like_escape(code)}%", escape="\\")
+    return [
+        exact_code,
+        and_(name_starts, ~exact_code),
+        and_(name_contains, ~name_starts, ~exact_code),
+        and_(code_starts, ~name_contains, ~exact_code),
+    ]
+
+
+@dataclass(frozen=True)
+class ListedProcedure:
+    """A procedure as listed: its stored JSON is passed through, not parsed and re-serialised."""
+
+    code: str
+    version: int
+    in_force_from: date | None
+    updated_at: datetime
+    data_json: str
+
+    def json(self) -> str:
+        meta = json.dumps(
+            {
+                "code": self.code,
+                "version": self.version,
+                "in_force_from": self.in_force_from.isoformat() if self.in_force_from else None,
+                "updated_at": self.updated_at.isoformat().replace("+00:00", "Z"),
+            },
+            ensure_ascii=False,
+        )
+        return meta[:-1] + "," + self.data_json.lstrip()[1:]
+
+
+_LISTED_COLUMNS = (
+    Procedure.code,
+    Procedure.version,
+    Procedure.in_force_from,
+    Procedure.updated_at,
+    cast(Procedure.data, Text),
+)
 
 
 async def list_procedures(
     session: AsyncSession, filters: ProcedureFilters, page: PageParams
-) -> Page[ProcedureRead]:
-    query = _filtered(filters)
+) -> tuple[list[ListedProcedure], str | None]:
+    """One page of the filtered catalogue, ranked when searching, with the next page's cursor."""
+    query = _filtered(filters).with_only_columns(*_LISTED_COLUMNS)
     if filters.q is None:
         if page.after:
             query = query.where(Procedure.code > str(page.after[0]))
-        rows = (await session.scalars(query.order_by(Procedure.code).limit(page.limit + 1))).all()
-        items = [to_read(row) for row in rows[: page.limit]]
-        cursor = encode_cursor([items[-1].code]) if len(rows) > page.limit else None
-        return Page[ProcedureRead](items=items, next_cursor=cursor)
+        rows = (await session.execute(query.order_by(Procedure.code).limit(page.limit + 1))).all()
+        listed = [ListedProcedure(*row) for row in rows[: page.limit]]
+        cursor = encode_cursor([listed[-1].code]) if len(rows) > page.limit else None
+        return listed, cursor
 
-    rank = _rank(filters.q)
-    if page.after:
-        after_rank, after_code = int(page.after[0]), str(page.after[1])
-        query = query.where(or_(rank > after_rank, and_(rank == after_rank, Procedure.code > after_code)))
-    ranked = (
-        await session.execute(query.add_columns(rank).order_by(rank, Procedure.code).limit(page.limit + 1))
-    ).all()
-    items = [to_read(row[0]) for row in ranked[: page.limit]]
+    if session.get_bind().dialect.name == "postgresql":
+        # A generic plan cannot turn `LIKE 'prefix%'` into an index range: plan each search afresh.
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    # Rank by rank, each an index-served query in name order, until the page (and one more row)
+    # is full: a common word fills the page from the first ranks and never reaches the others.
+    start_rank, after_name, after_code = page.after if page.after else (0, None, None)
+    wanted = page.limit + 1
+    found: list[tuple[int, str, Any]] = []
+    for rank, condition in enumerate(_search_ranks(filters.q)):
+        if rank < int(start_rank) or len(found) >= wanted:
+            continue
+        ranked = query.add_columns(Procedure.search_name).where(condition)
+        if rank == int(start_rank) and after_code is not None:
+            ranked = ranked.where(
+                or_(
+                    Procedure.search_name > str(after_name),
+                    and_(Procedure.search_name == str(after_name), Procedure.code > str(after_code)),
+                )
+            )
+        batch = await session.execute(
+            ranked.order_by(Procedure.search_name, Procedure.code).limit(wanted - len(found))
+        )
+        found += [(rank, row[-1], row[:-1]) for row in batch]
+    listed = [ListedProcedure(*row) for _rank, _name, row in found[: page.limit]]
     cursor = None
-    if len(ranked) > page.limit:
-        last_procedure, last_rank = ranked[page.limit - 1]
-        cursor = encode_cursor([last_rank, last_procedure.code])
-    return Page[ProcedureRead](items=items, next_cursor=cursor)
+    if len(found) > page.limit:
+        last_rank, last_name, _row = found[page.limit - 1]
+        cursor = encode_cursor([last_rank, last_name, listed[-1].code])
+    return listed, cursor
 
 
 async def procedure_chunks(
@@ -240,6 +292,8 @@ async def procedure_chunks(
     after: str | None = None
     while True:
         query = _filtered(filters).order_by(Procedure.code).limit(chunk)
+        if filters.q is not None:
+            query = query.where(or_(*_search_ranks(filters.q)))
         if after is not None:
             query = query.where(Procedure.code > after)
         rows = (await session.scalars(query)).all()
@@ -288,7 +342,9 @@ def _new_procedure(data: ProcedureCreate, actor: Principal | None) -> tuple[Proc
     fields = ProcedureFields.model_validate(data.model_dump(exclude={"code"}))
     columns = _columns(fields)
     in_force_from = fields.effective_from
-    procedure = Procedure(code=data.code, version=1, in_force_from=in_force_from, **columns)
+    procedure = Procedure(
+        code=data.code, search_code=data.code.lower(), version=1, in_force_from=in_force_from, **columns
+    )
     version = ProcedureVersion(
         procedure_code=data.code,
         version=1,

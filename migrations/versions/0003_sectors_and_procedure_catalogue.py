@@ -32,7 +32,16 @@ def upgrade() -> None:
         "procedures",
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=500), nullable=False),
-        sa.Column("search_name", sa.String(length=500), nullable=False),
+        sa.Column(
+            "search_name",
+            sa.String(length=500).with_variant(sa.String(length=500, collation="C"), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "search_code",
+            sa.String(length=64).with_variant(sa.String(length=64, collation="C"), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("sector_code", sa.String(length=32), nullable=False),
         sa.Column("level_province", sa.Boolean(), nullable=False),
         sa.Column("level_district", sa.Boolean(), nullable=False),
@@ -53,19 +62,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("code", name=op.f("pk_procedures")),
     )
     with op.batch_alter_table("procedures", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_procedures_search_name_prefix",
-            ["search_name"],
-            unique=False,
-            postgresql_ops={"search_name": "text_pattern_ops"},
-        )
+        batch_op.create_index("ix_procedures_search_code", ["search_code"], unique=False)
         batch_op.create_index(
             "ix_procedures_search_name_trgm",
             ["search_name"],
             unique=False,
             postgresql_using="gin",
             postgresql_ops={"search_name": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         )
+        batch_op.create_index("ix_procedures_search_order", ["search_name", "code"], unique=False)
         batch_op.create_index(batch_op.f("ix_procedures_sector_code"), ["sector_code"], unique=False)
 
     op.create_table(
@@ -100,14 +106,13 @@ def downgrade() -> None:
     op.drop_table("procedure_versions")
     with op.batch_alter_table("procedures", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_procedures_sector_code"))
+        batch_op.drop_index("ix_procedures_search_order")
         batch_op.drop_index(
             "ix_procedures_search_name_trgm",
             postgresql_using="gin",
             postgresql_ops={"search_name": "gin_trgm_ops"},
         )
-        batch_op.drop_index(
-            "ix_procedures_search_name_prefix", postgresql_ops={"search_name": "text_pattern_ops"}
-        )
+        batch_op.drop_index("ix_procedures_search_code")
 
     op.drop_table("procedures")
     op.drop_table("sectors")

@@ -97,10 +97,16 @@ async def test_catalogue_writes_need_the_catalogue_scope(client: AsyncClient, ap
 async def test_search_is_accent_insensitive_and_ranked(client: AsyncClient) -> None:
     assert await codes(client, q="dang ky ket hon") == ["1.000894", "1.004837"]
     assert await codes(client, q="ĐĂNG KÝ KẾT HÔN") == ["1.000894", "1.004837"]
-    assert await codes(client, q="đăng ký") == ["1.000894", "1.001193", "1.003560.000.00.00.H56", "1.004837"]
+    # Within a rank, by name: "đăng ký đất đai…" < "đăng ký kết hôn" < "đăng ký khai sinh".
+    assert await codes(client, q="đăng ký") == ["1.003560.000.00.00.H56", "1.000894", "1.001193", "1.004837"]
     # The exact code outranks names; a code prefix comes last.
     assert await codes(client, q="1.004837") == ["1.004837"]
-    assert (await codes(client, q="1.00"))[:1] == ["1.000894"]
+    assert sorted(await codes(client, q="1.00")) == [
+        "1.000894",
+        "1.001193",
+        "1.003560.000.00.00.H56",
+        "1.004837",
+    ]
     assert await codes(client, q="1.003560.000.00.00.h56") == ["1.003560.000.00.00.H56"]
     assert await codes(client, q="chung thuc") == ["2.000908"]
     assert await codes(client, q="ket_hon") == []
@@ -227,3 +233,13 @@ async def test_catalogue_writes_are_audited(writer: AsyncClient) -> None:
     assert sorted(r["resource_id"] for r in records) == sorted(
         ["1.000894", "1.001193", "1.004837", "1.003560.000.00.00.H56", "2.000908"]
     )
+
+
+@pytest.mark.usefixtures("catalogue")
+async def test_listed_items_are_the_procedures_as_read_one_by_one(client: AsyncClient) -> None:
+    for params in ({}, {"q": "dang ky"}):
+        items = (await client.get(PROCEDURES, params=params)).json()["items"]
+        assert items
+        for item in items:
+            single = (await client.get(f"{PROCEDURES}/{item['code']}")).json()
+            assert item == single
