@@ -32,8 +32,8 @@ test-sqlite: install
 	$(BIN)/pytest --backends sqlite $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check app migrations tests
-	$(BIN)/ruff format --check app migrations tests
+	$(BIN)/ruff check app migrations tests bench
+	$(BIN)/ruff format --check app migrations tests bench
 	$(BIN)/mypy
 
 clean:

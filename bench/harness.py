@@ -47,13 +47,7 @@ async def _recreate(url: str) -> None:
                 await connection.execute(text(f'CREATE DATABASE "{parsed.database}"'))
     finally:
         await admin.dispose()
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
+    await migrations.wipe_postgres_schema(url)
 
 
 def fresh_database(url: str) -> None:

@@ -8,9 +8,6 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 import app.models
 from app.clients.schemas import ClientCreate
@@ -43,16 +40,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("database_url", backends, indirect=True, scope="session")
 
 
-async def _reset_postgres(url: str) -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await connection.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated, empty database of the requested backend."""
@@ -61,7 +48,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     else:
         url = POSTGRES_URL
         try:
-            asyncio.run(_reset_postgres(url))
+            asyncio.run(migrations.wipe_postgres_schema(url))
         except OSError as exc:  # never a silent skip: PostgreSQL is part of the suite
             pytest.fail(f"PostgreSQL is required for the test suite and is unreachable at {url}: {exc}")
     migrations.upgrade(url)

@@ -15,6 +15,24 @@ from app.core.security import Principal
 COMMAND_LINE = "(command line)"
 
 
+def _entry(
+    actor: Principal | None,
+    action: str,
+    resource_type: str,
+    resource_id: str | int,
+    detail: dict[str, Any] | None,
+) -> AuditRecord:
+    return AuditRecord(
+        client_id=actor.client_id if actor else None,
+        client_name=actor.name if actor else COMMAND_LINE,
+        action=action,
+        resource_type=resource_type,
+        resource_id=str(resource_id),
+        request_id=request_id_var.get(),
+        detail=detail,
+    )
+
+
 async def record(
     session: AsyncSession,
     actor: Principal | None,
@@ -23,17 +41,7 @@ async def record(
     resource_id: str | int,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        AuditRecord(
-            client_id=actor.client_id if actor else None,
-            client_name=actor.name if actor else COMMAND_LINE,
-            action=action,
-            resource_type=resource_type,
-            resource_id=str(resource_id),
-            request_id=request_id_var.get(),
-            detail=detail,
-        )
-    )
+    session.add(_entry(actor, action, resource_type, resource_id, detail))
     await session.flush()
 
 
@@ -42,14 +50,7 @@ async def record_many(
 ) -> None:
     """Record several writes of one request, as (action, resource type, resource id)."""
     session.add_all(
-        AuditRecord(
-            client_id=actor.client_id if actor else None,
-            client_name=actor.name if actor else COMMAND_LINE,
-            action=action,
-            resource_type=resource_type,
-            resource_id=str(resource_id),
-            request_id=request_id_var.get(),
-        )
+        _entry(actor, action, resource_type, resource_id, None)
         for action, resource_type, resource_id in entries
     )
     await session.flush()

@@ -77,27 +77,23 @@ async def list_sectors(session: AsyncSession, page: PageParams) -> Page[SectorRe
 # --- procedures: reading ---------------------------------------------------------------------
 
 
-def to_read(procedure: Procedure) -> ProcedureRead:
+def _read(
+    data: dict[str, Any], code: str, version: int, in_force_from: date | None, updated_at: datetime
+) -> ProcedureRead:
     return ProcedureRead.model_validate(
-        {
-            **procedure.data,
-            "code": procedure.code,
-            "version": procedure.version,
-            "in_force_from": procedure.in_force_from,
-            "updated_at": procedure.updated_at,
-        }
+        {**data, "code": code, "version": version, "in_force_from": in_force_from, "updated_at": updated_at}
+    )
+
+
+def to_read(procedure: Procedure) -> ProcedureRead:
+    return _read(
+        procedure.data, procedure.code, procedure.version, procedure.in_force_from, procedure.updated_at
     )
 
 
 def version_to_read(version: ProcedureVersion) -> ProcedureRead:
-    return ProcedureRead.model_validate(
-        {
-            **version.data,
-            "code": version.procedure_code,
-            "version": version.version,
-            "in_force_from": version.in_force_from,
-            "updated_at": version.changed_at,
-        }
+    return _read(
+        version.data, version.procedure_code, version.version, version.in_force_from, version.changed_at
     )
 
 
