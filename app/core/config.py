@@ -1,10 +1,12 @@
 """Settings from the environment (prefix ``TTHC_``) or a ``.env`` file."""
 
+import json
+from datetime import date
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -39,12 +41,50 @@ class Settings(BaseSettings):
     rate_limit_ip_writes: str = "1200/minute"
     rate_limit_client_reads: str = "6000/minute"
     rate_limit_client_writes: str = "1200/minute"
+    rate_limit_lookup: str = Field(
+        default="30/minute", description="Citizen dossier look-ups per IP address (guessing PINs)"
+    )
+    secret_key: str = Field(
+        default="tthc-development-secret-change-me",
+        min_length=16,
+        description="Keys the hashes of citizens' look-up PINs; set a long random value in production",
+    )
+    working_hours: str = Field(default="08:00-12:00,13:00-17:00", description="Working periods of a day")
+    extra_days_off: Annotated[list[date], NoDecode] = Field(
+        default_factory=list, description="Days off beyond the official holidays, e.g. 2025-01-02,2025-05-02"
+    )
+    extra_working_days: Annotated[list[date], NoDecode] = Field(
+        default_factory=list, description="Make-up working days (Saturdays worked in exchange for a day off)"
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description='Browser origins allowed by CORS, e.g. ["https://app.example"]'
     )
 
+    @field_validator("extra_days_off", "extra_working_days", mode="before")
+    @classmethod
+    def _dates(cls, value: Any) -> Any:
+        # The environment gives "2024-04-29,2024-05-02" or a JSON list; code gives lists.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("working_hours")
+    @classmethod
+    def _working_hours(cls, value: str) -> str:
+        from app.calendar.working_time import parse_working_hours
+
+        parse_working_hours(value)
+        return value
+
     @field_validator(
-        "rate_limit_ip_reads", "rate_limit_ip_writes", "rate_limit_client_reads", "rate_limit_client_writes"
+        "rate_limit_ip_reads",
+        "rate_limit_ip_writes",
+        "rate_limit_client_reads",
+        "rate_limit_client_writes",
+        "rate_limit_lookup",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

@@ -1,0 +1,155 @@
+"""Working days, working hours and due dates (SPEC §3), as pure functions of a calendar.
+
+Everything is computed in Vietnam's local time (UTC+7, no DST); results are aware datetimes in
+that zone. Working periods are closed at their end: a due date may fall exactly at 17:00.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import holidays
+
+from app.core.timezone import VIETNAM
+
+if TYPE_CHECKING:
+    from app.core.config import Settings
+
+DEFAULT_WORKING_HOURS = "08:00-12:00,13:00-17:00"
+
+
+class TimeUnit(StrEnum):
+    working_days = "working_days"
+    working_hours = "working_hours"
+    days = "days"
+
+
+def parse_working_hours(text: str) -> list[tuple[time, time]]:
+    """``"08:00-12:00,13:00-17:00"`` → ordered, non-overlapping periods of one day."""
+    periods: list[tuple[time, time]] = []
+    for part in text.split(","):
+        try:
+            start_text, end_text = part.strip().split("-")
+            start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
+        except ValueError as exc:
+            raise ValueError(f"working hours must look like {DEFAULT_WORKING_HOURS!r}, got {text!r}") from exc
+        if start >= end:
+            raise ValueError(f"a working period must end after it starts: {part.strip()!r}")
+        if periods and start < periods[-1][1]:
+            raise ValueError("working periods must be in order and must not overlap")
+        periods.append((start, end))
+    return periods
+
+
+class WorkingCalendar:
+    def __init__(
+        self,
+        working_hours: Sequence[tuple[time, time]] | str = DEFAULT_WORKING_HOURS,
+        extra_days_off: Iterable[date] = (),
+        extra_working_days: Iterable[date] = (),
+    ) -> None:
+        self.periods = (
+            parse_working_hours(working_hours) if isinstance(working_hours, str) else list(working_hours)
+        )
+        self.extra_days_off = frozenset(extra_days_off)
+        self.extra_working_days = frozenset(extra_working_days)
+        # The package knows Tết, substituted days off and make-up Saturdays, year by year.
+        self._official = holidays.country_holidays("VN")
+        self._working: dict[date, bool] = {}
+        self.day_length = sum(
+            (
+                datetime.combine(date.min, end) - datetime.combine(date.min, start)
+                for start, end in self.periods
+            ),
+            timedelta(),
+        )
+
+    def is_working_day(self, day: date) -> bool:
+        known = self._working.get(day)
+        if known is None:
+            if day in self.extra_working_days:
+                known = True
+            elif day in self.extra_days_off:
+                known = False
+            else:
+                known = bool(self._official.is_working_day(day))
+            self._working[day] = known
+        return known
+
+    def _periods_of(self, day: date) -> list[tuple[datetime, datetime]]:
+        if not self.is_working_day(day):
+            return []
+        return [
+            (datetime.combine(day, start, VIETNAM), datetime.combine(day, end, VIETNAM))
+            for start, end in self.periods
+        ]
+
+    def is_working_time(self, instant: datetime) -> bool:
+        local = instant.astimezone(VIETNAM)
+        return any(start <= local <= end for start, end in self._periods_of(local.date()))
+
+    def next_working_start(self, instant: datetime) -> datetime:
+        """The instant itself when it lies in working time, else the start of the next period."""
+        local = instant.astimezone(VIETNAM)
+        day = local.date()
+        while True:
+            for start, end in self._periods_of(day):
+                if local < end:
+                    return max(start, local)
+            day += timedelta(days=1)
+
+    def add_working_time(self, start: datetime, duration: timedelta) -> datetime:
+        """The earliest instant at which ``duration`` of working time has passed since ``start``."""
+        if duration <= timedelta():
+            return start.astimezone(VIETNAM)
+        local = start.astimezone(VIETNAM)
+        remaining = duration
+        day = local.date()
+        while True:
+            for period_start, period_end in self._periods_of(day):
+                begin = max(period_start, local)
+                if begin >= period_end:
+                    continue
+                available = period_end - begin
+                if remaining <= available:
+                    return begin + remaining
+                remaining -= available
+            day += timedelta(days=1)
+
+    def working_time_between(self, earlier: datetime, later: datetime) -> timedelta:
+        """How much working time lies between two instants (zero when ``later`` is not later)."""
+        begin, end = earlier.astimezone(VIETNAM), later.astimezone(VIETNAM)
+        total = timedelta()
+        day = begin.date()
+        while day <= end.date():
+            for period_start, period_end in self._periods_of(day):
+                overlap = min(period_end, end) - max(period_start, begin)
+                if overlap > timedelta():
+                    total += overlap
+            day += timedelta(days=1)
+        return total
+
+    def _clamp_into_working_hours(self, instant: datetime) -> datetime:
+        day_periods = self._periods_of(instant.date())
+        if instant <= day_periods[0][0]:
+            return day_periods[0][0]
+        # Past the end of a period (after 17:00, or at lunch): the end of the period just gone.
+        return max(min(instant, end) for start, end in day_periods if start <= instant)
+
+    def due_at(self, received_at: datetime, value: float, unit: TimeUnit) -> datetime:
+        """The due date of a dossier received at ``received_at`` with the given processing time."""
+        start = self.next_working_start(received_at)
+        if unit is TimeUnit.working_days:
+            return self.add_working_time(start, self.day_length * value)
+        if unit is TimeUnit.working_hours:
+            return self.add_working_time(start, timedelta(hours=value))
+        candidate = start + timedelta(days=value)
+        day = candidate.date()
+        while not self.is_working_day(day):
+            day += timedelta(days=1)
+        return self._clamp_into_working_hours(datetime.combine(day, candidate.timetz()))
+
+
+def calendar_from_settings(settings: "Settings") -> WorkingCalendar:
+    return WorkingCalendar(settings.working_hours, settings.extra_days_off, settings.extra_working_days)
