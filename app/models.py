@@ -2,7 +2,18 @@
 
 from app.audit.models import AuditRecord
 from app.clients.models import ApiClient, ApiKey
+from app.dossiers.models import Dossier, DossierEvent
 from app.procedures.models import Procedure, ProcedureVersion, Sector
 from app.units.models import Unit
 
-__all__ = ["ApiClient", "ApiKey", "AuditRecord", "Procedure", "ProcedureVersion", "Sector", "Unit"]
+__all__ = [
+    "ApiClient",
+    "ApiKey",
+    "AuditRecord",
+    "Dossier",
+    "DossierEvent",
+    "Procedure",
+    "ProcedureVersion",
+    "Sector",
+    "Unit",
+]

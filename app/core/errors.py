@@ -159,6 +159,17 @@ class TooManyRequests(DomainError):
         )
 
 
+def problem_of(exc: DomainError) -> Problem:
+    """The problem document of a domain error, for answers that carry several (batch items)."""
+    return Problem(
+        type=problem_type(exc.slug),
+        title=HTTPStatus(exc.status).phrase,
+        status=exc.status,
+        detail=exc.detail,
+        errors=list(exc.errors) if exc.errors else None,
+    )
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` entry for a route's problem answers (their schema: app.core.openapi)."""
     return {status: {"description": HTTPStatus(status).phrase} for status in statuses}

@@ -37,6 +37,7 @@ class RateLimiter:
             "ip:write": _rule(settings.rate_limit_ip_writes),
             "client:read": _rule(settings.rate_limit_client_reads),
             "client:write": _rule(settings.rate_limit_client_writes),
+            "lookup:read": _rule(settings.rate_limit_lookup),
         }
 
     async def hit(self, kind: str, method: str, identity: str) -> None:

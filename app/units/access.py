@@ -17,6 +17,13 @@ async def unit_lineage(session: AsyncSession, code: str) -> list[str]:
     return list((await session.scalars(select(lineage.c.code))).all())
 
 
+async def subtree_codes(session: AsyncSession, code: str) -> set[str]:
+    """The unit's code and the codes of all its descendants."""
+    subtree = select(Unit.code).where(Unit.code == code).cte("subtree", recursive=True)
+    subtree = subtree.union_all(select(Unit.code).join(subtree, Unit.parent_code == subtree.c.code))
+    return set((await session.scalars(select(subtree.c.code))).all())
+
+
 async def is_within(session: AsyncSession, code: str, ancestor: str) -> bool:
     return ancestor in await unit_lineage(session, code)
 

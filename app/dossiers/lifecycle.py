@@ -1,0 +1,271 @@
+"""The dossier state machine of SPEC §4, as pure functions over an in-memory state.
+
+Nothing here touches the database: the service loads what an event needs, applies events in
+order, and writes the resulting states back. A rejected event raises and leaves the state as it was.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Any
+
+from app.calendar.working_time import TimeUnit, WorkingCalendar
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.timezone import local
+
+
+class EventType(StrEnum):
+    received = "received"
+    refused = "refused"
+    processing = "processing"
+    supplement_requested = "supplement_requested"
+    supplement_received = "supplement_received"
+    withdrawn = "withdrawn"
+    stopped = "stopped"
+    resolved = "resolved"
+    returned = "returned"
+    apology_issued = "apology_issued"
+
+
+class Status(IntEnum):
+    """The national portal's TrangThaiHoSo."""
+
+    received = 2
+    refused = 3
+    processing = 4
+    waiting_supplement = 5
+    withdrawn = 7
+    stopped = 8
+    resolved = 9
+    returned = 10
+
+
+STATUS_NAMES_VI = {
+    Status.received: "Được tiếp nhận",
+    Status.refused: "Không được tiếp nhận",
+    Status.processing: "Đang xử lý",
+    Status.waiting_supplement: "Yêu cầu bổ sung",
+    Status.withdrawn: "Công dân rút",
+    Status.stopped: "Dừng xử lý",
+    Status.resolved: "Đã xử lý xong",
+    Status.returned: "Đã trả kết quả",
+}
+ENDED = frozenset({Status.refused, Status.withdrawn, Status.stopped, Status.resolved, Status.returned})
+FLAGS = ("paid_online", "fee_payable", "digitized", "e_result")
+
+
+@dataclass
+class DossierState:
+    """A dossier as the ``dossiers`` table holds it (same field names as its columns)."""
+
+    code: str
+    procedure_code: str
+    unit_code: str
+    status: int
+    channel: str | None = None
+    online_level: str | None = None
+    received_at: datetime | None = None
+    due_at: datetime | None = None
+    original_due_at: datetime | None = None
+    finished_at: datetime | None = None
+    returned_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    refused_at: datetime | None = None
+    supplement_count: int = 0
+    waiting_since: datetime | None = None
+    apology_count: int = 0
+    new_return_at: datetime | None = None
+    on_time: bool | None = None
+    early: bool | None = None
+    last_event_at: datetime | None = None
+    lookup_secret_hash: str | None = None
+    paid_online: bool | None = None
+    fee_payable: bool | None = None
+    digitized: bool | None = None
+    e_result: bool | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def is_open(self) -> bool:
+        return Status(self.status) not in ENDED
+
+
+@dataclass(frozen=True)
+class Reception:
+    """What a `received` event needs to know about its procedure (version in force) and unit."""
+
+    unit_level: str
+    procedure_levels: tuple[str, ...]
+    processing_value: float
+    processing_unit: TimeUnit
+    procedure_abolished: bool
+
+
+def classify(finished_at: datetime, due_at: datetime, supplement_count: int) -> tuple[bool, bool]:
+    """(on time, early): on time iff finished by the due date with fewer than two supplement requests."""
+    on_time = finished_at <= due_at and supplement_count < 2
+    early = on_time and local(finished_at).date() < local(due_at).date()
+    return on_time, early
+
+
+def receive(
+    *,
+    code: str,
+    event_type: EventType,
+    occurred_at: datetime,
+    procedure_code: str,
+    unit_code: str,
+    channel: str | None,
+    online_level: str | None,
+    due_at: datetime | None,
+    reception: Reception,
+    calendar: WorkingCalendar,
+    lookup_secret_hash: str | None,
+    flags: dict[str, bool | None],
+) -> DossierState:
+    """A new dossier from its first event, `received` or `refused`."""
+    if event_type is EventType.refused:
+        refused = DossierState(
+            code=code,
+            procedure_code=procedure_code,
+            unit_code=unit_code,
+            status=Status.refused,
+            channel=channel,
+            online_level=online_level,
+            refused_at=occurred_at,
+            last_event_at=occurred_at,
+        )
+        _set_flags(refused, flags)
+        return refused
+    if reception.procedure_abolished:
+        raise InvalidInput.for_field(
+            "procedure_code",
+            f"Procedure {procedure_code!r} was abolished on that date",
+            "procedure_abolished",
+        )
+    if reception.unit_level not in reception.procedure_levels:
+        raise InvalidInput.for_field(
+            "unit_code",
+            f"Procedure {procedure_code!r} is carried out at {', '.join(reception.procedure_levels)} level, "
+            f"not at the {reception.unit_level} level of unit {unit_code!r}",
+            "level_mismatch",
+        )
+    due = due_at or calendar.due_at(occurred_at, reception.processing_value, reception.processing_unit)
+    received = DossierState(
+        code=code,
+        procedure_code=procedure_code,
+        unit_code=unit_code,
+        status=Status.received,
+        channel=channel,
+        online_level=online_level,
+        received_at=occurred_at,
+        due_at=due,
+        original_due_at=due,
+        last_event_at=occurred_at,
+        lookup_secret_hash=lookup_secret_hash,
+    )
+    _set_flags(received, flags)
+    return received
+
+
+def _set_flags(state: DossierState, flags: dict[str, bool | None]) -> None:
+    """Indicator flags stick once a source reports them; an event without one leaves them as they were."""
+    for name, value in flags.items():
+        if value is not None:
+            setattr(state, name, value)
+
+
+def _end_pause(state: DossierState, at: datetime, calendar: WorkingCalendar) -> None:
+    """The clock restarts: the due date moves forward by the working time the pause lasted."""
+    if state.waiting_since is None or state.due_at is None:
+        return
+    pause = calendar.working_time_between(state.waiting_since, at)
+    state.due_at = calendar.add_working_time(state.due_at, pause)
+    state.waiting_since = None
+
+
+def _finish(state: DossierState, at: datetime, status: Status, calendar: WorkingCalendar) -> None:
+    _end_pause(state, at, calendar)
+    assert state.due_at is not None
+    state.finished_at = at
+    state.status = status
+    state.on_time, state.early = classify(at, state.due_at, state.supplement_count)
+
+
+def advance(
+    state: DossierState,
+    *,
+    event_type: EventType,
+    occurred_at: datetime,
+    new_return_at: datetime | None,
+    calendar: WorkingCalendar,
+    flags: dict[str, bool | None],
+) -> DossierState:
+    """The dossier after a later event; raises (and changes nothing) when the event is invalid."""
+    if event_type in (EventType.received, EventType.refused):
+        raise Conflict(f"Dossier {state.code!r} was already {'refused' if state.refused_at else 'received'}")
+    if state.status == Status.refused:
+        raise Conflict(f"Dossier {state.code!r} was refused and takes no further events")
+    assert state.received_at is not None and state.last_event_at is not None
+    if occurred_at < state.received_at:
+        raise Conflict(f"The event happened before dossier {state.code!r} was received ({state.received_at})")
+    if occurred_at < state.last_event_at:
+        raise Conflict(
+            f"The event is older than the dossier's last event ({state.last_event_at}); send events in order"
+        )
+
+    status = Status(state.status)
+    after_end_allowed = event_type is EventType.apology_issued or (
+        event_type is EventType.returned and status is Status.resolved
+    )
+    if status in ENDED and not after_end_allowed:
+        raise Conflict(
+            f"Dossier {state.code!r} has ended ({status.name}) and takes no {event_type.value} event"
+        )
+
+    new = dataclasses.replace(state)
+    new.last_event_at = occurred_at
+    _set_flags(new, flags)
+
+    waiting = status is Status.waiting_supplement
+    if event_type is EventType.processing:
+        if waiting:
+            raise Conflict(f"Dossier {state.code!r} is waiting for a supplement; send supplement_received")
+        new.status = Status.processing
+    elif event_type is EventType.supplement_requested:
+        if waiting:
+            raise Conflict(f"Dossier {state.code!r} is already waiting for a supplement")
+        new.status = Status.waiting_supplement
+        new.waiting_since = occurred_at
+        new.supplement_count += 1
+    elif event_type is EventType.supplement_received:
+        if not waiting:
+            raise Conflict(f"Dossier {state.code!r} is not waiting for a supplement")
+        _end_pause(new, occurred_at, calendar)
+        new.status = Status.processing
+    elif event_type is EventType.withdrawn:
+        _end_pause(new, occurred_at, calendar)
+        new.status = Status.withdrawn
+        new.withdrawn_at = occurred_at
+    elif event_type is EventType.stopped:
+        _finish(new, occurred_at, Status.stopped, calendar)
+    elif event_type is EventType.resolved:
+        _finish(new, occurred_at, Status.resolved, calendar)
+    elif event_type is EventType.returned:
+        if status is not Status.resolved:
+            _finish(new, occurred_at, Status.returned, calendar)
+        new.status = Status.returned
+        new.returned_at = occurred_at
+    elif event_type is EventType.apology_issued:
+        if new_return_at is None:
+            raise InvalidInput.for_field("new_return_at", "An apology carries the new return date", "missing")
+        new.apology_count += 1
+        new.new_return_at = new_return_at
+    return new
+
+
+def unknown_dossier(code: str) -> NotFound:
+    return NotFound(f"Dossier {code!r} has not been received")

@@ -1,0 +1,80 @@
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, UTCDateTime, utcnow
+
+
+class Dossier(Base):
+    """A citizen's dossier (hồ sơ) as its events left it; see app.dossiers.lifecycle."""
+
+    __tablename__ = "dossiers"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    procedure_code: Mapped[str] = mapped_column(ForeignKey("procedures.code"))
+    unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"))
+    status: Mapped[int] = mapped_column(SmallInteger)
+    channel: Mapped[str | None] = mapped_column(String(16))
+    online_level: Mapped[str | None] = mapped_column(String(16))
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    original_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    supplement_count: Mapped[int] = mapped_column(Integer, default=0)
+    waiting_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    apology_count: Mapped[int] = mapped_column(Integer, default=0)
+    new_return_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    on_time: Mapped[bool | None] = mapped_column(Boolean)
+    early: Mapped[bool | None] = mapped_column(Boolean)
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lookup_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    paid_online: Mapped[bool | None] = mapped_column(Boolean)
+    fee_payable: Mapped[bool | None] = mapped_column(Boolean)
+    digitized: Mapped[bool | None] = mapped_column(Boolean)
+    e_result: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_dossiers_unit_received", "unit_code", "received_at"),
+        Index("ix_dossiers_procedure_code", "procedure_code"),
+        Index("ix_dossiers_status_due", "status", "due_at"),
+    )
+
+
+class DossierEvent(Base):
+    """One event as a client sent it; ``(client_id, event_id)`` makes resending it harmless."""
+
+    __tablename__ = "dossier_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
+    event_id: Mapped[str] = mapped_column(String(100))
+    dossier_code: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The event as received, with the look-up PIN replaced by its hash; compared on resends.
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload_hash: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("client_id", "event_id", name="uq_dossier_events_client_event"),
+        Index("ix_dossier_events_dossier", "dossier_code", "occurred_at"),
+    )

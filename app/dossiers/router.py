@@ -1,0 +1,205 @@
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from pydantic import AwareDatetime
+
+from app.audit.service import record
+from app.calendar.working_time import WorkingCalendar
+from app.clients.deps import require
+from app.core.db import SessionDep
+from app.core.errors import Forbidden, ProblemResponse, problem_responses
+from app.core.limits import RateLimiter
+from app.core.pagination import Page, PageDep
+from app.core.security import Principal, Scope
+from app.dossiers import service
+from app.dossiers.lifecycle import Status
+from app.dossiers.schemas import (
+    MAX_BATCH,
+    BatchResult,
+    DossierCode,
+    DossierEventIn,
+    DossierRead,
+    DossierSummary,
+    EventBatch,
+    EventResult,
+    PublicDossier,
+)
+from app.units.access import ensure_reach, is_within, subtree_codes
+
+events_router = APIRouter(prefix="/api/v1/dossier-events", tags=["dossiers"])
+dossiers_router = APIRouter(prefix="/api/v1/dossiers", tags=["dossiers"])
+public_router = APIRouter(prefix="/api/v1/public/dossiers", tags=["public"])
+
+DossierWriter = Annotated[Principal, require(Scope.dossiers_write)]
+DossierReader = Annotated[Principal, require(Scope.dossiers_read)]
+
+
+def working_calendar(request: Request) -> WorkingCalendar:
+    calendar: WorkingCalendar = request.app.state.calendar
+    return calendar
+
+
+CalendarDep = Annotated[WorkingCalendar, Depends(working_calendar)]
+
+
+async def _ingest(
+    session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request, items: list[Any]
+) -> list[EventResult]:
+    results = await service.ingest(session, writer, calendar, request.app.state.settings.secret_key, items)
+    counts = {kind: sum(1 for r in results if r.status == kind) for kind in ("created", "duplicate", "error")}
+    if counts["created"]:
+        # Each event row records its client and request id; the audit log keeps one line per request.
+        await record(session, writer, "ingest", "dossier_events", request.state.request_id, counts)
+    return results
+
+
+@events_router.post(
+    "",
+    operation_id="ingest_dossier_event",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EventResult,
+    responses={
+        200: {"model": EventResult, "description": "A resend: nothing changed"},
+        **problem_responses(404, 409, 422),
+    },
+    summary="Push one dossier event (tiếp nhận, bổ sung, trả kết quả …)",
+)
+async def ingest_dossier_event(
+    session: SessionDep, writer: DossierWriter, calendar: CalendarDep, event: DossierEventIn, request: Request
+) -> Response:
+    (result,) = await _ingest(session, writer, calendar, request, [event])
+    if result.status == "error":
+        assert result.problem is not None
+        return ProblemResponse(
+            result.problem.model_dump(exclude_none=True), status_code=result.problem.status
+        )
+    return Response(
+        result.model_dump_json(exclude_none=True),
+        status_code=status.HTTP_201_CREATED if result.status == "created" else status.HTTP_200_OK,
+        media_type="application/json",
+    )
+
+
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["events"],
+                    "properties": {
+                        "events": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                            "items": {"$ref": "#/components/schemas/DossierEventIn"},
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@events_router.post(
+    "/batch",
+    operation_id="ingest_dossier_events",
+    response_model=BatchResult,
+    responses=problem_responses(422),
+    openapi_extra=_BATCH_BODY,
+    summary=f"Push up to {MAX_BATCH} dossier events, applied in order",
+    description="Each event is answered `created`, `duplicate` (a resend; nothing changes) or `error` "
+    "with its problem; a bad event does not stop the others and stores nothing.",
+)
+async def ingest_dossier_events(
+    session: SessionDep, writer: DossierWriter, calendar: CalendarDep, batch: EventBatch, request: Request
+) -> BatchResult:
+    return BatchResult(results=await _ingest(session, writer, calendar, request, batch.events))
+
+
+@dossiers_router.get(
+    "",
+    operation_id="list_dossiers",
+    response_model=Page[DossierSummary],
+    responses=problem_responses(422),
+    summary="List dossiers: by unit subtree, procedure, status, reception dates, overdue or due soon",
+)
+async def list_dossiers(
+    session: SessionDep,
+    reader: DossierReader,
+    page: PageDep,
+    unit: Annotated[str | None, Query(max_length=32, description="This unit and its descendants")] = None,
+    procedure: Annotated[str | None, Query(max_length=64)] = None,
+    status_name: Annotated[
+        str | None,
+        Query(
+            alias="status",
+            pattern="^(" + "|".join(s.name for s in Status) + ")$",
+            description="e.g. `processing`",
+        ),
+    ] = None,
+    received_from: Annotated[
+        date | None, Query(description="Received on or after this day (Vietnam time)")
+    ] = None,
+    received_to: Annotated[date | None, Query(description="Received on or before this day")] = None,
+    overdue: Annotated[
+        bool, Query(description="Open, not waiting for a supplement, and past due now")
+    ] = False,
+    due_before: Annotated[
+        AwareDatetime | None, Query(description="Open and due before this instant: the early-warning list")
+    ] = None,
+) -> Page[DossierSummary]:
+    units: set[str] | None = None
+    if unit is not None:
+        if reader.unit_code is not None and not await is_within(session, unit, reader.unit_code):
+            raise Forbidden(f"This client is bound to unit {reader.unit_code} and cannot read outside it")
+        units = await subtree_codes(session, unit)
+    elif reader.unit_code is not None:
+        units = await subtree_codes(session, reader.unit_code)
+    filters = service.DossierFilters(
+        units=units,
+        procedure=procedure,
+        status=Status[status_name] if status_name else None,
+        received_from=received_from,
+        received_to=received_to,
+        overdue=overdue,
+        due_before=due_before,
+    )
+    items, next_cursor = await service.list_dossiers(session, filters, page)
+    return Page[DossierSummary](items=items, next_cursor=next_cursor)
+
+
+@dossiers_router.get(
+    "/{code}",
+    operation_id="get_dossier",
+    response_model=DossierRead,
+    responses=problem_responses(404),
+    summary="A dossier with its status, due date, classification and timeline",
+)
+async def get_dossier(session: SessionDep, reader: DossierReader, code: DossierCode) -> DossierRead:
+    dossier = await service.get_dossier(session, code)
+    await ensure_reach(session, reader, dossier.unit_code, conceal=True)
+    return await service.dossier_with_timeline(session, dossier)
+
+
+@public_router.get(
+    "/{code}",
+    operation_id="lookup_dossier",
+    response_model=PublicDossier,
+    responses=problem_responses(404, 422),
+    summary="Citizen look-up with the PIN from the receipt (tra cứu hồ sơ)",
+    description="A wrong PIN and an unknown code give the same 404. Rate-limited per address.",
+)
+async def lookup_dossier(
+    session: SessionDep,
+    request: Request,
+    code: DossierCode,
+    secret: Annotated[str, Query(min_length=1, max_length=64, description="The PIN on the receipt")],
+) -> PublicDossier:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    client = request.client.host if request.client else "unknown"
+    await limiter.hit("lookup", "GET", client)
+    return await service.public_lookup(session, request.app.state.settings.secret_key, code, secret)

@@ -1,0 +1,184 @@
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.core.db import utcnow
+from app.core.errors import FieldError, Problem
+from app.dossiers.lifecycle import EventType
+from app.procedures.schemas import Channel, ProcedureCode
+from app.units.schemas import UnitCode
+
+MAX_BATCH = 1000
+# Clocks of sending systems drift; an event further ahead than this is a mistake.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+DossierCode = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"),
+    Field(description="Mã hồ sơ, e.g. `000.00.31.H56-230801-0001`", examples=["000.00.31.H56-230801-0001"]),
+]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class OnlineLevel(StrEnum):
+    partial = "partial"
+    full = "full"
+
+
+RECEPTION_FIELDS = ("procedure_code", "unit_code", "channel", "online_level", "due_at", "lookup_secret")
+
+
+class DossierEventIn(BaseModel):
+    """One step of a dossier, as the national portal or a one-stop system reports it (SPEC §4)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "kt-2023-000123-1",
+                    "dossier_code": "000.00.31.H56-230801-0001",
+                    "type": "received",
+                    "occurred_at": "2023-08-01T09:15:00+07:00",
+                    "procedure_code": "1.000894",
+                    "unit_code": "11680",
+                    "channel": "online",
+                    "online_level": "full",
+                    "lookup_secret": "482913",
+                    "fee_payable": True,
+                    "paid_online": True,
+                },
+                {
+                    "event_id": "kt-2023-000123-2",
+                    "dossier_code": "000.00.31.H56-230801-0001",
+                    "type": "resolved",
+                    "occurred_at": "2023-08-02T15:00:00+07:00",
+                },
+            ]
+        },
+    )
+
+    event_id: EventId = Field(description="Unique per sending client; resending it is harmless")
+    dossier_code: DossierCode
+    type: EventType
+    occurred_at: AwareDatetime = Field(description="With its UTC offset")
+    procedure_code: ProcedureCode | None = Field(default=None, description="`received`/`refused` only")
+    unit_code: UnitCode | None = Field(
+        default=None, description="The receiving unit; `received`/`refused` only"
+    )
+    channel: Channel | None = Field(default=None, description="`received`/`refused` only")
+    online_level: OnlineLevel | None = Field(default=None, description="With channel `online`")
+    due_at: AwareDatetime | None = Field(
+        default=None, description="A due date computed by the source; kept as is"
+    )
+    lookup_secret: Annotated[str, StringConstraints(min_length=4, max_length=64)] | None = Field(
+        default=None, description="The PIN on the citizen's receipt; stored only as a keyed hash"
+    )
+    new_return_at: AwareDatetime | None = Field(default=None, description="`apology_issued` only")
+    paid_online: bool | None = None
+    fee_payable: bool | None = None
+    digitized: bool | None = None
+    e_result: bool | None = None
+
+    def problems(self, now: datetime | None = None) -> list[FieldError]:
+        """Rules across fields, which the field types cannot express."""
+        now = now or utcnow()
+        problems: list[FieldError] = []
+
+        def problem(field: str, message: str, kind: str) -> None:
+            problems.append(FieldError(field=field, message=message, type=kind))
+
+        if self.occurred_at > now + FUTURE_TOLERANCE:
+            problem("occurred_at", "occurred_at lies more than 5 minutes in the future", "in_future")
+        first = self.type in (EventType.received, EventType.refused)
+        if first:
+            for field in ("procedure_code", "unit_code") + (
+                ("channel",) if self.type is EventType.received else ()
+            ):
+                if getattr(self, field) is None:
+                    problem(field, f"A {self.type.value} event needs {field}", "missing")
+            if self.channel is Channel.online and self.online_level is None:
+                problem("online_level", "An online dossier needs online_level (partial or full)", "missing")
+            if self.online_level is not None and self.channel is not Channel.online:
+                problem("online_level", "online_level goes only with channel online", "unexpected")
+            if self.due_at is not None and self.due_at <= self.occurred_at:
+                problem("due_at", "due_at must be after the reception", "before_reception")
+        else:
+            for field in RECEPTION_FIELDS:
+                if getattr(self, field) is not None:
+                    problem(field, f"{field} belongs to the received event only", "unexpected")
+        if self.type is EventType.apology_issued:
+            if self.new_return_at is None:
+                problem("new_return_at", "An apology carries the new return date", "missing")
+        elif self.new_return_at is not None:
+            problem("new_return_at", "new_return_at belongs to apology_issued only", "unexpected")
+        return problems
+
+
+class EventBatch(BaseModel):
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class EventResult(BaseModel):
+    event_id: str | None
+    status: Literal["created", "duplicate", "error"]
+    problem: Problem | None = None
+
+
+class BatchResult(BaseModel):
+    results: list[EventResult] = Field(description="One per event, in the order sent")
+
+
+class TimelineEntry(BaseModel):
+    event_id: str
+    type: EventType
+    occurred_at: datetime
+    ingested_at: datetime
+
+
+class DossierSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str
+    status: int = Field(description="TrangThaiHoSo of the national portal")
+    status_name: str
+    status_name_vi: str
+    procedure_code: str
+    unit_code: str
+    channel: Channel | None
+    online_level: OnlineLevel | None
+    received_at: datetime | None
+    due_at: datetime | None = Field(description="As it stands now, supplement pauses included")
+    original_due_at: datetime | None
+    finished_at: datetime | None
+    returned_at: datetime | None
+    withdrawn_at: datetime | None
+    refused_at: datetime | None
+    on_time: bool | None = Field(description="Set when the dossier finishes")
+    early: bool | None
+    overdue: bool = Field(description="Open, not waiting for a supplement, and past its due date now")
+    waiting_supplement: bool
+    supplement_count: int
+    apology_count: int
+    new_return_at: datetime | None
+    paid_online: bool | None
+    fee_payable: bool | None
+    digitized: bool | None
+    e_result: bool | None
+
+
+class DossierRead(DossierSummary):
+    timeline: list[TimelineEntry]
+
+
+class PublicDossier(BaseModel):
+    """What a citizen sees with the PIN from the receipt: nothing personal."""
+
+    code: str
+    status: int
+    status_name_vi: str
+    due_at: datetime | None
+    new_return_at: datetime | None
+    result_ready: bool
