@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.audit.router import router as audit_router
+from app.calendar.working_time import calendar_from_settings
 from app.clients.router import router as clients_router
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -15,6 +16,7 @@ from app.core.limits import LimitsMiddleware, RateLimiter
 from app.core.logging import configure_logging
 from app.core.migrations import head_revision
 from app.core.openapi import install_openapi
+from app.dossiers.router import dossiers_router, events_router, public_router
 from app.health.router import router as health_router
 from app.procedures.router import procedures_router, sectors_router
 from app.units.router import router as units_router
@@ -61,11 +63,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
         )
     app.add_middleware(RequestIdMiddleware)
+    app.state.calendar = calendar_from_settings(settings)
     for router in (
         health_router,
         units_router,
         sectors_router,
         procedures_router,
+        events_router,
+        dossiers_router,
+        public_router,
         clients_router,
         audit_router,
     ):

@@ -229,7 +229,7 @@ async def _ingest_once(
                 DossierEvent.event_id.in_({p.event.event_id for p in parsed}),
             )
         )
-        sent_before = dict(rows.tuples().all())
+        sent_before = {event_id: digest for event_id, digest in rows}
     catalogue = await _load_catalogue(
         session, [p.event for p in parsed if p.event.type in (EventType.received, EventType.refused)]
     )
