@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
 from app.clients.models import ApiClient, ApiKey
@@ -92,7 +92,9 @@ async def list_clients(session: AsyncSession, page: PageParams) -> tuple[list[Ap
     return rows[: page.limit], len(rows) > page.limit
 
 
-async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
+async def authenticate(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession, secret: str
+) -> Principal | None:
     """The client behind a key, or None when the key is unknown or revoked."""
     row = (
         await session.execute(
@@ -113,5 +115,8 @@ async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
     key_id, last_used_at, client_id, name, scopes, unit_code = row
     now = utcnow()
     if last_used_at is None or now - last_used_at > timedelta(seconds=LAST_USED_RESOLUTION_SECONDS):
-        await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+        # In a transaction of its own: inside the request's, the row lock would queue every
+        # concurrent request of the same client behind this one until it commits.
+        async with sessionmaker() as touch, touch.begin():
+            await touch.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
     return Principal(client_id=client_id, name=name, scopes=frozenset(scopes), unit_code=unit_code)

@@ -118,7 +118,7 @@ class DossierEventIn(BaseModel):
 
 
 class EventBatch(BaseModel):
-    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+    events: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class EventResult(BaseModel):

@@ -180,7 +180,7 @@ async def ingest(
             return await _ingest_once(session, principal, calendar, secret_key, items)
         except IntegrityError:
             await session.rollback()
-            logger.info("concurrent ingestion of the same dossiers; replaying (attempt %d)", attempt)
+            logger.warning("concurrent ingestion of the same dossiers; replaying (attempt %d)", attempt)
     raise Conflict("The same events are being ingested concurrently; retry the request")
 
 
