@@ -57,6 +57,8 @@ class WorkingCalendar:
         # The package knows Tết, substituted days off and make-up Saturdays, year by year.
         self._official = holidays.country_holidays("VN")
         self._working: dict[date, bool] = {}
+        # Days are few (a few hundred a year) and asked for again and again by due-date arithmetic.
+        self._day_periods: dict[date, list[tuple[datetime, datetime]]] = {}
         self.day_length = sum(
             (
                 datetime.combine(date.min, end) - datetime.combine(date.min, start)
@@ -78,12 +80,15 @@ class WorkingCalendar:
         return known
 
     def _periods_of(self, day: date) -> list[tuple[datetime, datetime]]:
-        if not self.is_working_day(day):
-            return []
-        return [
-            (datetime.combine(day, start, VIETNAM), datetime.combine(day, end, VIETNAM))
-            for start, end in self.periods
-        ]
+        periods = self._day_periods.get(day)
+        if periods is None:
+            periods = [
+                (datetime.combine(day, start, VIETNAM), datetime.combine(day, end, VIETNAM))
+                for start, end in self.periods
+                if self.is_working_day(day)
+            ]
+            self._day_periods[day] = periods
+        return periods
 
     def is_working_time(self, instant: datetime) -> bool:
         local = instant.astimezone(VIETNAM)

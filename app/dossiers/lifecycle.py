@@ -4,8 +4,8 @@ Nothing here touches the database: the service loads what an event needs, applie
 order, and writes the resulting states back. A rejected event raises and leaves the state as it was.
 """
 
-import dataclasses
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -86,11 +86,15 @@ class DossierState:
     e_result: bool | None = None
 
     def as_row(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Shallow on purpose: every field is immutable, and asdict's deep copy is the hot path's cost.
+        return {name: getattr(self, name) for name in _STATE_FIELDS}
 
     @property
     def is_open(self) -> bool:
         return Status(self.status) not in ENDED
+
+
+_STATE_FIELDS = tuple(field.name for field in fields(DossierState))
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,7 @@ def advance(
             f"Dossier {state.code!r} has ended ({status.name}) and takes no {event_type.value} event"
         )
 
-    new = dataclasses.replace(state)
+    new = copy.copy(state)
     new.last_event_at = occurred_at
     _set_flags(new, flags)
 

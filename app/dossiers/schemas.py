@@ -1,8 +1,8 @@
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.db import utcnow
 from app.core.errors import FieldError, Problem
@@ -26,6 +26,9 @@ class OnlineLevel(StrEnum):
     partial = "partial"
     full = "full"
 
+
+# Instants are kept in UTC: the same instant sent with another offset is the same event.
+Instant = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
 
 RECEPTION_FIELDS = ("procedure_code", "unit_code", "channel", "online_level", "due_at", "lookup_secret")
 
@@ -63,20 +66,18 @@ class DossierEventIn(BaseModel):
     event_id: EventId = Field(description="Unique per sending client; resending it is harmless")
     dossier_code: DossierCode
     type: EventType
-    occurred_at: AwareDatetime = Field(description="With its UTC offset")
+    occurred_at: Instant = Field(description="With its UTC offset")
     procedure_code: ProcedureCode | None = Field(default=None, description="`received`/`refused` only")
     unit_code: UnitCode | None = Field(
         default=None, description="The receiving unit; `received`/`refused` only"
     )
     channel: Channel | None = Field(default=None, description="`received`/`refused` only")
     online_level: OnlineLevel | None = Field(default=None, description="With channel `online`")
-    due_at: AwareDatetime | None = Field(
-        default=None, description="A due date computed by the source; kept as is"
-    )
+    due_at: Instant | None = Field(default=None, description="A due date computed by the source; kept as is")
     lookup_secret: Annotated[str, StringConstraints(min_length=4, max_length=64)] | None = Field(
         default=None, description="The PIN on the citizen's receipt; stored only as a keyed hash"
     )
-    new_return_at: AwareDatetime | None = Field(default=None, description="`apology_issued` only")
+    new_return_at: Instant | None = Field(default=None, description="`apology_issued` only")
     paid_online: bool | None = None
     fee_payable: bool | None = None
     digitized: bool | None = None
