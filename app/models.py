@@ -4,6 +4,7 @@ from app.audit.models import AuditRecord
 from app.clients.models import ApiClient, ApiKey
 from app.dossiers.models import Dossier, DossierEvent
 from app.procedures.models import Procedure, ProcedureVersion, Sector
+from app.stats.models import DossierCounter
 from app.units.models import Unit
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "ApiKey",
     "AuditRecord",
     "Dossier",
+    "DossierCounter",
     "DossierEvent",
     "Procedure",
     "ProcedureVersion",

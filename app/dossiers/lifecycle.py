@@ -54,6 +54,17 @@ STATUS_NAMES_VI = {
 ENDED = frozenset({Status.refused, Status.withdrawn, Status.stopped, Status.resolved, Status.returned})
 FLAGS = ("paid_online", "fee_payable", "digitized", "e_result")
 
+# A mark is one change to the statistics counters: (counter, instant, +1 or -1). Statistics
+# (app.stats) add marks up by the local day of their instant; see app.stats.definitions.
+Mark = tuple[str, datetime, int]
+
+
+def channel_category(channel: str | None, online_level: str | None) -> str:
+    """The channel as the counters split it: direct, postal, online_partial or online_full."""
+    if channel == "online":
+        return f"online_{online_level}"
+    return channel or "direct"
+
 
 @dataclass
 class DossierState:
@@ -63,6 +74,7 @@ class DossierState:
     procedure_code: str
     unit_code: str
     status: int
+    sector_code: str | None = None
     channel: str | None = None
     online_level: str | None = None
     received_at: datetime | None = None
@@ -78,6 +90,9 @@ class DossierState:
     new_return_at: datetime | None = None
     on_time: bool | None = None
     early: bool | None = None
+    # Start of the span during which the dossier counts as open, not waiting and past due, as far
+    # as its events so far tell (it may lie in the future); None while waiting or once ended.
+    overdue_from: datetime | None = None
     last_event_at: datetime | None = None
     lookup_secret_hash: str | None = None
     paid_online: bool | None = None
@@ -102,6 +117,7 @@ class Reception:
     """What a `received` event needs to know about its procedure (version in force) and unit."""
 
     unit_level: str
+    sector_code: str
     procedure_levels: tuple[str, ...]
     processing_value: float
     processing_unit: TimeUnit
@@ -129,13 +145,14 @@ def receive(
     calendar: WorkingCalendar,
     lookup_secret_hash: str | None,
     flags: dict[str, bool | None],
-) -> DossierState:
-    """A new dossier from its first event, `received` or `refused`."""
+) -> tuple[DossierState, list[Mark]]:
+    """A new dossier from its first event, `received` or `refused`, and its statistics marks."""
     if event_type is EventType.refused:
         refused = DossierState(
             code=code,
             procedure_code=procedure_code,
             unit_code=unit_code,
+            sector_code=reception.sector_code,
             status=Status.refused,
             channel=channel,
             online_level=online_level,
@@ -143,7 +160,7 @@ def receive(
             last_event_at=occurred_at,
         )
         _set_flags(refused, flags)
-        return refused
+        return refused, [("refused", occurred_at, 1)]
     if reception.procedure_abolished:
         raise InvalidInput.for_field(
             "procedure_code",
@@ -162,6 +179,7 @@ def receive(
         code=code,
         procedure_code=procedure_code,
         unit_code=unit_code,
+        sector_code=reception.sector_code,
         status=Status.received,
         channel=channel,
         online_level=online_level,
@@ -170,9 +188,11 @@ def receive(
         original_due_at=due,
         last_event_at=occurred_at,
         lookup_secret_hash=lookup_secret_hash,
+        overdue_from=due,
     )
     _set_flags(received, flags)
-    return received
+    category = channel_category(channel, online_level)
+    return received, [(f"received_{category}", occurred_at, 1), ("overdue_start", due, 1)]
 
 
 def _set_flags(state: DossierState, flags: dict[str, bool | None]) -> None:
@@ -182,21 +202,50 @@ def _set_flags(state: DossierState, flags: dict[str, bool | None]) -> None:
             setattr(state, name, value)
 
 
-def _end_pause(state: DossierState, at: datetime, calendar: WorkingCalendar) -> None:
+def _end_pause(state: DossierState, at: datetime, calendar: WorkingCalendar, marks: list[Mark]) -> None:
     """The clock restarts: the due date moves forward by the working time the pause lasted."""
     if state.waiting_since is None or state.due_at is None:
         return
     pause = calendar.working_time_between(state.waiting_since, at)
     state.due_at = calendar.add_working_time(state.due_at, pause)
     state.waiting_since = None
+    marks.append(("waiting_end", at, 1))
 
 
-def _finish(state: DossierState, at: datetime, status: Status, calendar: WorkingCalendar) -> None:
-    _end_pause(state, at, calendar)
+def _close_overdue(state: DossierState, at: datetime, marks: list[Mark]) -> None:
+    """The open-and-past-due span ends at ``at`` (a pause starts, or the dossier ends)."""
+    if state.overdue_from is None:
+        return
+    if state.overdue_from < at:
+        marks.append(("overdue_end", at, 1))
+    else:  # it would have started later: it never happens
+        marks.append(("overdue_start", state.overdue_from, -1))
+    state.overdue_from = None
+
+
+def _end(state: DossierState, at: datetime, calendar: WorkingCalendar, marks: list[Mark]) -> None:
+    """Common to finishing and withdrawing: the pause or the overdue span stops, the dossier ends."""
+    if state.waiting_since is not None:
+        _end_pause(state, at, calendar, marks)
+    else:
+        _close_overdue(state, at, marks)
+    marks.append((f"ended_{channel_category(state.channel, state.online_level)}", at, 1))
+
+
+def _finish(
+    state: DossierState, at: datetime, status: Status, calendar: WorkingCalendar, marks: list[Mark]
+) -> None:
+    _end(state, at, calendar, marks)
     assert state.due_at is not None
     state.finished_at = at
     state.status = status
     state.on_time, state.early = classify(at, state.due_at, state.supplement_count)
+    if state.on_time:
+        marks.append(("finished_on_time", at, 1))
+        if state.early:
+            marks.append(("finished_early", at, 1))
+    else:
+        marks.append(("finished_late", at, 1))
 
 
 def advance(
@@ -207,8 +256,8 @@ def advance(
     new_return_at: datetime | None,
     calendar: WorkingCalendar,
     flags: dict[str, bool | None],
-) -> DossierState:
-    """The dossier after a later event; raises (and changes nothing) when the event is invalid."""
+) -> tuple[DossierState, list[Mark]]:
+    """The dossier after a later event and its statistics marks; raises, changing nothing, when invalid."""
     if event_type in (EventType.received, EventType.refused):
         raise Conflict(f"Dossier {state.code!r} was already {'refused' if state.refused_at else 'received'}")
     if state.status == Status.refused:
@@ -233,6 +282,7 @@ def advance(
     new = copy.copy(state)
     new.last_event_at = occurred_at
     _set_flags(new, flags)
+    marks: list[Mark] = []
 
     waiting = status is Status.waiting_supplement
     if event_type is EventType.processing:
@@ -242,25 +292,31 @@ def advance(
     elif event_type is EventType.supplement_requested:
         if waiting:
             raise Conflict(f"Dossier {state.code!r} is already waiting for a supplement")
+        _close_overdue(new, occurred_at, marks)
         new.status = Status.waiting_supplement
         new.waiting_since = occurred_at
         new.supplement_count += 1
+        marks.append(("waiting_start", occurred_at, 1))
     elif event_type is EventType.supplement_received:
         if not waiting:
             raise Conflict(f"Dossier {state.code!r} is not waiting for a supplement")
-        _end_pause(new, occurred_at, calendar)
+        _end_pause(new, occurred_at, calendar, marks)
+        assert new.due_at is not None
         new.status = Status.processing
+        new.overdue_from = max(occurred_at, new.due_at)
+        marks.append(("overdue_start", new.overdue_from, 1))
     elif event_type is EventType.withdrawn:
-        _end_pause(new, occurred_at, calendar)
+        _end(new, occurred_at, calendar, marks)
         new.status = Status.withdrawn
         new.withdrawn_at = occurred_at
+        marks.append(("withdrawn", occurred_at, 1))
     elif event_type is EventType.stopped:
-        _finish(new, occurred_at, Status.stopped, calendar)
+        _finish(new, occurred_at, Status.stopped, calendar, marks)
     elif event_type is EventType.resolved:
-        _finish(new, occurred_at, Status.resolved, calendar)
+        _finish(new, occurred_at, Status.resolved, calendar, marks)
     elif event_type is EventType.returned:
         if status is not Status.resolved:
-            _finish(new, occurred_at, Status.returned, calendar)
+            _finish(new, occurred_at, Status.returned, calendar, marks)
         new.status = Status.returned
         new.returned_at = occurred_at
     elif event_type is EventType.apology_issued:
@@ -268,7 +324,7 @@ def advance(
             raise InvalidInput.for_field("new_return_at", "An apology carries the new return date", "missing")
         new.apology_count += 1
         new.new_return_at = new_return_at
-    return new
+    return new, marks
 
 
 def unknown_dossier(code: str) -> NotFound:

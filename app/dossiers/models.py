@@ -25,6 +25,8 @@ class Dossier(Base):
     code: Mapped[str] = mapped_column(String(64), primary_key=True)
     procedure_code: Mapped[str] = mapped_column(ForeignKey("procedures.code"))
     unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"))
+    # The sector of the procedure version in force at reception, for statistics by sector.
+    sector_code: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[int] = mapped_column(SmallInteger)
     channel: Mapped[str | None] = mapped_column(String(16))
     online_level: Mapped[str | None] = mapped_column(String(16))
@@ -41,6 +43,7 @@ class Dossier(Base):
     new_return_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     on_time: Mapped[bool | None] = mapped_column(Boolean)
     early: Mapped[bool | None] = mapped_column(Boolean)
+    overdue_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lookup_secret_hash: Mapped[str | None] = mapped_column(String(64))
     paid_online: Mapped[bool | None] = mapped_column(Boolean)

@@ -31,7 +31,7 @@ from app.core.pagination import PageParams, encode_cursor
 from app.core.security import Principal
 from app.core.timezone import VIETNAM, local
 from app.dossiers import lifecycle
-from app.dossiers.lifecycle import FLAGS, STATUS_NAMES_VI, DossierState, EventType, Reception, Status
+from app.dossiers.lifecycle import FLAGS, STATUS_NAMES_VI, DossierState, EventType, Mark, Reception, Status
 from app.dossiers.models import Dossier, DossierEvent
 from app.dossiers.schemas import (
     DossierEventIn,
@@ -42,6 +42,7 @@ from app.dossiers.schemas import (
     TimelineEntry,
 )
 from app.procedures.models import ProcedureVersion
+from app.stats import service as stats
 from app.units.access import subtree_codes
 from app.units.models import Unit
 
@@ -128,6 +129,7 @@ class _Catalogue:
         data = in_force[-1]
         return Reception(
             unit_level=unit.level,
+            sector_code=data["sector_code"],
             procedure_levels=tuple(data["levels"]),
             processing_value=float(data["processing_time"]["value"]),
             processing_unit=TimeUnit(data["processing_time"]["unit"]),
@@ -149,14 +151,19 @@ async def _load_catalogue(session: AsyncSession, first_events: list[DossierEvent
                 data["levels"],
                 data["processing_time"],
                 data["status"],
+                data["sector_code"],
             )
             .where(ProcedureVersion.procedure_code.in_(procedure_codes))
             .order_by(ProcedureVersion.procedure_code, ProcedureVersion.version)
         )
-        for code, since, levels, processing_time, status in rows:
-            versions[code].append(
-                (since, {"levels": levels, "processing_time": processing_time, "status": status})
-            )
+        for code, since, levels, processing_time, status, sector_code in rows:
+            wanted = {
+                "levels": levels,
+                "processing_time": processing_time,
+                "status": status,
+                "sector_code": sector_code,
+            }
+            versions[code].append((since, wanted))
     units: dict[str, Any] = {}
     if unit_codes:
         rows = await session.execute(
@@ -245,6 +252,7 @@ async def _ingest_once(
 
     new_codes: set[str] = set()
     changed: set[str] = set()
+    marks: list[stats.MarkOf] = []
     event_rows: list[dict[str, Any]] = []
     request_id = request_id_var.get()
     for item in parsed:
@@ -262,12 +270,14 @@ async def _ingest_once(
                 )
             continue
         try:
-            states[event.dossier_code] = _apply(
+            state, new_marks = _apply(
                 states.get(event.dossier_code), event, catalogue, reachable, principal, calendar, secret_key
             )
         except DomainError as exc:
             results[item.index] = _error(event.event_id, exc)
             continue
+        states[event.dossier_code] = state
+        marks.extend((state.unit_code, state.sector_code, state.procedure_code, mark) for mark in new_marks)
         if event.type in (EventType.received, EventType.refused):
             new_codes.add(event.dossier_code)
         changed.add(event.dossier_code)
@@ -302,6 +312,8 @@ async def _ingest_once(
         )
     if event_rows:
         await _bulk_insert(session, _EVENTS, event_rows)
+    # Last, so that the rows every batch of a unit shares stay locked for the shortest time.
+    await stats.add_counters(session, stats.counter_rows(marks))
     assert all(result is not None for result in results)
     return [result for result in results if result is not None]
 
@@ -348,7 +360,7 @@ def _apply(
     principal: Principal,
     calendar: WorkingCalendar,
     secret_key: str,
-) -> DossierState:
+) -> tuple[DossierState, list[Mark]]:
     flags = {name: getattr(event, name) for name in FLAGS}
     if event.type in (EventType.received, EventType.refused):
         if state is not None:

@@ -1,4 +1,4 @@
-"""dossiers and their events
+"""dossiers, their events and statistics counters
 
 Revision ID: 0004
 Revises: 0003
@@ -17,6 +17,34 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "dossier_counters",
+        sa.Column("unit_code", sa.String(length=32), nullable=False),
+        sa.Column("sector_code", sa.String(length=32), nullable=False),
+        sa.Column("procedure_code", sa.String(length=64), nullable=False),
+        sa.Column("grain", sa.String(length=1), nullable=False),
+        sa.Column("bucket", sa.Date(), nullable=False),
+        sa.Column("received_direct", sa.Integer(), nullable=False),
+        sa.Column("received_postal", sa.Integer(), nullable=False),
+        sa.Column("received_online_partial", sa.Integer(), nullable=False),
+        sa.Column("received_online_full", sa.Integer(), nullable=False),
+        sa.Column("ended_direct", sa.Integer(), nullable=False),
+        sa.Column("ended_postal", sa.Integer(), nullable=False),
+        sa.Column("ended_online_partial", sa.Integer(), nullable=False),
+        sa.Column("ended_online_full", sa.Integer(), nullable=False),
+        sa.Column("finished_on_time", sa.Integer(), nullable=False),
+        sa.Column("finished_early", sa.Integer(), nullable=False),
+        sa.Column("finished_late", sa.Integer(), nullable=False),
+        sa.Column("withdrawn", sa.Integer(), nullable=False),
+        sa.Column("refused", sa.Integer(), nullable=False),
+        sa.Column("waiting_start", sa.Integer(), nullable=False),
+        sa.Column("waiting_end", sa.Integer(), nullable=False),
+        sa.Column("overdue_start", sa.Integer(), nullable=False),
+        sa.Column("overdue_end", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "unit_code", "sector_code", "procedure_code", "grain", "bucket", name=op.f("pk_dossier_counters")
+        ),
+    )
     op.create_table(
         "dossier_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -43,6 +71,7 @@ def upgrade() -> None:
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("procedure_code", sa.String(length=64), nullable=False),
         sa.Column("unit_code", sa.String(length=32), nullable=False),
+        sa.Column("sector_code", sa.String(length=32), nullable=True),
         sa.Column("status", sa.SmallInteger(), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=True),
         sa.Column("online_level", sa.String(length=16), nullable=True),
@@ -59,6 +88,7 @@ def upgrade() -> None:
         sa.Column("new_return_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("on_time", sa.Boolean(), nullable=True),
         sa.Column("early", sa.Boolean(), nullable=True),
+        sa.Column("overdue_from", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_event_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("lookup_secret_hash", sa.String(length=64), nullable=True),
         sa.Column("paid_online", sa.Boolean(), nullable=True),
@@ -90,3 +120,4 @@ def downgrade() -> None:
         batch_op.drop_index("ix_dossier_events_dossier")
 
     op.drop_table("dossier_events")
+    op.drop_table("dossier_counters")

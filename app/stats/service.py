@@ -1,0 +1,214 @@
+"""Statistics from counters: writing marks as counter rows, reading periods as prefix sums."""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, and_, case, delete, func, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.calendar.working_time import WorkingCalendar
+from app.core.errors import NotFound
+from app.core.timezone import local
+from app.dossiers.lifecycle import Mark
+from app.dossiers.models import Dossier, DossierEvent
+from app.stats.definitions import COUNTERS, add, counts_from_prefixes
+from app.stats.models import ALL, DossierCounter
+from app.stats.periods import Period
+from app.stats.reference import DossierFacts, Pause, facts_marks
+from app.units.models import Unit
+
+GROUPINGS = ("unit_level", "unit", "sector", "procedure")
+# A dossier whose procedure version named no sector (older data) is counted under this sector.
+NO_SECTOR = "-"
+_TABLE: Table = DossierCounter.__table__  # type: ignore[assignment]
+_KEY = ("unit_code", "sector_code", "procedure_code", "grain", "bucket")
+
+MarkOf = tuple[str, str | None, str, Mark]
+"""(unit, sector, procedure, mark)."""
+
+
+def counter_rows(marks: Iterable[MarkOf]) -> list[dict[str, Any]]:
+    """Marks summed into counter rows: each in its day, month and year, for its procedure and for all."""
+    sums: dict[tuple[str, str, str, str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for unit, sector, procedure, (counter, instant, delta) in marks:
+        day = local(instant).date()
+        for grain, bucket in (("d", day), ("m", day.replace(day=1)), ("y", date(day.year, 1, 1))):
+            sums[(unit, ALL, ALL, grain, bucket)][counter] += delta
+            sums[(unit, sector or NO_SECTOR, procedure, grain, bucket)][counter] += delta
+    # Sorted, so that concurrent writers lock rows in the same order.
+    return [
+        {**dict(zip(_KEY, key, strict=True)), **{c: values.get(c, 0) for c in COUNTERS}}
+        for key, values in sorted(sums.items())
+    ]
+
+
+async def add_counters(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert(_TABLE) if dialect == "postgresql" else sqlite.insert(_TABLE)
+    statement = insert.on_conflict_do_update(
+        index_elements=list(_KEY),
+        set_={c: _TABLE.c[c] + insert.excluded[c] for c in COUNTERS},
+    )
+    await session.execute(statement, rows)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+async def unit_scope(session: AsyncSession, code: str | None) -> dict[str, str]:
+    """The units a statistic covers, with their levels: ``code`` and its descendants, or all."""
+    if code is None:
+        return {code: level for code, level in await session.execute(select(Unit.code, Unit.level))}
+    scope = select(Unit.code, Unit.level).where(Unit.code == code).cte("scope", recursive=True)
+    scope = scope.union_all(select(Unit.code, Unit.level).join(scope, Unit.parent_code == scope.c.code))
+    found = {row.code: row.level for row in await session.execute(select(scope.c.code, scope.c.level))}
+    if not found:
+        raise NotFound(f"Unit {code!r} does not exist")
+    return found
+
+
+def _before(day: date) -> ColumnElement[bool]:
+    """The counter rows whose sum is the prefix "before local day ``day``"."""
+    year_start, month_start = date(day.year, 1, 1), day.replace(day=1)
+    grain, bucket = DossierCounter.grain, DossierCounter.bucket
+    return or_(
+        and_(grain == "y", bucket < year_start),
+        and_(grain == "m", bucket >= year_start, bucket < month_start),
+        and_(grain == "d", bucket >= month_start, bucket < day),
+    )
+
+
+Key = tuple[tuple[str, str], ...]
+
+
+async def period_counts(
+    session: AsyncSession, units: dict[str, str], period: Period, group_by: Sequence[str]
+) -> tuple[dict[Key, dict[str, int]], dict[str, int]]:
+    """The counts of SPEC §5 per group and in total, for the units' dossiers over ``period``."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    by_procedure = "sector" in group_by or "procedure" in group_by
+    at_start, at_end = _before(period.start), _before(period.end)
+    columns = [DossierCounter.unit_code, DossierCounter.sector_code, DossierCounter.procedure_code]
+    sums = [func.sum(case((at_start, getattr(DossierCounter, c)), else_=0)) for c in COUNTERS] + [
+        func.sum(case((at_end, getattr(DossierCounter, c)), else_=0)) for c in COUNTERS
+    ]
+    detail = (
+        and_(DossierCounter.sector_code != ALL, DossierCounter.procedure_code != ALL)
+        if by_procedure
+        else and_(DossierCounter.sector_code == ALL, DossierCounter.procedure_code == ALL)
+    )
+    query = (
+        select(*columns, *sums)
+        .where(DossierCounter.unit_code.in_(list(units)), detail, or_(at_start, at_end))
+        .group_by(*columns)
+    )
+    prefixes: dict[Key, tuple[dict[str, int], dict[str, int]]] = {}
+    everything: tuple[dict[str, int], dict[str, int]] = ({}, {})
+    for row in await session.execute(query):
+        unit, sector, procedure = row[0], row[1], row[2]
+        start = {c: int(v or 0) for c, v in zip(COUNTERS, row[3 : 3 + len(COUNTERS)], strict=True)}
+        end = {c: int(v or 0) for c, v in zip(COUNTERS, row[3 + len(COUNTERS) :], strict=True)}
+        values = {"unit_level": units[unit], "unit": unit, "sector": sector, "procedure": procedure}
+        key: Key = tuple((name, values[name]) for name in group_by)
+        group = prefixes.setdefault(key, ({}, {}))
+        for target, source in (
+            (group[0], start),
+            (group[1], end),
+            (everything[0], start),
+            (everything[1], end),
+        ):
+            add(target, source)
+    empty = dict.fromkeys(COUNTERS, 0)
+    rows = {key: counts_from_prefixes(s or empty, e or empty) for key, (s, e) in sorted(prefixes.items())}
+    total = counts_from_prefixes(everything[0] or empty, everything[1] or empty)
+    return rows, total
+
+
+# --- facts, for the reference calculation and the rebuild ------------------------------------
+
+_PAUSE_EVENTS = ("supplement_requested", "supplement_received")
+
+
+async def load_facts(session: AsyncSession, dossiers: Sequence[Dossier]) -> list[DossierFacts]:
+    """What happened to each dossier, from its row and its pause events."""
+    pauses: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    codes = [d.code for d in dossiers if d.supplement_count]
+    for start in range(0, len(codes), 1000):
+        rows = await session.execute(
+            select(DossierEvent.dossier_code, DossierEvent.type, DossierEvent.occurred_at)
+            .where(
+                DossierEvent.dossier_code.in_(codes[start : start + 1000]),
+                DossierEvent.type.in_(_PAUSE_EVENTS),
+            )
+            .order_by(DossierEvent.dossier_code, DossierEvent.occurred_at, DossierEvent.id)
+        )
+        for code, kind, at in rows:
+            pauses[code].append((kind, at))
+    facts = []
+    for dossier in dossiers:
+        ended = dossier.finished_at or dossier.withdrawn_at
+        spans: list[Pause] = []
+        for kind, at in pauses.get(dossier.code, []):
+            if kind == "supplement_requested":
+                spans.append(Pause(start=at, end=None, resumed=False))
+            else:
+                spans[-1].end, spans[-1].resumed = at, True
+        if spans and spans[-1].end is None and ended is not None:
+            spans[-1].end = ended
+        facts.append(
+            DossierFacts(
+                unit_code=dossier.unit_code,
+                sector_code=dossier.sector_code,
+                procedure_code=dossier.procedure_code,
+                channel=dossier.channel,
+                online_level=dossier.online_level,
+                received_at=dossier.received_at,
+                original_due_at=dossier.original_due_at,
+                finished_at=dossier.finished_at,
+                on_time=dossier.on_time,
+                early=dossier.early,
+                withdrawn_at=dossier.withdrawn_at,
+                refused_at=dossier.refused_at,
+                pauses=spans,
+            )
+        )
+    return facts
+
+
+REBUILD_CHUNK = 2000
+
+
+async def rebuild_counters(
+    session: AsyncSession, calendar: WorkingCalendar, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Recompute every counter from the dossiers' facts; returns the number of dossiers."""
+    await session.execute(delete(DossierCounter))
+    total = int(await session.scalar(select(func.count()).select_from(Dossier)) or 0)
+    done = 0
+    after = ""
+    while True:
+        dossiers = (
+            await session.scalars(
+                select(Dossier).where(Dossier.code > after).order_by(Dossier.code).limit(REBUILD_CHUNK)
+            )
+        ).all()
+        if not dossiers:
+            break
+        facts = await load_facts(session, dossiers)
+        marks = [
+            (f.unit_code, f.sector_code, f.procedure_code, mark)
+            for f in facts
+            for mark in facts_marks(f, calendar)
+        ]
+        await add_counters(session, counter_rows(marks))
+        done += len(dossiers)
+        after = dossiers[-1].code
+        if progress is not None:
+            progress(done, total)
+    return done
