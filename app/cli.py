@@ -169,6 +169,24 @@ def _clients_revoke(args: argparse.Namespace) -> None:
     _with_session(work)
 
 
+def _stats_rebuild(_args: argparse.Namespace) -> None:
+    from app.calendar.working_time import calendar_from_settings
+    from app.stats.service import rebuild_counters
+
+    calendar = calendar_from_settings(_settings_or_exit())
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r  dossiers {done:>9}/{total} ({100 * done // max(total, 1):>3}%)", end="", flush=True)
+
+    async def work(session: AsyncSession) -> None:
+        started = time.monotonic()
+        count = await rebuild_counters(session, calendar, progress)
+        print()
+        print(f"tthc: statistics rebuilt from {count} dossiers in {time.monotonic() - started:.1f}s")
+
+    _with_session(work)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tthc", description="Administrative-procedure reform service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -187,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     units_commands = units.add_subparsers(dest="units_command", required=True)
     units_import = units_commands.add_parser("import", help="load the official list (vietnam-provinces)")
     units_import.set_defaults(handler=_units_import)
+
+    stats = commands.add_parser("stats", help="dossier statistics")
+    stats_commands = stats.add_subparsers(dest="stats_command", required=True)
+    rebuild = stats_commands.add_parser("rebuild", help="recompute the counters from the dossiers")
+    rebuild.set_defaults(handler=_stats_rebuild)
 
     clients = commands.add_parser("clients", help="API clients and their keys")
     clients_commands = clients.add_subparsers(dest="clients_command", required=True)

@@ -19,6 +19,7 @@ from app.core.openapi import install_openapi
 from app.dossiers.router import dossiers_router, events_router, public_router
 from app.health.router import router as health_router
 from app.procedures.router import procedures_router, sectors_router
+from app.stats.router import router as stats_router
 from app.units.router import router as units_router
 
 DESCRIPTION = """
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events_router,
         dossiers_router,
         public_router,
+        stats_router,
         clients_router,
         audit_router,
     ):

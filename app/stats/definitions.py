@@ -77,6 +77,7 @@ VIETNAMESE = {
     "on_time": "Tỷ lệ đúng hạn (%)",
     "on_time_766": "Tỷ lệ đúng hạn theo QĐ 766 (%)",
     "online_rate": "Tỷ lệ trực tuyến (%)",
+    "period": "Kỳ báo cáo",
 }
 
 

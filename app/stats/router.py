@@ -1,0 +1,152 @@
+import csv
+import io
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.core.db import SessionDep
+from app.core.errors import InvalidInput, problem_responses
+from app.core.http_caching import cached_json
+from app.stats import service
+from app.stats.definitions import COUNT_NAMES, RATE_NAMES, VIETNAMESE, rates
+from app.stats.periods import Interval, Scheme, choose_period, series
+from app.stats.schemas import (
+    DossierSeries,
+    DossierStats,
+    Format,
+    PeriodRead,
+    SeriesPoint,
+    StatsRow,
+    StatsTotal,
+)
+
+router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
+
+# Polled by dashboards and portals: let caches keep an answer briefly, then revalidate by ETag.
+CACHE_CONTROL = "public, max-age=60, must-revalidate"
+CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+_CSV_OR_JSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The statistics; `Accept: text/csv` or `format=csv` for a spreadsheet",
+        "headers": {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"schema": {"type": "string"}}},
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    },
+    304: {"description": "Not Modified"},
+}
+
+UnitQuery = Annotated[
+    str | None, Query(max_length=32, description="This unit and its descendants; all when absent")
+]
+SchemeQuery = Annotated[
+    Scheme, Query(description="`report`: months run from the 15th to the 14th (Decree 09/2019)")
+]
+
+
+def _group_by(text: str | None) -> list[str]:
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in service.GROUPINGS]
+    if unknown or len(set(names)) != len(names):
+        raise InvalidInput.for_field(
+            "query.group_by",
+            f"group_by takes distinct values among {', '.join(service.GROUPINGS)}",
+            "group_by",
+        )
+    return names
+
+
+def _wants_csv(request: Request, format: Format | None) -> bool:
+    if format is not None:
+        return format == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _csv(stats: DossierStats) -> bytes:
+    """One row per group and a total row; English headers, then the Vietnamese terms."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    rate_headers = [f"{name}_rate" if name == "online" else name for name in RATE_NAMES]
+    writer.writerow(["period", "scheme", *stats.group_by, *COUNT_NAMES, *rate_headers])
+    vietnamese_keys = {"unit_level": "Cấp", "unit": "Đơn vị", "sector": "Lĩnh vực", "procedure": "Thủ tục"}
+    writer.writerow(
+        ["Kỳ báo cáo", "Cách tính kỳ", *(vietnamese_keys[g] for g in stats.group_by)]
+        + [VIETNAMESE[name] for name in (*COUNT_NAMES, *rate_headers)]
+    )
+    lines = [(row.key, row.counts, row.rates) for row in stats.rows]
+    lines.append(({name: "TOTAL" for name in stats.group_by}, stats.total.counts, stats.total.rates))
+    for key, counts, row_rates in lines:
+        writer.writerow(
+            [stats.period.label, stats.period.scheme.value, *(key.get(g, "") for g in stats.group_by)]
+            + [counts[name] for name in COUNT_NAMES]
+            + ["" if row_rates[name] is None else f"{row_rates[name]:.2f}" for name in RATE_NAMES]
+        )
+    return ("\ufeff" + buffer.getvalue()).encode()
+
+
+def _polled(request: Request, body: DossierStats | DossierSeries | bytes, media_type: str) -> Response:
+    response = cached_json(request, body, media_type=media_type, vary="Accept")
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    return response
+
+
+@router.get(
+    "/dossiers",
+    operation_id="get_dossier_stats",
+    response_model=DossierStats,
+    responses={**_CSV_OR_JSON, **problem_responses(404, 422)},
+    summary="Dossier statistics for a unit and period (SPEC §5), in total and by group",
+)
+async def get_dossier_stats(
+    session: SessionDep,
+    request: Request,
+    unit: UnitQuery = None,
+    period: Annotated[str | None, Query(description="`2023`, `2023-H1`, `2023-Q3` or `2023-07`")] = None,
+    first: Annotated[date | None, Query(alias="from", description="First day (instead of `period`)")] = None,
+    last: Annotated[date | None, Query(alias="to", description="Last day, included")] = None,
+    scheme: SchemeQuery = Scheme.calendar,
+    group_by: Annotated[
+        str | None, Query(description="Comma-separated: `unit_level`, `unit`, `sector`, `procedure`")
+    ] = None,
+    format: Annotated[Format | None, Query(description="`csv` instead of JSON")] = None,
+) -> Response:
+    groups = _group_by(group_by)
+    chosen = choose_period(period, first, last, scheme)
+    units = await service.unit_scope(session, unit)
+    rows, total = await service.period_counts(session, units, chosen, groups)
+    stats = DossierStats(
+        unit=unit,
+        period=PeriodRead.of(chosen),
+        group_by=groups,
+        rows=[StatsRow(key=dict(key), counts=counts, rates=rates(counts)) for key, counts in rows.items()],
+        total=StatsTotal(counts=total, rates=rates(total)),
+    )
+    if _wants_csv(request, format):
+        return _polled(request, _csv(stats), CSV_MEDIA_TYPE)
+    return _polled(request, stats, "application/json")
+
+
+@router.get(
+    "/dossiers/series",
+    operation_id="get_dossier_stats_series",
+    response_model=DossierSeries,
+    responses={304: {"description": "Not Modified"}, **problem_responses(404, 422)},
+    summary="The same counts month by month or quarter by quarter, for charts",
+)
+async def get_dossier_stats_series(
+    session: SessionDep,
+    request: Request,
+    first: Annotated[date, Query(alias="from")],
+    last: Annotated[date, Query(alias="to")],
+    unit: UnitQuery = None,
+    interval: Interval = Interval.month,
+    scheme: SchemeQuery = Scheme.calendar,
+) -> Response:
+    periods = series(first, last, interval, scheme)
+    units = await service.unit_scope(session, unit)
+    points = []
+    for period in periods:
+        _rows, total = await service.period_counts(session, units, period, [])
+        points.append(SeriesPoint(period=PeriodRead.of(period), counts=total, rates=rates(total)))
+    return _polled(
+        request, DossierSeries(unit=unit, interval=interval, scheme=scheme, points=points), "application/json"
+    )

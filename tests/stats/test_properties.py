@@ -1,0 +1,212 @@
+"""Counters kept during ingestion == counters rebuilt from the dossiers == SPEC §5 computed directly."""
+
+import asyncio
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import select
+
+from app.clients.schemas import ClientCreate
+from app.clients.service import create_client
+from app.core.config import Settings
+from app.core.db import Base
+from app.core.timezone import VIETNAM
+from app.dossiers.models import Dossier
+from app.main import create_app
+from app.stats.periods import Scheme, choose_period
+from app.stats.reference import reference_counts
+from app.stats.service import load_facts, rebuild_counters, unit_scope
+
+UNITS = [
+    {"code": "31", "name": "Hải Phòng", "level": "province"},
+    {"code": "313", "name": "Kiến Thụy", "level": "district", "parent_code": "31"},
+    {"code": "314", "name": "Tiên Lãng", "level": "district", "parent_code": "31"},
+    {"code": "11680", "name": "Núi Đối", "level": "commune", "parent_code": "313"},
+    {"code": "11683", "name": "Thụy Hương", "level": "commune", "parent_code": "313"},
+    {"code": "11737", "name": "Tiên Thắng", "level": "commune", "parent_code": "314"},
+    {"code": "11999", "name": "Xã mới", "level": "commune", "parent_code": "31"},
+]
+PROCEDURES = {
+    "district": {"code": "2.000001", "value": 3, "unit": "working_days", "sector": "xay-dung"},
+    "commune": {"code": "1.000001", "value": 6, "unit": "working_hours", "sector": "ho-tich"},
+    "commune-days": {"code": "1.000002", "value": 2, "unit": "days", "sector": "tu-phap"},
+}
+LEVEL = {u["code"]: u["level"] for u in UNITS}
+ORIGIN = datetime(2023, 6, 1, tzinfo=VIETNAM)
+
+pause = st.tuples(st.floats(0.1, 200), st.one_of(st.none(), st.floats(0.1, 300)))
+dossier = st.fixed_dictionaries(
+    {
+        "unit": st.sampled_from(["313", "314", "11680", "11683", "11737", "11999"]),
+        "days_procedure": st.booleans(),
+        "received_minutes": st.integers(0, 150 * 24 * 60),
+        "channel": st.sampled_from(["direct", "postal", "partial", "full"]),
+        "due_hours": st.one_of(st.none(), st.floats(1, 400)),
+        "refused": st.sampled_from([False] * 9 + [True]),
+        "pauses": st.lists(pause, max_size=2),
+        "ending": st.sampled_from(
+            [None, "resolved", "stopped", "returned", "withdrawn", "resolved+returned"]
+        ),
+        "ending_hours": st.floats(0.1, 700),
+    }
+)
+period_choice = st.one_of(
+    st.tuples(
+        st.sampled_from(["2023", "2023-H2", "2023-Q3", "2023-Q4", "2023-07", "2023-08", "2023-09"]),
+        st.sampled_from(list(Scheme)),
+    ),
+    st.tuples(st.dates(date(2023, 5, 20), date(2023, 12, 31)), st.integers(0, 120)),
+)
+
+
+def events_of(number: int, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    code = f"P-{number:04d}"
+    clock = ORIGIN + timedelta(minutes=spec["received_minutes"])
+    level = LEVEL[spec["unit"]]
+    procedure = PROCEDURES[
+        "district" if level == "district" else "commune-days" if spec["days_procedure"] else "commune"
+    ]
+    first: dict[str, Any] = {
+        "dossier_code": code,
+        "type": "refused" if spec["refused"] else "received",
+        "occurred_at": clock.isoformat(),
+        "procedure_code": procedure["code"],
+        "unit_code": spec["unit"],
+        "channel": "online" if spec["channel"] in ("partial", "full") else spec["channel"],
+    }
+    if spec["channel"] in ("partial", "full"):
+        first["online_level"] = spec["channel"]
+    if spec["due_hours"] is not None and not spec["refused"]:
+        first["due_at"] = (clock + timedelta(hours=spec["due_hours"])).isoformat()
+    events = [first]
+    if not spec["refused"]:
+        waiting = False
+        for gap, length in spec["pauses"]:
+            clock += timedelta(hours=gap)
+            events.append(
+                {"dossier_code": code, "type": "supplement_requested", "occurred_at": clock.isoformat()}
+            )
+            waiting = True
+            if length is None:
+                break
+            clock += timedelta(hours=length)
+            events.append(
+                {"dossier_code": code, "type": "supplement_received", "occurred_at": clock.isoformat()}
+            )
+            waiting = False
+        del waiting
+        if spec["ending"]:
+            for kind in spec["ending"].split("+"):
+                clock += timedelta(hours=spec["ending_hours"])
+                events.append({"dossier_code": code, "type": kind, "occurred_at": clock.isoformat()})
+    for position, event in enumerate(events):
+        event["event_id"] = f"{code}-{position}"
+    return events
+
+
+async def _scenario(database_url: str, dossiers: list[dict[str, Any]], periods: list[Any]) -> None:
+    application = create_app(
+        Settings(database_url=database_url, rate_limit_client_writes="", rate_limit_ip_writes="")
+    )
+    async with application.router.lifespan_context(application):
+        async with application.state.engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                await connection.execute(table.delete())
+        async with application.state.sessionmaker() as session, session.begin():
+            _client, secret = await create_client(
+                session,
+                ClientCreate.model_validate(
+                    {"name": "loader", "scopes": ["units:write", "catalogue:write", "dossiers:write"]}
+                ),
+            )
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with AsyncClient(
+            transport=ASGITransport(app=application), base_url="http://t", headers=headers
+        ) as http:
+            for unit in UNITS:
+                assert (await http.post("/api/v1/units", json=unit)).status_code == 201
+            for sector in ("xay-dung", "ho-tich", "tu-phap"):
+                assert (
+                    await http.post("/api/v1/sectors", json={"code": sector, "name": sector})
+                ).status_code == 201
+            for level, p in PROCEDURES.items():
+                body = {
+                    "code": p["code"],
+                    "name": p["code"],
+                    "sector_code": p["sector"],
+                    "levels": ["district" if level == "district" else "commune"],
+                    "channels": ["direct"],
+                    "processing_time": {"value": p["value"], "unit": p["unit"]},
+                }
+                assert (await http.post("/api/v1/procedures", json=body)).status_code == 201
+            events = [e for number, spec in enumerate(dossiers) for e in events_of(number, spec)]
+            results = (await http.post("/api/v1/dossier-events/batch", json={"events": events})).json()[
+                "results"
+            ]
+            assert {r["status"] for r in results} <= {"created"}, [
+                r for r in results if r["status"] != "created"
+            ]
+
+            async def answers() -> list[dict[str, Any]]:
+                found = []
+                for choice, unit in periods:
+                    params: dict[str, Any] = {"unit": unit, "group_by": "unit"}
+                    if isinstance(choice[0], str):
+                        params |= {"period": choice[0], "scheme": choice[1].value}
+                    else:
+                        params |= {
+                            "from": choice[0].isoformat(),
+                            "to": (choice[0] + timedelta(days=choice[1])).isoformat(),
+                        }
+                    response = await http.get("/api/v1/stats/dossiers", params=params)
+                    assert response.status_code == 200, response.text
+                    found.append(response.json())
+                return found
+
+            incremental = await answers()
+            async with application.state.sessionmaker() as session, session.begin():
+                await rebuild_counters(session, application.state.calendar)
+            assert await answers() == incremental
+
+            async with application.state.sessionmaker() as session:
+                facts = await load_facts(session, (await session.scalars(select(Dossier))).all())
+                for body, (choice, unit) in zip(incremental, periods, strict=True):
+                    scope = await unit_scope(session, unit)
+                    if isinstance(choice[0], str):
+                        period = choose_period(choice[0], None, None, choice[1])
+                    else:
+                        period = choose_period(
+                            None, choice[0], choice[0] + timedelta(days=choice[1]), Scheme.calendar
+                        )
+                    calendar = application.state.calendar
+                    mine = [f for f in facts if f.unit_code in scope]
+                    assert body["total"]["counts"] == reference_counts(
+                        mine, period.start_at, period.end_at, calendar
+                    )
+                    for row in body["rows"]:
+                        code = row["key"]["unit"]
+                        expected = reference_counts(
+                            [f for f in mine if f.unit_code == code], period.start_at, period.end_at, calendar
+                        )
+                        assert row["counts"] == expected, (code, period)
+
+
+units = st.sampled_from(["31", "313", "314", "11680", "11999"])
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    dossiers=st.lists(dossier, min_size=1, max_size=40),
+    periods=st.lists(st.tuples(period_choice, units), min_size=1, max_size=4),
+)
+def test_counters_agree_with_the_reference_calculation(
+    database_url: str, dossiers: list[dict[str, Any]], periods: list[Any]
+) -> None:
+    asyncio.run(_scenario(database_url, dossiers, periods))
