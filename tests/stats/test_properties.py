@@ -4,9 +4,9 @@ import asyncio
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from httpx import ASGITransport, AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 
 from app.clients.schemas import ClientCreate
