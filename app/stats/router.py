@@ -117,7 +117,10 @@ async def get_dossier_stats(
         unit=unit,
         period=PeriodRead.of(chosen),
         group_by=groups,
-        rows=[StatsRow(key=dict(key), counts=counts, rates=rates(counts)) for key, counts in rows.items()],
+        # Without group_by there is only the total.
+        rows=[
+            StatsRow(key=dict(key), counts=counts, rates=rates(counts)) for key, counts in rows.items() if key
+        ],
         total=StatsTotal(counts=total, rates=rates(total)),
     )
     if _wants_csv(request, format):

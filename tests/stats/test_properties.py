@@ -112,86 +112,93 @@ async def _scenario(database_url: str, dossiers: list[dict[str, Any]], periods: 
         Settings(database_url=database_url, rate_limit_client_writes="", rate_limit_ip_writes="")
     )
     async with application.router.lifespan_context(application):
-        async with application.state.engine.begin() as connection:
-            for table in reversed(Base.metadata.sorted_tables):
-                await connection.execute(table.delete())
+        await _empty(application)
+        try:
+            await _check(application, dossiers, periods)
+        finally:
+            await _empty(application)
+
+
+async def _empty(application: Any) -> None:
+    async with application.state.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            await connection.execute(table.delete())
+
+
+async def _check(application: Any, dossiers: list[dict[str, Any]], periods: list[Any]) -> None:
+    async with application.state.sessionmaker() as session, session.begin():
+        _client, secret = await create_client(
+            session,
+            ClientCreate.model_validate(
+                {"name": "loader", "scopes": ["units:write", "catalogue:write", "dossiers:write"]}
+            ),
+        )
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with AsyncClient(
+        transport=ASGITransport(app=application), base_url="http://t", headers=headers
+    ) as http:
+        for unit in UNITS:
+            assert (await http.post("/api/v1/units", json=unit)).status_code == 201
+        for sector in ("xay-dung", "ho-tich", "tu-phap"):
+            assert (
+                await http.post("/api/v1/sectors", json={"code": sector, "name": sector})
+            ).status_code == 201
+        for level, p in PROCEDURES.items():
+            body = {
+                "code": p["code"],
+                "name": p["code"],
+                "sector_code": p["sector"],
+                "levels": ["district" if level == "district" else "commune"],
+                "channels": ["direct"],
+                "processing_time": {"value": p["value"], "unit": p["unit"]},
+            }
+            assert (await http.post("/api/v1/procedures", json=body)).status_code == 201
+        events = [e for number, spec in enumerate(dossiers) for e in events_of(number, spec)]
+        results = (await http.post("/api/v1/dossier-events/batch", json={"events": events})).json()["results"]
+        assert {r["status"] for r in results} <= {"created"}, [r for r in results if r["status"] != "created"]
+
+        async def answers() -> list[dict[str, Any]]:
+            found = []
+            for choice, unit in periods:
+                params: dict[str, Any] = {"unit": unit, "group_by": "unit"}
+                if isinstance(choice[0], str):
+                    params |= {"period": choice[0], "scheme": choice[1].value}
+                else:
+                    params |= {
+                        "from": choice[0].isoformat(),
+                        "to": (choice[0] + timedelta(days=choice[1])).isoformat(),
+                    }
+                response = await http.get("/api/v1/stats/dossiers", params=params)
+                assert response.status_code == 200, response.text
+                found.append(response.json())
+            return found
+
+        incremental = await answers()
         async with application.state.sessionmaker() as session, session.begin():
-            _client, secret = await create_client(
-                session,
-                ClientCreate.model_validate(
-                    {"name": "loader", "scopes": ["units:write", "catalogue:write", "dossiers:write"]}
-                ),
-            )
-        headers = {"Authorization": f"Bearer {secret}"}
-        async with AsyncClient(
-            transport=ASGITransport(app=application), base_url="http://t", headers=headers
-        ) as http:
-            for unit in UNITS:
-                assert (await http.post("/api/v1/units", json=unit)).status_code == 201
-            for sector in ("xay-dung", "ho-tich", "tu-phap"):
-                assert (
-                    await http.post("/api/v1/sectors", json={"code": sector, "name": sector})
-                ).status_code == 201
-            for level, p in PROCEDURES.items():
-                body = {
-                    "code": p["code"],
-                    "name": p["code"],
-                    "sector_code": p["sector"],
-                    "levels": ["district" if level == "district" else "commune"],
-                    "channels": ["direct"],
-                    "processing_time": {"value": p["value"], "unit": p["unit"]},
-                }
-                assert (await http.post("/api/v1/procedures", json=body)).status_code == 201
-            events = [e for number, spec in enumerate(dossiers) for e in events_of(number, spec)]
-            results = (await http.post("/api/v1/dossier-events/batch", json={"events": events})).json()[
-                "results"
-            ]
-            assert {r["status"] for r in results} <= {"created"}, [
-                r for r in results if r["status"] != "created"
-            ]
+            await rebuild_counters(session, application.state.calendar)
+        assert await answers() == incremental
 
-            async def answers() -> list[dict[str, Any]]:
-                found = []
-                for choice, unit in periods:
-                    params: dict[str, Any] = {"unit": unit, "group_by": "unit"}
-                    if isinstance(choice[0], str):
-                        params |= {"period": choice[0], "scheme": choice[1].value}
-                    else:
-                        params |= {
-                            "from": choice[0].isoformat(),
-                            "to": (choice[0] + timedelta(days=choice[1])).isoformat(),
-                        }
-                    response = await http.get("/api/v1/stats/dossiers", params=params)
-                    assert response.status_code == 200, response.text
-                    found.append(response.json())
-                return found
-
-            incremental = await answers()
-            async with application.state.sessionmaker() as session, session.begin():
-                await rebuild_counters(session, application.state.calendar)
-            assert await answers() == incremental
-
-            async with application.state.sessionmaker() as session:
-                facts = await load_facts(session, (await session.scalars(select(Dossier))).all())
-                for body, (choice, unit) in zip(incremental, periods, strict=True):
-                    scope = await unit_scope(session, unit)
-                    if isinstance(choice[0], str):
-                        period = choose_period(choice[0], None, None, choice[1])
-                    else:
-                        period = choose_period(
-                            None, choice[0], choice[0] + timedelta(days=choice[1]), Scheme.calendar
-                        )
-                    calendar = application.state.calendar
-                    mine = [f for f in facts if f.unit_code in scope]
-                    assert body["total"]["counts"] == reference_counts(
-                        mine, period.start_at, period.end_at, calendar
+        async with application.state.sessionmaker() as session:
+            facts = await load_facts(session, (await session.scalars(select(Dossier))).all())
+            for body, (choice, unit) in zip(incremental, periods, strict=True):
+                scope = await unit_scope(session, unit)
+                if isinstance(choice[0], str):
+                    period = choose_period(choice[0], None, None, choice[1])
+                else:
+                    period = choose_period(
+                        None, choice[0], choice[0] + timedelta(days=choice[1]), Scheme.calendar
                     )
-                    for row in body["rows"]:
-                        code = row["key"]["unit"]
-                        expected = reference_counts(
-                            [f for f in mine if f.unit_code == code], period.start_at, period.end_at, calendar
-                        )
-                        assert row["counts"] == expected, (code, period)
+                calendar = application.state.calendar
+                mine = [f for f in facts if f.unit_code in scope]
+                assert body["total"]["counts"] == reference_counts(
+                    mine, period.start_at, period.end_at, calendar
+                )
+                for row in body["rows"]:
+                    code = row["key"]["unit"]
+                    expected = reference_counts(
+                        [f for f in mine if f.unit_code == code], period.start_at, period.end_at, calendar
+                    )
+                    assert row["counts"] == expected, (code, period)
 
 
 units = st.sampled_from(["31", "313", "314", "11680", "11999"])
