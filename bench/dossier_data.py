@@ -14,7 +14,7 @@ from bench.catalogue import SECTORS
 
 PROVINCE = {"code": "31", "name": "Thành phố Hải Phòng", "level": "province"}
 DISTRICT_NAMES = ["Kiến Thụy", "Tiên Lãng", "Vĩnh Bảo", "An Lão", "Thủy Nguyên", "Cát Hải"]
-COMMUNES_PER_DISTRICT = 15
+COMMUNES_PER_DISTRICT = 10
 START = date(2023, 1, 1)
 DAYS = 730
 
