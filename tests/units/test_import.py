@@ -86,3 +86,9 @@ def test_cli_refuses_an_unusable_database_url(monkeypatch: pytest.MonkeyPatch) -
         get_settings.cache_clear()
     assert "invalid configuration" in str(exit_info.value.code)
     assert "supported: sqlite+aiosqlite, postgresql+asyncpg" in str(exit_info.value.code)
+
+
+def test_cli_rebuilds_statistics(cli_database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["migrate"])
+    main(["stats", "rebuild"])
+    assert capsys.readouterr().out.rstrip().endswith("tthc: statistics rebuilt from 0 dossiers in 0.0s")
