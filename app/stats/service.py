@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any, Unpack
 
-from sqlalchemy import ColumnElement, Date, Select, Table, and_, bindparam, case, delete, func, or_, select
+from sqlalchemy import ColumnElement, Date, Select, Table, and_, bindparam, case, delete, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -207,6 +207,10 @@ async def rebuild_counters(
     session: AsyncSession, calendar: WorkingCalendar, progress: Callable[[int, int], None] | None = None
 ) -> int:
     """Recompute every counter from the dossiers' facts; returns the number of dossiers."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Ingestion writes counters last in its transaction: holding them makes it wait, so no
+        # batch is counted twice or lost while the counters are rebuilt.
+        await session.execute(text("LOCK TABLE dossier_counters IN EXCLUSIVE MODE"))
     await session.execute(delete(DossierCounter))
     total = int(await session.scalar(select(func.count()).select_from(Dossier)) or 0)
     done = 0
