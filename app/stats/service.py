@@ -3,9 +3,22 @@
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date
-from typing import Any, Unpack
+from typing import Any
 
-from sqlalchemy import ColumnElement, Date, Select, Table, and_, bindparam, case, delete, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -89,7 +102,7 @@ def _prefix_params(at: str, day: date) -> dict[str, date]:
     return {f"{at}_year": date(day.year, 1, 1), f"{at}_month": day.replace(day=1), f"{at}_day": day}
 
 
-def _period_statement(by_procedure: bool) -> Select[Unpack[tuple[Any, ...]]]:
+def _period_statement(by_procedure: bool) -> Select[*tuple[Any, ...]]:
     """Prefix sums of every counter at the period's start and end, per unit (and procedure)."""
     at_start, at_end = _before("start"), _before("end")
     columns = [DossierCounter.unit_code, DossierCounter.sector_code, DossierCounter.procedure_code]
