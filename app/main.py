@@ -19,6 +19,7 @@ from app.core.openapi import install_openapi
 from app.dossiers.router import dossiers_router, events_router, public_router
 from app.health.router import router as health_router
 from app.procedures.router import procedures_router, sectors_router
+from app.proposals.router import router as proposals_router
 from app.stats.router import router as stats_router
 from app.units.router import router as units_router
 
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         units_router,
         sectors_router,
         procedures_router,
+        proposals_router,
         events_router,
         dossiers_router,
         public_router,

@@ -4,6 +4,7 @@ from app.audit.models import AuditRecord
 from app.clients.models import ApiClient, ApiKey
 from app.dossiers.models import Dossier, DossierEvent
 from app.procedures.models import Procedure, ProcedureVersion, Sector
+from app.proposals.models import Proposal, ProposalTransition
 from app.stats.models import DossierCounter
 from app.units.models import Unit
 
@@ -16,6 +17,8 @@ __all__ = [
     "DossierEvent",
     "Procedure",
     "ProcedureVersion",
+    "Proposal",
+    "ProposalTransition",
     "Sector",
     "Unit",
 ]

@@ -44,6 +44,17 @@ def require(scope: Scope) -> Any:
     return Security(authenticate, scopes=[scope.value])
 
 
+def require_any(*scopes: Scope) -> Any:
+    """A dependency that authenticates the caller and demands at least one of ``scopes``."""
+
+    async def any_of(principal: Annotated[Principal, Security(authenticate)]) -> Principal:
+        if not any(principal.has(scope) for scope in scopes):
+            raise Forbidden(f"This operation needs one of the scopes {', '.join(scopes)}")
+        return principal
+
+    return Depends(any_of)
+
+
 AdminDep = Annotated[Principal, require(Scope.admin)]
 
 

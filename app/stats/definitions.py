@@ -78,6 +78,8 @@ VIETNAMESE = {
     "on_time_766": "Tỷ lệ đúng hạn theo QĐ 766 (%)",
     "online_rate": "Tỷ lệ trực tuyến (%)",
     "period": "Kỳ báo cáo",
+    "count": "Số phương án",
+    "savings_vnd": "Chi phí tiết kiệm/năm (đồng)",
 }
 
 

@@ -61,24 +61,34 @@ def _wants_csv(request: Request, format: Format | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
-def _csv(stats: DossierStats) -> bytes:
+def _csv(
+    stats: DossierStats, count_names: tuple[str, ...] = COUNT_NAMES, rate_names: tuple[str, ...] = RATE_NAMES
+) -> bytes:
     """One row per group and a total row; English headers, then the Vietnamese terms."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    rate_headers = [f"{name}_rate" if name == "online" else name for name in RATE_NAMES]
-    writer.writerow(["period", "scheme", *stats.group_by, *COUNT_NAMES, *rate_headers])
-    vietnamese_keys = {"unit_level": "Cấp", "unit": "Đơn vị", "sector": "Lĩnh vực", "procedure": "Thủ tục"}
+    rate_headers = [f"{name}_rate" if name == "online" else name for name in rate_names]
+    writer.writerow(["period", "scheme", *stats.group_by, *count_names, *rate_headers])
+    vietnamese_keys = {
+        "unit_level": "Cấp",
+        "unit": "Đơn vị",
+        "sector": "Lĩnh vực",
+        "procedure": "Thủ tục",
+        "kind": "Loại phương án",
+        "level": "Cấp thực hiện",
+        "state": "Trạng thái",
+    }
     writer.writerow(
         ["Kỳ báo cáo", "Cách tính kỳ", *(vietnamese_keys[g] for g in stats.group_by)]
-        + [VIETNAMESE[name] for name in (*COUNT_NAMES, *rate_headers)]
+        + [VIETNAMESE[name] for name in (*count_names, *rate_headers)]
     )
     lines = [(row.key, row.counts, row.rates) for row in stats.rows]
     lines.append(({name: "TOTAL" for name in stats.group_by}, stats.total.counts, stats.total.rates))
     for key, counts, row_rates in lines:
         writer.writerow(
             [stats.period.label, stats.period.scheme.value, *(key.get(g, "") for g in stats.group_by)]
-            + [counts[name] for name in COUNT_NAMES]
-            + ["" if row_rates[name] is None else f"{row_rates[name]:.2f}" for name in RATE_NAMES]
+            + [counts[name] for name in count_names]
+            + ["" if row_rates[name] is None else f"{row_rates[name]:.2f}" for name in rate_names]
         )
     return ("\ufeff" + buffer.getvalue()).encode()
 
@@ -125,6 +135,55 @@ async def get_dossier_stats(
     )
     if _wants_csv(request, format):
         return _polled(request, _csv(stats), CSV_MEDIA_TYPE)
+    return _polled(request, stats, "application/json")
+
+
+def _proposal_group_by(text: str | None) -> list[str]:
+    from app.proposals.service import PROPOSAL_GROUPS
+
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    if any(name not in PROPOSAL_GROUPS for name in names) or len(set(names)) != len(names):
+        raise InvalidInput.for_field(
+            "query.group_by", f"group_by takes distinct values among {', '.join(PROPOSAL_GROUPS)}", "group_by"
+        )
+    return names
+
+
+@router.get(
+    "/proposals",
+    operation_id="get_proposal_stats",
+    response_model=DossierStats,
+    responses={**_CSV_OR_JSON, **problem_responses(404, 422)},
+    summary="Reform proposals submitted in a period: `count` and summed yearly `savings_vnd`",
+)
+async def get_proposal_stats(
+    session: SessionDep,
+    request: Request,
+    unit: UnitQuery = None,
+    period: Annotated[str | None, Query(description="`2023`, `2023-H1`, `2023-Q3` or `2023-07`")] = None,
+    first: Annotated[date | None, Query(alias="from")] = None,
+    last: Annotated[date | None, Query(alias="to")] = None,
+    scheme: SchemeQuery = Scheme.calendar,
+    group_by: Annotated[
+        str | None, Query(description="Comma-separated: `kind`, `level`, `sector`, `state`")
+    ] = None,
+    format: Annotated[Format | None, Query()] = None,
+) -> Response:
+    from app.proposals.service import proposal_counts
+
+    groups = _proposal_group_by(group_by)
+    chosen = choose_period(period, first, last, scheme)
+    units = await service.unit_scope(session, unit)
+    rows, total = await proposal_counts(session, set(units), chosen, groups)
+    stats = DossierStats(
+        unit=unit,
+        period=PeriodRead.of(chosen),
+        group_by=groups,
+        rows=[StatsRow(key=dict(key), counts=counts, rates={}) for key, counts in rows.items() if key],
+        total=StatsTotal(counts=total, rates={}),
+    )
+    if _wants_csv(request, format):
+        return _polled(request, _csv(stats, ("count", "savings_vnd"), ()), CSV_MEDIA_TYPE)
     return _polled(request, stats, "application/json")
 
 
