@@ -1,4 +1,4 @@
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.audit.service import record
 from app.clients import service
@@ -6,6 +6,7 @@ from app.clients.deps import AdminDep, ClientDep
 from app.clients.schemas import ClientCreate, ClientCreated, ClientRead, KeyCreated, KeyRead
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.http_caching import cached_json
 from app.core.pagination import Page, PageDep, encode_cursor
 
 router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
@@ -47,8 +48,8 @@ async def list_clients(session: SessionDep, _admin: AdminDep, page: PageDep) -> 
     responses=problem_responses(404),
     summary="Get an API client",
 )
-async def get_client(_admin: AdminDep, client: ClientDep) -> ClientRead:
-    return ClientRead.model_validate(client)
+async def get_client(_admin: AdminDep, client: ClientDep, request: Request) -> Response:
+    return cached_json(request, ClientRead.model_validate(client))
 
 
 @router.post(

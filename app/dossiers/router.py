@@ -9,6 +9,7 @@ from app.calendar.working_time import WorkingCalendar
 from app.clients.deps import require
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, ProblemResponse, problem_responses
+from app.core.http_caching import cached_json
 from app.core.limits import RateLimiter
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
@@ -176,13 +177,15 @@ async def list_dossiers(
     "/{code}",
     operation_id="get_dossier",
     response_model=DossierRead,
-    responses=problem_responses(404),
+    responses={304: {"description": "Not Modified"}, **problem_responses(404)},
     summary="A dossier with its status, due date, classification and timeline",
 )
-async def get_dossier(session: SessionDep, reader: DossierReader, code: DossierCode) -> DossierRead:
+async def get_dossier(
+    session: SessionDep, reader: DossierReader, code: DossierCode, request: Request
+) -> Response:
     dossier = await service.get_dossier(session, code)
     await ensure_reach(session, reader, dossier.unit_code, conceal=True)
-    return await service.dossier_with_timeline(session, dossier)
+    return cached_json(request, await service.dossier_with_timeline(session, dossier))
 
 
 @public_router.get(

@@ -122,3 +122,13 @@ async def test_citizen_look_up_is_rate_limited(database_url: str) -> None:
             for n in range(4)
         ]
     assert statuses == [404, 404, 404, 429]
+
+
+@pytest.mark.usefixtures("dossiers")
+async def test_dossier_carries_an_etag(portal: AsyncClient) -> None:
+    first = await portal.get("/api/v1/dossiers/KT-3")
+    again = await portal.get("/api/v1/dossiers/KT-3", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    await send(portal, step("KT-3", "supplement_received", "2023-08-17T09:00:00+07:00"))
+    changed = await portal.get("/api/v1/dossiers/KT-3", headers={"If-None-Match": first.headers["etag"]})
+    assert changed.status_code == 200
