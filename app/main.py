@@ -17,6 +17,8 @@ from app.core.logging import configure_logging
 from app.core.migrations import head_revision
 from app.core.openapi import install_openapi
 from app.dossiers.router import dossiers_router, events_router, public_router
+from app.feedback.router import ratings_router
+from app.feedback.router import router as feedback_router
 from app.health.router import router as health_router
 from app.procedures.router import procedures_router, sectors_router
 from app.proposals.router import router as proposals_router
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events_router,
         dossiers_router,
         public_router,
+        feedback_router,
+        ratings_router,
         stats_router,
         clients_router,
         audit_router,

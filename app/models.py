@@ -3,6 +3,7 @@
 from app.audit.models import AuditRecord
 from app.clients.models import ApiClient, ApiKey
 from app.dossiers.models import Dossier, DossierEvent
+from app.feedback.models import DossierRating, Feedback, FeedbackTransition
 from app.procedures.models import Procedure, ProcedureVersion, Sector
 from app.proposals.models import Proposal, ProposalTransition
 from app.stats.models import DossierCounter
@@ -15,6 +16,9 @@ __all__ = [
     "Dossier",
     "DossierCounter",
     "DossierEvent",
+    "DossierRating",
+    "Feedback",
+    "FeedbackTransition",
     "Procedure",
     "ProcedureVersion",
     "Proposal",

@@ -5,7 +5,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -18,6 +18,22 @@ _DRIVER_ALIASES = {
     "postgres": "postgresql+asyncpg",
     "postgresql": "postgresql+asyncpg",
 }
+
+
+class Index766Settings(BaseModel):
+    """Weights and thresholds of the Decision 766 scorecard; the national rules revise them."""
+
+    publicity: float = 18
+    progress: float = 20
+    online_service: float = 12
+    digitisation: float = 22
+    satisfaction: float = 18
+    online_payment: float = 10
+    online_full_threshold: float = Field(
+        default=50, description="% of online full-service dossiers for full points"
+    )
+    online_payment_threshold: float = Field(default=50, description="% paid online for full points")
+    satisfaction_threshold: float = Field(default=90, description="% dossier satisfaction for full points")
 
 
 class Settings(BaseSettings):
@@ -55,6 +71,9 @@ class Settings(BaseSettings):
     )
     extra_working_days: Annotated[list[date], NoDecode] = Field(
         default_factory=list, description="Make-up working days (Saturdays worked in exchange for a day off)"
+    )
+    index_766: Index766Settings = Field(
+        default_factory=Index766Settings, description='JSON, e.g. {"online_full_threshold": 60}'
     )
     cors_origins: list[str] = Field(
         default_factory=list, description='Browser origins allowed by CORS, e.g. ["https://app.example"]'

@@ -1,5 +1,6 @@
 import csv
 import io
+import json
 from datetime import date
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.http_caching import cached_json
 from app.stats import service
-from app.stats.definitions import COUNT_NAMES, RATE_NAMES, VIETNAMESE, rates
+from app.stats.definitions import COUNT_NAMES, RATE_NAMES, VIETNAMESE, percentage, rates
 from app.stats.periods import Interval, Scheme, choose_period, series
 from app.stats.schemas import (
     DossierSeries,
@@ -185,6 +186,81 @@ async def get_proposal_stats(
     if _wants_csv(request, format):
         return _polled(request, _csv(stats, ("count", "savings_vnd"), ()), CSV_MEDIA_TYPE)
     return _polled(request, stats, "application/json")
+
+
+@router.get(
+    "/feedback",
+    operation_id="get_feedback_stats",
+    responses={**_CSV_OR_JSON, **problem_responses(404, 422)},
+    summary="Feedback received, answered on time or late, open and overdue; and dossier satisfaction",
+)
+async def get_feedback_stats(
+    session: SessionDep,
+    request: Request,
+    unit: UnitQuery = None,
+    period: Annotated[str | None, Query()] = None,
+    first: Annotated[date | None, Query(alias="from")] = None,
+    last: Annotated[date | None, Query(alias="to")] = None,
+    scheme: SchemeQuery = Scheme.calendar,
+    group_by: Annotated[str | None, Query(description="Comma-separated: `subject`, `channel`")] = None,
+) -> Response:
+    from app.feedback.service import FEEDBACK_GROUPS, SATISFIED, feedback_counts, satisfaction_counts
+
+    groups = [name.strip() for name in (group_by or "").split(",") if name.strip()]
+    if any(name not in FEEDBACK_GROUPS for name in groups) or len(set(groups)) != len(groups):
+        raise InvalidInput.for_field("query.group_by", "group_by takes `subject` and `channel`", "group_by")
+    chosen = choose_period(period, first, last, scheme)
+    units = set(await service.unit_scope(session, unit))
+    rows, total = await feedback_counts(session, units, chosen, groups)
+    ratings = await satisfaction_counts(session, units, chosen)
+    satisfied = sum(ratings["by_level"][level] for level in SATISFIED)
+    body = {
+        "unit": unit,
+        "period": PeriodRead.of(chosen).model_dump(mode="json"),
+        "group_by": groups,
+        "rows": [{"key": dict(key), "counts": counts} for key, counts in rows.items() if key],
+        "total": {"counts": total},
+        "satisfaction": {**ratings, "satisfied_share": percentage(satisfied, ratings["ratings"])},
+    }
+    return _polled(request, json.dumps(body, ensure_ascii=False).encode(), "application/json")
+
+
+@router.get(
+    "/index-766",
+    operation_id="get_index_766",
+    responses={**_CSV_OR_JSON, **problem_responses(404, 422)},
+    summary="The Decision 766 scorecard of a unit: each group's score, maximum, inputs and formula",
+)
+async def get_index_766(
+    session: SessionDep,
+    request: Request,
+    unit: UnitQuery = None,
+    period: Annotated[str | None, Query()] = None,
+    first: Annotated[date | None, Query(alias="from")] = None,
+    last: Annotated[date | None, Query(alias="to")] = None,
+    scheme: SchemeQuery = Scheme.calendar,
+) -> Response:
+    from app.feedback.service import index_inputs
+    from app.stats.index766 import scorecard
+
+    chosen = choose_period(period, first, last, scheme)
+    units = await service.unit_scope(session, unit)
+    _rows, total = await service.period_counts(session, units, chosen, [])
+    inputs = await index_inputs(session, set(units), chosen, rates(total)["on_time_766"])
+    settings = request.app.state.settings.index_766
+    groups = scorecard(inputs, settings)
+    computable = [g for g in groups if g["computable"]]
+    body = {
+        "unit": unit,
+        "period": PeriodRead.of(chosen).model_dump(mode="json"),
+        "groups": groups,
+        "total": {
+            "score": round(sum(g["score"] for g in computable), 2),
+            "max_computable": sum(g["max"] for g in computable),
+            "max": sum(g["max"] for g in groups),
+        },
+    }
+    return _polled(request, json.dumps(body, ensure_ascii=False).encode(), "application/json")
 
 
 @router.get(

@@ -1,0 +1,135 @@
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.procedures.schemas import ProcedureCode
+from app.units.schemas import UnitCode
+
+
+class FeedbackChannel(StrEnum):
+    portal = "portal"
+    direct = "direct"
+    hotline = "hotline"
+    mail = "mail"
+
+
+class FeedbackSubject(StrEnum):
+    procedure = "procedure"
+    unit = "unit"
+    officer = "officer"
+
+
+class FeedbackState(StrEnum):
+    received = "received"
+    processing = "processing"
+    info_requested = "info_requested"
+    rejected = "rejected"
+    answered = "answered"
+    published = "published"
+
+
+class SatisfactionLevel(StrEnum):
+    very_satisfied = "very_satisfied"
+    satisfied = "satisfied"
+    neutral = "neutral"
+    unsatisfied = "unsatisfied"
+    very_unsatisfied = "very_unsatisfied"
+
+
+class FeedbackCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "external_ref": "PAKN-2023-000123",
+                    "channel": "portal",
+                    "subject": "procedure",
+                    "procedure_code": "1.000894",
+                    "unit_code": "11680",
+                    "content": "Hồ sơ trả chậm so với giấy hẹn",
+                    "received_at": "2023-08-01T09:00:00+07:00",
+                }
+            ]
+        },
+    )
+
+    external_ref: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        default=None, description="Reference on the national feedback portal; resending it is harmless"
+    )
+    channel: FeedbackChannel
+    subject: FeedbackSubject
+    procedure_code: ProcedureCode | None = None
+    unit_code: UnitCode = Field(description="The unit concerned, which handles the feedback")
+    officer: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    content: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
+    contact: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description="Stored, never shown publicly"
+    )
+    received_at: AwareDatetime | None = Field(default=None, description="Default: now")
+
+
+class FeedbackTransitionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: FeedbackState
+    comment: Annotated[str, StringConstraints(max_length=20000)] | None = None
+    occurred_at: AwareDatetime | None = None
+
+
+class FeedbackTransitionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    from_state: FeedbackState
+    to_state: FeedbackState
+    client_name: str
+    occurred_at: datetime
+    comment: str | None
+    within_deadline: bool | None
+
+
+class FeedbackRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    external_ref: str | None
+    channel: FeedbackChannel
+    subject: FeedbackSubject
+    procedure_code: str | None
+    unit_code: str
+    officer: str | None
+    content: str
+    contact: str | None
+    state: FeedbackState
+    received_at: datetime
+    reject_due_at: datetime
+    info_due_at: datetime
+    answer_due_at: datetime
+    answered_at: datetime | None
+    publish_due_at: datetime | None
+    published_at: datetime | None
+    overdue: bool = Field(
+        description="Not answered and past the answer deadline, or answered and not published in time"
+    )
+    transitions: list[FeedbackTransitionRead]
+
+
+class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: SatisfactionLevel
+    comment: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    secret: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="The PIN on the receipt, when the citizen rates without an API key"
+    )
+
+
+class RatingRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    dossier_code: str
+    level: SatisfactionLevel
+    comment: str | None
+    rated_at: datetime
