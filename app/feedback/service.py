@@ -5,7 +5,7 @@ import hmac
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -54,7 +54,7 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 def _deadline(calendar: WorkingCalendar, start: datetime, days: int) -> datetime:
-    return calendar.due_at(start, days, TimeUnit.working_days)
+    return calendar.due_at(start, days, TimeUnit.working_days).astimezone(UTC)
 
 
 def _content_hash(data: FeedbackCreate) -> str:
@@ -116,7 +116,7 @@ async def receive(
     if data.subject is FeedbackSubject.officer and data.officer is None:
         raise InvalidInput.for_field("body.officer", "Feedback on an officer names the officer", "missing")
     await ensure_reach(session, actor, data.unit_code)
-    received_at = data.received_at or utcnow()
+    received_at = (data.received_at or utcnow()).astimezone(UTC)
     if received_at > utcnow() + FUTURE_TOLERANCE:
         raise InvalidInput.for_field("body.received_at", "received_at lies in the future", "in_future")
     feedback = Feedback(
@@ -154,7 +154,7 @@ async def transition(
     if data.to not in ALLOWED.get(current, set()):
         raise Conflict(f"Feedback cannot go from {current.value} to {data.to.value}")
     now = utcnow()
-    at = data.occurred_at or now
+    at = (data.occurred_at or now).astimezone(UTC)
     if at > now + FUTURE_TOLERANCE:
         raise InvalidInput.for_field("body.occurred_at", "occurred_at lies in the future", "in_future")
     if at < feedback.received_at:

@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -181,7 +181,7 @@ async def transition(
     if not actor.has(needed):
         raise Forbidden(f"Moving a proposal to {data.to.value} needs the scope {needed.value}")
     now = utcnow()
-    at = data.occurred_at or now
+    at = (data.occurred_at or now).astimezone(UTC)
     if at > now + FUTURE_TOLERANCE:
         raise InvalidInput.for_field("body.occurred_at", "occurred_at lies in the future", "in_future")
     last = await session.scalar(
