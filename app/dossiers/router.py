@@ -8,7 +8,7 @@ from app.audit.service import record
 from app.calendar.working_time import WorkingCalendar
 from app.clients.deps import require
 from app.core.db import SessionDep
-from app.core.errors import Forbidden, ProblemResponse, problem_responses
+from app.core.errors import ProblemResponse, problem_responses
 from app.core.http_caching import cached_json
 from app.core.limits import RateLimiter
 from app.core.pagination import Page, PageDep
@@ -26,7 +26,7 @@ from app.dossiers.schemas import (
     EventResult,
     PublicDossier,
 )
-from app.units.access import ensure_reach, is_within, subtree_codes
+from app.units.access import ensure_reach, listing_scope
 
 events_router = APIRouter(prefix="/api/v1/dossier-events", tags=["dossiers"])
 dossiers_router = APIRouter(prefix="/api/v1/dossiers", tags=["dossiers"])
@@ -153,13 +153,7 @@ async def list_dossiers(
         AwareDatetime | None, Query(description="Open and due before this instant: the early-warning list")
     ] = None,
 ) -> Page[DossierSummary]:
-    units: set[str] | None = None
-    if unit is not None:
-        if reader.unit_code is not None and not await is_within(session, unit, reader.unit_code):
-            raise Forbidden(f"This client is bound to unit {reader.unit_code} and cannot read outside it")
-        units = await subtree_codes(session, unit)
-    elif reader.unit_code is not None:
-        units = await subtree_codes(session, reader.unit_code)
+    units = await listing_scope(session, reader, unit)
     filters = service.DossierFilters(
         units=units,
         procedure=procedure,

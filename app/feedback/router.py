@@ -6,7 +6,7 @@ from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 from app.audit.service import record
 from app.clients.deps import authenticate, bearer_scheme, require
 from app.core.db import SessionDep
-from app.core.errors import Forbidden, problem_responses
+from app.core.errors import problem_responses
 from app.core.http_caching import cached_json
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
@@ -23,7 +23,7 @@ from app.feedback.schemas import (
     RatingIn,
     RatingRead,
 )
-from app.units.access import ensure_reach, is_within, subtree_codes
+from app.units.access import ensure_reach, listing_scope
 
 router = APIRouter(prefix="/api/v1/feedback", tags=["feedback"])
 ratings_router = APIRouter(prefix="/api/v1/dossiers", tags=["feedback"])
@@ -70,13 +70,7 @@ async def list_feedback(
     unit: str | None = None,
     overdue: bool = False,
 ) -> Page[FeedbackRead]:
-    units: set[str] | None = None
-    if unit is not None:
-        if writer.unit_code is not None and not await is_within(session, unit, writer.unit_code):
-            raise Forbidden(f"This client is bound to unit {writer.unit_code} and cannot read outside it")
-        units = await subtree_codes(session, unit)
-    elif writer.unit_code is not None:
-        units = await subtree_codes(session, writer.unit_code)
+    units = await listing_scope(session, writer, unit)
     filters = {"state": state, "subject": subject, "channel": channel, "overdue": overdue}
     items, next_cursor = await service.list_feedback(session, filters, units, page)
     return Page[FeedbackRead](items=[await service.read(session, f) for f in items], next_cursor=next_cursor)

@@ -19,7 +19,7 @@ from app.proposals.schemas import (
     ProposalUpdate,
     TransitionIn,
 )
-from app.units.access import ensure_reach, is_within, subtree_codes
+from app.units.access import ensure_reach, listing_scope
 from app.units.models import UnitLevel
 
 router = APIRouter(prefix="/api/v1/proposals", tags=["proposals"])
@@ -73,13 +73,7 @@ async def list_proposals(
     submitted_from: date | None = None,
     submitted_to: date | None = None,
 ) -> Page[ProposalRead]:
-    units: set[str] | None = None
-    if unit is not None:
-        if client.unit_code is not None and not await is_within(session, unit, client.unit_code):
-            raise Forbidden(f"This client is bound to unit {client.unit_code} and cannot read outside it")
-        units = await subtree_codes(session, unit)
-    elif client.unit_code is not None:
-        units = await subtree_codes(session, client.unit_code)
+    units = await listing_scope(session, client, unit)
     filters = {
         "kind": kind,
         "level": level,

@@ -4,14 +4,14 @@ import json
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.http_caching import cached_json
 from app.stats import service
 from app.stats.definitions import COUNT_NAMES, RATE_NAMES, VIETNAMESE, percentage, rates
-from app.stats.periods import Interval, Scheme, choose_period, series
+from app.stats.periods import Interval, Period, Scheme, choose_period, series
 from app.stats.schemas import (
     DossierSeries,
     DossierStats,
@@ -42,6 +42,18 @@ UnitQuery = Annotated[
 SchemeQuery = Annotated[
     Scheme, Query(description="`report`: months run from the 15th to the 14th (Decree 09/2019)")
 ]
+
+
+def period_query(
+    period: Annotated[str | None, Query(description="`2023`, `2023-H1`, `2023-Q3` or `2023-07`")] = None,
+    first: Annotated[date | None, Query(alias="from", description="First day (instead of `period`)")] = None,
+    last: Annotated[date | None, Query(alias="to", description="Last day, included")] = None,
+    scheme: SchemeQuery = Scheme.calendar,
+) -> Period:
+    return choose_period(period, first, last, scheme)
+
+
+PeriodDep = Annotated[Period, Depends(period_query)]
 
 
 def _group_by(text: str | None) -> list[str]:
@@ -110,18 +122,14 @@ def _polled(request: Request, body: DossierStats | DossierSeries | bytes, media_
 async def get_dossier_stats(
     session: SessionDep,
     request: Request,
+    chosen: PeriodDep,
     unit: UnitQuery = None,
-    period: Annotated[str | None, Query(description="`2023`, `2023-H1`, `2023-Q3` or `2023-07`")] = None,
-    first: Annotated[date | None, Query(alias="from", description="First day (instead of `period`)")] = None,
-    last: Annotated[date | None, Query(alias="to", description="Last day, included")] = None,
-    scheme: SchemeQuery = Scheme.calendar,
     group_by: Annotated[
         str | None, Query(description="Comma-separated: `unit_level`, `unit`, `sector`, `procedure`")
     ] = None,
     format: Annotated[Format | None, Query(description="`csv` instead of JSON")] = None,
 ) -> Response:
     groups = _group_by(group_by)
-    chosen = choose_period(period, first, last, scheme)
     units = await service.unit_scope(session, unit)
     rows, total = await service.period_counts(session, units, chosen, groups)
     stats = DossierStats(
@@ -160,11 +168,8 @@ def _proposal_group_by(text: str | None) -> list[str]:
 async def get_proposal_stats(
     session: SessionDep,
     request: Request,
+    chosen: PeriodDep,
     unit: UnitQuery = None,
-    period: Annotated[str | None, Query(description="`2023`, `2023-H1`, `2023-Q3` or `2023-07`")] = None,
-    first: Annotated[date | None, Query(alias="from")] = None,
-    last: Annotated[date | None, Query(alias="to")] = None,
-    scheme: SchemeQuery = Scheme.calendar,
     group_by: Annotated[
         str | None, Query(description="Comma-separated: `kind`, `level`, `sector`, `state`")
     ] = None,
@@ -173,7 +178,6 @@ async def get_proposal_stats(
     from app.proposals.service import proposal_counts
 
     groups = _proposal_group_by(group_by)
-    chosen = choose_period(period, first, last, scheme)
     units = await service.unit_scope(session, unit)
     rows, total = await proposal_counts(session, set(units), chosen, groups)
     stats = DossierStats(
@@ -197,11 +201,8 @@ async def get_proposal_stats(
 async def get_feedback_stats(
     session: SessionDep,
     request: Request,
+    chosen: PeriodDep,
     unit: UnitQuery = None,
-    period: Annotated[str | None, Query()] = None,
-    first: Annotated[date | None, Query(alias="from")] = None,
-    last: Annotated[date | None, Query(alias="to")] = None,
-    scheme: SchemeQuery = Scheme.calendar,
     group_by: Annotated[str | None, Query(description="Comma-separated: `subject`, `channel`")] = None,
 ) -> Response:
     from app.feedback.service import FEEDBACK_GROUPS, SATISFIED, feedback_counts, satisfaction_counts
@@ -209,7 +210,6 @@ async def get_feedback_stats(
     groups = [name.strip() for name in (group_by or "").split(",") if name.strip()]
     if any(name not in FEEDBACK_GROUPS for name in groups) or len(set(groups)) != len(groups):
         raise InvalidInput.for_field("query.group_by", "group_by takes `subject` and `channel`", "group_by")
-    chosen = choose_period(period, first, last, scheme)
     units = set(await service.unit_scope(session, unit))
     rows, total = await feedback_counts(session, units, chosen, groups)
     ratings = await satisfaction_counts(session, units, chosen)
@@ -234,16 +234,12 @@ async def get_feedback_stats(
 async def get_index_766(
     session: SessionDep,
     request: Request,
+    chosen: PeriodDep,
     unit: UnitQuery = None,
-    period: Annotated[str | None, Query()] = None,
-    first: Annotated[date | None, Query(alias="from")] = None,
-    last: Annotated[date | None, Query(alias="to")] = None,
-    scheme: SchemeQuery = Scheme.calendar,
 ) -> Response:
     from app.feedback.service import index_inputs
     from app.stats.index766 import scorecard
 
-    chosen = choose_period(period, first, last, scheme)
     units = await service.unit_scope(session, unit)
     _rows, total = await service.period_counts(session, units, chosen, [])
     inputs = await index_inputs(session, set(units), chosen, rates(total)["on_time_766"])

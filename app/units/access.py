@@ -43,3 +43,15 @@ async def ensure_reach(
     if conceal:
         raise NotFound("Not found")
     raise Forbidden(f"This client is bound to unit {principal.unit_code} and cannot act outside it")
+
+
+async def listing_scope(session: AsyncSession, principal: Principal, unit: str | None) -> set[str] | None:
+    """The units a list may show: ``unit``'s subtree (inside the client's binding), the binding's
+    subtree, or None for every unit."""
+    if unit is not None:
+        if principal.unit_code is not None and not await is_within(session, unit, principal.unit_code):
+            raise Forbidden(f"This client is bound to unit {principal.unit_code} and cannot read outside it")
+        return await subtree_codes(session, unit)
+    if principal.unit_code is not None:
+        return await subtree_codes(session, principal.unit_code)
+    return None
