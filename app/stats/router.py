@@ -56,16 +56,46 @@ def period_query(
 PeriodDep = Annotated[Period, Depends(period_query)]
 
 
-def _group_by(text: str | None) -> list[str]:
+def _group_by(text: str | None, allowed: tuple[str, ...]) -> list[str]:
     names = [name.strip() for name in (text or "").split(",") if name.strip()]
-    unknown = [name for name in names if name not in service.GROUPINGS]
-    if unknown or len(set(names)) != len(names):
+    if any(name not in allowed for name in names) or len(set(names)) != len(names):
         raise InvalidInput.for_field(
-            "query.group_by",
-            f"group_by takes distinct values among {', '.join(service.GROUPINGS)}",
-            "group_by",
+            "query.group_by", f"group_by takes distinct values among {', '.join(allowed)}", "group_by"
         )
     return names
+
+
+def _answer(
+    request: Request,
+    format: Format | None,
+    unit: str | None,
+    period: Period,
+    groups: list[str],
+    rows: dict[Any, dict[str, int]],
+    total: dict[str, int],
+    count_names: tuple[str, ...] = COUNT_NAMES,
+    rate_names: tuple[str, ...] = RATE_NAMES,
+) -> Response:
+    """The statistics body (or its CSV) with the polling headers; rates only where there are some."""
+
+    def rates_of(counts: dict[str, int]) -> dict[str, float | None]:
+        return rates(counts) if rate_names else {}
+
+    stats = DossierStats(
+        unit=unit,
+        period=PeriodRead.of(period),
+        group_by=groups,
+        # Without group_by there is only the total.
+        rows=[
+            StatsRow(key=dict(key), counts=counts, rates=rates_of(counts))
+            for key, counts in rows.items()
+            if key
+        ],
+        total=StatsTotal(counts=total, rates=rates_of(total)),
+    )
+    if _wants_csv(request, format):
+        return _polled(request, _csv(stats, count_names, rate_names), CSV_MEDIA_TYPE)
+    return _polled(request, stats, "application/json")
 
 
 def _wants_csv(request: Request, format: Format | None) -> bool:
@@ -129,33 +159,10 @@ async def get_dossier_stats(
     ] = None,
     format: Annotated[Format | None, Query(description="`csv` instead of JSON")] = None,
 ) -> Response:
-    groups = _group_by(group_by)
+    groups = _group_by(group_by, service.GROUPINGS)
     units = await service.unit_scope(session, unit)
     rows, total = await service.period_counts(session, units, chosen, groups)
-    stats = DossierStats(
-        unit=unit,
-        period=PeriodRead.of(chosen),
-        group_by=groups,
-        # Without group_by there is only the total.
-        rows=[
-            StatsRow(key=dict(key), counts=counts, rates=rates(counts)) for key, counts in rows.items() if key
-        ],
-        total=StatsTotal(counts=total, rates=rates(total)),
-    )
-    if _wants_csv(request, format):
-        return _polled(request, _csv(stats), CSV_MEDIA_TYPE)
-    return _polled(request, stats, "application/json")
-
-
-def _proposal_group_by(text: str | None) -> list[str]:
-    from app.proposals.service import PROPOSAL_GROUPS
-
-    names = [name.strip() for name in (text or "").split(",") if name.strip()]
-    if any(name not in PROPOSAL_GROUPS for name in names) or len(set(names)) != len(names):
-        raise InvalidInput.for_field(
-            "query.group_by", f"group_by takes distinct values among {', '.join(PROPOSAL_GROUPS)}", "group_by"
-        )
-    return names
+    return _answer(request, format, unit, chosen, groups, rows, total)
 
 
 @router.get(
@@ -175,21 +182,12 @@ async def get_proposal_stats(
     ] = None,
     format: Annotated[Format | None, Query()] = None,
 ) -> Response:
-    from app.proposals.service import proposal_counts
+    from app.proposals.service import PROPOSAL_GROUPS, proposal_counts
 
-    groups = _proposal_group_by(group_by)
+    groups = _group_by(group_by, PROPOSAL_GROUPS)
     units = await service.unit_scope(session, unit)
     rows, total = await proposal_counts(session, set(units), chosen, groups)
-    stats = DossierStats(
-        unit=unit,
-        period=PeriodRead.of(chosen),
-        group_by=groups,
-        rows=[StatsRow(key=dict(key), counts=counts, rates={}) for key, counts in rows.items() if key],
-        total=StatsTotal(counts=total, rates={}),
-    )
-    if _wants_csv(request, format):
-        return _polled(request, _csv(stats, ("count", "savings_vnd"), ()), CSV_MEDIA_TYPE)
-    return _polled(request, stats, "application/json")
+    return _answer(request, format, unit, chosen, groups, rows, total, ("count", "savings_vnd"), ())
 
 
 @router.get(
@@ -207,9 +205,7 @@ async def get_feedback_stats(
 ) -> Response:
     from app.feedback.service import FEEDBACK_GROUPS, SATISFIED, feedback_counts, satisfaction_counts
 
-    groups = [name.strip() for name in (group_by or "").split(",") if name.strip()]
-    if any(name not in FEEDBACK_GROUPS for name in groups) or len(set(groups)) != len(groups):
-        raise InvalidInput.for_field("query.group_by", "group_by takes `subject` and `channel`", "group_by")
+    groups = _group_by(group_by, FEEDBACK_GROUPS)
     units = set(await service.unit_scope(session, unit))
     rows, total = await feedback_counts(session, units, chosen, groups)
     ratings = await satisfaction_counts(session, units, chosen)
