@@ -71,6 +71,7 @@ def _units_import(_args: argparse.Namespace) -> None:
 
 def _with_session(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
     """Run ``work`` in one transaction against the configured database."""
+    from app.core.data_version import bump_version
     from app.core.db import create_engine, create_sessionmaker
 
     settings = _settings_or_exit()
@@ -80,6 +81,7 @@ def _with_session(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
         try:
             async with create_sessionmaker(engine)() as session, session.begin():
                 await work(session)
+                await bump_version(session)
         finally:
             await engine.dispose()
 

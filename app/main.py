@@ -19,6 +19,7 @@ from app.core.openapi import install_openapi
 from app.dossiers.router import dossiers_router, events_router, public_router
 from app.feedback.router import ratings_router
 from app.feedback.router import router as feedback_router
+from app.health.router import baseline_router
 from app.health.router import router as health_router
 from app.procedures.router import procedures_router, sectors_router
 from app.proposals.router import router as proposals_router
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit_router,
     ):
         app.include_router(router)
+    if settings.benchmark_baseline:
+        app.include_router(baseline_router)
     return app
 
 

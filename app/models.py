@@ -2,6 +2,7 @@
 
 from app.audit.models import AuditRecord
 from app.clients.models import ApiClient, ApiKey
+from app.core.data_version import DataVersion
 from app.dossiers.models import Dossier, DossierEvent
 from app.feedback.models import DossierRating, Feedback, FeedbackTransition
 from app.procedures.models import Procedure, ProcedureVersion, Sector
@@ -12,6 +13,7 @@ from app.units.models import Unit
 __all__ = [
     "ApiClient",
     "ApiKey",
+    "DataVersion",
     "AuditRecord",
     "Dossier",
     "DossierCounter",

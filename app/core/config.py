@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description='Browser origins allowed by CORS, e.g. ["https://app.example"]'
     )
+    benchmark_baseline: bool = Field(
+        default=False,
+        description="Serve GET /api/v1/_baseline (one SELECT 1), the yardstick of bench/ — not in production",
+    )
 
     @field_validator("extra_days_off", "extra_working_days", mode="before")
     @classmethod

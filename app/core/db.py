@@ -88,12 +88,17 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: committed when the endpoint returns, rolled back when it raises.
 
     Used with ``scope="function"`` so the commit happens before the response is sent: a 2xx is
-    only ever sent for work that is durably stored.
+    only ever sent for work that is durably stored. A write also moves the data version on.
     """
+    from app.core.data_version import bump_version
+
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
         try:
@@ -102,6 +107,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
+            if request.method not in SAFE_METHODS and session.in_transaction():
+                await bump_version(session)
             await session.commit()
 
 

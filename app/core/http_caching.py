@@ -12,9 +12,25 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
 
+def etag_from(*parts: object) -> str:
+    """A tag naming a representation by what determines it, rather than by its bytes."""
+    return etag_of("\x1f".join(map(str, parts)).encode())
+
+
 def _listed_etags(header: str) -> set[str]:
     # Weak and strong forms compare equal for If-None-Match (RFC 9110 §13.1.2).
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def not_modified(request: Request, etag: str, headers: dict[str, str] | None = None) -> Response | None:
+    """A 304 when ``If-None-Match`` names ``etag`` (or ``*``); otherwise None."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is None:
+        return None
+    tags = _listed_etags(if_none_match)
+    if "*" in tags or etag in tags:
+        return Response(status_code=304, headers={**(headers or {}), "ETag": etag})
+    return None
 
 
 def cached_json(
@@ -24,18 +40,19 @@ def cached_json(
     status_code: int = 200,
     media_type: str = "application/json",
     vary: str | None = None,
+    etag: str | None = None,
 ) -> Response:
-    """Render ``model`` as JSON with an ``ETag``; answer 304 when the client already has it."""
+    """Render ``model`` as JSON with an ``ETag``; answer 304 when the client already has it.
+
+    The tag is the body's hash unless the caller names the representation with its own ``etag``.
+    """
     body = model if isinstance(model, bytes) else model.model_dump_json().encode()
-    etag = etag_of(body)
+    etag = etag or etag_of(body)
     headers = {"ETag": etag}
     if vary:
         headers["Vary"] = vary
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None and status_code == 200:
-        tags = _listed_etags(if_none_match)
-        if "*" in tags or etag in tags:
-            return Response(status_code=304, headers=headers)
+    if status_code == 200 and (unchanged := not_modified(request, etag, headers)) is not None:
+        return unchanged
     return Response(body, status_code=status_code, media_type=media_type, headers=headers)
 
 

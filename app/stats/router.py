@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from app.core.data_version import current_version
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
-from app.core.http_caching import cached_json
+from app.core.http_caching import cached_json, etag_from, not_modified
 from app.stats import service
 from app.stats.definitions import COUNT_NAMES, RATE_NAMES, VIETNAMESE, percentage, rates
 from app.stats.periods import Interval, Period, Scheme, choose_period, series
@@ -56,6 +57,28 @@ def period_query(
 PeriodDep = Annotated[Period, Depends(period_query)]
 
 
+async def data_etag(session: SessionDep, request: Request) -> str:
+    """The tag of this statistics answer, known before computing it.
+
+    Dossier and proposal statistics depend only on stored data (no clock), so the data version,
+    the code's version and the request (path, query, CSV or JSON) determine the body. The version
+    is read before any statistics, so a write committed in between can only make the tag older,
+    never newer than the body.
+    """
+    version = await current_version(session)
+    return etag_from(
+        version,
+        request.app.version,
+        request.app.state.migration_head,
+        request.url.path,
+        request.url.query,
+        "text/csv" in request.headers.get("accept", ""),
+    )
+
+
+DataETag = Annotated[str, Depends(data_etag)]
+
+
 def _group_by(text: str | None, allowed: tuple[str, ...]) -> list[str]:
     names = [name.strip() for name in (text or "").split(",") if name.strip()]
     if any(name not in allowed for name in names) or len(set(names)) != len(names):
@@ -75,6 +98,7 @@ def _answer(
     total: dict[str, int],
     count_names: tuple[str, ...] = COUNT_NAMES,
     rate_names: tuple[str, ...] = RATE_NAMES,
+    etag: str | None = None,
 ) -> Response:
     """The statistics body (or its CSV) with the polling headers; rates only where there are some."""
 
@@ -94,8 +118,8 @@ def _answer(
         total=StatsTotal(counts=total, rates=rates_of(total)),
     )
     if _wants_csv(request, format):
-        return _polled(request, _csv(stats, count_names, rate_names), CSV_MEDIA_TYPE)
-    return _polled(request, stats, "application/json")
+        return _polled(request, _csv(stats, count_names, rate_names), CSV_MEDIA_TYPE, etag)
+    return _polled(request, stats, "application/json", etag)
 
 
 def _wants_csv(request: Request, format: Format | None) -> bool:
@@ -136,10 +160,16 @@ def _csv(
     return ("\ufeff" + buffer.getvalue()).encode()
 
 
-def _polled(request: Request, body: DossierStats | DossierSeries | bytes, media_type: str) -> Response:
-    response = cached_json(request, body, media_type=media_type, vary="Accept")
+def _polled(
+    request: Request, body: DossierStats | DossierSeries | bytes, media_type: str, etag: str | None = None
+) -> Response:
+    response = cached_json(request, body, media_type=media_type, vary="Accept", etag=etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
     return response
+
+
+def _unchanged(request: Request, etag: str) -> Response | None:
+    return not_modified(request, etag, {"Vary": "Accept", "Cache-Control": CACHE_CONTROL})
 
 
 @router.get(
@@ -152,6 +182,7 @@ def _polled(request: Request, body: DossierStats | DossierSeries | bytes, media_
 async def get_dossier_stats(
     session: SessionDep,
     request: Request,
+    etag: DataETag,
     chosen: PeriodDep,
     unit: UnitQuery = None,
     group_by: Annotated[
@@ -160,9 +191,11 @@ async def get_dossier_stats(
     format: Annotated[Format | None, Query(description="`csv` instead of JSON")] = None,
 ) -> Response:
     groups = _group_by(group_by, service.GROUPINGS)
+    if (unchanged := _unchanged(request, etag)) is not None:
+        return unchanged
     units = await service.unit_scope(session, unit)
     rows, total = await service.period_counts(session, units, chosen, groups)
-    return _answer(request, format, unit, chosen, groups, rows, total)
+    return _answer(request, format, unit, chosen, groups, rows, total, etag=etag)
 
 
 @router.get(
@@ -175,6 +208,7 @@ async def get_dossier_stats(
 async def get_proposal_stats(
     session: SessionDep,
     request: Request,
+    etag: DataETag,
     chosen: PeriodDep,
     unit: UnitQuery = None,
     group_by: Annotated[
@@ -185,9 +219,13 @@ async def get_proposal_stats(
     from app.proposals.service import PROPOSAL_GROUPS, proposal_counts
 
     groups = _group_by(group_by, PROPOSAL_GROUPS)
+    if (unchanged := _unchanged(request, etag)) is not None:
+        return unchanged
     units = await service.unit_scope(session, unit)
     rows, total = await proposal_counts(session, set(units), chosen, groups)
-    return _answer(request, format, unit, chosen, groups, rows, total, ("count", "savings_vnd"), ())
+    return _answer(
+        request, format, unit, chosen, groups, rows, total, ("count", "savings_vnd"), (), etag=etag
+    )
 
 
 @router.get(
@@ -265,6 +303,7 @@ async def get_index_766(
 async def get_dossier_stats_series(
     session: SessionDep,
     request: Request,
+    etag: DataETag,
     first: Annotated[date, Query(alias="from")],
     last: Annotated[date, Query(alias="to")],
     unit: UnitQuery = None,
@@ -272,11 +311,12 @@ async def get_dossier_stats_series(
     scheme: SchemeQuery = Scheme.calendar,
 ) -> Response:
     periods = series(first, last, interval, scheme)
+    if (unchanged := _unchanged(request, etag)) is not None:
+        return unchanged
     units = await service.unit_scope(session, unit)
     points = []
     for period in periods:
         _rows, total = await service.period_counts(session, units, period, [])
         points.append(SeriesPoint(period=PeriodRead.of(period), counts=total, rates=rates(total)))
-    return _polled(
-        request, DossierSeries(unit=unit, interval=interval, scheme=scheme, points=points), "application/json"
-    )
+    body = DossierSeries(unit=unit, interval=interval, scheme=scheme, points=points)
+    return _polled(request, body, "application/json", etag)

@@ -112,11 +112,19 @@ async def test_polling_with_etags(client: AsyncClient, portal: AsyncClient) -> N
     await send(portal, step("HS-2", "resolved", "2023-08-02T09:00:00+07:00"))
     changed = await client.get(STATS, params=params, headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
-    # An event outside the unit and period leaves the answer, and so its tag, alone.
+    # The tag names the stored data's version, so that a revalidation costs one row read: any
+    # write makes pollers fetch again, even one outside their unit and period (same body).
     await send(portal, received("HS-9", "2024-02-01T09:00:00+07:00"))
+    refetched = await client.get(STATS, params=params, headers={"If-None-Match": changed.headers["etag"]})
+    assert refetched.status_code == 200 and refetched.content == changed.content
+    # A read changes nothing; the CSV of the same question has a tag of its own.
     assert (
-        await client.get(STATS, params=params, headers={"If-None-Match": changed.headers["etag"]})
+        await client.get(STATS, params=params, headers={"If-None-Match": refetched.headers["etag"]})
     ).status_code == 304
+    as_csv = await client.get(STATS, params=params, headers={"Accept": "text/csv"})
+    assert as_csv.headers["etag"] != refetched.headers["etag"]
+    other_period = await client.get(STATS, params={**params, "period": "2023-Q4"})
+    assert other_period.headers["etag"] != refetched.headers["etag"]
 
 
 @pytest.mark.usefixtures("history")
