@@ -13,8 +13,8 @@ from app.units.models import Unit
 __all__ = [
     "ApiClient",
     "ApiKey",
-    "DataVersion",
     "AuditRecord",
+    "DataVersion",
     "Dossier",
     "DossierCounter",
     "DossierEvent",
