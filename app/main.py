@@ -12,6 +12,7 @@ from app.clients.router import router as clients_router
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import RequestIdMiddleware, install_exception_handlers
+from app.core.http_caching import answer_cache
 from app.core.limits import LimitsMiddleware, RateLimiter
 from app.core.logging import configure_logging
 from app.core.migrations import head_revision
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.rate_limiter = RateLimiter(settings)
+        app.state.stats_cache = answer_cache(settings.stats_cache_bytes)
         try:
             yield
         finally:

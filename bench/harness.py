@@ -166,12 +166,17 @@ class LoadResult:
 
 
 _WRK_SCRIPT = """
-local paths = {%(paths)s}
+local requests = {%(requests)s}
 local counter = 0
 %(headers)s
 request = function()
   counter = counter + 1
-  return wrk.format("GET", paths[(counter %% #paths) + 1])
+  local item = requests[(counter %% #requests) + 1]
+  -- wrk.format ignores wrk.headers when given a table, so merge them.
+  local headers = {}
+  for name, value in pairs(wrk.headers) do headers[name] = value end
+  for name, value in pairs(item[2]) do headers[name] = value end
+  return wrk.format("GET", item[1], headers)
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -183,25 +188,40 @@ done = function(summary, latency, requests)
 end
 """
 
+# A request: a path, or a path with headers of its own (e.g. If-None-Match).
+Request = str | tuple[str, dict[str, str]]
+
 
 def _lua_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _lua_request(item: Request) -> str:
+    path, headers = (item, {}) if isinstance(item, str) else item
+    table = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items())
+    return f"{{{_lua_string(path)}, {{{table}}}}}"
+
+
 def wrk(
     base_url: str,
-    paths: Sequence[str],
+    requests: Sequence[Request],
     *,
     seconds: int,
     connections: int,
     threads: int = 2,
     headers: dict[str, str] | None = None,
 ) -> LoadResult:
-    """Drive GETs of ``paths`` (round robin) with wrk for a fixed time and concurrency."""
+    """Drive GETs of ``requests`` (round robin) with wrk for a fixed time and concurrency.
+
+    wrk counts a 304 as a success and any status ≥ 400 as an error.
+    """
     header_lines = "\n".join(
         f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in (headers or {}).items()
     )
-    script = _WRK_SCRIPT % {"paths": ",".join(_lua_string(p) for p in paths), "headers": header_lines}
+    script = _WRK_SCRIPT % {
+        "requests": ",\n".join(_lua_request(item) for item in requests),
+        "headers": header_lines,
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script)
     try:

@@ -25,7 +25,8 @@ BATCH = 1000
 
 async def load(
     base_url: str, key: str, count: int, seed: int, procedure_rows: list[dict[str, object]]
-) -> None:
+) -> tuple[int, float]:
+    """Push ``count`` dossiers through the batch endpoint; the events sent and the seconds taken."""
     headers = {"Authorization": f"Bearer {key}"}
     started = time.monotonic()
     in_flight = asyncio.Semaphore(2)
@@ -60,7 +61,9 @@ async def load(
         if batch:
             pending.add(asyncio.create_task(post(batch)))
         await asyncio.gather(*pending)
-    log(f"loaded {count} dossiers, {sent} events in {time.monotonic() - started:.0f}s")
+    seconds = time.monotonic() - started
+    log(f"loaded {count} dossiers, {sent} events in {seconds:.0f}s ({sent / seconds:,.0f} events/s)")
+    return sent, seconds
 
 
 def stats_paths() -> list[str]:

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description='Browser origins allowed by CORS, e.g. ["https://app.example"]'
     )
+    stats_cache_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        description="Memory per worker for answers of the statistics endpoints, reused until the data "
+        "changes; 0 turns the cache off",
+    )
     benchmark_baseline: bool = Field(
         default=False,
         description="Serve GET /api/v1/_baseline (one SELECT 1), the yardstick of bench/ — not in production",

@@ -2,6 +2,7 @@
 
 import hashlib
 
+from cachetools import LRUCache
 from fastapi import Request, Response
 from pydantic import BaseModel
 
@@ -71,3 +72,15 @@ def require_match(if_match: str | None, model: BaseModel, *, required: bool = Fa
     tags = _listed_etags(if_match)
     if "*" not in tags and current_etag(model) not in tags:
         raise PreconditionFailed("The resource has changed since it was read; fetch it again and retry")
+
+
+# An answer kept under its ETag: the body and its media type.
+CachedAnswer = tuple[bytes, str]
+AnswerCache = LRUCache[str, CachedAnswer]
+
+
+def answer_cache(max_bytes: int) -> AnswerCache | None:
+    """Answers by ETag, least recently used dropped first, bounded by the bytes of their bodies."""
+    if max_bytes <= 0:
+        return None
+    return LRUCache(maxsize=max_bytes, getsizeof=lambda answer: len(answer[0]) + 200)

@@ -36,7 +36,7 @@ DossierWriter = Annotated[Principal, require(Scope.dossiers_write)]
 DossierReader = Annotated[Principal, require(Scope.dossiers_read)]
 
 
-def working_calendar(request: Request) -> WorkingCalendar:
+async def working_calendar(request: Request) -> WorkingCalendar:
     calendar: WorkingCalendar = request.app.state.calendar
     return calendar
 

@@ -104,7 +104,7 @@ async def update_sector(
 # --- procedures ------------------------------------------------------------------------------
 
 
-def procedure_filters(
+async def procedure_filters(
     q: Annotated[
         str | None,
         Query(max_length=200, description="Code or name, case- and accent-insensitive (`dang ky ket hon`)"),

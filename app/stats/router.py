@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from app.core.data_version import current_version
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
-from app.core.http_caching import cached_json, etag_from, not_modified
+from app.core.http_caching import AnswerCache, cached_json, etag_from, not_modified
 from app.stats import service
 from app.stats.definitions import COUNT_NAMES, RATE_NAMES, VIETNAMESE, percentage, rates
 from app.stats.periods import Interval, Period, Scheme, choose_period, series
@@ -45,7 +45,7 @@ SchemeQuery = Annotated[
 ]
 
 
-def period_query(
+async def period_query(
     period: Annotated[str | None, Query(description="`2023`, `2023-H1`, `2023-Q3` or `2023-07`")] = None,
     first: Annotated[date | None, Query(alias="from", description="First day (instead of `period`)")] = None,
     last: Annotated[date | None, Query(alias="to", description="Last day, included")] = None,
@@ -163,13 +163,25 @@ def _csv(
 def _polled(
     request: Request, body: DossierStats | DossierSeries | bytes, media_type: str, etag: str | None = None
 ) -> Response:
-    response = cached_json(request, body, media_type=media_type, vary="Accept", etag=etag)
+    content = body if isinstance(body, bytes) else body.model_dump_json().encode()
+    response = cached_json(request, content, media_type=media_type, vary="Accept", etag=etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
+    cache: AnswerCache | None = request.app.state.stats_cache
+    if etag is not None and cache is not None:
+        cache[etag] = (content, media_type)
     return response
 
 
-def _unchanged(request: Request, etag: str) -> Response | None:
-    return not_modified(request, etag, {"Vary": "Accept", "Cache-Control": CACHE_CONTROL})
+def _known(request: Request, etag: str) -> Response | None:
+    """Answer from what is already known of this data version: a 304, or the answer kept in memory."""
+    headers = {"Vary": "Accept", "Cache-Control": CACHE_CONTROL}
+    if (unchanged := not_modified(request, etag, headers)) is not None:
+        return unchanged
+    cache: AnswerCache | None = request.app.state.stats_cache
+    if cache is not None and (answer := cache.get(etag)) is not None:
+        content, media_type = answer
+        return Response(content, media_type=media_type, headers={**headers, "ETag": etag})
+    return None
 
 
 @router.get(
@@ -191,8 +203,8 @@ async def get_dossier_stats(
     format: Annotated[Format | None, Query(description="`csv` instead of JSON")] = None,
 ) -> Response:
     groups = _group_by(group_by, service.GROUPINGS)
-    if (unchanged := _unchanged(request, etag)) is not None:
-        return unchanged
+    if (known := _known(request, etag)) is not None:
+        return known
     units = await service.unit_scope(session, unit)
     rows, total = await service.period_counts(session, units, chosen, groups)
     return _answer(request, format, unit, chosen, groups, rows, total, etag=etag)
@@ -219,8 +231,8 @@ async def get_proposal_stats(
     from app.proposals.service import PROPOSAL_GROUPS, proposal_counts
 
     groups = _group_by(group_by, PROPOSAL_GROUPS)
-    if (unchanged := _unchanged(request, etag)) is not None:
-        return unchanged
+    if (known := _known(request, etag)) is not None:
+        return known
     units = await service.unit_scope(session, unit)
     rows, total = await proposal_counts(session, set(units), chosen, groups)
     return _answer(
@@ -311,8 +323,8 @@ async def get_dossier_stats_series(
     scheme: SchemeQuery = Scheme.calendar,
 ) -> Response:
     periods = series(first, last, interval, scheme)
-    if (unchanged := _unchanged(request, etag)) is not None:
-        return unchanged
+    if (known := _known(request, etag)) is not None:
+        return known
     units = await service.unit_scope(session, unit)
     points = []
     for period in periods:

@@ -5,7 +5,12 @@ import io
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import update
+
+from app.core.http_caching import answer_cache
+from app.stats.models import DossierCounter
 
 from tests.dossiers.conftest import portal, received, send, step, world  # noqa: F401
 
@@ -173,3 +178,38 @@ async def test_statistics_are_public_and_reveal_no_dossier(client: AsyncClient) 
     response = await client.get(STATS, params={"period": "2023", "group_by": "unit,procedure"})
     assert response.status_code == 200
     assert "HS-" not in response.text
+
+
+@pytest.mark.usefixtures("history")
+async def test_answers_are_reused_until_the_data_changes(
+    app: FastAPI,
+    client: AsyncClient,
+    portal: AsyncClient,  # noqa: F811
+) -> None:
+    params = {"unit": "31", "period": "2023-Q3"}
+    first = await client.get(STATS, params=params)
+    # Changed behind the service's back (no write through it, so the data version stays): the kept
+    # answer is served, which shows that the statistics were not computed again.
+    async with app.state.engine.begin() as connection:
+        await connection.execute(
+            update(DossierCounter).values(received_direct=DossierCounter.received_direct + 5)
+        )
+    kept = await client.get(STATS, params=params)
+    assert kept.status_code == 200 and kept.content == first.content
+    assert kept.headers["etag"] == first.headers["etag"]
+    assert kept.headers["cache-control"] == first.headers["cache-control"]
+    # Any write through the service moves the version on, and the answer is computed afresh.
+    await send(portal, step("HS-2", "resolved", "2023-08-02T09:00:00+07:00"))
+    fresh = await client.get(STATS, params=params)
+    assert (
+        fresh.json()["total"]["counts"]["received_direct"]
+        > first.json()["total"]["counts"]["received_direct"]
+    )
+
+
+def test_the_answer_cache_is_bounded_by_bytes() -> None:
+    cache = answer_cache(3000)
+    assert cache is not None and answer_cache(0) is None
+    for number in range(10):
+        cache[f"tag-{number}"] = (b"x" * 900, "application/json")
+    assert len(cache) == 2 and "tag-9" in cache and "tag-0" not in cache
