@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite lint migrate install clean
+.PHONY: run test test-sqlite lint migrate install clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ lint: install
 	$(BIN)/ruff check app migrations tests bench
 	$(BIN)/ruff format --check app migrations tests bench
 	$(BIN)/mypy
+
+# Every performance scenario beside the SELECT 1 baseline (about 30 minutes; see docs/benchmarks.md).
+bench: install
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python -m bench.suite --output docs/benchmark-results.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tthc.db tthc.db-shm tthc.db-wal

@@ -113,6 +113,35 @@ class Server:
         return sizes
 
 
+def _process_cpu_seconds(pid: int) -> float:
+    # Fields after the command name: state is 0, so utime and stime are 11 and 12 (proc(5)).
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(server: Server) -> dict[str, float]:
+    """CPU time used so far by the server's processes, PostgreSQL's and this one (the load's client)."""
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    postgres = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _read(entry / "comm") == "postgres"
+    ]
+    own = os.times()
+    return {
+        "server": sum(_process_cpu_seconds(pid) for pid in [server.process.pid, *map(int, children)]),
+        "postgres": sum(_process_cpu_seconds(pid) for pid in postgres if Path(f"/proc/{pid}").exists()),
+        "client": own.user + own.system,
+    }
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:  # the process ended meanwhile
+        return ""
+
+
 @contextmanager
 def serve(database_url: str, workers: int = 1, **settings: str) -> Iterator[Server]:
     """`tthc serve` in a subprocess, with rate limits off (they would throttle the load itself)."""

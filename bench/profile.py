@@ -8,6 +8,7 @@ largest share of samples, inclusive and own.
 """
 
 import argparse
+import asyncio
 import collections
 import random
 import subprocess
@@ -17,11 +18,14 @@ import threading
 import time
 from pathlib import Path
 
-from bench.harness import DEFAULT_DATABASE, Request, log, make_key, serve, wrk
+from bench import dossier_data
+from bench.harness import DEFAULT_DATABASE, Request, fresh_database, log, make_key, serve, wrk
+from bench.ingestion import _setup, batches_for, push
 from bench.stats_query import stats_paths
 from bench.suite import BASELINE, PORTAL_SCOPES, etags_of
 
-SCENARIOS = ("baseline", "stats", "polling", "read", "search")
+SCENARIOS = ("baseline", "stats", "polling", "read", "search", "ingest")
+INGEST_DOSSIERS = 20_000
 
 
 def requests_for(scenario: str, base_url: str, dossiers: int) -> list[Request]:
@@ -74,11 +78,29 @@ def main() -> None:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
+    if args.scenario == "ingest":
+        # A fresh database: 20,000 dossiers pushed by two senders in batches of 1,000.
+        fresh_database(args.database_url)
+        procedure_rows = dossier_data.procedures(3000, 2023)
+        bodies = batches_for(
+            list(dossier_data.dossier_events(INGEST_DOSSIERS, procedure_rows, 2023)), 1000, 2
+        )
     key = make_key(args.database_url, f"bench-profiler-{time.time_ns()}", PORTAL_SCOPES)
     headers = {"Authorization": f"Bearer {key}"} if args.scenario == "read" else None
     with serve(args.database_url, workers=1, benchmark_baseline="true") as server:
-        requests = requests_for(args.scenario, server.url, args.dossiers)
-        wrk(server.url, requests, seconds=2, connections=args.connections, headers=headers)
+        if args.scenario == "ingest":
+            _setup(server.url, key, procedure_rows)
+
+            def drive() -> None:
+                asyncio.run(push(server.url, key, bodies))
+
+        else:
+            requests = requests_for(args.scenario, server.url, args.dossiers)
+            wrk(server.url, requests, seconds=2, connections=args.connections, headers=headers)
+
+            def drive() -> None:
+                wrk(server.url, requests, seconds=args.seconds, connections=args.connections, headers=headers)
+
         with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
             spy = subprocess.Popen(
                 [
@@ -97,11 +119,7 @@ def main() -> None:
                 ],
                 stdout=subprocess.DEVNULL,
             )
-            load = threading.Thread(
-                target=wrk,
-                args=(server.url, requests),
-                kwargs={"seconds": args.seconds, "connections": args.connections, "headers": headers},
-            )
+            load = threading.Thread(target=drive)
             log(f"profiling {args.scenario} for {args.seconds}s")
             load.start()
             spy.wait()

@@ -36,6 +36,7 @@ from bench.harness import (
     Request,
     Server,
     analyze,
+    cpu_seconds,
     fresh_database,
     log,
     machine,
@@ -89,6 +90,7 @@ class Bench:
     def __init__(self, seconds: int) -> None:
         self.seconds = seconds
         self.rows: list[Row] = []
+        self.notes: list[str] = []
         self._baselines: dict[tuple[str, int], LoadResult] = {}
 
     def baseline(self, server: Server, connections: int) -> LoadResult:
@@ -160,7 +162,15 @@ def ingestion(bench: Bench, url: str, workers_list: list[int], seed: int, proced
             _setup(server.url, key, procedure_rows)
             baseline = bench.baseline(server, 2)
             log(f"ingesting 20,000 dossiers: {workers} worker(s), 2 senders, batches of 1,000")
+            before = cpu_seconds(server)
             created, errors, seconds = asyncio.run(push(server.url, key, bodies))
+            after = cpu_seconds(server)
+            bench.notes.append(
+                f"Ingestion, {workers} worker(s): CPU per 1,000 events — "
+                + ", ".join(f"{name} {1e6 * (after[name] - before[name]) / events:.0f} ms" for name in after)
+                + f" (wall {1e6 * seconds / events:.0f} ms; the machine has 2 cores)"
+            )
+            log(bench.notes[-1])
             if errors or created != events:
                 raise RuntimeError(f"ingestion: {created} of {events} created, {errors} errors")
             bench.add(
@@ -248,9 +258,10 @@ def main() -> None:
             at_size(bench, args.database_url, size, workers, args.seed, args.procedures)
 
     table = "\n".join([HEADER, *(row.markdown() for row in bench.rows)])
+    notes = "".join(f"\n- {note}" for note in bench.notes)
     report = (
         f"{time.strftime('%Y-%m-%d')} · {machine()} · `python -m bench.suite "
-        f"--sizes {args.sizes} --seconds {args.seconds}` · {args.seconds}s a measurement\n\n{table}\n"
+        f"--sizes {args.sizes} --seconds {args.seconds}`, {args.seconds}s each\n\n{table}\n{notes}\n"
     )
     print("\n" + report)
     if args.output:

@@ -43,19 +43,29 @@ MarkOf = tuple[str, str | None, str, Mark]
 """(unit, sector, procedure, mark)."""
 
 
-def counter_rows(marks: Iterable[MarkOf]) -> list[dict[str, Any]]:
+CounterKey = tuple[str, str, str, str, date]
+"""(unit, sector, procedure, grain, bucket)."""
+CounterRow = tuple[CounterKey, list[int]]
+"""A counter row's key and its increments, in the order of ``COUNTERS``."""
+_POSITION = {name: position for position, name in enumerate(COUNTERS)}
+
+
+def counter_rows(marks: Iterable[MarkOf]) -> list[CounterRow]:
     """Marks summed into counter rows: each in its day, month and year, for its procedure and for all."""
-    sums: dict[tuple[str, str, str, str, date], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    sums: dict[CounterKey, list[int]] = {}
+    width = len(COUNTERS)
     for unit, sector, procedure, (counter, instant, delta) in marks:
         day = local(instant).date()
+        position = _POSITION[counter]
+        sector = sector or NO_SECTOR
         for grain, bucket in (("d", day), ("m", day.replace(day=1)), ("y", date(day.year, 1, 1))):
-            sums[(unit, ALL, ALL, grain, bucket)][counter] += delta
-            sums[(unit, sector or NO_SECTOR, procedure, grain, bucket)][counter] += delta
+            for key in ((unit, ALL, ALL, grain, bucket), (unit, sector, procedure, grain, bucket)):
+                values = sums.get(key)
+                if values is None:
+                    values = sums[key] = [0] * width
+                values[position] += delta
     # Sorted, so that concurrent writers lock rows in the same order.
-    return [
-        {**dict(zip(_KEY, key, strict=True)), **{c: values.get(c, 0) for c in COUNTERS}}
-        for key, values in sorted(sums.items())
-    ]
+    return sorted(sums.items())
 
 
 _KEY_TYPES = ("varchar", "varchar", "varchar", "varchar", "date")
@@ -69,7 +79,7 @@ _UPSERT_ARRAYS = (
 )
 
 
-async def add_counters(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+async def add_counters(session: AsyncSession, rows: list[CounterRow]) -> None:
     """Add rows of counter increments to the counters (creating the rows that are new)."""
     if not rows:
         return
@@ -77,14 +87,23 @@ async def add_counters(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
         connection = await session.connection()
         driver = (await connection.get_raw_connection()).driver_connection
         assert driver is not None
-        await driver.execute(_UPSERT_ARRAYS, *([row[name] for row in rows] for name in (*_KEY, *COUNTERS)))
+        keys, increments = zip(*rows, strict=True)
+        # Lists, not tuples: asyncpg encodes lists fastest.
+        columns = [list(column) for column in (*zip(*keys, strict=True), *zip(*increments, strict=True))]
+        await driver.execute(_UPSERT_ARRAYS, *columns)
         return
     insert = sqlite.insert(_TABLE)
     statement = insert.on_conflict_do_update(
         index_elements=list(_KEY),
         set_={c: _TABLE.c[c] + insert.excluded[c] for c in COUNTERS},
     )
-    await session.execute(statement, rows)
+    await session.execute(
+        statement,
+        [
+            {**dict(zip(_KEY, key, strict=True)), **dict(zip(COUNTERS, values, strict=True))}
+            for key, values in rows
+        ],
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------
