@@ -24,6 +24,7 @@ from app.health.router import baseline_router
 from app.health.router import router as health_router
 from app.procedures.router import procedures_router, sectors_router
 from app.proposals.router import router as proposals_router
+from app.reports.router import router as reports_router
 from app.stats.router import router as stats_router
 from app.units.router import router as units_router
 
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         feedback_router,
         ratings_router,
         stats_router,
+        reports_router,
         clients_router,
         audit_router,
     ):

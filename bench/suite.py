@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from bench import dossier_data
 from bench.catalogue_search import load_catalogue, search_paths
@@ -216,6 +219,7 @@ def at_size(bench: Bench, url: str, size: int, workers_list: list[int], seed: in
     dossier_paths = [f"/api/v1/dossiers/H56-{rng.randrange(size):08d}" for _ in range(1000)]
     auth = {"Authorization": f"Bearer {key}"}
     for workers in workers_list:
+        computed(bench, url, data, workers)
         with serve(url, workers=workers, benchmark_baseline="true") as server:
             bench.measure(server, workers, "2 quarter statistics", data, stats, STATS_CONNECTIONS)
             bench.measure(server, workers, "4 dossier read", data, dossier_paths, STATS_CONNECTIONS, auth)
@@ -230,6 +234,26 @@ def at_size(bench: Bench, url: str, size: int, workers_list: list[int], seed: in
             bench.measure(server, workers, "5 polling, mixed", data, mixed, POLLING_CONNECTIONS)
 
 
+def computed(bench: Bench, url: str, data: str, workers: int) -> None:
+    """Quarter statistics computed for every request: the answer cache turned off."""
+    with serve(url, workers=workers, benchmark_baseline="true", stats_cache_bytes="0") as server:
+        bench.measure(
+            server, workers, "2 quarter statistics, cache off", data, stats_paths(), STATS_CONNECTIONS
+        )
+
+
+def loaded_dossiers(url: str) -> int:
+    async def run() -> int:
+        engine = create_async_engine(url, poolclass=NullPool)
+        try:
+            async with engine.connect() as connection:
+                return int(await connection.scalar(text("SELECT count(*) FROM dossiers")) or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -240,7 +264,11 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--procedures", type=int, default=3000, help="in the dossiers' catalogue")
     parser.add_argument("--seed", type=int, default=2023)
-    parser.add_argument("--only", default="ingestion,search,sizes", help="which parts to run")
+    parser.add_argument(
+        "--only",
+        default="ingestion,search,sizes",
+        help="which parts to run; `cold` measures computed statistics on the database as it is",
+    )
     parser.add_argument("--output", type=Path, help="also write the results table (Markdown) here")
     args = parser.parse_args()
 
@@ -256,6 +284,11 @@ def main() -> None:
     if "sizes" in parts:
         for size in [int(s) for s in args.sizes.split(",")]:
             at_size(bench, args.database_url, size, workers, args.seed, args.procedures)
+
+    if "cold" in parts:
+        count = loaded_dossiers(args.database_url)
+        for number in workers:
+            computed(bench, args.database_url, f"{count:,} dossiers", number)
 
     table = "\n".join([HEADER, *(row.markdown() for row in bench.rows)])
     notes = "".join(f"\n- {note}" for note in bench.notes)

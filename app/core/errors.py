@@ -130,6 +130,11 @@ class UnsupportedMediaType(DomainError):
     slug = "unsupported-media-type"
 
 
+class NotAcceptable(DomainError):
+    status = 406
+    slug = "not-acceptable"
+
+
 class PreconditionRequired(DomainError):
     status = 428
     slug = "precondition-required"

@@ -21,18 +21,16 @@ REPORT = [
 ]
 
 
-async def test_the_report_proposals_are_counted_back(
-    writer: AsyncClient,
-    district: AsyncClient,  # noqa: F811
-    client: AsyncClient,
-) -> None:
+async def propose_the_report(writer: AsyncClient, proposer: AsyncClient) -> dict[str, Any]:
+    """The report's 33 proposals, each on a procedure of its own, submitted in May 2023; the last body."""
     number = 0
+    body: dict[str, Any] = {}
     for kind, level, sector, count in REPORT:
         for _ in range(count):
             number += 1
             code = f"R-{number:03d}"
             assert (await writer.post("/api/v1/procedures", json=procedure(code, sector))).status_code == 201
-            body: dict[str, Any] = {
+            body = {
                 "kind": kind,
                 "procedure_code": code,
                 "level": level,
@@ -47,12 +45,21 @@ async def test_the_report_proposals_are_counted_back(
                 "cost_before_vnd": 10_000_000,
                 "cost_after_vnd": 0 if kind == "abolish" else 6_000_000,
             }
-            created = await district.post("/api/v1/proposals", json=body)
+            created = await proposer.post("/api/v1/proposals", json=body)
             assert created.status_code == 201, created.text
             submitted = await move(
-                district, created.json()["id"], "submitted", occurred_at="2023-05-15T09:00:00+07:00"
+                proposer, created.json()["id"], "submitted", occurred_at="2023-05-15T09:00:00+07:00"
             )
             assert submitted.status_code == 200
+    return body
+
+
+async def test_the_report_proposals_are_counted_back(
+    writer: AsyncClient,
+    district: AsyncClient,  # noqa: F811
+    client: AsyncClient,
+) -> None:
+    body = await propose_the_report(writer, district)
     # A draft is not counted: only proposals submitted in the period are.
     await district.post(
         "/api/v1/proposals",

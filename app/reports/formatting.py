@@ -1,0 +1,51 @@
+"""Numbers, periods and names written the way Vietnamese administrative reports print them."""
+
+from datetime import date, timedelta
+
+from app.stats.periods import Period
+
+LEVEL_NAMES = {"province": "cấp tỉnh", "district": "cấp huyện", "commune": "cấp xã"}
+LEVEL_ORDER = ("province", "district", "commune")
+ROMAN_QUARTERS = {1: "I", 2: "II", 3: "III", 4: "IV"}
+
+
+def number(value: int) -> str:
+    """Thousands separated by dots: 19497 → ``19.497``."""
+    return f"{value:,}".replace(",", ".")
+
+
+def count(value: int) -> str:
+    """A count as the reports write it: below ten with a leading zero (``02``, ``09``), else ``number``."""
+    return f"{value:02d}" if 0 <= value < 10 else number(value)
+
+
+def percent(value: float | None) -> str:
+    """Two decimals after a comma: 99.46 → ``99,46%``; ``–`` when there is nothing to divide."""
+    if value is None:
+        return "–"
+    return f"{value:.2f}".replace(".", ",") + "%"
+
+
+def day(value: date) -> str:
+    return value.strftime("%d/%m/%Y")
+
+
+def period_phrase(period: Period) -> str:
+    """``quý III năm 2023``, ``tháng 7 năm 2023``, ``6 tháng đầu năm 2023``, ``năm 2023`` or dates."""
+    label = period.label
+    year, _, part = label.partition("-")
+    if ".." in label:
+        return f"từ ngày {day(period.start)} đến ngày {day(period.end - timedelta(days=1))}"
+    if not part:
+        return f"năm {year}"
+    if part.startswith("Q"):
+        return f"quý {ROMAN_QUARTERS[int(part[1])]} năm {year}"
+    if part.startswith("H"):
+        return f"6 tháng {'đầu' if part == 'H1' else 'cuối'} năm {year}"
+    return f"tháng {int(part)} năm {year}"
+
+
+def quarter_label(label: str) -> str:
+    """A short axis label: ``2023-Q3`` → ``Q3/2023``."""
+    year, _, part = label.partition("-")
+    return f"{part}/{year}" if part else year

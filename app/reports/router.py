@@ -1,0 +1,116 @@
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from app.core.db import SessionDep
+from app.core.errors import NotAcceptable, problem_responses
+from app.core.http_caching import etag_from, not_modified
+from app.reports import render
+from app.reports.service import reform_report
+from app.stats.router import CACHE_CONTROL, DataETag, PeriodDep
+
+router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class ReportFormat(StrEnum):
+    markdown = "markdown"
+    html = "html"
+    xlsx = "xlsx"
+
+
+MEDIA_TYPES = {
+    ReportFormat.markdown: "text/markdown",
+    ReportFormat.html: "text/html",
+    ReportFormat.xlsx: XLSX,
+}
+
+
+def negotiate(accept: str | None) -> ReportFormat | None:
+    """The format the ``Accept`` header prefers (RFC 9110 §12.5.1); Markdown when anything goes."""
+    if not accept or not accept.strip():
+        return ReportFormat.markdown
+    best: tuple[float, int, ReportFormat] | None = None
+    for item in accept.split(","):
+        media_range, *parameters = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality <= 0:
+            continue
+        kind = media_range.lower()
+        for format, media_type in MEDIA_TYPES.items():
+            main = media_type.split("/")[0]
+            if kind in (media_type, f"{main}/*", "*/*"):
+                # Exact types beat wildcards at equal quality; earlier formats win ties among wildcards.
+                rank = (quality, 2 if kind == media_type else 1 if kind != "*/*" else 0, format)
+                if best is None or rank[:2] > best[:2]:
+                    best = rank
+                break
+    return best[2] if best else None
+
+
+_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The report: Markdown, HTML (with inline SVG charts) or an XLSX workbook",
+        "content": {media_type: {"schema": {"type": "string"}} for media_type in MEDIA_TYPES.values()},
+        "headers": {"ETag": {"schema": {"type": "string"}}},
+    },
+    304: {"description": "Not Modified"},
+}
+
+
+@router.get(
+    "/reform",
+    operation_id="get_reform_report",
+    response_class=Response,
+    responses={**_CONTENT, **problem_responses(404, 406, 422)},
+    summary="The quarterly administrative-reform report of a unit (báo cáo cải cách thủ tục hành chính)",
+    description=(
+        "The proposals of the period's year (simplify, abolish, fee cuts; by level and sector), the "
+        "dossiers of the period per level, online dossiers and citizen feedback, written in Vietnamese "
+        "as district press releases print them (`1.473 hồ sơ`, `99,46%`). The format follows `format=` "
+        "or else `Accept`: `text/markdown` (the default), `text/html` (with charts of the last four "
+        "quarters), or the XLSX spreadsheet type."
+    ),
+)
+async def get_reform_report(
+    session: SessionDep,
+    request: Request,
+    etag: DataETag,
+    chosen: PeriodDep,
+    unit: Annotated[str, Query(max_length=32, description="The unit; its descendants are included")],
+    format: Annotated[
+        str | None, Query(max_length=20, description="`markdown`, `html` or `xlsx`; overrides `Accept`")
+    ] = None,
+) -> Response:
+    # An unknown format= is a representation we cannot give (406), like an unsatisfiable Accept.
+    chosen_format = (
+        ReportFormat.__members__.get(format)
+        if format is not None
+        else negotiate(request.headers.get("accept"))
+    )
+    if chosen_format is None:
+        raise NotAcceptable(
+            "The report is available as text/markdown, text/html or "
+            f"{XLSX}; ask for one of them in Accept or with format="
+        )
+    tag = etag_from(etag, chosen_format)
+    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept"}
+    if (unchanged := not_modified(request, tag, headers)) is not None:
+        return unchanged
+    report = await reform_report(session, unit, chosen, with_quarters=chosen_format is ReportFormat.html)
+    if chosen_format is ReportFormat.xlsx:
+        filename = f"bao-cao-cai-cach-{unit}-{chosen.label}.xlsx"
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return Response(render.xlsx(report), media_type=XLSX, headers=headers)
+    if chosen_format is ReportFormat.html:
+        return Response(render.html(report), media_type="text/html; charset=utf-8", headers=headers)
+    return Response(render.markdown(report), media_type="text/markdown; charset=utf-8", headers=headers)
