@@ -27,7 +27,7 @@ def _serve(args: argparse.Namespace) -> None:
     from app.core.logging import configure_logging
 
     settings = _settings_or_exit()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "app.main:app",
         host=args.host,
@@ -37,6 +37,8 @@ def _serve(args: argparse.Namespace) -> None:
         log_config=None,  # keep the service's log format (with request ids)
         access_log=False,  # the service writes its own access line, with the client's name
         proxy_headers=True,
+        # On SIGTERM: stop accepting, let requests in flight finish (up to this many seconds).
+        timeout_graceful_shutdown=30,
     )
 
 

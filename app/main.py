@@ -15,6 +15,8 @@ from app.core.errors import RequestIdMiddleware, install_exception_handlers
 from app.core.http_caching import answer_cache
 from app.core.limits import LimitsMiddleware, RateLimiter
 from app.core.logging import configure_logging
+from app.core.metrics import Metrics
+from app.core.metrics import router as metrics_router
 from app.core.migrations import head_revision
 from app.core.openapi import install_openapi
 from app.dossiers.router import dossiers_router, events_router, public_router
@@ -44,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="tthc", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = Metrics()
     app.state.migration_head = head_revision()
     install_exception_handlers(app)
     install_openapi(app)
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit_router,
     ):
         app.include_router(router)
+    app.include_router(metrics_router)
     if settings.benchmark_baseline:
         app.include_router(baseline_router)
     return app

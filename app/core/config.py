@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_echo: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="`json`: one JSON object per line (for log shippers); `text` for people"
+    )
 
     redis_url: str | None = Field(
         default=None,

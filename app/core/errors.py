@@ -269,13 +269,29 @@ class RequestIdMiddleware:
             )
             await response(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            method = scope.get("method", "")
+            matched = scope.get("route")
+            route = getattr(matched, "path", None) or "unmatched"
+            client = scope["state"].get("client_name", "-")
             # One line per request; the client's name, never its key.
             access_logger.info(
                 "%s %s %s %.1fms client=%s",
-                scope.get("method"),
+                method,
                 scope.get("path"),
                 status,
-                (time.perf_counter() - started) * 1000,
-                scope["state"].get("client_name", "-"),
+                seconds * 1000,
+                client,
+                extra={
+                    "method": method,
+                    "route": route,
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                    "client": client,
+                },
             )
+            metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
+            if metrics is not None:
+                metrics.observe_request(method, route, status, seconds)
             request_id_var.reset(token)

@@ -1,10 +1,13 @@
-"""Log lines that carry the request id, configured once per process."""
+"""Log lines that carry the request id, configured once per process: JSON by default, or text."""
 
 import logging
 
+from pythonjsonlogger.json import JsonFormatter
+
 from app.core.errors import request_id_var
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s"
+JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s"
 
 
 class RequestIdFilter(logging.Filter):
@@ -13,7 +16,18 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str) -> None:
+def formatter(kind: str) -> logging.Formatter:
+    if kind == "json":
+        # One object per line; the access log's fields (method, route, status, …) come as extras.
+        return JsonFormatter(
+            JSON_FIELDS,
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            json_ensure_ascii=False,
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
+def configure_logging(level: str, kind: str = "json") -> None:
     """Send the service's logs to stderr with the request id, unless the host already set logging up."""
     logging.getLogger("tthc").setLevel(level)
     root = logging.getLogger()
@@ -24,6 +38,6 @@ def configure_logging(level: str) -> None:
         return
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(formatter(kind))
     root.addHandler(handler)
     root.setLevel(logging.INFO)

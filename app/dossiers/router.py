@@ -49,6 +49,8 @@ async def _ingest(
 ) -> list[EventResult]:
     results = await service.ingest(session, writer, calendar, request.app.state.settings.secret_key, items)
     counts = {kind: sum(1 for r in results if r.status == kind) for kind in ("created", "duplicate", "error")}
+    for outcome, number in counts.items():
+        request.app.state.metrics.events.labels(outcome).inc(number)
     if counts["created"]:
         # Each event row records its client and request id; the audit log keeps one line per request.
         await record(session, writer, "ingest", "dossier_events", request.state.request_id, counts)

@@ -175,12 +175,16 @@ def _polled(
 def _known(request: Request, etag: str) -> Response | None:
     """Answer from what is already known of this data version: a 304, or the answer kept in memory."""
     headers = {"Vary": "Accept", "Cache-Control": CACHE_CONTROL}
+    counter = request.app.state.metrics.stats_cache
     if (unchanged := not_modified(request, etag, headers)) is not None:
+        counter.labels("not_modified").inc()
         return unchanged
     cache: AnswerCache | None = request.app.state.stats_cache
     if cache is not None and (answer := cache.get(etag)) is not None:
+        counter.labels("hit").inc()
         content, media_type = answer
         return Response(content, media_type=media_type, headers={**headers, "ETag": etag})
+    counter.labels("miss").inc()
     return None
 
 

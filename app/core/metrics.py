@@ -1,0 +1,91 @@
+"""Prometheus metrics of one process: requests, latency, the database pool, ingestion, the cache."""
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+UNMATCHED = "unmatched"
+
+
+class Metrics:
+    """The service's metrics in a registry of their own (one per app, so tests can build many)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "tthc_http_requests",
+            "HTTP requests answered, by method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "tthc_http_request_duration_seconds",
+            "Time from receiving a request to the end of its response, by method and route template",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.pool_in_use = Gauge(
+            "tthc_db_pool_connections_in_use",
+            "Database connections checked out of the pool",
+            registry=self.registry,
+        )
+        self.pool_size = Gauge(
+            "tthc_db_pool_size", "Connections the pool keeps open (without overflow)", registry=self.registry
+        )
+        self.events = Counter(
+            "tthc_dossier_events_ingested",
+            "Dossier events received, by outcome: created, duplicate (a resend) or error",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.stats_cache = Counter(
+            "tthc_stats_cache_requests",
+            "Statistics requests by how they were answered: not_modified (304), hit (kept answer) "
+            "or miss (computed)",
+            ["result"],
+            registry=self.registry,
+        )
+        for outcome in ("created", "duplicate", "error"):
+            self.events.labels(outcome)
+        for result in ("not_modified", "hit", "miss"):
+            self.stats_cache.labels(result)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self, engine: AsyncEngine) -> bytes:
+        pool = engine.pool
+        checked_out = getattr(pool, "checkedout", None)
+        self.pool_in_use.set(checked_out() if callable(checked_out) else 0)
+        size = getattr(pool, "size", None)
+        self.pool_size.set(size() if callable(size) else 0)
+        return generate_latest(self.registry)
+
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/metrics",
+    operation_id="get_metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="Prometheus metrics of this worker process",
+)
+async def metrics(request: Request) -> Response:
+    body = request.app.state.metrics.render(request.app.state.engine)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
