@@ -37,6 +37,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         unknown = set(backends) - set(ALL_BACKENDS)
         if unknown:
             raise pytest.UsageError(f"unknown backends: {', '.join(sorted(unknown))}")
+        marker = metafunc.definition.get_closest_marker("only_backend")
+        if marker is not None:
+            backends = [b for b in backends if b in marker.args]
         metafunc.parametrize("database_url", backends, indirect=True, scope="session")
 
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_echo: bool = False
+    database_connect_timeout: float = Field(
+        default=1.5, gt=0, description="Seconds to open a database connection before answering 503"
+    )
+    database_pool_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds to wait for a free pooled connection before answering 503"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(
         default="json", description="`json`: one JSON object per line (for log shippers); `text` for people"

@@ -13,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -222,6 +224,14 @@ def install_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _handle_validation_error)
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached (a 503), rather than a bug (a 500)."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    # Refused or reset connections, connect and pool timeouts.
+    return isinstance(exc, OSError | TimeoutError | PoolTimeout)
+
+
 class RequestIdMiddleware:
     """Tags every request with an id and turns any unhandled exception into a generic 500 problem.
 
@@ -255,7 +265,18 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc) and not response_started:
+                logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+                response = problem_response(
+                    None,
+                    503,
+                    detail="The database is unavailable; retry shortly",
+                    slug="database-unavailable",
+                    headers={"Retry-After": "5"},
+                )
+                await response(scope, receive, send_with_id)
+                return
             logger.exception(
                 "unhandled error request_id=%s method=%s path=%s",
                 request_id,
