@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite lint migrate install clean bench
+.PHONY: run test test-sqlite lint migrate install clean bench openapi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: install
 	$(BIN)/ruff check app migrations tests bench
 	$(BIN)/ruff format --check app migrations tests bench
 	$(BIN)/mypy
+
+# The committed API contract; a test fails when it differs from what the code serves.
+openapi: install
+	$(BIN)/tthc openapi --output openapi.json
 
 # Every performance scenario beside the SELECT 1 baseline (about 30 minutes; see docs/benchmarks.md).
 bench: install

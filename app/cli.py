@@ -5,6 +5,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -191,6 +192,18 @@ def _stats_rebuild(_args: argparse.Namespace) -> None:
     _with_session(work)
 
 
+def _openapi(args: argparse.Namespace) -> None:
+    from app.core.openapi import document_text
+    from app.main import create_app
+
+    text = document_text(create_app())
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"tthc: OpenAPI document written to {args.output}")
+    else:
+        sys.stdout.write(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tthc", description="Administrative-procedure reform service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="upgrade the database schema")
     migrate.add_argument("revision", nargs="?", default="head")
     migrate.set_defaults(handler=_migrate)
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document (or write it to --output)")
+    openapi.add_argument("--output", help="file to write, e.g. openapi.json")
+    openapi.set_defaults(handler=_openapi)
 
     units = commands.add_parser("units", help="administrative units")
     units_commands = units.add_subparsers(dest="units_command", required=True)

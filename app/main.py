@@ -30,6 +30,26 @@ from app.reports.router import router as reports_router
 from app.stats.router import router as stats_router
 from app.units.router import router as units_router
 
+TAGS = [
+    {"name": "units", "description": "Administrative units (đơn vị hành chính): province, district, commune"},
+    {
+        "name": "catalogue",
+        "description": "Sectors (lĩnh vực) and the procedure catalogue (thủ tục hành chính)",
+    },
+    {"name": "proposals", "description": "Reform proposals (phương án đơn giản hóa, bãi bỏ, giảm phí)"},
+    {"name": "dossiers", "description": "Dossiers (hồ sơ) and the events the one-stop systems push"},
+    {"name": "public", "description": "Citizen look-up of a dossier (tra cứu hồ sơ) with the receipt PIN"},
+    {"name": "feedback", "description": "Citizen feedback (phản ánh, kiến nghị) and satisfaction ratings"},
+    {
+        "name": "statistics",
+        "description": "Counts and rates of SPEC §5 per unit and period (số liệu thống kê)",
+    },
+    {"name": "reports", "description": "Generated reports (báo cáo cải cách thủ tục hành chính)"},
+    {"name": "clients", "description": "API clients and keys (admin)"},
+    {"name": "audit", "description": "The audit log of writes (nhật ký)"},
+    {"name": "health", "description": "Liveness, readiness and Prometheus metrics"},
+]
+
 DESCRIPTION = """
 Tracks administrative-procedure reform (*cải cách thủ tục hành chính*): administrative units,
 the procedure catalogue, reform proposals, citizen dossiers (*hồ sơ*), feedback and the statistics
@@ -57,7 +77,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await engine.dispose()
 
-    app = FastAPI(title="tthc", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="tthc",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=TAGS,
+        # One schema per model: generated clients choke on FastAPI's "-Input"/"-Output" pairs.
+        separate_input_output_schemas=False,
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.migration_head = head_revision()

@@ -2,10 +2,14 @@
 
 import asyncio
 import os
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
@@ -115,3 +119,23 @@ async def writer(app: FastAPI, api_key: KeyFactory) -> AsyncIterator[AsyncClient
         transport=ASGITransport(app=app), base_url="http://testserver", headers=headers
     ) as http:
         yield http
+
+
+@pytest.fixture
+def live_server(database_url: str) -> Iterator[str]:
+    """uvicorn serving the app on a free port, in a thread of its own."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(Settings(database_url=database_url)), port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the live server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=20)

@@ -1,5 +1,6 @@
 """The OpenAPI document, with every error answer described as an RFC 9457 problem."""
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -48,6 +49,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         description=app.description,
         routes=app.routes,
         tags=app.openapi_tags,
+        separate_input_output_schemas=app.separate_input_output_schemas,
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
@@ -69,3 +71,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
 
 def install_openapi(app: FastAPI) -> None:
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+
+
+def document_text(app: FastAPI) -> str:
+    """The OpenAPI document as committed to the repository (`make openapi`): stable, readable JSON."""
+    return json.dumps(app.openapi(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"

@@ -2,41 +2,14 @@
 
 import re
 import shutil
-import socket
 import subprocess
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from app.core.config import Settings
-from app.main import create_app
 from tests.reports.test_reform_report import REFERENCE_FIGURES
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "reform-report.png"
-
-
-@pytest.fixture
-def live_server(database_url: str) -> Iterator[str]:
-    """uvicorn serving the app on a free port, in a thread of its own."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(Settings(database_url=database_url)), port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the live server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=20)
 
 
 def chromium(*arguments: str) -> str:
