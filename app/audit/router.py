@@ -6,7 +6,7 @@ from pydantic import AwareDatetime
 from app.audit import service
 from app.audit.schemas import AuditFilters, AuditRecordRead
 from app.clients.deps import AdminDep
-from app.core.db import SessionDep
+from app.core.db import MAX_ID, SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import Page, PageDep
 
@@ -24,7 +24,7 @@ async def list_audit_records(
     session: SessionDep,
     _admin: AdminDep,
     page: PageDep,
-    client_id: int | None = None,
+    client_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     action: Annotated[str | None, Query(max_length=40)] = None,
     resource_type: Annotated[str | None, Query(max_length=40)] = None,
     resource_id: Annotated[str | None, Query(max_length=100)] = None,

@@ -2,12 +2,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
 from app.clients import service
 from app.clients.models import ApiClient
-from app.core.db import SessionDep
+from app.core.db import RowId, SessionDep
 from app.core.errors import Forbidden, Unauthorized
 from app.core.limits import RateLimiter
 from app.core.security import Principal, Scope
@@ -58,7 +58,7 @@ def require_any(*scopes: Scope) -> Any:
 AdminDep = Annotated[Principal, require(Scope.admin)]
 
 
-async def client_by_id(session: SessionDep, client_id: Annotated[int, Path()]) -> ApiClient:
+async def client_by_id(session: SessionDep, client_id: RowId) -> ApiClient:
     return await service.get_client(session, client_id)
 
 

@@ -4,7 +4,7 @@ from app.audit.service import record
 from app.clients import service
 from app.clients.deps import AdminDep, ClientDep
 from app.clients.schemas import ClientCreate, ClientCreated, ClientRead, KeyCreated, KeyRead
-from app.core.db import SessionDep
+from app.core.db import RowId, SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import cached_json
 from app.core.pagination import Page, PageDep, encode_cursor
@@ -73,7 +73,9 @@ async def create_client_key(session: SessionDep, admin: AdminDep, client: Client
     responses=problem_responses(404),
     summary="Revoke a key; requests with it are refused from now on",
 )
-async def revoke_client_key(session: SessionDep, admin: AdminDep, client: ClientDep, key_id: int) -> KeyRead:
+async def revoke_client_key(
+    session: SessionDep, admin: AdminDep, client: ClientDep, key_id: RowId
+) -> KeyRead:
     key = await service.revoke_key(session, client, key_id)
     await record(session, admin, "revoke", "client_key", key.id, {"client_id": client.id})
     return KeyRead.model_validate(key)

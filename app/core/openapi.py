@@ -23,7 +23,10 @@ _SECURED_RESPONSES = {
     "401": "Unauthorized: no API key, or an unknown or revoked one",
     "403": "Forbidden: the key lacks the scope, or the object lies outside the key's unit",
 }
-_BODY_RESPONSES = {"413": "Content Too Large: the body exceeds the configured limit"}
+_BODY_RESPONSES = {
+    "400": "Bad Request: the body could not be parsed (not JSON, or a malformed form)",
+    "413": "Content Too Large: the body exceeds the configured limit",
+}
 _LIMITED_RESPONSES = {"429": "Too Many Requests: see `Retry-After`"}
 
 

@@ -1,11 +1,11 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 
 from app.audit.service import record
 from app.clients.deps import authenticate, bearer_scheme, require
-from app.core.db import SessionDep
+from app.core.db import RowId, SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import cached_json
 from app.core.pagination import Page, PageDep
@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/v1/feedback", tags=["feedback"])
 ratings_router = APIRouter(prefix="/api/v1/dossiers", tags=["feedback"])
 
 FeedbackWriter = Annotated[Principal, require(Scope.feedback_write)]
-FeedbackId = Annotated[int, Path(ge=1)]
+FeedbackId = RowId
 
 
 @router.post(

@@ -1,11 +1,11 @@
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from app.audit.service import record
 from app.clients.deps import require_any
-from app.core.db import SessionDep
+from app.core.db import RowId, SessionDep
 from app.core.errors import Forbidden, problem_responses
 from app.core.http_caching import cached_json, require_match
 from app.core.pagination import Page, PageDep
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1/proposals", tags=["proposals"])
 
 # Drafting and deciding both need a key; which transitions a key may make depends on its scopes.
 ProposalClient = Annotated[Principal, require_any(Scope.proposals_write, Scope.proposals_decide)]
-ProposalId = Annotated[int, Path(ge=1)]
+ProposalId = RowId
 
 
 @router.post(
