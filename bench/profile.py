@@ -34,7 +34,7 @@ def requests_for(scenario: str, base_url: str, dossiers: int) -> list[Request]:
     if scenario == "stats":
         return list(stats_paths())
     if scenario == "polling":
-        return etags_of(base_url, stats_paths())
+        return list[Request](etags_of(base_url, stats_paths()))
     if scenario == "search":
         return [f"/api/v1/procedures?q=thu+tuc+{n}" for n in range(100)]
     rng = random.Random(1)

@@ -147,7 +147,7 @@ class Bench:
         log("  " + row.markdown())
 
 
-def etags_of(base_url: str, paths: Sequence[str]) -> list[Request]:
+def etags_of(base_url: str, paths: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
     """Each path with the ETag it currently has, as a poller that already fetched it would send."""
     with httpx.Client(base_url=base_url, timeout=60) as http:
         return [(path, {"If-None-Match": http.get(path).headers["etag"]}) for path in paths]
@@ -202,17 +202,23 @@ def search(bench: Bench, url: str, workers_list: list[int], seed: int) -> None:
                 bench.measure(server, workers, "3 search", "10,000 procedures", paths, connections)
 
 
-def at_size(bench: Bench, url: str, size: int, workers_list: list[int], seed: int, procedures: int) -> None:
+def at_size(
+    bench: Bench, url: str, size: int, workers_list: list[int], seed: int, procedures: int, reuse: bool
+) -> None:
     data = f"{size:,} dossiers"
     procedure_rows = dossier_data.procedures(procedures, seed)
-    fresh_database(url)
-    key = make_key(url, "bench-portal", PORTAL_SCOPES)
-    with serve(url, workers=2, benchmark_baseline="true") as server:
-        _setup(server.url, key, procedure_rows)
-        baseline = bench.baseline(server, 2)
-        events, seconds = asyncio.run(load(server.url, key, size, seed, procedure_rows))
-        bench.add("1 ingestion (load)", data, 2, 2, events / seconds, "events/s", None, baseline, server)
-    analyze(url)
+    if reuse and loaded_dossiers(url) == size:
+        log(f"reusing the database: it holds {size:,} dossiers")
+        key = make_key(url, f"bench-portal-{time.time_ns()}", PORTAL_SCOPES)
+    else:
+        fresh_database(url)
+        key = make_key(url, "bench-portal", PORTAL_SCOPES)
+        with serve(url, workers=2, benchmark_baseline="true") as server:
+            _setup(server.url, key, procedure_rows)
+            baseline = bench.baseline(server, 2)
+            events, seconds = asyncio.run(load(server.url, key, size, seed, procedure_rows))
+            bench.add("1 ingestion (load)", data, 2, 2, events / seconds, "events/s", None, baseline, server)
+        analyze(url)
 
     stats = stats_paths()
     rng = random.Random(seed)
@@ -227,7 +233,7 @@ def at_size(bench: Bench, url: str, size: int, workers_list: list[int], seed: in
             bench.measure(server, workers, "5 polling, all 304", data, revalidations, POLLING_CONNECTIONS)
             # Per 10 requests: 8 revalidations, 1 fresh statistics, 1 dossier read (with the key).
             mixed: list[Request] = []
-            for number, (path, headers) in enumerate(revalidations):  # type: ignore[misc]
+            for number, (path, headers) in enumerate(revalidations):
                 mixed.extend((path, headers) for _ in range(8))
                 mixed.append(stats[(number + 1) % len(stats)])
                 mixed.append((dossier_paths[number], auth))
@@ -269,6 +275,11 @@ def main() -> None:
         default="ingestion,search,sizes",
         help="which parts to run; `cold` measures computed statistics on the database as it is",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure on the database as loaded if it holds that many dossiers",
+    )
     parser.add_argument("--output", type=Path, help="also write the results table (Markdown) here")
     args = parser.parse_args()
 
@@ -283,7 +294,7 @@ def main() -> None:
         search(bench, args.database_url, workers, args.seed)
     if "sizes" in parts:
         for size in [int(s) for s in args.sizes.split(",")]:
-            at_size(bench, args.database_url, size, workers, args.seed, args.procedures)
+            at_size(bench, args.database_url, size, workers, args.seed, args.procedures, args.reuse)
 
     if "cold" in parts:
         count = loaded_dossiers(args.database_url)
