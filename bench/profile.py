@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--dossiers", type=int, default=10_000, help="how many the database holds")
+    parser.add_argument("--no-cache", action="store_true", help="turn the statistics answer cache off")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
 
@@ -87,7 +88,8 @@ def main() -> None:
         )
     key = make_key(args.database_url, f"bench-profiler-{time.time_ns()}", PORTAL_SCOPES)
     headers = {"Authorization": f"Bearer {key}"} if args.scenario == "read" else None
-    with serve(args.database_url, workers=1, benchmark_baseline="true") as server:
+    cache = {"stats_cache_bytes": "0"} if args.no_cache else {}
+    with serve(args.database_url, workers=1, benchmark_baseline="true", **cache) as server:
         if args.scenario == "ingest":
             _setup(server.url, key, procedure_rows)
 

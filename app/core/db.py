@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
-from sqlalchemy import DateTime, MetaData, String, event
+from sqlalchemy import DateTime, MetaData, String, event, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -96,6 +96,17 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 # instead of an overflow in the driver.
 MAX_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+async def plan_with_values(session: AsyncSession) -> None:
+    """On PostgreSQL, plan the rest of the transaction's statements with their parameters' values.
+
+    asyncpg prepares statements, and after a few runs PostgreSQL may switch to a generic plan that
+    cannot turn `LIKE 'prefix%'`, `IN (…1000 values…)` or date ranges into index ranges.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

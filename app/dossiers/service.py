@@ -11,12 +11,12 @@ from typing import Any
 
 import asyncpg
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import JSON, Table, bindparam, insert, select, text, update
+from sqlalchemy import JSON, Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
-from app.core.db import utcnow
+from app.core.db import plan_with_values, utcnow
 from app.core.errors import (
     Conflict,
     DomainError,
@@ -202,10 +202,9 @@ async def _ingest_once(
     secret_key: str,
     items: list[Any],
 ) -> list[EventResult]:
-    if session.get_bind().dialect.name == "postgresql":
-        # Batches differ in size, and a generic plan of a long `IN (…)` list can fall back to a
-        # sequential scan of all events: plan each batch for its own values.
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    # Batches differ in size, and a generic plan of a long `IN (…)` list can fall back to a
+    # sequential scan of all events: plan each batch for its own values.
+    await plan_with_values(session)
     now = utcnow()
     results: list[EventResult | None] = [None] * len(items)
     parsed: list[_Parsed] = []

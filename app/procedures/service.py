@@ -7,10 +7,11 @@ from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Select, Text, and_, cast, or_, select, text
+from sqlalchemy import ColumnElement, Select, Text, and_, cast, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import plan_with_values
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound, request_id_var
 from app.core.pagination import Page, PageParams, encode_cursor
 from app.core.security import Principal
@@ -250,9 +251,8 @@ async def list_procedures(
         cursor = encode_cursor([listed[-1].code]) if len(rows) > page.limit else None
         return listed, cursor
 
-    if session.get_bind().dialect.name == "postgresql":
-        # A generic plan cannot turn `LIKE 'prefix%'` into an index range: plan each search afresh.
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    # A generic plan cannot turn `LIKE 'prefix%'` into an index range: plan each search afresh.
+    await plan_with_values(session)
     # Rank by rank, each an index-served query in name order, until the page (and one more row)
     # is full: a common word fills the page from the first ranks and never reaches the others.
     start_rank, after_name, after_code = page.after if page.after else (0, None, None)

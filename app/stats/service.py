@@ -23,6 +23,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.calendar.working_time import WorkingCalendar
+from app.core.db import plan_with_values
 from app.core.errors import NotFound
 from app.core.timezone import local
 from app.dossiers.lifecycle import Mark
@@ -178,6 +179,9 @@ async def period_counts(
     prefixes: dict[Key, tuple[dict[str, int], dict[str, int]]] = {}
     everything: tuple[dict[str, int], dict[str, int]] = ({}, {})
     width = len(COUNTERS)
+    # A generic plan reads every bucket of the units and filters; with the dates it reads the few
+    # year, month and day rows of the prefixes (1 ms instead of 6 at 1,000,000 dossiers).
+    await plan_with_values(session)
     for row in await session.execute(_PERIOD_STATEMENTS[by_procedure], params):
         unit, sector, procedure = row[0], row[1], row[2]
         start = {c: int(v or 0) for c, v in zip(COUNTERS, row[3 : 3 + width], strict=True)}
