@@ -129,6 +129,19 @@ class EventResult(BaseModel):
 
 
 class BatchResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {"event_id": "H56-0001-1", "status": "created"},
+                        {"event_id": "H56-0001-2", "status": "duplicate"},
+                    ]
+                }
+            ]
+        }
+    )
+
     results: list[EventResult] = Field(description="One per event, in the order sent")
 
 

@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from app.stats.periods import Interval, Period, Scheme
 
@@ -38,7 +38,45 @@ class StatsTotal(BaseModel):
     )
 
 
+_DISTRICT_COUNTS: dict[str, JsonValue] = {
+    "carried_over": 10, "received": 1463, "received_direct": 11, "received_online": 1452,
+    "received_postal": 0, "total": 1473, "resolved_on_time": 1465, "resolved_early": 1465,
+    "resolved_late": 3, "resolved": 1468, "withdrawn": 0, "in_progress": 5, "waiting_supplement": 0,
+    "in_progress_overdue": 0, "online": 1462, "online_partial": 553, "online_full": 909, "refused": 0,
+}  # fmt: skip
+
+
 class DossierStats(BaseModel):
+    """Kiến Thụy, third quarter of 2023, district level: the figures of its press release."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "unit": "313",
+                    "period": {
+                        "label": "2023-Q3",
+                        "scheme": "calendar",
+                        "start": "2023-07-01T00:00:00+07:00",
+                        "end": "2023-10-01T00:00:00+07:00",
+                    },
+                    "group_by": ["unit_level"],
+                    "rows": [
+                        {
+                            "key": {"unit_level": "district"},
+                            "counts": _DISTRICT_COUNTS,
+                            "rates": {"on_time": 99.46, "on_time_766": 99.8, "online": 99.25},
+                        }
+                    ],
+                    "total": {
+                        "counts": _DISTRICT_COUNTS,
+                        "rates": {"on_time": 99.46, "on_time_766": 99.8, "online": 99.25},
+                    },
+                }
+            ]
+        }
+    )
+
     unit: str | None = Field(description="The unit whose subtree is counted; null for every unit")
     period: PeriodRead
     group_by: list[str]
