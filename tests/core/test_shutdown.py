@@ -1,6 +1,7 @@
 """SIGTERM stops the server only after the requests in flight have been answered."""
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -46,18 +48,28 @@ def serve_and_terminate(database_url: str, headers: dict[str, str]) -> None:
                 assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
                 time.sleep(0.1)
         events = [received(f"SIG-{n}", "2023-07-03T09:00:00+07:00") for n in range(1000)]
+        body = json.dumps({"events": events}).encode()
         outcome: dict[str, object] = {}
+
+        def slow_body() -> Iterator[bytes]:
+            # Half now, half after the signal: the request is surely in flight when SIGTERM comes.
+            yield body[: len(body) // 2]
+            time.sleep(1.0)
+            yield body[len(body) // 2 :]
 
         def push() -> None:
             response = httpx.post(
-                f"{base}/api/v1/dossier-events/batch", json={"events": events}, headers=headers, timeout=60
+                f"{base}/api/v1/dossier-events/batch",
+                content=slow_body(),
+                headers={**headers, "Content-Type": "application/json", "Content-Length": str(len(body))},
+                timeout=60,
             )
             outcome["response"] = response
             outcome["answered_at"] = time.monotonic()
 
         sender = threading.Thread(target=push)
         sender.start()
-        time.sleep(0.15)  # the batch is being ingested
+        time.sleep(0.3)
         server.send_signal(signal.SIGTERM)
         terminated_at = time.monotonic()
         sender.join(timeout=60)
