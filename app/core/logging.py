@@ -2,6 +2,7 @@
 
 import logging
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from app.core.errors import request_id_var
@@ -23,6 +24,8 @@ def formatter(kind: str) -> logging.Formatter:
             JSON_FIELDS,
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             json_ensure_ascii=False,
+            # uvicorn adds a copy of its messages with terminal colours: not for a log shipper.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
     return logging.Formatter(TEXT_FORMAT)
 
