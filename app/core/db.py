@@ -104,8 +104,16 @@ async def plan_with_values(session: AsyncSession) -> None:
     asyncpg prepares statements, and after a few runs PostgreSQL may switch to a generic plan that
     cannot turn `LIKE 'prefix%'`, `IN (…1000 values…)` or date ranges into index ranges.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # Once per transaction: a request may compute many periods; a replay after rollback is a new one.
+    if session.in_transaction() and session.info.get(_PLANNED_WITH_VALUES) is session.get_transaction():
+        return
+    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    session.info[_PLANNED_WITH_VALUES] = session.get_transaction()
+
+
+_PLANNED_WITH_VALUES = "planned_with_values"
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

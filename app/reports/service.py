@@ -1,5 +1,6 @@
 """The figures of the reform report, all taken from the statistics services."""
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -95,29 +96,30 @@ async def _levels(
 
 
 async def _proposals(session: AsyncSession, units: set[str], year: Period) -> list[ProposalFigures]:
-    by_level, _ = await proposal_counts(session, units, year, ["kind", "level"])
-    by_sector, _ = await proposal_counts(session, units, year, ["kind", "sector"])
-    sector_names = {code: name for code, name in await session.execute(select(Sector.code, Sector.name))}
+    groups, _ = await proposal_counts(session, units, year, ["kind", "level", "sector"])
+    counted = [(dict(key), value["count"]) for key, value in groups.items()]
+    sector_codes = {key["sector"] for key, _ in counted}
+    sector_names = {
+        code: name
+        for code, name in await session.execute(
+            select(Sector.code, Sector.name).where(Sector.code.in_(sector_codes))
+        )
+    }
     figures = []
     for kind in KIND_ORDER:
-        levels = {
-            dict(key)["level"]: value["count"] for key, value in by_level.items() if dict(key)["kind"] == kind
-        }
-        # The sectors with most procedures first, as a press release would list them.
-        sectors = sorted(
-            (
-                (sector_names.get(dict(key)["sector"], dict(key)["sector"]), value["count"])
-                for key, value in by_sector.items()
-                if dict(key)["kind"] == kind
-            ),
-            key=lambda item: (-item[1], item[0]),
-        )
+        levels: dict[str, int] = defaultdict(int)
+        sectors: dict[str, int] = defaultdict(int)
+        for key, count in counted:
+            if key["kind"] == kind:
+                levels[key["level"]] += count
+                sectors[sector_names.get(key["sector"], key["sector"])] += count
         figures.append(
             ProposalFigures(
                 kind=kind.value,
                 total=sum(levels.values()),
                 by_level=[(LEVEL_NAMES[level], levels[level]) for level in LEVEL_ORDER if level in levels],
-                by_sector=sectors,
+                # The sectors with most procedures first, as a press release would list them.
+                by_sector=sorted(sectors.items(), key=lambda item: (-item[1], item[0])),
             )
         )
     return figures
