@@ -26,9 +26,11 @@ migrate: install
 
 # The whole suite, against SQLite and PostgreSQL (127.0.0.1:5432, database `test`).
 test: install
+	bash scripts/ensure-chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-sqlite: install
+	bash scripts/ensure-chromium
 	$(BIN)/pytest --backends sqlite $(PYTEST_ARGS)
 
 lint: install
