@@ -3,7 +3,7 @@
 from app.audit.models import AuditRecord
 from app.clients.models import ApiClient, ApiKey
 from app.core.data_version import DataVersion
-from app.dossiers.models import Dossier, DossierEvent
+from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection
 from app.feedback.models import DossierRating, Feedback, FeedbackTransition
 from app.procedures.models import Procedure, ProcedureVersion, Sector
 from app.proposals.models import Proposal, ProposalTransition
@@ -18,6 +18,7 @@ __all__ = [
     "Dossier",
     "DossierCounter",
     "DossierEvent",
+    "DossierEventCorrection",
     "DossierRating",
     "Feedback",
     "FeedbackTransition",

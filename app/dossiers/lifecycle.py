@@ -41,6 +41,19 @@ class Status(IntEnum):
     returned = 10
 
 
+# TrangThaiHoSo 1–10 as the national portal names them; 1 and 6 come only in DVCQG records.
+NATIONAL_STATUS_NAMES_VI = {
+    1: "Mới đăng ký",
+    2: "Được tiếp nhận",
+    3: "Không được tiếp nhận",
+    4: "Đang xử lý",
+    5: "Yêu cầu bổ sung giấy tờ",
+    6: "Yêu cầu thực hiện nghĩa vụ tài chính",
+    7: "Công dân yêu cầu rút hồ sơ",
+    8: "Dừng xử lý",
+    9: "Đã xử lý xong",
+    10: "Đã trả kết quả",
+}
 STATUS_NAMES_VI = {
     Status.received: "Được tiếp nhận",
     Status.refused: "Không được tiếp nhận",
@@ -57,6 +70,19 @@ FLAGS = ("paid_online", "fee_payable", "digitized", "e_result")
 # A mark is one change to the statistics counters: (counter, instant, +1 or -1). Statistics
 # (app.stats) add marks up by the local day of their instant; see app.stats.definitions.
 Mark = tuple[str, datetime, int]
+
+
+class OutOfSequence(Conflict):
+    """The event does not follow from the dossier's history so far (a supplement received while
+    not waiting …): an event still missing may explain it, so it is kept and waits."""
+
+    slug = "out-of-sequence"
+
+
+class OutOfPlace(Conflict):
+    """The event can never take its place in the history: before the reception or after the end."""
+
+    slug = "out-of-place"
 
 
 def channel_category(channel: str | None, online_level: str | None) -> str:
@@ -117,11 +143,14 @@ class Reception:
     """What a `received` event needs to know about its procedure (version in force) and unit."""
 
     unit_level: str
-    sector_code: str
+    sector_code: str | None
     procedure_levels: tuple[str, ...]
     processing_value: float
     processing_unit: TimeUnit
     procedure_abolished: bool
+    known_due_at: datetime | None = None
+    """The due date this reception already had, when a replay meets it again unchanged: the
+    catalogue may have changed since, and a dossier's due date must not move with it."""
 
 
 def classify(finished_at: datetime, due_at: datetime, supplement_count: int) -> tuple[bool, bool]:
@@ -174,7 +203,11 @@ def receive(
             f"not at the {reception.unit_level} level of unit {unit_code!r}",
             "level_mismatch",
         )
-    due = due_at or calendar.due_at(occurred_at, reception.processing_value, reception.processing_unit)
+    due = (
+        due_at
+        or reception.known_due_at
+        or calendar.due_at(occurred_at, reception.processing_value, reception.processing_unit)
+    )
     received = DossierState(
         code=code,
         procedure_code=procedure_code,
@@ -257,17 +290,16 @@ def advance(
     calendar: WorkingCalendar,
     flags: dict[str, bool | None],
 ) -> tuple[DossierState, list[Mark]]:
-    """The dossier after a later event and its statistics marks; raises, changing nothing, when invalid."""
+    """The dossier after its next event in time and its statistics marks; raises, changing nothing,
+    when the event cannot follow the history so far (the caller keeps events in time order)."""
     if event_type in (EventType.received, EventType.refused):
         raise Conflict(f"Dossier {state.code!r} was already {'refused' if state.refused_at else 'received'}")
     if state.status == Status.refused:
-        raise Conflict(f"Dossier {state.code!r} was refused and takes no further events")
-    assert state.received_at is not None and state.last_event_at is not None
+        raise OutOfPlace(f"Dossier {state.code!r} was refused and takes no further events")
+    assert state.received_at is not None
     if occurred_at < state.received_at:
-        raise Conflict(f"The event happened before dossier {state.code!r} was received ({state.received_at})")
-    if occurred_at < state.last_event_at:
-        raise Conflict(
-            f"The event is older than the dossier's last event ({state.last_event_at}); send events in order"
+        raise OutOfPlace(
+            f"The event happened before dossier {state.code!r} was received ({state.received_at})"
         )
 
     status = Status(state.status)
@@ -275,23 +307,25 @@ def advance(
         event_type is EventType.returned and status is Status.resolved
     )
     if status in ENDED and not after_end_allowed:
-        raise Conflict(
-            f"Dossier {state.code!r} has ended ({status.name}) and takes no {event_type.value} event"
+        raise OutOfPlace(
+            f"Dossier {state.code!r} had ended ({status.name}) before this {event_type.value} event"
         )
 
     new = copy.copy(state)
-    new.last_event_at = occurred_at
+    new.last_event_at = max(occurred_at, state.last_event_at or occurred_at)
     _set_flags(new, flags)
     marks: list[Mark] = []
 
     waiting = status is Status.waiting_supplement
     if event_type is EventType.processing:
         if waiting:
-            raise Conflict(f"Dossier {state.code!r} is waiting for a supplement; send supplement_received")
+            raise OutOfSequence(
+                f"Dossier {state.code!r} is waiting for a supplement; no supplement_received yet"
+            )
         new.status = Status.processing
     elif event_type is EventType.supplement_requested:
         if waiting:
-            raise Conflict(f"Dossier {state.code!r} is already waiting for a supplement")
+            raise OutOfSequence(f"Dossier {state.code!r} is already waiting for a supplement")
         _close_overdue(new, occurred_at, marks)
         new.status = Status.waiting_supplement
         new.waiting_since = occurred_at
@@ -299,7 +333,7 @@ def advance(
         marks.append(("waiting_start", occurred_at, 1))
     elif event_type is EventType.supplement_received:
         if not waiting:
-            raise Conflict(f"Dossier {state.code!r} is not waiting for a supplement")
+            raise OutOfSequence(f"Dossier {state.code!r} is not waiting for a supplement")
         _end_pause(new, occurred_at, calendar, marks)
         assert new.due_at is not None
         new.status = Status.processing

@@ -11,6 +11,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -61,7 +62,10 @@ class Dossier(Base):
 
 
 class DossierEvent(Base):
-    """One event as a client sent it; ``(client_id, event_id)`` makes resending it harmless."""
+    """One event as a client sent it (its latest revision); ``(client_id, event_id)`` makes
+    resending it harmless. ``status`` is its verdict in the dossier's history (app.dossiers.history):
+    applied, pending (kept, waiting for its reception or a missing event), rejected (with the
+    reason) or cancelled (withdrawn by a correction)."""
 
     __tablename__ = "dossier_events"
 
@@ -76,8 +80,36 @@ class DossierEvent(Base):
     payload_hash: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    status: Mapped[str] = mapped_column(String(16), default="applied", server_default="applied")
+    reason: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (
         UniqueConstraint("client_id", "event_id", name="uq_dossier_events_client_event"),
         Index("ix_dossier_events_dossier", "dossier_code", "occurred_at"),
+        # Pending events are few: this index answers "does this dossier have any?" for every batch.
+        Index(
+            "ix_dossier_events_pending",
+            "dossier_code",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
     )
+
+
+class DossierEventCorrection(Base):
+    """A stored event replaced by a higher revision, or withdrawn: what changed, when, by whom."""
+
+    __tablename__ = "dossier_event_corrections"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_row_id: Mapped[int] = mapped_column(ForeignKey("dossier_events.id"), index=True)
+    dossier_code: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
+    from_revision: Mapped[int] = mapped_column(Integer)
+    to_revision: Mapped[int] = mapped_column(Integer)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # {field: [before, after]} over the event's payload.
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    corrected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -8,12 +8,12 @@ from app.audit.service import record
 from app.calendar.working_time import WorkingCalendar
 from app.clients.deps import require
 from app.core.db import SessionDep
-from app.core.errors import ProblemResponse, problem_responses
+from app.core.errors import InvalidInput, ProblemResponse, problem_responses
 from app.core.http_caching import cached_json
 from app.core.limits import RateLimiter
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
-from app.dossiers import service
+from app.dossiers import ingestion, service
 from app.dossiers.lifecycle import Status
 from app.dossiers.schemas import (
     MAX_BATCH,
@@ -24,6 +24,7 @@ from app.dossiers.schemas import (
     DossierSummary,
     EventBatch,
     EventResult,
+    PendingEvent,
     PublicDossier,
 )
 from app.units.access import ensure_reach, listing_scope
@@ -44,14 +45,18 @@ async def working_calendar(request: Request) -> WorkingCalendar:
 CalendarDep = Annotated[WorkingCalendar, Depends(working_calendar)]
 
 
+_OUTCOMES = ("created", "updated", "pending", "duplicate", "error")
+_STATUS_CODES = {"created": 201, "updated": 200, "pending": 202, "duplicate": 200}
+
+
 async def _ingest(
     session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request, items: list[Any]
 ) -> list[EventResult]:
-    results = await service.ingest(session, writer, calendar, request.app.state.settings.secret_key, items)
-    counts = {kind: sum(1 for r in results if r.status == kind) for kind in ("created", "duplicate", "error")}
+    results = await ingestion.ingest(session, writer, calendar, request.app.state.settings.secret_key, items)
+    counts = {kind: sum(1 for r in results if r.status == kind) for kind in _OUTCOMES}
     for outcome, number in counts.items():
         request.app.state.metrics.events.labels(outcome).inc(number)
-    if counts["created"]:
+    if counts["created"] or counts["updated"] or counts["pending"]:
         # Each event row records its client and request id; the audit log keeps one line per request.
         await record(session, writer, "ingest", "dossier_events", request.state.request_id, counts)
     return results
@@ -63,8 +68,9 @@ async def _ingest(
     status_code=status.HTTP_201_CREATED,
     response_model=EventResult,
     responses={
-        200: {"model": EventResult, "description": "A resend: nothing changed"},
-        **problem_responses(404, 409, 422),
+        200: {"model": EventResult, "description": "A correction (`updated`), or a resend: nothing changed"},
+        202: {"model": EventResult, "description": "Kept, waiting for its dossier's reception (`pending`)"},
+        **problem_responses(403, 409, 422),
     },
     summary="Push one dossier event (tiếp nhận, bổ sung, trả kết quả …)",
 )
@@ -79,7 +85,7 @@ async def ingest_dossier_event(
         )
     return Response(
         result.model_dump_json(exclude_none=True),
-        status_code=status.HTTP_201_CREATED if result.status == "created" else status.HTTP_200_OK,
+        status_code=_STATUS_CODES[result.status],
         media_type="application/json",
     )
 
@@ -113,14 +119,39 @@ _BATCH_BODY = {
     response_model=BatchResult,
     responses=problem_responses(422),
     openapi_extra=_BATCH_BODY,
-    summary=f"Push up to {MAX_BATCH} dossier events, applied in order",
-    description="Each event is answered `created`, `duplicate` (a resend; nothing changes) or `error` "
-    "with its problem; a bad event does not stop the others and stores nothing.",
+    summary=f"Push up to {MAX_BATCH} dossier events, in any order",
+    description="Events take their place in each dossier's history by `occurred_at`, whatever order "
+    "they arrive in. Each is answered `created`, `updated` (a correction), `pending` (kept until its "
+    "dossier's reception arrives), `duplicate` (a resend; nothing changes) or `error` with its "
+    "problem; a bad event does not stop the others and stores nothing.",
 )
 async def ingest_dossier_events(
     session: SessionDep, writer: DossierWriter, calendar: CalendarDep, batch: EventBatch, request: Request
 ) -> BatchResult:
     return BatchResult(results=await _ingest(session, writer, calendar, request, batch.events))
+
+
+@events_router.get(
+    "",
+    operation_id="list_dossier_events",
+    response_model=Page[PendingEvent],
+    responses=problem_responses(422),
+    summary="Events kept but not applied yet (pending), oldest first, with their age",
+)
+async def list_dossier_events(
+    session: SessionDep,
+    reader: DossierReader,
+    page: PageDep,
+    pending: Annotated[
+        bool,
+        Query(description="Only `true` is supported: events waiting for their reception or a missing event"),
+    ],
+) -> Page[PendingEvent]:
+    if not pending:
+        raise InvalidInput.for_field("query.pending", "Only pending=true is supported", "unsupported")
+    units = await listing_scope(session, reader, None)
+    items, next_cursor = await service.waiting_events(session, units, page)
+    return Page[PendingEvent](items=items, next_cursor=next_cursor)
 
 
 @dossiers_router.get(

@@ -6,11 +6,13 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.core.db import utcnow
 from app.core.errors import FieldError, Problem
+from app.dossiers.history import Outcome
 from app.dossiers.lifecycle import EventType
 from app.procedures.schemas import Channel, ProcedureCode
 from app.units.schemas import UnitCode
 
 MAX_BATCH = 1000
+MAX_REVISION = 2**31 - 1
 # Clocks of sending systems drift; an event further ahead than this is a mistake.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
@@ -82,6 +84,13 @@ class DossierEventIn(BaseModel):
     fee_payable: bool | None = None
     digitized: bool | None = None
     e_result: bool | None = None
+    revision: Annotated[int, Field(ge=1, le=MAX_REVISION)] | None = Field(
+        default=None,
+        description="1 when absent. A higher revision of a stored `event_id` replaces it (a correction)",
+    )
+    cancelled: bool | None = Field(
+        default=None, description="With a higher `revision`: withdraws the stored event"
+    )
 
     def problems(self, now: datetime | None = None) -> list[FieldError]:
         """Rules across fields, which the field types cannot express."""
@@ -115,6 +124,10 @@ class DossierEventIn(BaseModel):
                 problem("new_return_at", "An apology carries the new return date", "missing")
         elif self.new_return_at is not None:
             problem("new_return_at", "new_return_at belongs to apology_issued only", "unexpected")
+        if self.cancelled is not None and (self.revision or 1) < 2:
+            problem(
+                "revision", "A cancellation carries a revision higher than the event it withdraws", "missing"
+            )
         return problems
 
 
@@ -124,7 +137,12 @@ class EventBatch(BaseModel):
 
 class EventResult(BaseModel):
     event_id: str | None
-    status: Literal["created", "duplicate", "error"]
+    status: Literal["created", "updated", "pending", "duplicate", "error"] = Field(
+        description="`created`: stored and applied to its dossier; `updated`: a correction or "
+        "cancellation replaced the stored event; `pending`: stored, waiting for the dossier's "
+        "reception (or for an event still missing that it follows); `duplicate`: a resend, or an "
+        "older revision than the one stored: nothing changed; `error`: nothing stored, see `problem`"
+    )
     problem: Problem | None = None
 
 
@@ -145,11 +163,43 @@ class BatchResult(BaseModel):
     results: list[EventResult] = Field(description="One per event, in the order sent")
 
 
+class Correction(BaseModel):
+    from_revision: int
+    to_revision: int
+    cancelled: bool
+    changes: dict[str, list[Any]] = Field(description="Field → [before, after]")
+    corrected_at: datetime
+    client_name: str | None
+
+
 class TimelineEntry(BaseModel):
+    """One stored event in time order, with its place in the history."""
+
     event_id: str
     type: EventType
     occurred_at: datetime
     ingested_at: datetime
+    status: Outcome = Field(
+        description="`applied`, `pending` (kept, waiting), `rejected` (see `reason`), `cancelled`"
+    )
+    reason: str | None = None
+    revision: int
+    client_name: str | None = None
+    corrections: list[Correction] = Field(default_factory=list)
+
+
+class PendingEvent(BaseModel):
+    """An event kept but not applied (yet): waiting for its dossier's reception or a missing event."""
+
+    event_id: str
+    dossier_code: str
+    type: EventType
+    occurred_at: datetime
+    ingested_at: datetime
+    age_seconds: int = Field(description="How long it has waited since it arrived")
+    status: Outcome
+    reason: str | None
+    client_name: str | None
 
 
 class DossierSummary(BaseModel):
@@ -159,6 +209,8 @@ class DossierSummary(BaseModel):
     status: int = Field(description="TrangThaiHoSo of the national portal")
     status_name: str
     status_name_vi: str
+    national_status: int = Field(description="TrangThaiHoSo (1–10) of the national portal")
+    national_status_vi: str
     procedure_code: str
     unit_code: str
     channel: Channel | None
@@ -184,7 +236,9 @@ class DossierSummary(BaseModel):
 
 
 class DossierRead(DossierSummary):
-    timeline: list[TimelineEntry]
+    timeline: list[TimelineEntry] = Field(
+        description="Every stored event in time order, including pending, rejected and corrected ones"
+    )
 
 
 class PublicDossier(BaseModel):

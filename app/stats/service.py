@@ -26,12 +26,13 @@ from app.calendar.working_time import WorkingCalendar
 from app.core.db import plan_with_values
 from app.core.errors import NotFound
 from app.core.timezone import local
+from app.dossiers.history import facts_of, pauses_of
 from app.dossiers.lifecycle import Mark
 from app.dossiers.models import Dossier, DossierEvent
 from app.stats.definitions import COUNTERS, add, counts_from_prefixes
 from app.stats.models import ALL, DossierCounter
 from app.stats.periods import Period
-from app.stats.reference import DossierFacts, Pause, facts_marks
+from app.stats.reference import DossierFacts, facts_marks
 from app.units.models import Unit
 
 GROUPINGS = ("unit_level", "unit", "sector", "procedure")
@@ -204,12 +205,10 @@ async def period_counts(
 
 # --- facts, for the reference calculation and the rebuild ------------------------------------
 
-_PAUSE_EVENTS = ("supplement_requested", "supplement_received")
-
 
 async def load_facts(session: AsyncSession, dossiers: Sequence[Dossier]) -> list[DossierFacts]:
-    """What happened to each dossier, from its row and its pause events."""
-    pauses: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    """What happened to each dossier, from its row and its applied pause events."""
+    pause_events: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     codes = [d.code for d in dossiers if d.supplement_count]
     for start in range(0, len(codes), 1000):
         rows = await session.execute(
@@ -217,40 +216,22 @@ async def load_facts(session: AsyncSession, dossiers: Sequence[Dossier]) -> list
             .where(
                 DossierEvent.dossier_code.in_(codes[start : start + 1000]),
                 DossierEvent.type.in_(_PAUSE_EVENTS),
+                DossierEvent.status == "applied",
             )
             .order_by(DossierEvent.dossier_code, DossierEvent.occurred_at, DossierEvent.id)
         )
         for code, kind, at in rows:
-            pauses[code].append((kind, at))
-    facts = []
-    for dossier in dossiers:
-        ended = dossier.finished_at or dossier.withdrawn_at
-        spans: list[Pause] = []
-        for kind, at in pauses.get(dossier.code, []):
-            if kind == "supplement_requested":
-                spans.append(Pause(start=at, end=None, resumed=False))
-            else:
-                spans[-1].end, spans[-1].resumed = at, True
-        if spans and spans[-1].end is None and ended is not None:
-            spans[-1].end = ended
-        facts.append(
-            DossierFacts(
-                unit_code=dossier.unit_code,
-                sector_code=dossier.sector_code,
-                procedure_code=dossier.procedure_code,
-                channel=dossier.channel,
-                online_level=dossier.online_level,
-                received_at=dossier.received_at,
-                original_due_at=dossier.original_due_at,
-                finished_at=dossier.finished_at,
-                on_time=dossier.on_time,
-                early=dossier.early,
-                withdrawn_at=dossier.withdrawn_at,
-                refused_at=dossier.refused_at,
-                pauses=spans,
-            )
+            pause_events[code].append((kind, at))
+    return [
+        facts_of(
+            dossier,
+            pauses_of(pause_events.get(dossier.code, []), dossier.finished_at or dossier.withdrawn_at),
         )
-    return facts
+        for dossier in dossiers
+    ]
+
+
+_PAUSE_EVENTS = ("supplement_requested", "supplement_received")
 
 
 REBUILD_CHUNK = 2000

@@ -174,7 +174,6 @@ ERRORS: list[tuple[str, dict[str, Any], int, str]] = [
         422,
         "online_level",
     ),
-    ("unknown dossier", step("E8", "resolved", "2023-08-07T09:00:00+07:00"), 404, ""),
     (
         "reception field later",
         step("E9", "resolved", "2023-08-07T09:00:00+07:00", unit_code="11680"),
@@ -203,7 +202,7 @@ async def test_rejected_events_store_nothing(
         assert (await send(portal, fixed))[0]["status"] == "created"
 
 
-async def test_events_out_of_time_are_conflicts(portal: AsyncClient) -> None:
+async def test_events_that_can_never_take_their_place_are_conflicts(portal: AsyncClient) -> None:
     await send(portal, received("HS-10", "2023-08-07T09:15:00+07:00"))
     results = await send(
         portal,
@@ -213,8 +212,17 @@ async def test_events_out_of_time_are_conflicts(portal: AsyncClient) -> None:
         step("HS-10", "processing", "2023-08-08T10:00:00+07:00"),
         step("HS-10", "processing", "2023-08-08T09:00:00+07:00"),
     )
-    assert [r["problem"]["status"] if r["problem"] else 201 for r in results] == [409, 409, 409, 201, 409]
-    assert len((await dossier(portal, "HS-10"))["timeline"]) == 2
+    # Before the reception, or a second reception: never valid. A supplement received before its
+    # request is kept: the request may still arrive. An older event takes its place in time.
+    assert [r["status"] for r in results] == ["error", "error", "pending", "created", "created"]
+    assert [r["problem"]["status"] for r in results if r["problem"]] == [409, 409]
+    timeline = (await dossier(portal, "HS-10"))["timeline"]
+    assert [(e["type"], e["status"]) for e in timeline] == [
+        ("received", "applied"),
+        ("supplement_received", "pending"),
+        ("processing", "applied"),
+        ("processing", "applied"),
+    ]
 
 
 async def test_single_event_endpoint(portal: AsyncClient) -> None:
@@ -228,9 +236,10 @@ async def test_single_event_endpoint(portal: AsyncClient) -> None:
     conflict = await portal.post("/api/v1/dossier-events", json={**event, "event_id": "other"})
     assert conflict.status_code == 409
     assert conflict.headers["content-type"] == "application/problem+json"
-    missing = await portal.post(
+    early = await portal.post(
         "/api/v1/dossier-events", json=step("NONE", "resolved", "2023-08-07T09:00:00+07:00")
     )
-    assert missing.status_code == 404
+    assert early.status_code == 202
+    assert early.json()["status"] == "pending"
     naive = await portal.post("/api/v1/dossier-events", json={**event, "occurred_at": "2023-08-07T09:15:00"})
     assert naive.status_code == 422
