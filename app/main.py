@@ -19,7 +19,7 @@ from app.core.metrics import Metrics
 from app.core.metrics import router as metrics_router
 from app.core.migrations import head_revision
 from app.core.openapi import install_openapi
-from app.dossiers.router import dossiers_router, events_router, public_router
+from app.dossiers.router import dossiers_router, events_router, public_router, sync_router
 from app.feedback.router import ratings_router
 from app.feedback.router import router as feedback_router
 from app.health.router import baseline_router
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         procedures_router,
         proposals_router,
         events_router,
+        sync_router,
         dossiers_router,
         public_router,
         feedback_router,

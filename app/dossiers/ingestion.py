@@ -40,12 +40,14 @@ from app.core.errors import (
     FieldError,
     Forbidden,
     InvalidInput,
+    Problem,
     problem_of,
     request_id_var,
 )
 from app.core.security import Principal
 from app.core.timezone import local
 from app.dossiers import lifecycle
+from app.dossiers.dvcqg import RECORD_FIELDS, PortalRecord, RecordResult, event_prefix, record_events
 from app.dossiers.history import (
     RECEPTIONS,
     HistoryEvent,
@@ -411,7 +413,7 @@ class Batch:
                 self.answer(arrival.group, "error", problem)
             else:
                 self.answer(arrival.group, "created")
-                self._store_new(arrival, Verdict(Outcome.applied))
+                self.store_new(arrival, Verdict(Outcome.applied))
         if state is not None and state is not work.state:
             self.marks.extend((state.unit_code, state.sector_code, state.procedure_code, m) for m in marks)
             (self.new_dossiers if work.state is None else self.changed_dossiers).append(state)
@@ -528,7 +530,7 @@ class Batch:
                 self._store_correction(arrival, verdict)
                 self.answers.setdefault(arrival.group, Answer("updated"))
             else:
-                self._store_new(arrival, verdict)
+                self.store_new(arrival, verdict)
                 self.answers.setdefault(
                     arrival.group, Answer("created" if verdict.outcome is Outcome.applied else "pending")
                 )
@@ -582,7 +584,7 @@ class Batch:
 
     # --- rows ---
 
-    def _store_new(self, arrival: Arrival, verdict: Verdict) -> None:
+    def store_new(self, arrival: Arrival, verdict: Verdict) -> None:
         self.event_rows.append(
             {
                 "client_id": self.principal.client_id,
@@ -879,11 +881,14 @@ async def _ingest_round(
                 )
             continue
         if event.cancelled:
-            batch.answer(
-                index,
-                "error",
-                Conflict(f"Event {event.event_id!r} is not stored, so there is nothing to cancel"),
+            # Revisions arrive out of order too: kept as cancelled, the event that arrives later
+            # is an older revision, and changes nothing.
+            arriving = history_event(event, batch.next_position(), principal.client_id, secret_key)
+            withdrawn = Arrival(
+                index, event.event_id, event.dossier_code, arriving, payload, digest, revision
             )
+            batch.store_new(withdrawn, Verdict(Outcome.cancelled))
+            batch.answer(index, "updated")
             continue
         if event.type in RECEPTIONS and work.state is not None:
             batch.answer(index, "error", Conflict(f"Dossier {event.dossier_code!r} was already received"))
@@ -921,3 +926,214 @@ async def _sent_before(session: AsyncSession, principal: Principal, event_ids: s
         payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
         known[row.event_id] = Stored(**{**row._mapping, "payload": payload})
     return known
+
+
+# --- the national portal's DongBoHoSoMC records ------------------------------------------------
+
+
+async def ingest_records(
+    session: AsyncSession,
+    principal: Principal,
+    calendar: WorkingCalendar,
+    secret_key: str,
+    items: list[Any],
+) -> list[RecordResult]:
+    """Each record is answered created, updated, unchanged or error; a record applies whole or not at all."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await _records_once(session, principal, calendar, secret_key, items)
+        except IntegrityError:
+            await session.rollback()
+            logger.warning("concurrent sync of the same records; replaying (attempt %d)", attempt)
+    raise Conflict("The same records are being synced concurrently; retry the request")
+
+
+async def _records_once(
+    session: AsyncSession,
+    principal: Principal,
+    calendar: WorkingCalendar,
+    secret_key: str,
+    items: list[Any],
+) -> list[RecordResult]:
+    codes: list[str | None] = []
+    records: list[tuple[int, PortalRecord]] = []
+    answers: dict[int, Answer] = {}
+    for index, raw in enumerate(items):
+        raw_code = raw.get("MaHoSo") if isinstance(raw, dict) else None
+        codes.append(raw_code if isinstance(raw_code, str) else None)
+        try:
+            records.append((index, _RECORD.validate_python(raw)))
+        except ValidationError as exc:
+            answers[index] = Answer(
+                "error", InvalidInput("The record is invalid", errors=validation_errors(exc))
+            )
+    # A dossier's records are taken in the order sent, one per round: each replaces the last.
+    rounds: list[list[tuple[int, PortalRecord]]] = []
+    seen: dict[str, int] = defaultdict(int)
+    for index, record in records:
+        occurrence = seen[record.MaHoSo]
+        seen[record.MaHoSo] += 1
+        if occurrence == len(rounds):
+            rounds.append([])
+        rounds[occurrence].append((index, record))
+    for records_of_round in rounds:
+        answers |= await _records_round(session, principal, calendar, secret_key, records_of_round)
+    results = []
+    for index, code in enumerate(codes):
+        answer = answers[index]
+        problem = _record_problem(answer.problem) if answer.problem is not None else None
+        results.append(RecordResult(MaHoSo=code, status=answer.outcome, problem=problem))
+    return results
+
+
+_RECORD = TypeAdapter(PortalRecord)
+# Where the event's fields come from in a record, to name the record's field in a problem.
+_OCCURRED_AT = {
+    "received": "NgayTiepNhan",
+    "refused": "NgayTuChoi",
+    "supplement_requested": "DanhSachHoSoBoSung",
+    "supplement_received": "DanhSachHoSoBoSung",
+    "processing": "NgayTiepNhan",
+    "returned": "NgayTra",
+}
+
+
+def _record_problem(exc: DomainError) -> Problem:
+    problem = problem_of(exc)
+    if problem.errors:
+        for error in problem.errors:
+            error.field = RECORD_FIELDS.get(error.field, error.field)
+    return problem
+
+
+async def _records_round(
+    session: AsyncSession,
+    principal: Principal,
+    calendar: WorkingCalendar,
+    secret_key: str,
+    records: list[tuple[int, PortalRecord]],
+) -> dict[int, Answer]:
+    batch = Batch(session, principal, calendar)
+    await batch.open(sorted({record.MaHoSo for _, record in records}))
+    batch.catalogue = await load_catalogue(
+        session,
+        {r.MaTTHC for _, r in records if r.MaTTHC},
+        {r.DonViXuLy for _, r in records if r.DonViXuLy},
+    )
+    for work in batch.work.values():
+        work.replay = True
+    await batch.load_histories()
+    existed: dict[int, bool] = {}
+    for index, record in records:
+        work = batch.work[record.MaHoSo]
+        try:
+            events = _record_as_events(batch.catalogue, record)
+        except InvalidInput as exc:
+            batch.answer(index, "error", exc)
+            continue
+        arrivals = _record_changes(batch, work, index, events, secret_key)
+        if not arrivals:
+            batch.answer(index, "unchanged")
+            continue
+        work.arrivals += arrivals
+        existed[index] = work.state is not None
+    await batch.run(strict_groups=frozenset(existed))
+    for index, was_there in existed.items():
+        if batch.answers[index].outcome != "error":
+            batch.answer(index, "updated" if was_there else "created")
+    return batch.answers
+
+
+def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[DossierEventIn]:
+    """The record's parts as validated events; raises InvalidInput naming the record's field."""
+    if record.TrangThaiHoSo != 1:
+        if record.MaTTHC is not None and record.MaTTHC not in catalogue.versions:
+            raise InvalidInput.for_field(
+                "MaTTHC", f"Procedure {record.MaTTHC!r} does not exist", "unknown_reference"
+            )
+        if record.DonViXuLy is not None and record.DonViXuLy not in catalogue.units:
+            raise InvalidInput.for_field(
+                "DonViXuLy", f"Unit {record.DonViXuLy!r} does not exist", "unknown_reference"
+            )
+
+    def online_level_of(record: PortalRecord, at: datetime) -> str:
+        assert record.MaTTHC is not None
+        offered = catalogue.in_force(record.MaTTHC, local(at).date()).get("online_service")
+        if offered not in ("partial", "full"):
+            raise InvalidInput.for_field(
+                "MucDo",
+                f"An online dossier needs MucDo 3 or 4: procedure {record.MaTTHC!r} offers no online service",
+                "missing",
+            )
+        return str(offered)
+
+    now = utcnow()
+    events = []
+    for part in record_events(record, online_level_of):
+        try:
+            event = _EVENT.validate_python(part)
+        except ValidationError as exc:
+            raise InvalidInput("The record is invalid", errors=validation_errors(exc)) from exc
+        problems = event.problems(now)
+        for problem in problems:
+            if problem.field == "occurred_at":
+                problem.field = _OCCURRED_AT.get(event.type.value, "NgayKetThucXuLy")
+        if problems:
+            raise InvalidInput("The record is invalid", errors=problems)
+        events.append(event)
+    return events
+
+
+def _record_changes(
+    batch: Batch, work: DossierWork, group: int, events: list[DossierEventIn], secret_key: str
+) -> list[Arrival]:
+    """What differs between the record's parts and those an earlier record of this client stored:
+    new parts, parts changed (a higher revision) and parts no longer there (cancelled)."""
+    client_id = batch.principal.client_id
+    prefix = event_prefix(work.code)
+    mine = {s.event_id: s for s in work.stored if s.client_id == client_id and s.event_id.startswith(prefix)}
+    arrivals: list[Arrival] = []
+    for event in events:
+        stored = mine.pop(event.event_id, None)
+        if stored is None:
+            payload, digest = canonical(event, secret_key)
+            arriving = history_event(event, batch.next_position(), client_id, secret_key)
+            arrivals.append(Arrival(group, event.event_id, work.code, arriving, payload, digest, 1))
+            continue
+        same = event.model_copy(update={"revision": stored.revision if stored.revision > 1 else None})
+        if canonical(same, secret_key)[1] == stored.payload_hash:
+            continue
+        revised = event.model_copy(update={"revision": stored.revision + 1})
+        payload, digest = canonical(revised, secret_key)
+        arriving = history_event(event, stored.id, client_id, secret_key)
+        arrivals.append(
+            Arrival(
+                group,
+                event.event_id,
+                work.code,
+                arriving,
+                payload,
+                digest,
+                stored.revision + 1,
+                target=stored,
+            )
+        )
+    for stored in mine.values():
+        if stored.status == Outcome.cancelled:
+            continue
+        withdrawn = {**stored.payload, "revision": stored.revision + 1, "cancelled": True}
+        payload = json.dumps(withdrawn, separators=(",", ":"), ensure_ascii=False)
+        arrivals.append(
+            Arrival(
+                group,
+                stored.event_id,
+                work.code,
+                stored.history_event(),
+                payload,
+                hashlib.sha256(payload.encode()).hexdigest(),
+                stored.revision + 1,
+                target=stored,
+                cancelled=True,
+            )
+        )
+    return arrivals

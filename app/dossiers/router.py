@@ -14,6 +14,7 @@ from app.core.limits import RateLimiter
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
 from app.dossiers import ingestion, service
+from app.dossiers.dvcqg import MAX_RECORDS, SyncBody, SyncResult
 from app.dossiers.lifecycle import Status
 from app.dossiers.schemas import (
     MAX_BATCH,
@@ -30,6 +31,7 @@ from app.dossiers.schemas import (
 from app.units.access import ensure_reach, listing_scope
 
 events_router = APIRouter(prefix="/api/v1/dossier-events", tags=["dossiers"])
+sync_router = APIRouter(prefix="/api/v1/sync", tags=["dossiers"])
 dossiers_router = APIRouter(prefix="/api/v1/dossiers", tags=["dossiers"])
 public_router = APIRouter(prefix="/api/v1/public/dossiers", tags=["public"])
 
@@ -129,6 +131,32 @@ async def ingest_dossier_events(
     session: SessionDep, writer: DossierWriter, calendar: CalendarDep, batch: EventBatch, request: Request
 ) -> BatchResult:
     return BatchResult(results=await _ingest(session, writer, calendar, request, batch.events))
+
+
+@sync_router.post(
+    "/dvcqg",
+    operation_id="sync_dvcqg_records",
+    response_model=SyncResult,
+    responses=problem_responses(422),
+    summary=f"Sync up to {MAX_RECORDS} dossier states as the national portal takes them (DongBoHoSoMC)",
+    description="The body one-stop systems send the national public-service portal. Each record is a "
+    "dossier's whole state; it is mapped onto the dossier's history (reception, supplement pauses, "
+    "finish, return, refusal), so a record sent again with a later state replaces the earlier one. "
+    "Each record is answered `created`, `updated`, `unchanged` or `error` (nothing of it applied).",
+)
+async def sync_dvcqg_records(
+    session: SessionDep, writer: DossierWriter, calendar: CalendarDep, body: SyncBody, request: Request
+) -> SyncResult:
+    results = await ingestion.ingest_records(
+        session, writer, calendar, request.app.state.settings.secret_key, body.data
+    )
+    counts = {
+        kind: sum(1 for r in results if r.status == kind)
+        for kind in ("created", "updated", "unchanged", "error")
+    }
+    if counts["created"] or counts["updated"]:
+        await record(session, writer, "sync", "dossier_events", request.state.request_id, counts)
+    return SyncResult(results=results)
 
 
 @events_router.get(

@@ -1,7 +1,8 @@
 """Counters kept during ingestion == counters rebuilt from the dossiers == SPEC §5 computed directly."""
 
 import asyncio
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from random import Random
 from typing import Any
 
 from httpx import ASGITransport, AsyncClient
@@ -9,15 +10,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from app.calendar.working_time import TimeUnit, WorkingCalendar
 from app.clients.schemas import ClientCreate
 from app.clients.service import create_client
 from app.core.config import Settings
 from app.core.db import Base
 from app.core.timezone import VIETNAM
+from app.dossiers.history import HistoryEvent, Outcome, facts_of, replay
+from app.dossiers.lifecycle import DossierState, Reception
 from app.dossiers.models import Dossier
 from app.main import create_app
 from app.stats.periods import Scheme, choose_period
-from app.stats.reference import reference_counts
+from app.stats.reference import Pause, reference_counts
 from app.stats.service import load_facts, rebuild_counters, unit_scope
 
 UNITS = [
@@ -62,7 +66,7 @@ period_choice = st.one_of(
 )
 
 
-def events_of(number: int, spec: dict[str, Any]) -> list[dict[str, Any]]:
+def events_of(number: int, spec: dict[str, Any], *, processing: bool = False) -> list[dict[str, Any]]:
     code = f"P-{number:04d}"
     clock = ORIGIN + timedelta(minutes=spec["received_minutes"])
     level = LEVEL[spec["unit"]]
@@ -82,6 +86,14 @@ def events_of(number: int, spec: dict[str, Any]) -> list[dict[str, Any]]:
     if spec["due_hours"] is not None and not spec["refused"]:
         first["due_at"] = (clock + timedelta(hours=spec["due_hours"])).isoformat()
     events = [first]
+    if processing and not spec["refused"]:
+        events.append(
+            {
+                "dossier_code": code,
+                "type": "processing",
+                "occurred_at": (clock + timedelta(minutes=1)).isoformat(),
+            }
+        )
     if not spec["refused"]:
         waiting = False
         for gap, length in spec["pauses"]:
@@ -125,12 +137,16 @@ async def _empty(application: Any) -> None:
             await connection.execute(table.delete())
 
 
-async def _check(application: Any, dossiers: list[dict[str, Any]], periods: list[Any]) -> None:
+async def _setup(application: Any) -> dict[str, str]:
+    """A loader client, the units, sectors and procedures; returns the loader's headers."""
     async with application.state.sessionmaker() as session, session.begin():
         _client, secret = await create_client(
             session,
             ClientCreate.model_validate(
-                {"name": "loader", "scopes": ["units:write", "catalogue:write", "dossiers:write"]}
+                {
+                    "name": "loader",
+                    "scopes": ["units:write", "catalogue:write", "dossiers:write", "dossiers:read"],
+                }
             ),
         )
     headers = {"Authorization": f"Bearer {secret}"}
@@ -153,6 +169,14 @@ async def _check(application: Any, dossiers: list[dict[str, Any]], periods: list
                 "processing_time": {"value": p["value"], "unit": p["unit"]},
             }
             assert (await http.post("/api/v1/procedures", json=body)).status_code == 201
+    return headers
+
+
+async def _check(application: Any, dossiers: list[dict[str, Any]], periods: list[Any]) -> None:
+    headers = await _setup(application)
+    async with AsyncClient(
+        transport=ASGITransport(app=application), base_url="http://t", headers=headers
+    ) as http:
         events = [e for number, spec in enumerate(dossiers) for e in events_of(number, spec)]
         results = (await http.post("/api/v1/dossier-events/batch", json={"events": events})).json()["results"]
         assert {r["status"] for r in results} <= {"created"}, [r for r in results if r["status"] != "created"]
@@ -217,3 +241,183 @@ def test_counters_agree_with_the_reference_calculation(
     database_url: str, dossiers: list[dict[str, Any]], periods: list[Any]
 ) -> None:
     asyncio.run(_scenario(database_url, dossiers, periods))
+
+
+# --- late, out-of-order, resent and corrected delivery -------------------------------------------
+
+
+def _reception(event: dict[str, Any]) -> Reception:
+    procedure = next(p for p in PROCEDURES.values() if p["code"] == event["procedure_code"])
+    return Reception(
+        unit_level=LEVEL[event["unit_code"]],
+        sector_code=procedure["sector"],
+        procedure_levels=(LEVEL[event["unit_code"]],),
+        processing_value=procedure["value"],
+        processing_unit=TimeUnit(procedure["unit"]),
+        procedure_abolished=False,
+    )
+
+
+def expected_dossiers(
+    events: list[dict[str, Any]], calendar: WorkingCalendar
+) -> dict[str, tuple[DossierState, list[Pause]]]:
+    """Each dossier as its true events make it, taken in time order: the yardstick of any delivery."""
+    by_dossier: dict[str, list[HistoryEvent]] = {}
+    receptions: dict[str, dict[str, Any]] = {}
+    for position, event in enumerate(events):
+        if event["type"] in ("received", "refused"):
+            receptions[event["dossier_code"]] = event
+        by_dossier.setdefault(event["dossier_code"], []).append(
+            HistoryEvent.from_payload(position, 1, {**event, "occurred_at": event["occurred_at"]})
+        )
+    found = {}
+    for code, history in by_dossier.items():
+        replayed = replay(
+            code,
+            history,
+            reception_of=lambda _event, code=code: _reception(receptions[code]),  # type: ignore[misc]
+            may_act=lambda _event, _unit: None,
+            calendar=calendar,
+        )
+        assert replayed.state is not None
+        assert all(v.outcome is Outcome.applied for v in replayed.verdicts.values()), code
+        found[code] = (replayed.state, replayed.pauses)
+    return found
+
+
+def field_delivery(events: list[dict[str, Any]], rng: Random) -> tuple[list[dict[str, Any]], set[str]]:
+    """The true events as a sync pipeline delivers them: shuffled, some first sent wrong and then
+    corrected (revision 2), some bogus and then cancelled, some resent. Returns the messages and
+    the keys of those that must never be refused (the true events and their corrections)."""
+    last_of: dict[str, str] = {}
+    for event in events:
+        last_of[event["dossier_code"]] = event["event_id"]
+    messages: list[dict[str, Any]] = []
+    trusted: set[str] = set()
+
+    def key(message: dict[str, Any]) -> str:
+        return f"{message['event_id']}@{message.get('revision', 1)}"
+
+    for event in events:
+        kind = event["type"]
+        roll = rng.random()
+        if roll < 0.2 and kind in ("processing", "supplement_requested", "supplement_received"):
+            shifted = datetime.fromisoformat(event["occurred_at"]) + timedelta(hours=rng.uniform(-60, 60))
+            messages.append({**event, "occurred_at": shifted.isoformat()})
+            event = {**event, "revision": 2}
+        elif (
+            roll < 0.3
+            and kind in ("resolved", "stopped", "withdrawn")
+            and last_of[event["dossier_code"]] == event["event_id"]
+        ):
+            messages.append(
+                {**event, "type": rng.choice([t for t in ("resolved", "stopped", "withdrawn") if t != kind])}
+            )
+            event = {**event, "revision": 2}
+        messages.append(event)
+        trusted.add(key(event))
+        if rng.random() < 0.1:
+            at = datetime.fromisoformat(event["occurred_at"]) + timedelta(hours=rng.uniform(-30, 30))
+            bogus = {
+                "event_id": f"{event['event_id']}-bogus",
+                "dossier_code": event["dossier_code"],
+                "type": "processing",
+                "occurred_at": at.isoformat(),
+            }
+            messages += [bogus, {**bogus, "revision": 2, "cancelled": True}]
+            trusted.add(key(messages[-1]))
+    rng.shuffle(messages)
+    messages += rng.sample(messages, k=len(messages) // 5)
+    return messages, trusted
+
+
+async def _deliver_in_the_field(database_url: str, dossiers: list[dict[str, Any]], seed: int) -> None:
+    application = create_app(
+        Settings(database_url=database_url, rate_limit_client_writes="", rate_limit_ip_writes="")
+    )
+    async with application.router.lifespan_context(application):
+        await _empty(application)
+        try:
+            await _check_field_delivery(application, dossiers, Random(seed))
+        finally:
+            await _empty(application)
+
+
+async def _check_field_delivery(application: Any, dossiers: list[dict[str, Any]], rng: Random) -> None:
+    headers = await _setup(application)
+    calendar = application.state.calendar
+    events = [e for number, spec in enumerate(dossiers) for e in events_of(number, spec, processing=True)]
+    messages, trusted = field_delivery(events, rng)
+    async with AsyncClient(
+        transport=ASGITransport(app=application), base_url="http://t", headers=headers
+    ) as http:
+        answers = []
+        start = 0
+        while start < len(messages):
+            size = rng.randint(1, 60)
+            chunk = messages[start : start + size]
+            response = await http.post("/api/v1/dossier-events/batch", json={"events": chunk})
+            assert response.status_code == 200, response.text
+            answers += response.json()["results"]
+            start += size
+        for message, answer in zip(messages, answers, strict=True):
+            if f"{message['event_id']}@{message.get('revision', 1)}" in trusted:
+                assert answer["status"] != "error", (message, answer)
+
+        expected = expected_dossiers(events, calendar)
+        for code, (state, _pauses) in expected.items():
+            body = (await http.get(f"/api/v1/dossiers/{code}")).json()
+            for name in (
+                "status",
+                "due_at",
+                "original_due_at",
+                "finished_at",
+                "on_time",
+                "early",
+                "supplement_count",
+            ):
+                value = getattr(state, name)
+                wanted = (
+                    value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+                    if isinstance(value, datetime)
+                    else value
+                )
+                assert body[name] == wanted, (code, name)
+        pending = (await http.get("/api/v1/dossier-events", params={"pending": "true"})).json()
+        assert [e for e in pending["items"] if not e["event_id"].endswith("-bogus")] == []
+
+        # Every total equals the plain calculation on the true events in time order.
+        facts = [facts_of(state, pauses) for state, pauses in expected.values()]
+        for label in ("2023-Q2", "2023-Q3", "2023-Q4", "2023-08", "2023"):
+            period = choose_period(label, None, None, Scheme.calendar)
+            response = await http.get("/api/v1/stats/dossiers", params={"period": label})
+            assert response.json()["total"]["counts"] == reference_counts(
+                facts, period.start_at, period.end_at, calendar
+            ), label
+
+        # Counters kept through all of that equal counters rebuilt from the dossiers.
+        before = (
+            await http.get("/api/v1/stats/dossiers", params={"period": "2023", "group_by": "unit"})
+        ).json()
+        async with application.state.sessionmaker() as session, session.begin():
+            await rebuild_counters(session, calendar)
+        after = (
+            await http.get("/api/v1/stats/dossiers", params={"period": "2023", "group_by": "unit"})
+        ).json()
+        assert after == before
+
+        # The whole delivery again: every message is a duplicate.
+        response = await http.post("/api/v1/dossier-events/batch", json={"events": messages[:1000]})
+        assert {r["status"] for r in response.json()["results"]} == {"duplicate"}
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(dossiers=st.lists(dossier, min_size=1, max_size=25), seed=st.integers(0, 2**32 - 1))
+def test_late_shuffled_and_corrected_delivery_equals_the_history_in_time_order(
+    database_url: str, dossiers: list[dict[str, Any]], seed: int
+) -> None:
+    asyncio.run(_deliver_in_the_field(database_url, dossiers, seed))

@@ -1,0 +1,306 @@
+"""The national public-service portal's dossier sync record (DVCQG `DongBoHoSoMC`), SPEC §4.
+
+One-stop systems send the portal a dossier's whole state, not its events. A record is mapped onto
+the same history as events (each part an event with an id derived from the dossier code), so a
+record sent again with a later state replaces the parts that changed, and a dossier's numbers are
+the same whichever way it came. Pure: nothing here touches the database.
+
+Choices where the portal's documents are silent (see README):
+- TrangThaiHoSo 1 (registered online, not received) carries no event; 6 (waiting for a financial
+  obligation) is kept as 4 (processing): the statistics know no such state.
+- Statuses 4–10 add a `processing` event at the reception instant, so that the dossier reads 4.
+- `NgayHenTra` is the source's due date: with supplements, the due date before the first one
+  (`NgayHenTraTruoc`) is the reception's, and the pauses move it as SPEC §3 says.
+"""
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from app.core.errors import FieldError, InvalidInput, Problem
+from app.core.timezone import VIETNAM
+from app.dossiers.schemas import DossierCode
+
+MAX_RECORDS = 1000
+_PORTAL_TIME = "%Y%m%d%H%M%S"
+
+
+def _portal_time(value: Any) -> Any:
+    """`yyyyMMddHHmmss` in Vietnam time → an aware UTC instant; empty means absent."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or len(value) != 14 or not value.isdigit():
+        raise ValueError("must be a timestamp yyyyMMddHHmmss (Vietnam time)")
+    try:
+        parsed = datetime.strptime(value, _PORTAL_TIME)
+    except ValueError as exc:
+        raise ValueError("must be a valid timestamp yyyyMMddHHmmss (Vietnam time)") from exc
+    if parsed.year < 1990:
+        raise ValueError("lies before 1990")
+    return parsed.replace(tzinfo=VIETNAM).astimezone(UTC)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if value == "":
+        return None
+    return value
+
+
+PortalTime = Annotated[datetime | None, BeforeValidator(_portal_time)]
+Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
+
+
+class SupplementRequest(BaseModel):
+    """One entry of `DanhSachHoSoBoSung`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    HoSoBoSungId: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] = Field(
+        min_length=1, max_length=100
+    )
+    NgayBoSung: PortalTime = Field(description="When the papers were asked for")
+    NgayTiepNhanBoSung: PortalTime = Field(default=None, description="When they came back")
+    NgayHenTraTruoc: PortalTime = None
+    NgayHenTraMoi: PortalTime = None
+
+
+class PortalRecord(BaseModel):
+    """A dossier's whole state as one-stop systems sync it to the national portal."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    MaHoSo: DossierCode
+    MaTTHC: Code | None = None
+    DonViXuLy: Code | None = None
+    NgayNopHoSo: PortalTime = None
+    NgayTiepNhan: PortalTime = None
+    NgayHenTra: PortalTime = None
+    NgayKetThucXuLy: PortalTime = None
+    NgayTra: PortalTime = None
+    NgayTuChoi: PortalTime = None
+    TrangThaiHoSo: Annotated[int, BeforeValidator(_number), Field(ge=1, le=10)]
+    KenhThucHien: Annotated[Literal[1, 2, 3] | None, BeforeValidator(_number)] = None
+    MucDo: Annotated[int | None, BeforeValidator(_number), Field(ge=1, le=4)] = None
+    DanhSachHoSoBoSung: list[SupplementRequest] = Field(default_factory=list, max_length=100)
+
+
+class SyncBody(BaseModel):
+    service: Literal["DongBoHoSoMC"]
+    isUpdating: bool | None = Field(
+        default=None,
+        description="Accepted as sent; a record replaces what its dossier's code described before",
+    )
+    data: list[Any] = Field(min_length=1, max_length=MAX_RECORDS)
+
+
+class RecordResult(BaseModel):
+    MaHoSo: str | None
+    status: Literal["created", "updated", "unchanged", "error"] = Field(
+        description="`created`: a new dossier; `updated`: the record changed its dossier's history; "
+        "`unchanged`: the same state as last sent; `error`: nothing of the record applied, see `problem`"
+    )
+    problem: Problem | None = None
+
+
+class SyncResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "results": [
+                        {"MaHoSo": "000.00.31.H56-230801-0001", "status": "created"},
+                        {"MaHoSo": "000.00.31.H56-230801-0002", "status": "unchanged"},
+                    ]
+                }
+            ]
+        }
+    )
+
+    results: list[RecordResult] = Field(description="One per record, in the order sent")
+
+
+_CHANNELS = {1: "direct", 2: "online", 3: "postal"}
+_LEVELS = {3: "partial", 4: "full"}
+_ENDINGS = {7: "withdrawn", 8: "stopped", 9: "resolved", 10: "resolved"}
+# Fields of an event and the record field they come from, to name the right one in a problem.
+RECORD_FIELDS = {
+    "procedure_code": "MaTTHC",
+    "unit_code": "DonViXuLy",
+    "channel": "KenhThucHien",
+    "online_level": "MucDo",
+    "due_at": "NgayHenTra",
+}
+
+
+def _invalid(field: str, message: str, kind: str = "invalid") -> InvalidInput:
+    return InvalidInput(f"{field}: {message}", errors=[FieldError(field=field, message=message, type=kind)])
+
+
+def event_prefix(code: str) -> str:
+    return f"dvcqg:{code}#"
+
+
+def _part_id(code: str, part: str) -> str:
+    return event_prefix(code) + part
+
+
+def _supplement_key(request: SupplementRequest) -> str:
+    # Event ids are at most 100 characters: a long source id is shortened to its hash.
+    key = request.HoSoBoSungId
+    return key if len(key) <= 16 else hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def record_events(record: PortalRecord, online_level_of: Any) -> list[dict[str, Any]]:
+    """The events that make up the record's state, in order; raises InvalidInput naming the field.
+
+    ``online_level_of(procedure_code, received_at)`` gives the online level of the procedure in
+    force, for an online dossier whose record carries no `MucDo`.
+    """
+    code = record.MaHoSo
+    status = record.TrangThaiHoSo
+    if status == 1:
+        return []
+    for name in ("MaTTHC", "DonViXuLy", "KenhThucHien"):
+        if getattr(record, name) is None:
+            raise _invalid(name, f"A dossier in status {status} needs {name}", "missing")
+    assert record.KenhThucHien is not None
+    channel = _CHANNELS[record.KenhThucHien]
+    first: dict[str, Any] = {
+        "dossier_code": code,
+        "procedure_code": record.MaTTHC,
+        "unit_code": record.DonViXuLy,
+        "channel": channel,
+    }
+    if status == 3:
+        if record.NgayTuChoi is None:
+            raise _invalid("NgayTuChoi", "A refused dossier (status 3) needs NgayTuChoi", "missing")
+        if channel == "online":
+            first["online_level"] = _LEVELS.get(record.MucDo or 0) or online_level_of(
+                record, record.NgayTuChoi
+            )
+        return [
+            {
+                **first,
+                "event_id": _part_id(code, "refused"),
+                "type": "refused",
+                "occurred_at": record.NgayTuChoi,
+            }
+        ]
+    received_at = record.NgayTiepNhan
+    if received_at is None:
+        raise _invalid("NgayTiepNhan", f"A dossier in status {status} needs NgayTiepNhan", "missing")
+    if channel == "online":
+        first["online_level"] = _LEVELS.get(record.MucDo or 0) or online_level_of(record, received_at)
+    due = _reception_due(record)
+    if due is not None:
+        if due <= received_at:
+            raise _invalid("NgayHenTra", "The due date must be after NgayTiepNhan", "before_reception")
+        first["due_at"] = due
+    events = [
+        {**first, "event_id": _part_id(code, "received"), "type": "received", "occurred_at": received_at}
+    ]
+    if status != 2:
+        events.append(_event(code, "processing", "processing", received_at))
+
+    finished_at = record.NgayKetThucXuLy
+    if status in _ENDINGS:
+        if finished_at is None:
+            raise _invalid(
+                "NgayKetThucXuLy", f"A dossier in status {status} needs NgayKetThucXuLy", "missing"
+            )
+        if finished_at < received_at:
+            raise _invalid(
+                "NgayKetThucXuLy", "The dossier cannot end before NgayTiepNhan", "before_reception"
+            )
+    else:
+        finished_at = None
+    events += _supplement_events(record, received_at, finished_at)
+    if finished_at is not None:
+        events.append(_event(code, "finished", _ENDINGS[status], finished_at))
+        if status == 10:
+            returned_at = record.NgayTra or finished_at
+            if returned_at < finished_at:
+                raise _invalid(
+                    "NgayTra", "The result cannot be returned before NgayKetThucXuLy", "before_finish"
+                )
+            events.append(_event(code, "returned", "returned", returned_at))
+    return events
+
+
+def _event(code: str, part: str, kind: str, at: datetime) -> dict[str, Any]:
+    return {"event_id": _part_id(code, part), "dossier_code": code, "type": kind, "occurred_at": at}
+
+
+def _reception_due(record: PortalRecord) -> datetime | None:
+    """The due date at reception: before the first supplement moved it, when the record says so."""
+    requests = record.DanhSachHoSoBoSung
+    if not requests:
+        return record.NgayHenTra
+    if requests[0].NgayHenTraTruoc is not None:
+        return requests[0].NgayHenTraTruoc
+    moved = [r.NgayHenTraMoi for r in requests if r.NgayHenTraMoi is not None]
+    if moved and record.NgayHenTra == moved[-1]:
+        return None  # NgayHenTra is the moved date: the reception's comes from the procedure
+    return record.NgayHenTra
+
+
+def _supplement_events(
+    record: PortalRecord, received_at: datetime, finished_at: datetime | None
+) -> list[dict[str, Any]]:
+    code = record.MaHoSo
+    status = record.TrangThaiHoSo
+    events: list[dict[str, Any]] = []
+    previous_end = received_at
+    requests = record.DanhSachHoSoBoSung
+    for number, request in enumerate(requests):
+        field = f"DanhSachHoSoBoSung.{number}"
+        asked, back = request.NgayBoSung, request.NgayTiepNhanBoSung
+        if asked is None:
+            raise _invalid(f"{field}.NgayBoSung", "A supplement request needs NgayBoSung", "missing")
+        if asked < previous_end:
+            raise _invalid(
+                f"{field}.NgayBoSung",
+                "A supplement is asked for after the reception and after the previous one came back",
+                "out_of_order",
+            )
+        if finished_at is not None and asked > finished_at:
+            raise _invalid(
+                f"{field}.NgayBoSung", "A supplement is asked for before the dossier ended", "after_end"
+            )
+        key = _supplement_key(request)
+        events.append(_event(code, f"bs:{key}", "supplement_requested", asked))
+        if back is None:
+            if number != len(requests) - 1:
+                raise _invalid(
+                    f"{field}.NgayTiepNhanBoSung",
+                    "Only the last supplement request may still be open",
+                    "missing",
+                )
+            if status in (2, 4, 6):
+                raise _invalid(
+                    "TrangThaiHoSo",
+                    f"Status {status} contradicts a supplement request still open",
+                    "contradiction",
+                )
+            continue
+        if back < asked:
+            raise _invalid(
+                f"{field}.NgayTiepNhanBoSung",
+                "A supplement cannot be received before it was asked for",
+                "before_request",
+            )
+        if finished_at is not None and back > finished_at:
+            raise _invalid(
+                f"{field}.NgayTiepNhanBoSung", "The supplement came back after the dossier ended", "after_end"
+            )
+        events.append(_event(code, f"bsn:{key}", "supplement_received", back))
+        previous_end = back
+    if status == 5 and (not requests or requests[-1].NgayTiepNhanBoSung is not None):
+        raise _invalid("TrangThaiHoSo", "Status 5 needs an open supplement request", "contradiction")
+    return events
