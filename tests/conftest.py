@@ -7,11 +7,13 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import select
 
 import app.models
 from app.clients.schemas import ClientCreate
@@ -21,6 +23,9 @@ from app.core.config import Settings
 from app.core.db import Base
 from app.core.security import Scope
 from app.main import create_app
+from app.stats.definitions import COUNTERS
+from app.stats.models import DossierCounter
+from app.stats.service import rebuild_counters
 
 POSTGRES_URL = os.environ.get("TTHC_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 ALL_BACKENDS = ("sqlite", "postgresql")
@@ -139,3 +144,32 @@ def live_server(database_url: str) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=20)
+
+
+async def assert_counters_equal_a_rebuild(app: FastAPI) -> None:
+    """The statistics counters kept by ingestion are exactly those `tthc stats rebuild` computes
+    from the dossiers (compared row by row, zero rows aside: answers may come from a cache)."""
+
+    async def snapshot() -> dict[tuple[Any, ...], tuple[int, ...]]:
+        async with app.state.sessionmaker() as session:
+            rows = await session.execute(select(DossierCounter))
+            found = {}
+            for (counter,) in rows:
+                values = tuple(getattr(counter, name) for name in COUNTERS)
+                if any(values):
+                    key = (
+                        counter.unit_code,
+                        counter.sector_code,
+                        counter.procedure_code,
+                        counter.grain,
+                        counter.bucket,
+                    )
+                    found[key] = values
+            return found
+
+    kept = await snapshot()
+    async with app.state.sessionmaker() as session, session.begin():
+        await rebuild_counters(session, app.state.calendar)
+    rebuilt = await snapshot()
+    assert {k: v for k, v in kept.items() if rebuilt.get(k) != v} == {}
+    assert kept == rebuilt

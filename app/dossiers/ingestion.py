@@ -235,6 +235,7 @@ class DossierWork:
     arrivals: list[Arrival] = field(default_factory=list)
     replay: bool = False
     stored: list[Stored] = field(default_factory=list)
+    loaded: bool = False
 
 
 @dataclass
@@ -423,9 +424,11 @@ class Batch:
 
     async def load_histories(self) -> None:
         """The stored events of every dossier that is replayed, in one query."""
-        codes = [code for code, work in self.work.items() if work.replay]
+        codes = [code for code, work in self.work.items() if work.replay and not work.loaded]
         if not codes:
             return
+        for code in codes:
+            self.work[code].loaded = True
         rows = await self.session.execute(
             select(
                 DossierEvent.id,

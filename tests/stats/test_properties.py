@@ -22,7 +22,8 @@ from app.dossiers.models import Dossier
 from app.main import create_app
 from app.stats.periods import Scheme, choose_period
 from app.stats.reference import Pause, reference_counts
-from app.stats.service import load_facts, rebuild_counters, unit_scope
+from app.stats.service import load_facts, unit_scope
+from tests.conftest import assert_counters_equal_a_rebuild
 
 UNITS = [
     {"code": "31", "name": "Hải Phòng", "level": "province"},
@@ -84,7 +85,7 @@ def events_of(number: int, spec: dict[str, Any], *, processing: bool = False) ->
     if spec["channel"] in ("partial", "full"):
         first["online_level"] = spec["channel"]
     if spec["due_hours"] is not None and not spec["refused"]:
-        first["due_at"] = (clock + timedelta(hours=spec["due_hours"])).isoformat()
+        first["due_at"] = (clock + timedelta(hours=spec["due_hours"])).replace(microsecond=0).isoformat()
     events = [first]
     if processing and not spec["refused"]:
         events.append(
@@ -97,14 +98,14 @@ def events_of(number: int, spec: dict[str, Any], *, processing: bool = False) ->
     if not spec["refused"]:
         waiting = False
         for gap, length in spec["pauses"]:
-            clock += timedelta(hours=gap)
+            clock = (clock + timedelta(hours=gap)).replace(microsecond=0)
             events.append(
                 {"dossier_code": code, "type": "supplement_requested", "occurred_at": clock.isoformat()}
             )
             waiting = True
             if length is None:
                 break
-            clock += timedelta(hours=length)
+            clock = (clock + timedelta(hours=length)).replace(microsecond=0)
             events.append(
                 {"dossier_code": code, "type": "supplement_received", "occurred_at": clock.isoformat()}
             )
@@ -112,7 +113,7 @@ def events_of(number: int, spec: dict[str, Any], *, processing: bool = False) ->
         del waiting
         if spec["ending"]:
             for kind in spec["ending"].split("+"):
-                clock += timedelta(hours=spec["ending_hours"])
+                clock = (clock + timedelta(hours=spec["ending_hours"])).replace(microsecond=0)
                 events.append({"dossier_code": code, "type": kind, "occurred_at": clock.isoformat()})
     for position, event in enumerate(events):
         event["event_id"] = f"{code}-{position}"
@@ -198,9 +199,7 @@ async def _check(application: Any, dossiers: list[dict[str, Any]], periods: list
             return found
 
         incremental = await answers()
-        async with application.state.sessionmaker() as session, session.begin():
-            await rebuild_counters(session, application.state.calendar)
-        assert await answers() == incremental
+        await assert_counters_equal_a_rebuild(application)
 
         async with application.state.sessionmaker() as session:
             facts = await load_facts(session, (await session.scalars(select(Dossier))).all())
@@ -396,15 +395,7 @@ async def _check_field_delivery(application: Any, dossiers: list[dict[str, Any]]
             ), label
 
         # Counters kept through all of that equal counters rebuilt from the dossiers.
-        before = (
-            await http.get("/api/v1/stats/dossiers", params={"period": "2023", "group_by": "unit"})
-        ).json()
-        async with application.state.sessionmaker() as session, session.begin():
-            await rebuild_counters(session, calendar)
-        after = (
-            await http.get("/api/v1/stats/dossiers", params={"period": "2023", "group_by": "unit"})
-        ).json()
-        assert after == before
+        await assert_counters_equal_a_rebuild(application)
 
         # The whole delivery again: every message is a duplicate.
         response = await http.post("/api/v1/dossier-events/batch", json={"events": messages[:1000]})
@@ -421,3 +412,142 @@ def test_late_shuffled_and_corrected_delivery_equals_the_history_in_time_order(
     database_url: str, dossiers: list[dict[str, Any]], seed: int
 ) -> None:
     asyncio.run(_deliver_in_the_field(database_url, dossiers, seed))
+
+
+# --- the same histories as DVCQG whole-state records, mid-way and final --------------------------
+
+
+def portal_time(instant: str) -> str:
+    return datetime.fromisoformat(instant).astimezone(VIETNAM).strftime("%Y%m%d%H%M%S")
+
+
+def record_of(code: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The DongBoHoSoMC record a one-stop system sends for a dossier after these events."""
+    if not events:
+        return {"MaHoSo": code, "TrangThaiHoSo": 1}
+    first = events[0]
+    record: dict[str, Any] = {
+        "MaHoSo": code,
+        "MaTTHC": first["procedure_code"],
+        "DonViXuLy": first["unit_code"],
+        "KenhThucHien": {"direct": 1, "online": 2, "postal": 3}[first["channel"]],
+        "DanhSachHoSoBoSung": [],
+    }
+    if first.get("online_level"):
+        record["MucDo"] = {"partial": 3, "full": 4}[first["online_level"]]
+    if first["type"] == "refused":
+        return {**record, "TrangThaiHoSo": 3, "NgayTuChoi": portal_time(first["occurred_at"])}
+    record |= {"TrangThaiHoSo": 2, "NgayTiepNhan": portal_time(first["occurred_at"])}
+    pauses = record["DanhSachHoSoBoSung"]
+    for event in events[1:]:
+        at = portal_time(event["occurred_at"])
+        kind = event["type"]
+        if kind == "processing":
+            record["TrangThaiHoSo"] = 4
+        elif kind == "supplement_requested":
+            pauses.append({"HoSoBoSungId": str(len(pauses) + 1), "NgayBoSung": at})
+            record["TrangThaiHoSo"] = 5
+        elif kind == "supplement_received":
+            pauses[-1]["NgayTiepNhanBoSung"] = at
+            record["TrangThaiHoSo"] = 4
+        elif kind == "returned":
+            record.setdefault("NgayKetThucXuLy", at)
+            record |= {"NgayTra": at, "TrangThaiHoSo": 10}
+        else:
+            record |= {
+                "NgayKetThucXuLy": at,
+                "TrangThaiHoSo": {"withdrawn": 7, "stopped": 8, "resolved": 9}[kind],
+            }
+    if first.get("due_at"):
+        record["NgayHenTra"] = portal_time(first["due_at"])
+        if pauses:
+            pauses[0]["NgayHenTraTruoc"] = record["NgayHenTra"]
+    return record
+
+
+async def _sync_records(database_url: str, dossiers: list[dict[str, Any]], seed: int) -> None:
+    application = create_app(
+        Settings(database_url=database_url, rate_limit_client_writes="", rate_limit_ip_writes="")
+    )
+    async with application.router.lifespan_context(application):
+        await _empty(application)
+        try:
+            await _check_records(application, dossiers, Random(seed))
+        finally:
+            await _empty(application)
+
+
+async def _check_records(application: Any, dossiers: list[dict[str, Any]], rng: Random) -> None:
+    headers = await _setup(application)
+    calendar = application.state.calendar
+    histories = [events_of(number, spec, processing=True) for number, spec in enumerate(dossiers)]
+    cuts = []
+    for events in histories:
+        start = datetime.fromisoformat(events[0]["occurred_at"]) - timedelta(hours=1)
+        end = datetime.fromisoformat(events[-1]["occurred_at"])
+        cuts.append(start + (end - start) * rng.random())
+    mid_way = [
+        [e for e in events if datetime.fromisoformat(e["occurred_at"]) <= cut]
+        for events, cut in zip(histories, cuts, strict=True)
+    ]
+
+    async def deliver(http: AsyncClient, stage: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        records = [record_of(f"P-{n:04d}", events) for n, events in enumerate(stage)]
+        rng.shuffle(records)
+        response = await http.post(
+            "/api/v1/sync/dvcqg", json={"service": "DongBoHoSoMC", "isUpdating": True, "data": records}
+        )
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [r for r in results if r["status"] == "error"] == []
+        return list(results)
+
+    async def compare(http: AsyncClient, stage: list[list[dict[str, Any]]]) -> None:
+        expected = expected_dossiers([e for events in stage for e in events], calendar)
+        for code, (state, _pauses) in expected.items():
+            body = (await http.get(f"/api/v1/dossiers/{code}")).json()
+            for name in (
+                "status",
+                "due_at",
+                "original_due_at",
+                "finished_at",
+                "on_time",
+                "early",
+                "supplement_count",
+            ):
+                value = getattr(state, name)
+                wanted = (
+                    value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+                    if isinstance(value, datetime)
+                    else value
+                )
+                assert body[name] == wanted, (code, name)
+        facts = [facts_of(state, pauses) for state, pauses in expected.values()]
+        for label in ("2023-Q3", "2023-Q4", "2023"):
+            period = choose_period(label, None, None, Scheme.calendar)
+            response = await http.get("/api/v1/stats/dossiers", params={"period": label})
+            assert response.json()["total"]["counts"] == reference_counts(
+                facts, period.start_at, period.end_at, calendar
+            ), label
+        await assert_counters_equal_a_rebuild(application)
+
+    async with AsyncClient(
+        transport=ASGITransport(app=application), base_url="http://t", headers=headers
+    ) as http:
+        await deliver(http, mid_way)
+        await compare(http, mid_way)
+        await deliver(http, histories)
+        await compare(http, histories)
+        assert {r["status"] for r in await deliver(http, histories)} == {"unchanged"}
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(dossiers=st.lists(dossier, min_size=1, max_size=25), seed=st.integers(0, 2**32 - 1))
+def test_records_sent_mid_way_and_final_equal_the_history_in_time_order(
+    database_url: str, dossiers: list[dict[str, Any]], seed: int
+) -> None:
+    asyncio.run(_sync_records(database_url, dossiers, seed))
