@@ -22,7 +22,7 @@ from typing import Any
 from app.calendar.working_time import WorkingCalendar
 from app.core.errors import Conflict, DomainError
 from app.dossiers import lifecycle
-from app.dossiers.lifecycle import FLAGS, DossierState, EventType, OutOfSequence, Reception
+from app.dossiers.lifecycle import FLAGS, DossierState, EventType, Mark, OutOfSequence, Reception
 from app.dossiers.models import Dossier
 from app.stats.reference import DossierFacts, Pause
 
@@ -139,7 +139,7 @@ def replay(
             refused = may_act(event, event.unit_code or "")
             if refused is not None:
                 raise refused
-            state = _receive(code, event, reception_of(event), calendar)
+            state, _marks = receive(code, event, reception_of(event), calendar)
         except DomainError as exc:
             verdicts[event.position] = Verdict(Outcome.rejected, exc)
             continue
@@ -178,9 +178,12 @@ def replay(
     return Replayed(state, verdicts, pauses_of(applied_pauses, state.finished_at or state.withdrawn_at))
 
 
-def _receive(code: str, event: HistoryEvent, reception: Reception, calendar: WorkingCalendar) -> DossierState:
+def receive(
+    code: str, event: HistoryEvent, reception: Reception, calendar: WorkingCalendar
+) -> tuple[DossierState, list[Mark]]:
+    """The dossier its reception (or refusal) starts, and that event's statistics marks."""
     assert event.procedure_code is not None and event.unit_code is not None
-    state, _marks = lifecycle.receive(
+    return lifecycle.receive(
         code=code,
         event_type=event.type,
         occurred_at=event.occurred_at,
@@ -194,7 +197,6 @@ def _receive(code: str, event: HistoryEvent, reception: Reception, calendar: Wor
         lookup_secret_hash=event.lookup_secret_hash,
         flags=event.flags,
     )
-    return state
 
 
 def pauses_of(events: Iterable[tuple[str, datetime]], ended_at: datetime | None) -> list[Pause]:

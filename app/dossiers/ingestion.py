@@ -19,11 +19,11 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from pydantic import TypeAdapter, ValidationError
@@ -56,6 +56,7 @@ from app.dossiers.history import (
     Verdict,
     facts_of,
     pauses_of,
+    receive,
     replay,
 )
 from app.dossiers.lifecycle import FLAGS, DossierState, EventType, Mark, OutOfSequence, Reception
@@ -78,6 +79,8 @@ _CORRECTIONS: Table = DossierEventCorrection.__table__  # type: ignore[assignmen
 _STATE_FIELDS = list(DossierState.__dataclass_fields__)
 _STATE_COLUMNS = [_DOSSIERS.c[name] for name in _STATE_FIELDS]
 ATTEMPTS = 3
+_T = TypeVar("_T")
+_Item = TypeVar("_Item")
 # Events arriving now sort after every stored one of the same instant ("then by arrival").
 _ARRIVING = 1 << 53
 
@@ -203,6 +206,14 @@ class Stored:
 
     def history_event(self) -> HistoryEvent:
         return HistoryEvent.from_payload(self.id, self.client_id, self.payload)
+
+    @classmethod
+    def of(cls, row: Any) -> "Stored":
+        payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+        return cls(**{**row._mapping, "payload": payload})
+
+
+_STORED_COLUMNS = [DossierEvent.__table__.c[name] for name in Stored.__dataclass_fields__]
 
 
 @dataclass
@@ -374,20 +385,7 @@ class Batch:
                     reception = self.catalogue.reception(
                         event.procedure_code, event.unit_code, event.occurred_at
                     )
-                    state, new_marks = lifecycle.receive(
-                        code=work.code,
-                        event_type=event.type,
-                        occurred_at=event.occurred_at,
-                        procedure_code=event.procedure_code,
-                        unit_code=event.unit_code,
-                        channel=event.channel,
-                        online_level=event.online_level,
-                        due_at=event.due_at,
-                        reception=reception,
-                        calendar=self.calendar,
-                        lookup_secret_hash=event.lookup_secret_hash,
-                        flags=event.flags,
-                    )
+                    state, new_marks = receive(work.code, event, reception, self.calendar)
                 else:
                     if state is None:
                         return False
@@ -430,24 +428,11 @@ class Batch:
         for code in codes:
             self.work[code].loaded = True
         rows = await self.session.execute(
-            select(
-                DossierEvent.id,
-                DossierEvent.client_id,
-                DossierEvent.event_id,
-                DossierEvent.dossier_code,
-                DossierEvent.payload,
-                DossierEvent.payload_hash,
-                DossierEvent.revision,
-                DossierEvent.status,
-                DossierEvent.reason,
-            )
-            .where(DossierEvent.dossier_code.in_(codes))
-            .order_by(DossierEvent.id)
+            select(*_STORED_COLUMNS).where(DossierEvent.dossier_code.in_(codes)).order_by(DossierEvent.id)
         )
         client_ids: set[int] = set()
         for row in rows:
-            payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
-            self.work[row.dossier_code].stored.append(Stored(**{**row._mapping, "payload": payload}))
+            self.work[row.dossier_code].stored.append(Stored.of(row))
             client_ids.add(row.client_id)
         await self._load_bindings(client_ids)
 
@@ -761,18 +746,34 @@ async def ingest(
     secret_key: str,
     items: list[Any],
 ) -> list[EventResult]:
-    """Each event is answered created, updated, pending, duplicate or error; errors store nothing.
+    """Each event is answered created, updated, pending, duplicate or error; errors store nothing."""
+    return await _with_retries(session, lambda: _ingest_once(session, principal, calendar, secret_key, items))
 
-    When two requests create the same event at the same moment, the loser's transaction fails on
-    a unique key and is replayed.
-    """
-    for attempt in range(1, ATTEMPTS + 1):
+
+async def _with_retries(session: AsyncSession, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """When two requests store the same event id at the same moment, the loser's transaction fails
+    on a unique key: it is rolled back and replayed (it then sees the winner's rows)."""
+    for number in range(1, ATTEMPTS + 1):
         try:
-            return await _ingest_once(session, principal, calendar, secret_key, items)
+            return await attempt()
         except IntegrityError:
             await session.rollback()
-            logger.warning("concurrent ingestion of the same events; replaying (attempt %d)", attempt)
+            logger.warning("concurrent ingestion of the same events; replaying (attempt %d)", number)
     raise Conflict("The same events are being ingested concurrently; retry the request")
+
+
+def _rounds(items: list[_Item], key: Callable[[_Item], str]) -> list[list[_Item]]:
+    """Items split so that each round holds one item per key, in the order sent: a key sent twice
+    in one request is then taken after its first occurrence was stored, like a later request."""
+    rounds: list[list[_Item]] = []
+    seen: dict[str, int] = defaultdict(int)
+    for item in items:
+        occurrence = seen[key(item)]
+        seen[key(item)] += 1
+        if occurrence == len(rounds):
+            rounds.append([])
+        rounds[occurrence].append(item)
+    return rounds
 
 
 async def _ingest_once(
@@ -800,18 +801,8 @@ async def _ingest_once(
             continue
         parsed.append((index, event, *canonical(event, secret_key)))
 
-    # An event_id sent twice in one batch is taken in rounds, each seeing what the last stored: a
-    # second occurrence is then a resend or a correction like any other.
-    rounds: list[list[_Parsed]] = []
-    seen: dict[str, int] = defaultdict(int)
-    for item in parsed:
-        occurrence = seen[item[1].event_id]
-        seen[item[1].event_id] += 1
-        if occurrence == len(rounds):
-            rounds.append([])
-        rounds[occurrence].append(item)
     answers: dict[int, Answer] = {}
-    for items_of_round in rounds:
+    for items_of_round in _rounds(parsed, lambda item: item[1].event_id):
         answers |= await _ingest_round(session, principal, calendar, secret_key, items_of_round)
 
     results: list[EventResult] = []
@@ -912,22 +903,13 @@ async def _sent_before(session: AsyncSession, principal: Principal, event_ids: s
     if not event_ids:
         return {}
     rows = await session.execute(
-        select(
-            DossierEvent.id,
-            DossierEvent.client_id,
-            DossierEvent.event_id,
-            DossierEvent.dossier_code,
-            DossierEvent.payload,
-            DossierEvent.payload_hash,
-            DossierEvent.revision,
-            DossierEvent.status,
-            DossierEvent.reason,
-        ).where(DossierEvent.client_id == principal.client_id, DossierEvent.event_id.in_(event_ids))
+        select(*_STORED_COLUMNS).where(
+            DossierEvent.client_id == principal.client_id, DossierEvent.event_id.in_(event_ids)
+        )
     )
     known: dict[str, Stored] = {}
     for row in rows:
-        payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
-        known[row.event_id] = Stored(**{**row._mapping, "payload": payload})
+        known[row.event_id] = Stored.of(row)
     return known
 
 
@@ -942,13 +924,9 @@ async def ingest_records(
     items: list[Any],
 ) -> list[RecordResult]:
     """Each record is answered created, updated, unchanged or error; a record applies whole or not at all."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return await _records_once(session, principal, calendar, secret_key, items)
-        except IntegrityError:
-            await session.rollback()
-            logger.warning("concurrent sync of the same records; replaying (attempt %d)", attempt)
-    raise Conflict("The same records are being synced concurrently; retry the request")
+    return await _with_retries(
+        session, lambda: _records_once(session, principal, calendar, secret_key, items)
+    )
 
 
 async def _records_once(
@@ -970,16 +948,7 @@ async def _records_once(
             answers[index] = Answer(
                 "error", InvalidInput("The record is invalid", errors=validation_errors(exc))
             )
-    # A dossier's records are taken in the order sent, one per round: each replaces the last.
-    rounds: list[list[tuple[int, PortalRecord]]] = []
-    seen: dict[str, int] = defaultdict(int)
-    for index, record in records:
-        occurrence = seen[record.MaHoSo]
-        seen[record.MaHoSo] += 1
-        if occurrence == len(rounds):
-            rounds.append([])
-        rounds[occurrence].append((index, record))
-    for records_of_round in rounds:
+    for records_of_round in _rounds(records, lambda item: item[1].MaHoSo):
         answers |= await _records_round(session, principal, calendar, secret_key, records_of_round)
     results = []
     for index, code in enumerate(codes):

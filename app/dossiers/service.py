@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clients.models import ApiClient
 from app.core.db import utcnow
-from app.core.errors import NotFound
+from app.core.errors import InvalidInput, NotFound
 from app.core.pagination import PageParams, encode_cursor
 from app.core.timezone import VIETNAM
 from app.dossiers.lifecycle import NATIONAL_STATUS_NAMES_VI, STATUS_NAMES_VI, Status
@@ -124,7 +124,9 @@ async def waiting_events(
         query = query.where(or_(Dossier.unit_code.in_(units), ApiClient.unit_code.in_(units)))
     if page.after:
         after = page.after[0]
-        query = query.where(DossierEvent.id > (after if isinstance(after, int) else 0))
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
+            raise InvalidInput.for_field("query.cursor", "The cursor is not one this API issued", "cursor")
+        query = query.where(DossierEvent.id > after)
     rows = (await session.execute(query.order_by(DossierEvent.id).limit(page.limit + 1))).all()
     items = [
         PendingEvent(

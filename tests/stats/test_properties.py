@@ -120,14 +120,15 @@ def events_of(number: int, spec: dict[str, Any], *, processing: bool = False) ->
     return events
 
 
-async def _scenario(database_url: str, dossiers: list[dict[str, Any]], periods: list[Any]) -> None:
+async def _in_empty_app(database_url: str, check: Any, *args: Any) -> None:
+    """Run ``check(application, *args)`` on an emptied database (hypothesis reuses the backend)."""
     application = create_app(
         Settings(database_url=database_url, rate_limit_client_writes="", rate_limit_ip_writes="")
     )
     async with application.router.lifespan_context(application):
         await _empty(application)
         try:
-            await _check(application, dossiers, periods)
+            await check(application, *args)
         finally:
             await _empty(application)
 
@@ -239,7 +240,7 @@ units = st.sampled_from(["31", "313", "314", "11680", "11999"])
 def test_counters_agree_with_the_reference_calculation(
     database_url: str, dossiers: list[dict[str, Any]], periods: list[Any]
 ) -> None:
-    asyncio.run(_scenario(database_url, dossiers, periods))
+    asyncio.run(_in_empty_app(database_url, _check, dossiers, periods))
 
 
 # --- late, out-of-order, resent and corrected delivery -------------------------------------------
@@ -282,6 +283,36 @@ def expected_dossiers(
         assert all(v.outcome is Outcome.applied for v in replayed.verdicts.values()), code
         found[code] = (replayed.state, replayed.pauses)
     return found
+
+
+_COMPARED = ("status", "due_at", "original_due_at", "finished_at", "on_time", "early", "supplement_count")
+
+
+async def assert_history_in_time_order(
+    http: AsyncClient, application: Any, events: list[dict[str, Any]]
+) -> None:
+    """Every dossier, every total of several periods and every counter is what the true events,
+    taken in time order, make — whatever way and order they were delivered in."""
+    calendar = application.state.calendar
+    expected = expected_dossiers(events, calendar)
+    for code, (state, _pauses) in expected.items():
+        body = (await http.get(f"/api/v1/dossiers/{code}")).json()
+        for name in _COMPARED:
+            value = getattr(state, name)
+            wanted = (
+                value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+                if isinstance(value, datetime)
+                else value
+            )
+            assert body[name] == wanted, (code, name)
+    facts = [facts_of(state, pauses) for state, pauses in expected.values()]
+    for label in ("2023-Q2", "2023-Q3", "2023-Q4", "2023-08", "2023"):
+        period = choose_period(label, None, None, Scheme.calendar)
+        response = await http.get("/api/v1/stats/dossiers", params={"period": label})
+        assert response.json()["total"]["counts"] == reference_counts(
+            facts, period.start_at, period.end_at, calendar
+        ), label
+    await assert_counters_equal_a_rebuild(application)
 
 
 def field_delivery(events: list[dict[str, Any]], rng: Random) -> tuple[list[dict[str, Any]], set[str]]:
@@ -330,21 +361,8 @@ def field_delivery(events: list[dict[str, Any]], rng: Random) -> tuple[list[dict
     return messages, trusted
 
 
-async def _deliver_in_the_field(database_url: str, dossiers: list[dict[str, Any]], seed: int) -> None:
-    application = create_app(
-        Settings(database_url=database_url, rate_limit_client_writes="", rate_limit_ip_writes="")
-    )
-    async with application.router.lifespan_context(application):
-        await _empty(application)
-        try:
-            await _check_field_delivery(application, dossiers, Random(seed))
-        finally:
-            await _empty(application)
-
-
 async def _check_field_delivery(application: Any, dossiers: list[dict[str, Any]], rng: Random) -> None:
     headers = await _setup(application)
-    calendar = application.state.calendar
     events = [e for number, spec in enumerate(dossiers) for e in events_of(number, spec, processing=True)]
     messages, trusted = field_delivery(events, rng)
     async with AsyncClient(
@@ -363,39 +381,9 @@ async def _check_field_delivery(application: Any, dossiers: list[dict[str, Any]]
             if f"{message['event_id']}@{message.get('revision', 1)}" in trusted:
                 assert answer["status"] != "error", (message, answer)
 
-        expected = expected_dossiers(events, calendar)
-        for code, (state, _pauses) in expected.items():
-            body = (await http.get(f"/api/v1/dossiers/{code}")).json()
-            for name in (
-                "status",
-                "due_at",
-                "original_due_at",
-                "finished_at",
-                "on_time",
-                "early",
-                "supplement_count",
-            ):
-                value = getattr(state, name)
-                wanted = (
-                    value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-                    if isinstance(value, datetime)
-                    else value
-                )
-                assert body[name] == wanted, (code, name)
+        await assert_history_in_time_order(http, application, events)
         pending = (await http.get("/api/v1/dossier-events", params={"pending": "true"})).json()
         assert [e for e in pending["items"] if not e["event_id"].endswith("-bogus")] == []
-
-        # Every total equals the plain calculation on the true events in time order.
-        facts = [facts_of(state, pauses) for state, pauses in expected.values()]
-        for label in ("2023-Q2", "2023-Q3", "2023-Q4", "2023-08", "2023"):
-            period = choose_period(label, None, None, Scheme.calendar)
-            response = await http.get("/api/v1/stats/dossiers", params={"period": label})
-            assert response.json()["total"]["counts"] == reference_counts(
-                facts, period.start_at, period.end_at, calendar
-            ), label
-
-        # Counters kept through all of that equal counters rebuilt from the dossiers.
-        await assert_counters_equal_a_rebuild(application)
 
         # The whole delivery again: every message is a duplicate.
         response = await http.post("/api/v1/dossier-events/batch", json={"events": messages[:1000]})
@@ -411,7 +399,7 @@ async def _check_field_delivery(application: Any, dossiers: list[dict[str, Any]]
 def test_late_shuffled_and_corrected_delivery_equals_the_history_in_time_order(
     database_url: str, dossiers: list[dict[str, Any]], seed: int
 ) -> None:
-    asyncio.run(_deliver_in_the_field(database_url, dossiers, seed))
+    asyncio.run(_in_empty_app(database_url, _check_field_delivery, dossiers, Random(seed)))
 
 
 # --- the same histories as DVCQG whole-state records, mid-way and final --------------------------
@@ -465,21 +453,8 @@ def record_of(code: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     return record
 
 
-async def _sync_records(database_url: str, dossiers: list[dict[str, Any]], seed: int) -> None:
-    application = create_app(
-        Settings(database_url=database_url, rate_limit_client_writes="", rate_limit_ip_writes="")
-    )
-    async with application.router.lifespan_context(application):
-        await _empty(application)
-        try:
-            await _check_records(application, dossiers, Random(seed))
-        finally:
-            await _empty(application)
-
-
 async def _check_records(application: Any, dossiers: list[dict[str, Any]], rng: Random) -> None:
     headers = await _setup(application)
-    calendar = application.state.calendar
     histories = [events_of(number, spec, processing=True) for number, spec in enumerate(dossiers)]
     cuts = []
     for events in histories:
@@ -502,42 +477,13 @@ async def _check_records(application: Any, dossiers: list[dict[str, Any]], rng: 
         assert [r for r in results if r["status"] == "error"] == []
         return list(results)
 
-    async def compare(http: AsyncClient, stage: list[list[dict[str, Any]]]) -> None:
-        expected = expected_dossiers([e for events in stage for e in events], calendar)
-        for code, (state, _pauses) in expected.items():
-            body = (await http.get(f"/api/v1/dossiers/{code}")).json()
-            for name in (
-                "status",
-                "due_at",
-                "original_due_at",
-                "finished_at",
-                "on_time",
-                "early",
-                "supplement_count",
-            ):
-                value = getattr(state, name)
-                wanted = (
-                    value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-                    if isinstance(value, datetime)
-                    else value
-                )
-                assert body[name] == wanted, (code, name)
-        facts = [facts_of(state, pauses) for state, pauses in expected.values()]
-        for label in ("2023-Q3", "2023-Q4", "2023"):
-            period = choose_period(label, None, None, Scheme.calendar)
-            response = await http.get("/api/v1/stats/dossiers", params={"period": label})
-            assert response.json()["total"]["counts"] == reference_counts(
-                facts, period.start_at, period.end_at, calendar
-            ), label
-        await assert_counters_equal_a_rebuild(application)
-
     async with AsyncClient(
         transport=ASGITransport(app=application), base_url="http://t", headers=headers
     ) as http:
         await deliver(http, mid_way)
-        await compare(http, mid_way)
+        await assert_history_in_time_order(http, application, [e for events in mid_way for e in events])
         await deliver(http, histories)
-        await compare(http, histories)
+        await assert_history_in_time_order(http, application, [e for events in histories for e in events])
         assert {r["status"] for r in await deliver(http, histories)} == {"unchanged"}
 
 
@@ -550,4 +496,4 @@ async def _check_records(application: Any, dossiers: list[dict[str, Any]], rng: 
 def test_records_sent_mid_way_and_final_equal_the_history_in_time_order(
     database_url: str, dossiers: list[dict[str, Any]], seed: int
 ) -> None:
-    asyncio.run(_sync_records(database_url, dossiers, seed))
+    asyncio.run(_in_empty_app(database_url, _check_records, dossiers, Random(seed)))
