@@ -27,7 +27,7 @@ async def authenticate(
 ) -> Principal:
     if credentials is None:
         raise Unauthorized("This operation needs an API key: send `Authorization: Bearer <key>`")
-    principal = await service.authenticate(request.app.state.sessionmaker, session, credentials.credentials)
+    principal = await service.authenticate(session, credentials.credentials)
     if principal is None:
         raise Unauthorized("The API key is unknown or revoked", error="invalid_token")
     request.state.client_name = principal.name

@@ -2,9 +2,9 @@
 
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.clients.models import ApiClient, ApiKey
@@ -92,9 +92,13 @@ async def list_clients(session: AsyncSession, page: PageParams) -> tuple[list[Ap
     return rows[: page.limit], len(rows) > page.limit
 
 
-async def authenticate(
-    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession, secret: str
-) -> Principal | None:
+_TOUCH_UNLESS_LOCKED = text(
+    "UPDATE api_keys SET last_used_at = :now "
+    "WHERE id = (SELECT id FROM api_keys WHERE id = :key_id FOR UPDATE SKIP LOCKED)"
+)
+
+
+async def authenticate(session: AsyncSession, secret: str) -> Principal | None:
     """The client behind a key, or None when the key is unknown or revoked."""
     row = (
         await session.execute(
@@ -115,8 +119,10 @@ async def authenticate(
     key_id, last_used_at, client_id, name, scopes, unit_code = row
     now = utcnow()
     if last_used_at is None or now - last_used_at > timedelta(seconds=LAST_USED_RESOLUTION_SECONDS):
-        # In a transaction of its own: inside the request's, the row lock would queue every
-        # concurrent request of the same client behind this one until it commits.
-        async with sessionmaker() as touch, touch.begin():
-            await touch.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+        # In the request's transaction (a second connection per request can exhaust the pool
+        # under load), but never waiting: a key another request is touching is skipped.
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(_TOUCH_UNLESS_LOCKED, {"key_id": key_id, "now": now})
+        else:
+            await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
     return Principal(client_id=client_id, name=name, scopes=frozenset(scopes), unit_code=unit_code)

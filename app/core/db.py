@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Request
 from sqlalchemy import DateTime, MetaData, String, event, text
@@ -12,6 +12,8 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
 from app.core.config import Settings
+
+_T = TypeVar("_T")
 
 # Deterministic constraint names, so that migrations can address them on every backend.
 NAMING_CONVENTION = {
@@ -141,3 +143,25 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+# Writes nothing, but begins SQLite's write transaction (waiting for the current writer, if any).
+_SQLITE_WRITE_LOCK = text("UPDATE data_version SET id = id WHERE 0")
+
+
+async def take_write_lock(session: AsyncSession) -> None:
+    """On SQLite, make the transaction the database's one writer before it reads what it will change.
+
+    SQLite has one writer at a time, but a transaction reads from a snapshot until it first
+    writes: two requests could both read "draft" and both move it. Taking the write lock first
+    makes every later read current. (PostgreSQL locks rows instead: ``load_for_update``.)
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(_SQLITE_WRITE_LOCK)
+
+
+async def load_for_update(session: AsyncSession, entity: type[_T], key: Any) -> _T | None:
+    """The row, fresh and locked until the transaction ends: a read-check-write cannot interleave
+    with another request's (If-Match comparisons, state-machine transitions)."""
+    await take_write_lock(session)
+    return await session.get(entity, key, with_for_update=True, populate_existing=True)

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -232,6 +232,24 @@ def database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError | PoolTimeout)
 
 
+def _known_failure(exc: Exception) -> ProblemResponse | None:
+    """The problem for failures that are the request's or a race's, not a bug: a unique key taken
+    by a concurrent request (409), a date beyond what calendar arithmetic can reach (422)."""
+    if isinstance(exc, IntegrityError):
+        logger.info("integrity conflict: %s", exc.orig)
+        return problem_response(
+            None,
+            409,
+            detail="A concurrent request changed the same data (a unique key is taken); read it again",
+            slug="conflict",
+        )
+    if isinstance(exc, OverflowError):
+        return problem_response(
+            None, 422, detail="A date lies outside the range this service computes with", slug="invalid-input"
+        )
+    return None
+
+
 class RequestIdMiddleware:
     """Tags every request with an id and turns any unhandled exception into a generic 500 problem.
 
@@ -276,6 +294,10 @@ class RequestIdMiddleware:
                     headers={"Retry-After": "5"},
                 )
                 await response(scope, receive, send_with_id)
+                return
+            known = _known_failure(exc)
+            if known is not None and not response_started:
+                await known(scope, receive, send_with_id)
                 return
             logger.exception(
                 "unhandled error request_id=%s method=%s path=%s",

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
 from app.clients.models import ApiClient
-from app.core.db import plan_with_values, utcnow
+from app.core.db import plan_with_values, take_write_lock, utcnow
 from app.core.errors import (
     Conflict,
     DomainError,
@@ -685,7 +685,7 @@ async def lock_dossiers(session: AsyncSession, codes: Sequence[str]) -> None:
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(_ADVISORY_LOCKS, {"codes": sorted(codes)})
     else:
-        await session.execute(_SQLITE_WRITE_LOCK)
+        await take_write_lock(session)
 
 
 _ADVISORY_LOCKS = text(
@@ -693,8 +693,6 @@ _ADVISORY_LOCKS = text(
     "(SELECT DISTINCT hashtextextended(c, 7) AS k FROM unnest(CAST(:codes AS text[])) AS c "
     "ORDER BY 1 OFFSET 0) AS keys"
 )
-# Writes nothing, but begins the write transaction (waiting for the current writer, if any).
-_SQLITE_WRITE_LOCK = text("UPDATE dossiers SET code = code WHERE 0")
 
 
 async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -105,7 +105,7 @@ async def transition_feedback(
     feedback_id: FeedbackId,
     data: FeedbackTransitionIn,
 ) -> FeedbackRead:
-    feedback = await service.get_feedback(session, feedback_id)
+    feedback = await service.get_feedback(session, feedback_id, for_update=True)
     await ensure_reach(session, writer, feedback.unit_code, conceal=True)
     await service.transition(session, feedback, data, writer, calendar)
     await record(session, writer, data.to.value, "feedback", feedback.id)

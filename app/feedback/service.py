@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
-from app.core.db import utcnow
+from app.core.db import load_for_update, utcnow
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.pagination import PageParams, encode_cursor
 from app.core.security import Principal
@@ -136,8 +136,12 @@ async def receive(
     return feedback, True
 
 
-async def get_feedback(session: AsyncSession, feedback_id: int) -> Feedback:
-    feedback = await session.get(Feedback, feedback_id)
+async def get_feedback(session: AsyncSession, feedback_id: int, *, for_update: bool = False) -> Feedback:
+    feedback = (
+        await load_for_update(session, Feedback, feedback_id)
+        if for_update
+        else await session.get(Feedback, feedback_id)
+    )
     if feedback is None:
         raise NotFound(f"Feedback {feedback_id} does not exist")
     return feedback

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, Text, and_, cast, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import plan_with_values
+from app.core.db import load_for_update, plan_with_values
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound, request_id_var
 from app.core.pagination import Page, PageParams, encode_cursor
 from app.core.security import Principal
@@ -39,8 +39,8 @@ COMMAND_LINE = "(command line)"
 # --- sectors ---------------------------------------------------------------------------------
 
 
-async def get_sector(session: AsyncSession, code: str) -> Sector:
-    sector = await session.get(Sector, code)
+async def get_sector(session: AsyncSession, code: str, *, for_update: bool = False) -> Sector:
+    sector = await load_for_update(session, Sector, code) if for_update else await session.get(Sector, code)
     if sector is None:
         raise NotFound(f"Sector {code!r} does not exist")
     return sector
@@ -98,8 +98,10 @@ def version_to_read(version: ProcedureVersion) -> ProcedureRead:
     )
 
 
-async def get_procedure(session: AsyncSession, code: str) -> Procedure:
-    procedure = await session.get(Procedure, code)
+async def get_procedure(session: AsyncSession, code: str, *, for_update: bool = False) -> Procedure:
+    procedure = (
+        await load_for_update(session, Procedure, code) if for_update else await session.get(Procedure, code)
+    )
     if procedure is None:
         raise NotFound(f"Procedure {code!r} does not exist")
     return procedure

@@ -89,8 +89,10 @@ async def list_proposals(
     )
 
 
-async def _reachable(session: SessionDep, client: Principal, proposal_id: int) -> service.Proposal:
-    proposal = await service.get_proposal(session, proposal_id)
+async def _reachable(
+    session: SessionDep, client: Principal, proposal_id: int, *, for_update: bool = False
+) -> service.Proposal:
+    proposal = await service.get_proposal(session, proposal_id, for_update=for_update)
     await ensure_reach(session, client, proposal.unit_code, conceal=True)
     return proposal
 
@@ -126,7 +128,7 @@ async def update_proposal(
 ) -> Response:
     if not client.has(Scope.proposals_write):
         raise Forbidden("Editing a proposal needs the scope proposals:write")
-    proposal = await _reachable(session, client, proposal_id)
+    proposal = await _reachable(session, client, proposal_id, for_update=True)
     require_match(if_match, await service.read(session, proposal), required=True)
     await service.update_proposal(session, proposal, patch)
     await record(session, client, "update", "proposal", proposal.id)
@@ -143,7 +145,7 @@ async def update_proposal(
 async def transition_proposal(
     session: SessionDep, client: ProposalClient, proposal_id: ProposalId, data: TransitionIn
 ) -> ProposalRead:
-    proposal = await _reachable(session, client, proposal_id)
+    proposal = await _reachable(session, client, proposal_id, for_update=True)
     await service.transition(session, proposal, data, client)
     await record(session, client, data.to.value, "proposal", proposal.id, {"comment": data.comment})
     return await service.read(session, proposal)

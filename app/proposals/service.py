@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import utcnow
+from app.core.db import load_for_update, utcnow
 from app.core.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from app.core.pagination import PageParams, encode_cursor
 from app.core.security import Principal, Scope
@@ -66,8 +66,12 @@ async def read(session: AsyncSession, proposal: Proposal) -> ProposalRead:
     )
 
 
-async def get_proposal(session: AsyncSession, proposal_id: int) -> Proposal:
-    proposal = await session.get(Proposal, proposal_id)
+async def get_proposal(session: AsyncSession, proposal_id: int, *, for_update: bool = False) -> Proposal:
+    proposal = (
+        await load_for_update(session, Proposal, proposal_id)
+        if for_update
+        else await session.get(Proposal, proposal_id)
+    )
     if proposal is None:
         raise NotFound(f"Proposal {proposal_id} does not exist")
     return proposal

@@ -8,6 +8,7 @@ from sqlalchemy import Select, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import load_for_update
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.core.pagination import Page, PageParams, encode_cursor
 from app.core.text import fold, like_escape
@@ -70,8 +71,8 @@ def hierarchy_errors(
     return errors
 
 
-async def get_unit(session: AsyncSession, code: str) -> Unit:
-    unit = await session.get(Unit, code)
+async def get_unit(session: AsyncSession, code: str, *, for_update: bool = False) -> Unit:
+    unit = await load_for_update(session, Unit, code) if for_update else await session.get(Unit, code)
     if unit is None:
         raise NotFound(f"Unit {code!r} does not exist")
     return unit

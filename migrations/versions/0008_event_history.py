@@ -19,7 +19,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("dossier_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("revision", sa.Integer(), server_default="1", nullable=False))
-        batch_op.add_column(sa.Column("status", sa.String(length=16), server_default="applied", nullable=False))
+        batch_op.add_column(
+            sa.Column("status", sa.String(length=16), server_default="applied", nullable=False)
+        )
         batch_op.add_column(sa.Column("reason", sa.String(length=500), nullable=True))
         batch_op.create_index(
             "ix_dossier_events_pending",
