@@ -37,9 +37,15 @@ def _serve(args: argparse.Namespace) -> None:
         log_level=settings.log_level.lower(),
         log_config=None,  # keep the service's log format (with request ids)
         access_log=False,  # the service writes its own access line, with the client's name
-        proxy_headers=True,
+        # X-Forwarded-For is believed only from the proxies named in TTHC_TRUSTED_PROXIES: from
+        # anyone else it would let a client pick the address its rate limits count against.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
         # On SIGTERM: stop accepting, let requests in flight finish (up to this many seconds).
         timeout_graceful_shutdown=30,
+        # Idle keep-alive connections are closed; slow bodies get a 408 (TTHC_BODY_READ_TIMEOUT).
+        # Slow headers are a reverse proxy's to cut (docs/deployment.md).
+        timeout_keep_alive=5,
     )
 
 
@@ -80,7 +86,8 @@ def _with_session(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
     settings = _settings_or_exit()
 
     async def run() -> None:
-        engine = create_engine(settings)
+        # Imports and rebuilds run for minutes: the request's command timeout is not theirs.
+        engine = create_engine(settings.model_copy(update={"database_command_timeout": None}))
         try:
             async with create_sessionmaker(engine)() as session, session.begin():
                 await work(session)

@@ -13,13 +13,15 @@ from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import RequestIdMiddleware, install_exception_handlers
 from app.core.http_caching import answer_cache
+from app.core.hygiene import TextHygieneMiddleware
 from app.core.limits import LimitsMiddleware, RateLimiter
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.metrics import router as metrics_router
 from app.core.migrations import head_revision
 from app.core.openapi import install_openapi
-from app.dossiers.router import dossiers_router, events_router, public_router, sync_router
+from app.core.pagination import use_cursor_key
+from app.dossiers.router import BATCH_PATHS, dossiers_router, events_router, public_router, sync_router
 from app.feedback.router import ratings_router
 from app.feedback.router import router as feedback_router
 from app.health.router import baseline_router
@@ -87,11 +89,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         separate_input_output_schemas=False,
     )
     app.state.settings = settings
+    use_cursor_key(settings.secret_key)
     app.state.metrics = Metrics()
     app.state.migration_head = head_revision()
     install_exception_handlers(app)
     install_openapi(app)
-    # Added innermost first: requests pass RequestId, then CORS, then limits, then the routes.
+    # Added innermost first: requests pass RequestId, then CORS, then limits, then text hygiene,
+    # then the routes.
+    app.add_middleware(
+        TextHygieneMiddleware, body_timeout=settings.body_read_timeout, per_item_paths=BATCH_PATHS
+    )
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,11 +1,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from app.audit import service
 from app.audit.schemas import AuditFilters, AuditRecordRead
 from app.clients.deps import AdminDep
+from app.core.bounds import Moment
 from app.core.db import MAX_ID, SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import Page, PageDep
@@ -28,10 +28,8 @@ async def list_audit_records(
     action: Annotated[str | None, Query(max_length=40)] = None,
     resource_type: Annotated[str | None, Query(max_length=40)] = None,
     resource_id: Annotated[str | None, Query(max_length=100)] = None,
-    since: Annotated[
-        AwareDatetime | None, Query(description="From this instant (with offset), inclusive")
-    ] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Before this instant (with offset)")] = None,
+    since: Annotated[Moment | None, Query(description="From this instant (with offset), inclusive")] = None,
+    until: Annotated[Moment | None, Query(description="Before this instant (with offset)")] = None,
 ) -> Page[AuditRecordRead]:
     filters = AuditFilters(
         client_id=client_id,

@@ -4,6 +4,7 @@ Everything is computed in Vietnam's local time (UTC+7, no DST); results are awar
 that zone. Working periods are closed at their end: a due date may fall exactly at 17:00.
 """
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -59,6 +60,7 @@ class WorkingCalendar:
         self._working: dict[date, bool] = {}
         # Days are few (a few hundred a year) and asked for again and again by due-date arithmetic.
         self._day_periods: dict[date, list[tuple[datetime, datetime]]] = {}
+        self._year_days: dict[int, list[date]] = {}
         self.day_length = sum(
             (
                 datetime.combine(date.min, end) - datetime.combine(date.min, start)
@@ -104,36 +106,86 @@ class WorkingCalendar:
                     return max(start, local)
             day += timedelta(days=1)
 
+    def _working_days_in(self, year: int) -> list[date]:
+        days = self._year_days.get(year)
+        if days is None:
+            first = date(year, 1, 1)
+            every = (first + timedelta(days=n) for n in range((date(year + 1, 1, 1) - first).days))
+            days = self._year_days[year] = [day for day in every if self.is_working_day(day)]
+        return days
+
+    def _working_day_after(self, day: date, count: int) -> date:
+        """The ``count``-th working day after ``day`` (count ≥ 1), a year at a time."""
+        year = day.year
+        after = bisect_right(self._working_days_in(year), day)
+        while True:
+            days = self._working_days_in(year)
+            if after + count - 1 < len(days):
+                return days[after + count - 1]
+            count -= len(days) - after
+            year, after = year + 1, 0
+
+    def _working_days_between(self, first: date, last: date) -> int:
+        """How many working days lie strictly between two days, a year at a time."""
+        if last <= first + timedelta(days=1):
+            return 0
+        total = 0
+        for year in range(first.year, last.year + 1):
+            days = self._working_days_in(year)
+            total += bisect_left(days, last) - bisect_right(days, first)
+        return total
+
+    def _left_in_day(self, local: datetime) -> list[tuple[datetime, datetime]]:
+        """The working periods of ``local``'s day that are still to come, cut at ``local``."""
+        return [
+            (max(start, local), end)
+            for start, end in self._periods_of(local.date())
+            if max(start, local) < end
+        ]
+
     def add_working_time(self, start: datetime, duration: timedelta) -> datetime:
-        """The earliest instant at which ``duration`` of working time has passed since ``start``."""
+        """The earliest instant at which ``duration`` of working time has passed since ``start``.
+
+        Whole working days are skipped a year at a time, so the cost does not grow with the
+        processing time (a procedure of 10,000 working days costs what one of 3 does)."""
         if duration <= timedelta():
             return start.astimezone(VIETNAM)
         local = start.astimezone(VIETNAM)
         remaining = duration
-        day = local.date()
-        while True:
-            for period_start, period_end in self._periods_of(day):
-                begin = max(period_start, local)
-                if begin >= period_end:
-                    continue
-                available = period_end - begin
-                if remaining <= available:
-                    return begin + remaining
-                remaining -= available
-            day += timedelta(days=1)
+        for begin, end in self._left_in_day(local):
+            if remaining <= end - begin:
+                return begin + remaining
+            remaining -= end - begin
+        # Whole days first, leaving a part of one day (0 < part ≤ a day) for the last day.
+        whole_days = -(-remaining // self.day_length) - 1
+        day = self._working_day_after(local.date(), whole_days + 1)
+        remaining -= self.day_length * whole_days
+        for begin, end in self._periods_of(day):
+            if remaining <= end - begin:
+                return begin + remaining
+            remaining -= end - begin
+        raise AssertionError("a working day holds a whole day's working time")
 
     def working_time_between(self, earlier: datetime, later: datetime) -> timedelta:
         """How much working time lies between two instants (zero when ``later`` is not later)."""
         begin, end = earlier.astimezone(VIETNAM), later.astimezone(VIETNAM)
-        total = timedelta()
-        day = begin.date()
-        while day <= end.date():
-            for period_start, period_end in self._periods_of(day):
-                overlap = min(period_end, end) - max(period_start, begin)
-                if overlap > timedelta():
-                    total += overlap
-            day += timedelta(days=1)
-        return total
+        if end <= begin:
+            return timedelta()
+
+        def within(day: date) -> timedelta:
+            return sum(
+                (
+                    min(period_end, end) - max(period_start, begin)
+                    for period_start, period_end in self._periods_of(day)
+                    if min(period_end, end) > max(period_start, begin)
+                ),
+                timedelta(),
+            )
+
+        if begin.date() == end.date():
+            return within(begin.date())
+        whole = self._working_days_between(begin.date(), end.date())
+        return within(begin.date()) + self.day_length * whole + within(end.date())
 
     def _clamp_into_working_hours(self, instant: datetime) -> datetime:
         day_periods = self._periods_of(instant.date())

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     database_pool_timeout: float = Field(
         default=2.0, gt=0, description="Seconds to wait for a free pooled connection before answering 503"
     )
+    database_command_timeout: float | None = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds a database command may take in a request before it gets a 503 (a database "
+        "that stops answering on open connections); the CLI's long commands run without it",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = Field(
         default="json", description="`json`: one JSON object per line (for log shippers); `text` for people"
@@ -61,13 +67,25 @@ class Settings(BaseSettings):
         description="redis://host:port/db; when set, rate-limit state is shared by all workers",
     )
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, description="Largest request body")
+    body_read_timeout: float = Field(
+        default=20.0, gt=0, description="Seconds a request body may take to arrive before a 408"
+    )
     # Rate limits in the `limits` notation ("600/minute", "10/second"); an empty value disables one.
     rate_limit_ip_reads: str = "6000/minute"
     rate_limit_ip_writes: str = "1200/minute"
     rate_limit_client_reads: str = "6000/minute"
     rate_limit_client_writes: str = "1200/minute"
     rate_limit_lookup: str = Field(
-        default="30/minute", description="Citizen dossier look-ups per IP address (guessing PINs)"
+        default="30/minute",
+        description="Citizen look-ups and PIN ratings per IP address, together (guessing PINs)",
+    )
+    pin_failures_per_dossier: str = Field(
+        default="10/hour",
+        description="Wrong PINs on one dossier before it is locked for the rest of the window",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed; none by default",
     )
     secret_key: str = Field(
         default="tthc-development-secret-change-me",
@@ -98,7 +116,7 @@ class Settings(BaseSettings):
         description="Serve GET /api/v1/_baseline (one SELECT 1), the yardstick of bench/ — not in production",
     )
 
-    @field_validator("extra_days_off", "extra_working_days", mode="before")
+    @field_validator("extra_days_off", "extra_working_days", "trusted_proxies", mode="before")
     @classmethod
     def _dates(cls, value: Any) -> Any:
         # The environment gives "2024-04-29,2024-05-02" or a JSON list; code gives lists.
@@ -123,6 +141,7 @@ class Settings(BaseSettings):
         "rate_limit_client_reads",
         "rate_limit_client_writes",
         "rate_limit_lookup",
+        "pin_failures_per_dossier",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

@@ -86,7 +86,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # after a database restart; the timeouts turn an outage into quick 503s instead of hangs.
         pool_pre_ping=True,
         pool_timeout=settings.database_pool_timeout,
-        connect_args={"timeout": settings.database_connect_timeout},
+        connect_args={
+            "timeout": settings.database_connect_timeout,
+            "command_timeout": settings.database_command_timeout,
+        },
     )
 
 

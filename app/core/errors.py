@@ -250,6 +250,9 @@ def _known_failure(exc: Exception) -> ProblemResponse | None:
     return None
 
 
+PRIVATE_PATHS = ("/api/v1/public/dossiers",)
+
+
 class RequestIdMiddleware:
     """Tags every request with an id and turns any unhandled exception into a generic 500 problem.
 
@@ -268,6 +271,8 @@ class RequestIdMiddleware:
         request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
+        # Answers for a key, or carrying a citizen's dossier, must not sit in shared caches.
+        private = b"authorization" in dict(scope["headers"]) or scope["path"].startswith(PRIVATE_PATHS)
         response_started = False
         status = 500
         started = time.perf_counter()
@@ -277,8 +282,15 @@ class RequestIdMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if not (private and name.lower() == b"cache-control")
+                ]
+                headers += [(b"x-request-id", request_id.encode()), (b"x-content-type-options", b"nosniff")]
+                if private:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
         try:

@@ -3,15 +3,18 @@
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import Settings
-from app.core.errors import TooManyRequests, problem_response
+from app.core.errors import NotFound, TooManyRequests, problem_response
 
 logger = logging.getLogger("tthc.limits")
 
@@ -27,7 +30,10 @@ class RateLimiter:
         self.storage: Storage
         if settings.redis_url:
             uri = settings.redis_url.replace("redis://", "async+redis://", 1)
-            self.storage = RedisStorage(uri, implementation="redispy")
+            # Short timeouts: an unresponsive Redis must cost a request a fraction of a second.
+            self.storage = RedisStorage(
+                uri, implementation="redispy", socket_timeout=0.25, socket_connect_timeout=0.25
+            )
         else:
             self.storage = MemoryStorage()
         self.shared = settings.redis_url is not None
@@ -38,7 +44,12 @@ class RateLimiter:
             "client:read": _rule(settings.rate_limit_client_reads),
             "client:write": _rule(settings.rate_limit_client_writes),
             "lookup:read": _rule(settings.rate_limit_lookup),
+            "pin-failures:read": _rule(settings.pin_failures_per_dossier),
         }
+        # While the storage is unreachable, requests pass unthrottled until this instant, and
+        # the outage is logged once, not once per request.
+        self._down_until = 0.0
+        self._down = False
 
     async def hit(self, kind: str, method: str, identity: str) -> None:
         """Count one request of ``identity``; raise 429 when its window is used up.
@@ -48,16 +59,54 @@ class RateLimiter:
         """
         name = f"{kind}:{'read' if method in READ_METHODS else 'write'}"
         rule = self.rules[name]
-        if rule is None:
+        if rule is None or time.monotonic() < self._down_until:
             return
         try:
             if await self._strategy.hit(rule, name, identity):
+                self._recovered()
                 return
             reset_at, _remaining = await self._strategy.get_window_stats(rule, name, identity)
-        except Exception:
-            logger.warning("rate limiter unavailable; request let through", exc_info=True)
+        except Exception as exc:
+            self._unavailable(exc)
             return
         raise TooManyRequests(max(1, math.ceil(reset_at - time.time())))
+
+    async def refuse_if_locked(self, kind: str, identity: str) -> None:
+        """429 when ``identity`` has used up its allowance of failures (e.g. wrong PINs on a dossier)."""
+        rule = self.rules[f"{kind}:read"]
+        if rule is None or time.monotonic() < self._down_until:
+            return
+        try:
+            if await self._strategy.test(rule, f"{kind}:read", identity):
+                return
+            reset_at, _remaining = await self._strategy.get_window_stats(rule, f"{kind}:read", identity)
+        except Exception as exc:
+            self._unavailable(exc)
+            return
+        raise TooManyRequests(max(1, math.ceil(reset_at - time.time())))
+
+    async def count_failure(self, kind: str, identity: str) -> None:
+        rule = self.rules[f"{kind}:read"]
+        if rule is None or time.monotonic() < self._down_until:
+            return
+        try:
+            await self._strategy.hit(rule, f"{kind}:read", identity)
+        except Exception as exc:
+            self._unavailable(exc)
+
+    def _unavailable(self, exc: Exception) -> None:
+        # Throttling is a safeguard: losing it must not take the service down, nor slow it.
+        self._down_until = time.monotonic() + 5
+        if not self._down:
+            self._down = True
+            logger.warning(
+                "rate limiter unavailable (%s: %s); requests pass unthrottled", type(exc).__name__, exc
+            )
+
+    def _recovered(self) -> None:
+        if self._down:
+            self._down = False
+            logger.warning("rate limiter available again")
 
 
 def _rule(value: str) -> RateLimitItem | None:
@@ -129,3 +178,17 @@ async def _reject(exc: Exception, scope: Scope, receive: Receive, send: Send) ->
         assert isinstance(exc, StarletteHTTPException)
         response = problem_response(None, 413, detail=str(exc.detail), slug="body-too-large")
     await response(scope, receive, send)
+
+
+@asynccontextmanager
+async def pin_attempt(request: Request, dossier_code: str) -> AsyncIterator[None]:
+    """Around a check of a receipt PIN (look-up, rating): one allowance per address for both
+    endpoints, and a dossier that collected too many wrong PINs is locked for the window."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    await limiter.hit("lookup", "GET", request.client.host if request.client else "unknown")
+    await limiter.refuse_if_locked("pin-failures", dossier_code)
+    try:
+        yield
+    except NotFound:
+        await limiter.count_failure("pin-failures", dossier_code)
+        raise

@@ -2,6 +2,8 @@
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -28,21 +30,43 @@ class PageParams(BaseModel):
     """The sort key of the last item of the previous page, decoded from the cursor."""
 
 
+# Cursors are signed, so a tampered one is refused here and never reaches a query (where a forged
+# sort key could overflow a column type). The key is the server's secret (``use_cursor_key``).
+_key = {"secret": b"tthc-cursor"}
+
+
+def use_cursor_key(secret: str) -> None:
+    _key["secret"] = hashlib.sha256(b"tthc-cursor\x00" + secret.encode()).digest()
+
+
+def _signature(raw: bytes) -> str:
+    digest = hmac.new(_key["secret"], raw, hashlib.sha256).digest()[:12]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
 def encode_cursor(sort_key: list[Any]) -> str:
     raw = json.dumps(sort_key, separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=") + "." + _signature(raw)
+
+
+def _foreign() -> InvalidInput:
+    return InvalidInput.for_field("query.cursor", "The cursor is not one this API issued", "cursor")
 
 
 def decode_cursor(cursor: str) -> list[Any]:
+    body, _, signature = cursor.partition(".")
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput.for_field(
-            "query.cursor", "The cursor is not one this API issued", "cursor"
-        ) from exc
+        raw = base64.urlsafe_b64decode((body + "=" * (-len(body) % 4)).encode())
+    except (binascii.Error, ValueError) as exc:
+        raise _foreign() from exc
+    if not hmac.compare_digest(signature, _signature(raw)):
+        raise _foreign()
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _foreign() from exc
     if not isinstance(value, list):
-        raise InvalidInput.for_field("query.cursor", "The cursor is not one this API issued", "cursor")
+        raise _foreign()
     return value
 
 

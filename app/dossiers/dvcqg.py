@@ -17,9 +17,10 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.core.errors import FieldError, InvalidInput, Problem
+from app.core.hygiene import text_without_controls
 from app.core.timezone import VIETNAM
 from app.dossiers.schemas import DossierCode
 
@@ -61,9 +62,11 @@ class SupplementRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    HoSoBoSungId: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v)] = Field(
-        min_length=1, max_length=100
-    )
+    HoSoBoSungId: Annotated[
+        str,
+        BeforeValidator(lambda v: str(v) if isinstance(v, int) else v),
+        AfterValidator(text_without_controls),
+    ] = Field(min_length=1, max_length=100)
     NgayBoSung: PortalTime = Field(description="When the papers were asked for")
     NgayTiepNhanBoSung: PortalTime = Field(default=None, description="When they came back")
     NgayHenTraTruoc: PortalTime = None

@@ -1,16 +1,15 @@
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from pydantic import AwareDatetime
 
 from app.audit.service import record
 from app.calendar.working_time import WorkingCalendar
 from app.clients.deps import require
+from app.core.bounds import Day, Moment
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, ProblemResponse, problem_responses
 from app.core.http_caching import cached_json
-from app.core.limits import RateLimiter
+from app.core.limits import pin_attempt
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
 from app.dossiers import ingestion, service
@@ -35,6 +34,8 @@ sync_router = APIRouter(prefix="/api/v1/sync", tags=["dossiers"])
 dossiers_router = APIRouter(prefix="/api/v1/dossiers", tags=["dossiers"])
 public_router = APIRouter(prefix="/api/v1/public/dossiers", tags=["public"])
 
+# Their items are answered one by one: a control character fails its item, not the request.
+BATCH_PATHS = frozenset({"/api/v1/dossier-events/batch", "/api/v1/sync/dvcqg"})
 DossierWriter = Annotated[Principal, require(Scope.dossiers_write)]
 DossierReader = Annotated[Principal, require(Scope.dossiers_read)]
 
@@ -204,14 +205,14 @@ async def list_dossiers(
         ),
     ] = None,
     received_from: Annotated[
-        date | None, Query(description="Received on or after this day (Vietnam time)")
+        Day | None, Query(description="Received on or after this day (Vietnam time)")
     ] = None,
-    received_to: Annotated[date | None, Query(description="Received on or before this day")] = None,
+    received_to: Annotated[Day | None, Query(description="Received on or before this day")] = None,
     overdue: Annotated[
         bool, Query(description="Open, not waiting for a supplement, and past due now")
     ] = False,
     due_before: Annotated[
-        AwareDatetime | None, Query(description="Open and due before this instant: the early-warning list")
+        Moment | None, Query(description="Open and due before this instant: the early-warning list")
     ] = None,
 ) -> Page[DossierSummary]:
     units = await listing_scope(session, reader, unit)
@@ -247,7 +248,7 @@ async def get_dossier(
     "/{code}",
     operation_id="lookup_dossier",
     response_model=PublicDossier,
-    responses=problem_responses(404, 422),
+    responses=problem_responses(404, 422, 429),
     summary="Citizen look-up with the PIN from the receipt (tra cứu hồ sơ)",
     description="A wrong PIN and an unknown code give the same 404. Rate-limited per address.",
 )
@@ -257,7 +258,5 @@ async def lookup_dossier(
     code: DossierCode,
     secret: Annotated[str, Query(min_length=1, max_length=64, description="The PIN on the receipt")],
 ) -> PublicDossier:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    client = request.client.host if request.client else "unknown"
-    await limiter.hit("lookup", "GET", client)
-    return await service.public_lookup(session, request.app.state.settings.secret_key, code, secret)
+    async with pin_attempt(request, code):
+        return await service.public_lookup(session, request.app.state.settings.secret_key, code, secret)

@@ -2,10 +2,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from app.core.bounds import Moment
 from app.core.db import utcnow
 from app.core.errors import FieldError, Problem
+from app.core.hygiene import text_without_controls
 from app.dossiers.history import Outcome
 from app.dossiers.lifecycle import EventType
 from app.procedures.schemas import Channel, ProcedureCode
@@ -21,7 +23,9 @@ DossierCode = Annotated[
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"),
     Field(description="Mã hồ sơ, e.g. `000.00.31.H56-230801-0001`", examples=["000.00.31.H56-230801-0001"]),
 ]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+EventId = Annotated[
+    str, StringConstraints(min_length=1, max_length=100), AfterValidator(text_without_controls)
+]
 
 
 class OnlineLevel(StrEnum):
@@ -30,7 +34,7 @@ class OnlineLevel(StrEnum):
 
 
 # Instants are kept in UTC: the same instant sent with another offset is the same event.
-Instant = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
+Instant = Annotated[Moment, AfterValidator(lambda value: value.astimezone(UTC))]
 
 RECEPTION_FIELDS = ("procedure_code", "unit_code", "channel", "online_level", "due_at", "lookup_secret")
 
@@ -76,9 +80,10 @@ class DossierEventIn(BaseModel):
     channel: Channel | None = Field(default=None, description="`received`/`refused` only")
     online_level: OnlineLevel | None = Field(default=None, description="With channel `online`")
     due_at: Instant | None = Field(default=None, description="A due date computed by the source; kept as is")
-    lookup_secret: Annotated[str, StringConstraints(min_length=4, max_length=64)] | None = Field(
-        default=None, description="The PIN on the citizen's receipt; stored only as a keyed hash"
-    )
+    lookup_secret: (
+        Annotated[str, StringConstraints(min_length=4, max_length=64), AfterValidator(text_without_controls)]
+        | None
+    ) = Field(default=None, description="The PIN on the citizen's receipt; stored only as a keyed hash")
     new_return_at: Instant | None = Field(default=None, description="`apology_issued` only")
     paid_online: bool | None = None
     fee_payable: bool | None = None

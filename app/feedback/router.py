@@ -8,6 +8,7 @@ from app.clients.deps import authenticate, bearer_scheme, require
 from app.core.db import RowId, SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import cached_json
+from app.core.limits import pin_attempt
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
 from app.dossiers.router import CalendarDep
@@ -128,7 +129,7 @@ async def optional_rater(
     operation_id="rate_dossier",
     status_code=status.HTTP_201_CREATED,
     response_model=RatingRead,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422, 429),
     summary="Rate a finished dossier once (đánh giá sự hài lòng): receipt PIN or a dossiers:write key",
 )
 async def rate_dossier(
@@ -138,6 +139,11 @@ async def rate_dossier(
     data: RatingIn,
     rater: Annotated[Principal | None, Depends(optional_rater)],
 ) -> RatingRead:
-    rating = await service.rate(session, code, data, rater, request.app.state.settings.secret_key)
+    secret_key = request.app.state.settings.secret_key
+    if rater is None:  # a citizen with the receipt's PIN
+        async with pin_attempt(request, code):
+            rating = await service.rate(session, code, data, rater, secret_key)
+    else:
+        rating = await service.rate(session, code, data, rater, secret_key)
     await record(session, rater, "rate", "dossier", code, {"level": data.level.value})
     return RatingRead.model_validate(rating)

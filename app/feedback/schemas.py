@@ -2,8 +2,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.core.bounds import Moment
 from app.procedures.schemas import ProcedureCode
 from app.units.schemas import UnitCode
 
@@ -68,7 +69,7 @@ class FeedbackCreate(BaseModel):
     contact: Annotated[str, StringConstraints(max_length=500)] | None = Field(
         default=None, description="Stored, never shown publicly"
     )
-    received_at: AwareDatetime | None = Field(default=None, description="Default: now")
+    received_at: Moment | None = Field(default=None, description="Default: now")
 
 
 class FeedbackTransitionIn(BaseModel):
@@ -76,7 +77,7 @@ class FeedbackTransitionIn(BaseModel):
 
     to: FeedbackState
     comment: Annotated[str, StringConstraints(max_length=20000)] | None = None
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Moment | None = None
 
 
 class FeedbackTransitionRead(BaseModel):

@@ -28,6 +28,9 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
+_RETRY = {"Retry-After": "5"}
+
+
 @router.get(
     "/readyz",
     operation_id="readyz",
@@ -42,7 +45,9 @@ async def readyz(request: Request) -> JSONResponse:
         async with engine.connect() as connection:
             revision = await current_revision(connection)
     except Exception:
-        return problem_response(request, 503, detail="The database is not reachable", slug="not-ready")
+        return problem_response(
+            request, 503, detail="The database is not reachable", slug="not-ready", headers=_RETRY
+        )
     if revision != expected:
         return problem_response(
             request,
@@ -50,6 +55,7 @@ async def readyz(request: Request) -> JSONResponse:
             detail=f"The database is at migration {revision or 'none'}, expected {expected}; "
             "run `tthc migrate`",
             slug="not-ready",
+            headers=_RETRY,
         )
     return JSONResponse(
         Readiness(status="ready", database=engine.dialect.name, migration=revision).model_dump()

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from app.core.errors import FieldError
+from app.core.export import safe_row, unquote_cell
+from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.procedures.schemas import ProcedureRead, TimeUnit
 
 # Nested lists travel as JSON inside a cell; short enumerations as `a;b`.
@@ -58,7 +60,7 @@ def procedure_to_row(procedure: ProcedureRead) -> dict[str, str]:
 
 def row_to_object(row: dict[str, str | None], number: int) -> dict[str, Any] | FieldError:
     """A CSV row as the object the API takes; a cell that is not even readable gives an error."""
-    values = {key.strip(): (value or "").strip() for key, value in row.items() if key}
+    values = {key.strip(): unquote_cell((value or "").strip()) for key, value in row.items() if key}
     obj: dict[str, Any] = {}
     for column, value in values.items():
         if column in ("processing_time_value", "processing_time_unit"):
@@ -69,6 +71,13 @@ def row_to_object(row: dict[str, str | None], number: int) -> dict[str, Any] | F
             if not value:
                 obj[column] = []
                 continue
+            if json_depth(value.encode()) > MAX_JSON_DEPTH:
+                return FieldError(
+                    field=column,
+                    message=f"The cell nests deeper than {MAX_JSON_DEPTH} levels",
+                    type="too_deep",
+                    row=number,
+                )
             try:
                 obj[column] = json.loads(value)
             except json.JSONDecodeError:
@@ -93,13 +102,23 @@ def read_csv(text: str) -> list[dict[str, Any] | FieldError]:
         return [
             FieldError(field=", ".join(sorted(missing)), message="Missing CSV columns", type="missing", row=0)
         ]
-    return [row_to_object(row, number) for number, row in enumerate(reader, start=1)]
+    rows: list[dict[str, Any] | FieldError] = []
+    try:
+        for number, row in enumerate(reader, start=1):
+            rows.append(row_to_object(row, number))
+    except csv.Error as exc:  # a cell over the csv module's field size limit (128 KiB), say
+        rows.append(
+            FieldError(field="body", message=f"Unreadable CSV: {exc}", type="csv_invalid", row=len(rows) + 1)
+        )
+    return rows
 
 
 def _csv_line(values: list[str] | dict[str, str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(values if isinstance(values, list) else [values[column] for column in CSV_COLUMNS])
+    writer.writerow(
+        safe_row(values if isinstance(values, list) else [values[column] for column in CSV_COLUMNS])
+    )
     return buffer.getvalue()
 
 

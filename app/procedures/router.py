@@ -1,6 +1,5 @@
 import json
 from collections.abc import AsyncIterator
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
@@ -9,9 +8,11 @@ from starlette.datastructures import UploadFile
 
 from app.audit.service import record, record_many
 from app.clients.deps import require
+from app.core.bounds import Day
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, UnsupportedMediaType, problem_responses
 from app.core.http_caching import cached_json, require_match
+from app.core.hygiene import body_problem
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
 from app.procedures import exchange, service
@@ -245,6 +246,10 @@ async def _uploaded_rows(request: Request) -> list[dict[str, Any] | Any]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInput.for_field("body", "The upload is not UTF-8 text", "encoding") from exc
+    # A file part of a multipart upload passes the edge's check uninspected.
+    problem = body_problem(raw, b"application/json" if is_json else b"text/csv")
+    if problem is not None:
+        raise InvalidInput(problem.message, errors=[problem])
     if not is_json:
         return list(exchange.read_csv(text))
     try:
@@ -297,7 +302,7 @@ async def get_procedure(
     session: SessionDep,
     procedure: ProcedureDep,
     request: Request,
-    as_of: Annotated[date | None, Query(description="The version in force on this day")] = None,
+    as_of: Annotated[Day | None, Query(description="The version in force on this day")] = None,
 ) -> Response:
     found = (
         await service.procedure_as_of(session, procedure.code, as_of) if as_of else service.to_read(procedure)

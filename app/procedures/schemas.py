@@ -1,4 +1,4 @@
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -12,6 +12,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.core.bounds import Day
 from app.units.models import UnitLevel
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
@@ -86,13 +87,25 @@ class SectorRead(BaseModel):
 # --- procedures ------------------------------------------------------------------------------
 
 
+# The longest processing times a real procedure has are months; these bounds leave room, and keep
+# due-date arithmetic small.
+LONGEST_PROCESSING_TIME = {TimeUnit.working_days: 365, TimeUnit.working_hours: 2920, TimeUnit.days: 730}
+
+
 class ProcessingTime(BaseModel):
     """Thời hạn giải quyết (SPEC §3)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    value: float = Field(gt=0, le=10000, examples=[5])
+    value: float = Field(gt=0, le=730, examples=[5])
     unit: TimeUnit
+
+    @model_validator(mode="after")
+    def _a_real_procedure_takes_at_most_a_year_or_two(self) -> "ProcessingTime":
+        longest = LONGEST_PROCESSING_TIME[self.unit]
+        if self.value > longest:
+            raise ValueError(f"a processing time of more than {longest} {self.unit.value} is not a real one")
+        return self
 
     @field_serializer("value")
     def _whole_numbers_as_integers(self, value: float) -> int | float:
@@ -150,8 +163,8 @@ class ProcedureFields(BaseModel):
     results: list[Result] = Field(default_factory=list, max_length=50)
     legal_basis: list[Text] = Field(default_factory=list, max_length=100, description="Căn cứ pháp lý")
     status: ProcedureStatus = ProcedureStatus.active
-    effective_from: date | None = None
-    effective_to: date | None = None
+    effective_from: Day | None = None
+    effective_to: Day | None = None
     description: Annotated[str, StringConstraints(max_length=20000)] | None = None
 
     @field_validator("levels")
@@ -221,10 +234,10 @@ class ProcedureUpdate(BaseModel):
     results: list[Result] | None = None
     legal_basis: list[Text] | None = None
     status: ProcedureStatus | None = None
-    effective_from: date | None = None
-    effective_to: date | None = None
+    effective_from: Day | None = None
+    effective_to: Day | None = None
     description: str | None = None
-    in_force_from: date | None = Field(default=None, description="The day this version takes effect")
+    in_force_from: Day | None = Field(default=None, description="The day this version takes effect")
 
     @model_validator(mode="after")
     def _required_not_null(self) -> "ProcedureUpdate":
@@ -248,13 +261,13 @@ class ProcedureUpdate(BaseModel):
 class ProcedureRead(ProcedureFields):
     code: str
     version: int = Field(description="Version number, 1 for the first")
-    in_force_from: date | None = Field(description="The day this version took or takes effect (null: always)")
+    in_force_from: Day | None = Field(description="The day this version took or takes effect (null: always)")
     updated_at: datetime
 
 
 class ProcedureVersionRead(BaseModel):
     version: int
-    in_force_from: date | None
+    in_force_from: Day | None
     changed_at: datetime
     changed_by: str
     request_id: str | None

@@ -1,10 +1,10 @@
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from app.audit.service import record
 from app.clients.deps import require_any
+from app.core.bounds import Day
 from app.core.db import RowId, SessionDep
 from app.core.errors import Forbidden, problem_responses
 from app.core.http_caching import cached_json, require_match
@@ -70,8 +70,8 @@ async def list_proposals(
         str | None, Query(max_length=32, description="Proposing unit and its descendants")
     ] = None,
     procedure: Annotated[str | None, Query(max_length=64)] = None,
-    submitted_from: date | None = None,
-    submitted_to: date | None = None,
+    submitted_from: Day | None = None,
+    submitted_to: Day | None = None,
 ) -> Page[ProposalRead]:
     units = await listing_scope(session, client, unit)
     filters = {

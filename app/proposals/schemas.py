@@ -1,9 +1,10 @@
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.core.bounds import Day, Moment
 from app.procedures.schemas import ProcedureCode
 from app.units.models import UnitLevel
 from app.units.schemas import UnitCode
@@ -62,7 +63,7 @@ class ProposalCreate(BaseModel):
     )
     cost_before_vnd: Vnd | None = Field(default=None, description="Yearly compliance cost today")
     cost_after_vnd: Vnd | None = Field(default=None, description="Yearly compliance cost after the change")
-    effective_from: date | None = Field(
+    effective_from: Day | None = Field(
         default=None, description="When the change takes effect once implemented"
     )
 
@@ -75,7 +76,7 @@ class ProposalUpdate(BaseModel):
     change: dict[str, Any] | None = None
     cost_before_vnd: Vnd | None = None
     cost_after_vnd: Vnd | None = None
-    effective_from: date | None = None
+    effective_from: Day | None = None
 
 
 class TransitionIn(BaseModel):
@@ -83,7 +84,7 @@ class TransitionIn(BaseModel):
 
     to: ProposalState
     comment: Annotated[str, StringConstraints(max_length=5000)] | None = None
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Moment | None = Field(
         default=None, description="When it happened, for recording past decisions; default now"
     )
 
@@ -113,7 +114,7 @@ class ProposalRead(BaseModel):
     cost_before_vnd: int | None
     cost_after_vnd: int | None
     savings_vnd: int | None = Field(description="Yearly saving: cost before − cost after")
-    effective_from: date | None
+    effective_from: Day | None
     state: ProposalState
     submitted_at: datetime | None
     implemented_version: int | None = Field(description="The catalogue version the proposal made")

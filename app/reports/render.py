@@ -8,6 +8,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from app.core.export import safe_row
 from app.reports import formatting
 from app.reports.charts import Chart, bar_chart
 from app.reports.service import ReformReport
@@ -156,13 +157,15 @@ def xlsx(report: ReformReport) -> bytes:
 
 
 def _table(sheet: Any, headers: list[str], rows: list[list[Any]]) -> None:
-    sheet.append(headers)
+    sheet.append(safe_row(headers))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in rows:
-        sheet.append(row)
+        sheet.append(safe_row(row))
         for cell in sheet[sheet.max_row]:
-            if isinstance(cell.value, float):
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # text stays text, whatever it starts with
+            elif isinstance(cell.value, float):
                 cell.number_format = "0.00"
             elif isinstance(cell.value, int):
                 cell.number_format = "#,##0"

@@ -1,14 +1,15 @@
 import csv
 import io
 import json
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from app.core.bounds import Day
 from app.core.data_version import current_version
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
+from app.core.export import safe_row
 from app.core.http_caching import AnswerCache, cached_json, etag_from, not_modified
 from app.stats import service
 from app.stats.definitions import COUNT_NAMES, RATE_NAMES, VIETNAMESE, percentage, rates
@@ -47,8 +48,8 @@ SchemeQuery = Annotated[
 
 async def period_query(
     period: Annotated[str | None, Query(description="`2023`, `2023-H1`, `2023-Q3` or `2023-07`")] = None,
-    first: Annotated[date | None, Query(alias="from", description="First day (instead of `period`)")] = None,
-    last: Annotated[date | None, Query(alias="to", description="Last day, included")] = None,
+    first: Annotated[Day | None, Query(alias="from", description="First day (instead of `period`)")] = None,
+    last: Annotated[Day | None, Query(alias="to", description="Last day, included")] = None,
     scheme: SchemeQuery = Scheme.calendar,
 ) -> Period:
     return choose_period(period, first, last, scheme)
@@ -128,12 +129,22 @@ def _wants_csv(request: Request, format: Format | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
+class _SafeWriter:
+    """A CSV writer whose text cells cannot turn into formulas (app.core.export)."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def writerow(self, values: list[Any]) -> None:
+        self.writer.writerow(safe_row(values))
+
+
 def _csv(
     stats: DossierStats, count_names: tuple[str, ...] = COUNT_NAMES, rate_names: tuple[str, ...] = RATE_NAMES
 ) -> bytes:
     """One row per group and a total row; English headers, then the Vietnamese terms."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = _SafeWriter(csv.writer(buffer, lineterminator="\r\n"))
     rate_headers = [f"{name}_rate" if name == "online" else name for name in rate_names]
     writer.writerow(["period", "scheme", *stats.group_by, *count_names, *rate_headers])
     vietnamese_keys = {
@@ -320,8 +331,8 @@ async def get_dossier_stats_series(
     session: SessionDep,
     request: Request,
     etag: DataETag,
-    first: Annotated[date, Query(alias="from")],
-    last: Annotated[date, Query(alias="to")],
+    first: Annotated[Day, Query(alias="from")],
+    last: Annotated[Day, Query(alias="to")],
     unit: UnitQuery = None,
     interval: Interval = Interval.month,
     scheme: SchemeQuery = Scheme.calendar,

@@ -1,12 +1,12 @@
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from app.audit.service import record
 from app.clients.deps import require
+from app.core.bounds import Day
 from app.core.db import SessionDep
-from app.core.errors import problem_responses
+from app.core.errors import Forbidden, problem_responses
 from app.core.http_caching import cached_json, require_match
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
@@ -60,7 +60,7 @@ async def list_units(
     page: PageDep,
     level: UnitLevel | None = None,
     parent: Annotated[str | None, Query(description="Direct children of this unit code")] = None,
-    valid_on: Annotated[date | None, Query(description="Only units that exist on this date")] = None,
+    valid_on: Annotated[Day | None, Query(description="Only units that exist on this date")] = None,
     q: Annotated[
         str | None,
         Query(max_length=200, description="Code prefix or name, case- and accent-insensitive (`kien thuy`)"),
@@ -97,8 +97,18 @@ async def update_unit(
     if_match: Annotated[str | None, Header(description="ETag from a previous read; 412 if stale")] = None,
 ) -> Response:
     await ensure_reach(session, writer, unit.code)
-    if patch.parent_code is not None:
-        await ensure_reach(session, writer, patch.parent_code)
+    # A bound client keeps its subtree whole and in place: no detaching, no moving its root.
+    moves = (
+        writer.unit_code is not None
+        and "parent_code" in patch.model_fields_set
+        and patch.parent_code != unit.parent_code
+    )
+    if moves and (patch.parent_code is None or unit.code == writer.unit_code):
+        raise Forbidden(
+            f"This client is bound to unit {writer.unit_code} and cannot move its root or detach a unit"
+        )
+    if moves_to := (patch.parent_code if patch.parent_code != unit.parent_code else None):
+        await ensure_reach(session, writer, moves_to)
     require_match(if_match, UnitRead.model_validate(unit))
     updated = await service.update_unit(session, unit, patch)
     await record(
@@ -118,6 +128,6 @@ async def list_unit_children(
     session: SessionDep,
     unit: UnitDep,
     page: PageDep,
-    valid_on: Annotated[date | None, Query(description="Only units that exist on this date")] = None,
+    valid_on: Annotated[Day | None, Query(description="Only units that exist on this date")] = None,
 ) -> Page[UnitRead]:
     return await service.list_units(session, UnitFilters(parent=unit.code, valid_on=valid_on), page)

@@ -1,8 +1,9 @@
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from app.core.bounds import Day
 from app.units.models import UnitLevel
 
 UnitCode = Annotated[
@@ -14,7 +15,7 @@ UnitName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 DivisionType = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 
 
-def _check_validity_order(valid_from: date | None, valid_to: date | None) -> None:
+def _check_validity_order(valid_from: Day | None, valid_to: Day | None) -> None:
     if valid_from is not None and valid_to is not None and valid_from > valid_to:
         raise ValueError("valid_from must not be after valid_to")
 
@@ -41,8 +42,8 @@ class UnitCreate(BaseModel):
     level: UnitLevel
     division_type: DivisionType | None = Field(default=None, description="e.g. `huyện`, `xã`, `phường`")
     parent_code: UnitCode | None = None
-    valid_from: date | None = Field(default=None, description="First day the unit exists (inclusive)")
-    valid_to: date | None = Field(default=None, description="Last day the unit exists (inclusive)")
+    valid_from: Day | None = Field(default=None, description="First day the unit exists (inclusive)")
+    valid_to: Day | None = Field(default=None, description="Last day the unit exists (inclusive)")
 
     @model_validator(mode="after")
     def _validity(self) -> "UnitCreate":
@@ -58,8 +59,8 @@ class UnitUpdate(BaseModel):
     name: UnitName | None = None
     division_type: DivisionType | None = None
     parent_code: UnitCode | None = None
-    valid_from: date | None = None
-    valid_to: date | None = None
+    valid_from: Day | None = None
+    valid_to: Day | None = None
 
     @model_validator(mode="after")
     def _name_not_null(self) -> "UnitUpdate":
@@ -76,8 +77,8 @@ class UnitRead(BaseModel):
     level: UnitLevel
     division_type: str | None
     parent_code: str | None
-    valid_from: date | None
-    valid_to: date | None
+    valid_from: Day | None
+    valid_to: Day | None
     created_at: datetime
     updated_at: datetime
 
@@ -85,7 +86,7 @@ class UnitRead(BaseModel):
 class UnitFilters(BaseModel):
     level: UnitLevel | None = None
     parent: str | None = None
-    valid_on: date | None = None
+    valid_on: Day | None = None
     q: str | None = None
 
 

@@ -15,13 +15,15 @@ from app.main import create_app
 class TcpProxy:
     """Forwards a local port to PostgreSQL; stopping it drops every connection, as a crash would.
 
-    In ``hang`` mode it accepts connections and never answers, as a partitioned network would.
+    In ``hang`` mode it accepts connections and never answers, as a partitioned network would;
+    ``freeze`` keeps the open connections but stops carrying anything over them.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = 0
         self.hang = False
+        self.frozen = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -48,6 +50,8 @@ class TcpProxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
                 while data := await source.read(65536):
+                    if self.frozen:
+                        continue
                     sink.write(data)
                     await sink.drain()
             except (ConnectionError, OSError):
@@ -63,7 +67,14 @@ async def proxied(database_url: str) -> AsyncIterator[tuple[TcpProxy, AsyncClien
     target = make_url(database_url)
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
     await proxy.start()
-    application = create_app(Settings(database_url=target.set(port=proxy.port).render_as_string(False)))
+    # Timeouts well under the 2 s promised, so that the bound holds on a loaded machine.
+    settings = Settings(
+        database_url=target.set(port=proxy.port).render_as_string(False),
+        database_connect_timeout=0.5,
+        database_pool_timeout=0.5,
+        database_command_timeout=0.5,
+    )
+    application = create_app(settings)
     async with (
         application.router.lifespan_context(application),
         AsyncClient(transport=ASGITransport(app=application), base_url="http://testserver") as http,
@@ -98,6 +109,14 @@ async def test_an_outage_is_503_and_the_service_recovers(proxied: tuple[TcpProxy
 
     await proxy.start(hang=True)  # it answers nothing at all
     await all_unavailable(http)
+    await proxy.stop()
+
+    await proxy.start()  # it stops answering on connections already open
+    for path in PATHS:
+        assert (await http.get(path)).status_code == 200, path
+    proxy.frozen = True
+    await all_unavailable(http)
+    proxy.frozen = False
     await proxy.stop()
 
     await proxy.start()  # it is back: no restart of the service needed

@@ -1,0 +1,148 @@
+"""Text hygiene at the edge: control characters and runaway nesting never reach the application.
+
+PostgreSQL cannot store NUL in text, and no field of this API has a use for control characters
+other than tab and line breaks; JSON nested deeper than any real document only costs recursion.
+Such requests are answered 422 before routing, so nothing downstream has to guard against them.
+"""
+
+import asyncio
+import re
+from urllib.parse import unquote_to_bytes
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import FieldError, problem_response
+
+MAX_JSON_DEPTH = 32
+# Control characters other than tab, line feed and carriage return (and DEL), as raw bytes …
+CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# … and as JSON escapes, unless the backslash is itself escaped.
+_JSON_CONTROL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F]|7[fF])")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = bytes.maketrans(b"", b"")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply the JSON document nests (strings are skipped)."""
+    depth = deepest = 0
+    for bracket in _JSON_STRING.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS):
+        if bracket in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def text_without_controls(value: str) -> str:
+    """For fields of batch items, which are refused one by one rather than with their request."""
+    if CONTROL_CHARACTERS.search(value):
+        raise ValueError("contains a control character (e.g. NUL)")
+    return value
+
+
+def body_problem(body: bytes, content_type: bytes, *, per_item: bool = False) -> FieldError | None:
+    """What is wrong with a request body's text, if anything. ``per_item``: a batch whose items
+    check their own text (one bad item must not fail the others)."""
+    if CONTROL_BYTES.search(body) and not content_type.startswith(b"multipart/"):
+        return FieldError(
+            field="body", message="The body contains control characters", type="control_character"
+        )
+    if b"json" in content_type:
+        if not per_item and _JSON_CONTROL_ESCAPE.search(body):
+            return FieldError(
+                field="body",
+                message="A text contains a control character (e.g. NUL)",
+                type="control_character",
+            )
+        if json_depth(body) > MAX_JSON_DEPTH:
+            return FieldError(
+                field="body", message=f"The JSON nests deeper than {MAX_JSON_DEPTH} levels", type="too_deep"
+            )
+    return None
+
+
+def url_problem(scope: Scope) -> FieldError | None:
+    if CONTROL_BYTES.search(unquote_to_bytes(scope.get("raw_path") or scope["path"].encode())):
+        return FieldError(
+            field="path", message="The path contains control characters", type="control_character"
+        )
+    query = unquote_to_bytes(scope.get("query_string", b"").replace(b"+", b" "))
+    if CONTROL_BYTES.search(query):
+        return FieldError(
+            field="query", message="A query parameter contains control characters", type="control_character"
+        )
+    return None
+
+
+class TextHygieneMiddleware:
+    """422 for control characters in the path, query or body, and for JSON nested too deeply.
+
+    Sits inside the body-size limit, so the body it buffers to inspect is bounded."""
+
+    def __init__(
+        self, app: ASGIApp, body_timeout: float = 20.0, per_item_paths: frozenset[str] = frozenset()
+    ) -> None:
+        self.app = app
+        self.body_timeout = body_timeout
+        self.per_item_paths = per_item_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        problem = url_problem(scope)
+        if problem is not None:
+            await _refuse(problem, scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        try:
+            # A client that trickles its body must not hold a worker's connection for ever.
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        await self.app(scope, _replay([message]), send)
+                        return
+                    chunks.append(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            response = problem_response(
+                None,
+                408,
+                detail=f"The body did not arrive within {self.body_timeout:g} s",
+                slug="request-timeout",
+            )
+            await response(scope, receive, send)
+            return
+        body = b"".join(chunks)
+        content_type = dict(scope["headers"]).get(b"content-type", b"").lower()
+        problem = body_problem(body, content_type, per_item=scope["path"] in self.per_item_paths)
+        if problem is not None:
+            await _refuse(problem, scope, receive, send)
+            return
+        await self.app(
+            scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send
+        )
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _refuse(problem: FieldError, scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem_response(None, 422, detail=problem.message, slug="invalid-input", errors=[problem])
+    await response(scope, receive, send)
