@@ -1,5 +1,6 @@
 """Application factory: ``uvicorn app.main:app`` serves the app configured from the environment."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +15,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import RequestIdMiddleware, install_exception_handlers
 from app.core.http_caching import answer_cache
 from app.core.hygiene import TextHygieneMiddleware
+from app.core.idempotency import IdempotencyMiddleware
 from app.core.limits import LimitsMiddleware, RateLimiter
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
@@ -69,6 +71,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_format)
+        if settings.uses_development_key:
+            logging.getLogger("tthc").warning(
+                "TTHC_SECRET_KEY is the development default: PIN hashes and cursors are forgeable by anyone "
+                "who has read the source; set a long random key (TTHC_ENVIRONMENT=production refuses it)"
+            )
         engine = create_engine(settings)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
@@ -96,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     # Added innermost first: requests pass RequestId, then CORS, then limits, then text hygiene,
     # then the routes.
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(
         TextHygieneMiddleware, body_timeout=settings.body_read_timeout, per_item_paths=BATCH_PATHS
     )

@@ -3,6 +3,7 @@
 from app.audit.models import AuditRecord
 from app.clients.models import ApiClient, ApiKey
 from app.core.data_version import DataVersion
+from app.core.idempotency import IdempotentAnswer
 from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection
 from app.feedback.models import DossierRating, Feedback, FeedbackTransition
 from app.procedures.models import Procedure, ProcedureVersion, Sector
@@ -22,6 +23,7 @@ __all__ = [
     "DossierRating",
     "Feedback",
     "FeedbackTransition",
+    "IdempotentAnswer",
     "Procedure",
     "ProcedureVersion",
     "Proposal",

@@ -5,7 +5,7 @@ from datetime import date
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -34,6 +34,9 @@ class Index766Settings(BaseModel):
     )
     online_payment_threshold: float = Field(default=50, description="% paid online for full points")
     satisfaction_threshold: float = Field(default=90, description="% dossier satisfaction for full points")
+
+
+DEVELOPMENT_SECRET_KEY = "tthc-development-secret-change-me"
 
 
 class Settings(BaseSettings):
@@ -87,10 +90,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Addresses of reverse proxies whose X-Forwarded-For is believed; none by default",
     )
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="`production` refuses to start with the development secret key",
+    )
     secret_key: str = Field(
-        default="tthc-development-secret-change-me",
+        default=DEVELOPMENT_SECRET_KEY,
         min_length=16,
-        description="Keys the hashes of citizens' look-up PINs; set a long random value in production",
+        description="Keys the hashes of citizens' look-up PINs and signs cursors; set a long random value "
+        "in production",
     )
     working_hours: str = Field(default="08:00-12:00,13:00-17:00", description="Working periods of a day")
     extra_days_off: Annotated[list[date], NoDecode] = Field(
@@ -153,6 +161,16 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not a rate limit like '600/minute': {value!r}") from exc
         return value.strip()
+
+    @model_validator(mode="after")
+    def _no_development_key_in_production(self) -> "Settings":
+        if self.environment == "production" and self.secret_key == DEVELOPMENT_SECRET_KEY:
+            raise ValueError("TTHC_SECRET_KEY must be set to a long random value in production")
+        return self
+
+    @property
+    def uses_development_key(self) -> bool:
+        return self.secret_key == DEVELOPMENT_SECRET_KEY
 
     @field_validator("database_url")
     @classmethod

@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UTCDateTime, utcnow
@@ -12,7 +12,8 @@ class Feedback(Base):
     __tablename__ = "feedback"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    external_ref: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # Unique per unit: a reference names feedback in its unit's system, not across the country.
+    external_ref: Mapped[str | None] = mapped_column(String(100))
     channel: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(16))
     procedure_code: Mapped[str | None] = mapped_column(ForeignKey("procedures.code"))
@@ -34,7 +35,10 @@ class Feedback(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index("ix_feedback_unit_received", "unit_code", "received_at"),)
+    __table_args__ = (
+        Index("ix_feedback_unit_received", "unit_code", "received_at"),
+        UniqueConstraint("unit_code", "external_ref", name="uq_feedback_unit_code"),
+    )
 
 
 class FeedbackTransition(Base):

@@ -92,8 +92,18 @@ async def receive(
 ) -> tuple[Feedback, bool]:
     """The feedback and whether it is new; the same external reference again is the same feedback."""
     digest = _content_hash(data)
+    if await session.get(Unit, data.unit_code) is None:
+        raise InvalidInput.for_field(
+            "body.unit_code", f"Unit {data.unit_code!r} does not exist", "unknown_reference"
+        )
+    # The binding before the reference: a bound client cannot learn, or take, another unit's.
+    await ensure_reach(session, actor, data.unit_code)
     if data.external_ref is not None:
-        known = await session.scalar(select(Feedback).where(Feedback.external_ref == data.external_ref))
+        known = await session.scalar(
+            select(Feedback).where(
+                Feedback.unit_code == data.unit_code, Feedback.external_ref == data.external_ref
+            )
+        )
         if known is not None:
             if known.content_hash != digest:
                 raise InvalidInput.for_field(
@@ -101,12 +111,7 @@ async def receive(
                     "This reference was received with other content",
                     "external_ref_reused",
                 )
-            await ensure_reach(session, actor, known.unit_code, conceal=True)
             return known, False
-    if await session.get(Unit, data.unit_code) is None:
-        raise InvalidInput.for_field(
-            "body.unit_code", f"Unit {data.unit_code!r} does not exist", "unknown_reference"
-        )
     if data.procedure_code is not None and await session.get(Procedure, data.procedure_code) is None:
         raise InvalidInput.for_field(
             "body.procedure_code", f"Procedure {data.procedure_code!r} does not exist", "unknown_reference"
@@ -115,7 +120,6 @@ async def receive(
         raise InvalidInput.for_field("body.procedure_code", "Feedback on a procedure names it", "missing")
     if data.subject is FeedbackSubject.officer and data.officer is None:
         raise InvalidInput.for_field("body.officer", "Feedback on an officer names the officer", "missing")
-    await ensure_reach(session, actor, data.unit_code)
     received_at = (data.received_at or utcnow()).astimezone(UTC)
     if received_at > utcnow() + FUTURE_TOLERANCE:
         raise InvalidInput.for_field("body.received_at", "received_at lies in the future", "in_future")

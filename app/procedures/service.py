@@ -398,7 +398,18 @@ def _next_version(
     )
 
 
+# A version decided today takes effect within years, not centuries: a date far ahead would block
+# every change dated before it (versions follow each other in time).
+MAX_YEARS_AHEAD = 10
+
+
 def _check_in_force_from(procedure: Procedure, in_force_from: date, field: str) -> None:
+    if in_force_from.year > today_in_vietnam().year + MAX_YEARS_AHEAD:
+        raise InvalidInput.for_field(
+            field,
+            f"A new version takes effect within {MAX_YEARS_AHEAD} years, not on {in_force_from}",
+            "in_force_from_too_late",
+        )
     if procedure.in_force_from is not None and in_force_from < procedure.in_force_from:
         raise InvalidInput.for_field(
             field,

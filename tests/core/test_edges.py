@@ -1,7 +1,12 @@
 """PIN guessing, the unit binding's root, security headers and readiness hints."""
 
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from pydantic import ValidationError
 
 from app.core.config import Settings
 from app.main import create_app
@@ -102,3 +107,36 @@ async def test_not_ready_says_when_to_retry(sqlite_file_url: str) -> None:
     ):
         response = await http.get("/readyz")
         assert response.status_code == 503 and response.headers["retry-after"] == "5"
+
+
+async def test_far_future_versions_are_refused(writer: AsyncClient, world: None) -> None:
+    etag = (await writer.get("/api/v1/procedures/1.000894")).headers["etag"]
+    change = {"name": "Đổi tên", "in_force_from": "2150-01-01"}
+    response = await writer.patch("/api/v1/procedures/1.000894", json=change, headers={"If-Match": etag})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["type"] == "in_force_from_too_late"
+
+
+def test_production_refuses_the_development_key() -> None:
+    with pytest.raises(ValidationError):
+        Settings(environment="production")
+    assert not Settings(environment="production", secret_key="x" * 40).uses_development_key
+
+
+async def test_a_trickling_body_gets_a_408(sqlite_file_url: str) -> None:
+    application = create_app(Settings(database_url=sqlite_file_url, body_read_timeout=0.3))
+
+    async def trickle() -> AsyncIterator[bytes]:
+        yield b'{"code": "31",'
+        await asyncio.sleep(3)
+        yield b'"name": "x"}'
+
+    async with (
+        application.router.lifespan_context(application),
+        AsyncClient(transport=ASGITransport(app=application), base_url="http://t") as http,
+    ):
+        response = await http.post(
+            "/api/v1/units", content=trickle(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 408
+        assert response.headers["content-type"] == "application/problem+json"
