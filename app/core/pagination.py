@@ -5,9 +5,10 @@ import binascii
 import hashlib
 import hmac
 import json
+from contextvars import ContextVar
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
 from app.core.errors import InvalidInput
@@ -39,8 +40,13 @@ def use_cursor_key(secret: str) -> None:
     _key["secret"] = hashlib.sha256(b"tthc-cursor\x00" + secret.encode()).digest()
 
 
+# A cursor is good for the list that issued it only: another list's sort key could be of
+# another type (a code where an id is expected).
+_list_path: ContextVar[str] = ContextVar("cursor_list_path", default="")
+
+
 def _signature(raw: bytes) -> str:
-    digest = hmac.new(_key["secret"], raw, hashlib.sha256).digest()[:12]
+    digest = hmac.new(_key["secret"], _list_path.get().encode() + b"\x00" + raw, hashlib.sha256).digest()[:12]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
@@ -71,9 +77,11 @@ def decode_cursor(cursor: str) -> list[Any]:
 
 
 async def page_params(
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> PageParams:
+    _list_path.set(request.url.path)
     return PageParams(limit=limit, after=decode_cursor(cursor) if cursor else None)
 
 

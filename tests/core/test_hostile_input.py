@@ -129,3 +129,9 @@ async def test_oversized_and_nested_csv_cells_are_422(writer: AsyncClient) -> No
         files = {"file": ("catalogue.csv", body.encode(), "text/csv")}
         assert_problem(await writer.post("/api/v1/procedures/import", files=files))
     assert (await writer.get("/api/v1/procedures/1.9")).status_code == 404
+
+
+async def test_a_cursor_is_good_for_its_own_list_only(writer: AsyncClient) -> None:
+    cursor = (await writer.get("/api/v1/units", params={"limit": 1})).json()["next_cursor"]
+    for url in ("/api/v1/clients", "/api/v1/audit", "/api/v1/proposals", "/api/v1/sectors"):
+        assert_problem(await writer.get(url, params={"cursor": cursor}))
