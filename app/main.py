@@ -11,7 +11,7 @@ from app.audit.router import router as audit_router
 from app.calendar.working_time import calendar_from_settings
 from app.clients.router import router as clients_router
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_sessionmaker, utcnow
 from app.core.errors import RequestIdMiddleware, install_exception_handlers
 from app.core.http_caching import answer_cache
 from app.core.hygiene import TextHygieneMiddleware
@@ -96,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         separate_input_output_schemas=False,
     )
     app.state.settings = settings
+    # What "now" is for statistics of a running period; tests put a clock of their own here.
+    app.state.clock = utcnow
     use_cursor_key(settings.secret_key)
     app.state.metrics = Metrics()
     app.state.migration_head = head_revision()

@@ -69,6 +69,7 @@ from app.stats import service as stats
 from app.stats.reference import facts_marks
 from app.units.access import subtree_codes
 from app.units.models import Unit
+from app.units.service import TWO_TIERS_SINCE
 
 logger = logging.getLogger("tthc.dossiers")
 
@@ -135,6 +136,13 @@ class Catalogue:
         if unit is None:
             raise InvalidInput.for_field(
                 "unit_code", f"Unit {unit_code!r} does not exist", "unknown_reference"
+            )
+        if unit.level == "district" and day >= TWO_TIERS_SINCE:
+            raise InvalidInput.for_field(
+                "unit_code",
+                f"Unit {unit_code!r} is at district level, which no longer exists on {day} (two tiers since "
+                f"{TWO_TIERS_SINCE})",
+                "no_district_level",
             )
         if (unit.valid_from and day < unit.valid_from) or (unit.valid_to and day > unit.valid_to):
             raise InvalidInput.for_field(

@@ -321,7 +321,7 @@ async def satisfaction_counts(session: AsyncSession, units: set[str], period: Pe
 
 
 async def index_inputs(
-    session: AsyncSession, units: set[str], period: Period, on_time_766_rate: float | None
+    session: AsyncSession, units: set[str], period: Period, counts: dict[str, int]
 ) -> "Inputs":
     """The data of the 766 formulas, counted from dossiers, feedback and ratings of the period."""
     from sqlalchemy import and_, case, func
@@ -370,7 +370,8 @@ async def index_inputs(
             answered += item.answered_at is not None and item.answered_at < end
     ratings = await satisfaction_counts(session, units, period)
     return Inputs(
-        on_time_766_rate=on_time_766_rate,
+        on_time_766=counts["resolved_on_time"] + counts["in_progress"] - counts["in_progress_overdue"],
+        handled=counts["total"],
         received=dossiers[0],
         received_online_full=dossiers[1],
         fee_payable=dossiers[2],

@@ -8,7 +8,7 @@ from app.core.errors import NotAcceptable, problem_responses
 from app.core.http_caching import etag_from, not_modified
 from app.reports import render
 from app.reports.service import reform_report
-from app.stats.router import CACHE_CONTROL, DataETag, PeriodDep
+from app.stats.router import CACHE_CONTROL, DataETag, NowDep, PeriodDep
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 
@@ -86,6 +86,7 @@ async def get_reform_report(
     request: Request,
     etag: DataETag,
     chosen: PeriodDep,
+    now: NowDep,
     unit: Annotated[str, Query(max_length=32, description="The unit; its descendants are included")],
     format: Annotated[
         str | None, Query(max_length=20, description="`markdown`, `html` or `xlsx`; overrides `Accept`")
@@ -106,7 +107,7 @@ async def get_reform_report(
     headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept"}
     if (unchanged := not_modified(request, tag, headers)) is not None:
         return unchanged
-    report = await reform_report(session, unit, chosen, with_quarters=chosen_format is ReportFormat.html)
+    report = await reform_report(session, unit, chosen, now, with_quarters=chosen_format is ReportFormat.html)
     if chosen_format is ReportFormat.xlsx:
         filename = f"bao-cao-cai-cach-{unit}-{chosen.label}.xlsx"
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,9 +82,9 @@ def last_four_quarters(period: Period) -> list[Period]:
 
 
 async def _levels(
-    session: AsyncSession, units: dict[str, str], period: Period
+    session: AsyncSession, units: dict[str, str], period: Period, now: datetime
 ) -> tuple[list[LevelFigures], LevelFigures]:
-    rows, total = await stats.period_counts(session, units, period, ["unit_level"])
+    rows, total = await stats.period_counts(session, units, period, ["unit_level"], now)
     present = set(units.values())
     figures = []
     for level in LEVEL_ORDER:
@@ -126,13 +126,13 @@ async def _proposals(session: AsyncSession, units: set[str], year: Period) -> li
 
 
 async def reform_report(
-    session: AsyncSession, unit_code: str, period: Period, with_quarters: bool = False
+    session: AsyncSession, unit_code: str, period: Period, now: datetime, with_quarters: bool = False
 ) -> ReformReport:
     """Everything the report says, for ``unit_code`` and its descendants over ``period``."""
     units = await stats.unit_scope(session, unit_code)
     unit = (await session.execute(select(Unit.name, Unit.level).where(Unit.code == unit_code))).one()
     year = _year_of(period)
-    levels, total = await _levels(session, units, period)
+    levels, total = await _levels(session, units, period, now)
     _groups, feedback = await feedback_counts(session, set(units), period, [])
     report = ReformReport(
         unit_code=unit_code,
@@ -147,7 +147,7 @@ async def reform_report(
     )
     if with_quarters:
         for quarter in last_four_quarters(period):
-            quarter_levels, _ = await _levels(session, units, quarter)
+            quarter_levels, _ = await _levels(session, units, quarter, now)
             report.quarters.append(
                 QuarterRates(
                     label=quarter.label,

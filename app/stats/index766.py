@@ -1,6 +1,7 @@
 """The Decision 766/QĐ-TTg scorecard: the groups this service's data supports, each explained."""
 
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from app.core.config import Index766Settings
@@ -10,7 +11,10 @@ from app.core.config import Index766Settings
 class Inputs:
     """What the formulas need, for one unit subtree and period."""
 
-    on_time_766_rate: float | None
+    on_time_766: int
+    """Finished on time, plus open and within their deadline (SPEC §5, as of E′)."""
+    handled: int
+    """The period's dossiers: carried over and received (`total`)."""
     received: int
     received_online_full: int
     fee_payable: int
@@ -25,6 +29,11 @@ class Inputs:
     feedback_answered: int
     ratings: int
     ratings_unsatisfied: int
+
+
+def _points(value: float) -> float:
+    """A score with two decimals, rounded half up (as the portal publishes them)."""
+    return float(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -56,21 +65,19 @@ def _group(
 def scorecard(data: Inputs, weights: Index766Settings) -> list[dict[str, Any]]:
     online_share = _share(data.received_online_full, data.received)
     paid_share = _share(data.paid_online, data.fee_payable)
-    handled = _share(data.feedback_closed_in_time, data.feedback_closed)
-    answered = _share(data.feedback_answered, data.feedback_received)
-    late_rate = _share(data.resolved_late, data.resolved)
-    unsatisfied = _share(data.ratings_unsatisfied, data.ratings)
-    dossier_satisfaction = (
-        None if late_rate is None and unsatisfied is None else 100 - (late_rate or 0) - (unsatisfied or 0)
-    )
+    # The national portal's scoring (SPEC §8): 6 points each; no feedback is no fault.
     part = weights.satisfaction / 3
+    satisfied_dossiers = max(0, data.received - data.resolved_late - data.ratings_unsatisfied)
     satisfaction_parts = [
-        # No feedback at all is no fault: full points.
-        part if data.feedback_closed == 0 else _scaled(handled, 100, part),
-        part if data.feedback_received == 0 else _scaled(answered, 100, part),
-        _scaled(dossier_satisfaction, weights.satisfaction_threshold, part),
+        part
+        if data.feedback_received == 0
+        else _points(part * data.feedback_closed_in_time / data.feedback_received),
+        part
+        if data.feedback_received == 0
+        else _points(part * data.feedback_answered / data.feedback_received),
+        0.0 if data.received == 0 else _points(min(part, part * satisfied_dossiers / data.received / 0.9)),
     ]
-    satisfaction = None if None in satisfaction_parts else round(sum(p for p in satisfaction_parts if p), 2)
+    satisfaction = _points(sum(satisfaction_parts))
     digitised = _share(data.digitized, data.received)
     e_results = _share(data.e_result, data.resolved)
     digitisation = (
@@ -78,9 +85,7 @@ def scorecard(data: Inputs, weights: Index766Settings) -> list[dict[str, Any]]:
         if digitised is None or e_results is None
         else round((digitised / 100 + e_results / 100) * weights.digitisation / 2, 2)
     )
-    progress = (
-        None if data.on_time_766_rate is None else round(data.on_time_766_rate / 100 * weights.progress, 2)
-    )
+    progress = 0.0 if data.handled == 0 else _points(weights.progress * data.on_time_766 / data.handled)
     return [
         _group(
             "publicity",
@@ -94,8 +99,9 @@ def scorecard(data: Inputs, weights: Index766Settings) -> list[dict[str, Any]]:
             "progress",
             weights.progress,
             progress,
-            {"on_time_766_rate": data.on_time_766_rate},
-            f"on_time_766 % / 100 × {weights.progress}",
+            {"on_time_766": data.on_time_766, "received": data.handled},
+            f"{weights.progress} × on_time_766 / received, where on_time_766 = finished on time + open "
+            "within the deadline and received = all dossiers of the period (carried over, new); 0 when none",
         ),
         _group(
             "online_service",
@@ -126,20 +132,20 @@ def scorecard(data: Inputs, weights: Index766Settings) -> list[dict[str, Any]]:
             weights.satisfaction,
             satisfaction,
             {
-                "feedback_closed": data.feedback_closed,
-                "feedback_closed_in_time": data.feedback_closed_in_time,
                 "feedback_received": data.feedback_received,
-                "feedback_answered": data.feedback_answered,
-                "resolved": data.resolved,
+                "feedback_handled_on_time": data.feedback_closed_in_time,
+                "feedback_satisfied": data.feedback_answered,
+                "dossiers_received": data.received,
+                "dossiers_satisfied": satisfied_dossiers,
                 "resolved_late": data.resolved_late,
-                "ratings": data.ratings,
                 "ratings_unsatisfied": data.ratings_unsatisfied,
-                "dossier_satisfaction": dossier_satisfaction,
                 "parts": satisfaction_parts,
             },
-            f"three parts of {part:g}: feedback closed within its deadlines (share × {part:g}); feedback "
-            f"answered and not reopened (share × {part:g}); dossier satisfaction = 100 % − late % − "
-            f"unsatisfied-or-worse %, full points at {weights.satisfaction_threshold} %",
+            f"{part:g} × feedback handled on time / feedback received + {part:g} × feedback satisfied "
+            f"(answered, not reopened) / feedback received — each a full {part:g} without feedback — + "
+            f"min({part:g}, {part:g} × r / 0.9), r = dossiers satisfied / dossiers received, where dossiers "
+            "satisfied = received − finished late − rated unsatisfied or worse (0 when none received); "
+            "two decimals, half up",
         ),
         _group(
             "online_payment",

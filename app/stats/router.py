@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -58,13 +59,24 @@ async def period_query(
 PeriodDep = Annotated[Period, Depends(period_query)]
 
 
-async def data_etag(session: SessionDep, request: Request) -> str:
+async def judging_instant(request: Request) -> datetime:
+    """Now, to the minute (from the app's clock, which tests set): a running period's open
+    dossiers are judged at E′ = min(E, this instant), and its answers change once a minute."""
+    now: datetime = request.app.state.clock()
+    return now.replace(second=0, microsecond=0)
+
+
+NowDep = Annotated[datetime, Depends(judging_instant)]
+
+
+async def data_etag(session: SessionDep, request: Request, chosen: PeriodDep, now: NowDep) -> str:
     """The tag of this statistics answer, known before computing it.
 
-    Dossier and proposal statistics depend only on stored data (no clock), so the data version,
-    the code's version and the request (path, query, CSV or JSON) determine the body. The version
-    is read before any statistics, so a write committed in between can only make the tag older,
-    never newer than the body.
+    The data version, the code's version and the request (path, query, CSV or JSON) determine the
+    body — and, for a period still running, the minute it is judged at (SPEC §5: E′ = min(E, now)),
+    so a poller gets the new count once a due date has passed. The version is read before any
+    statistics, so a write committed in between can only make the tag older, never newer than the
+    body.
     """
     version = await current_version(session)
     return etag_from(
@@ -74,6 +86,7 @@ async def data_etag(session: SessionDep, request: Request) -> str:
         request.url.path,
         request.url.query,
         "text/csv" in request.headers.get("accept", ""),
+        service.as_of(chosen, now).isoformat(),
     )
 
 
@@ -93,7 +106,7 @@ def _answer(
     request: Request,
     format: Format | None,
     unit: str | None,
-    period: Period,
+    period: PeriodRead,
     groups: list[str],
     rows: dict[Any, dict[str, int]],
     total: dict[str, int],
@@ -108,7 +121,7 @@ def _answer(
 
     stats = DossierStats(
         unit=unit,
-        period=PeriodRead.of(period),
+        period=period,
         group_by=groups,
         # Without group_by there is only the total.
         rows=[
@@ -211,6 +224,7 @@ async def get_dossier_stats(
     request: Request,
     etag: DataETag,
     chosen: PeriodDep,
+    now: NowDep,
     unit: UnitQuery = None,
     group_by: Annotated[
         str | None, Query(description="Comma-separated: `unit_level`, `unit`, `sector`, `procedure`")
@@ -221,8 +235,8 @@ async def get_dossier_stats(
     if (known := _known(request, etag)) is not None:
         return known
     units = await service.unit_scope(session, unit)
-    rows, total = await service.period_counts(session, units, chosen, groups)
-    return _answer(request, format, unit, chosen, groups, rows, total, etag=etag)
+    rows, total = await service.period_counts(session, units, chosen, groups, now)
+    return _answer(request, format, unit, PeriodRead.of(chosen, now), groups, rows, total, etag=etag)
 
 
 @router.get(
@@ -251,7 +265,16 @@ async def get_proposal_stats(
     units = await service.unit_scope(session, unit)
     rows, total = await proposal_counts(session, set(units), chosen, groups)
     return _answer(
-        request, format, unit, chosen, groups, rows, total, ("count", "savings_vnd"), (), etag=etag
+        request,
+        format,
+        unit,
+        PeriodRead.of(chosen),
+        groups,
+        rows,
+        total,
+        ("count", "savings_vnd"),
+        (),
+        etag=etag,
     )
 
 
@@ -265,6 +288,7 @@ async def get_feedback_stats(
     session: SessionDep,
     request: Request,
     chosen: PeriodDep,
+    now: NowDep,
     unit: UnitQuery = None,
     group_by: Annotated[str | None, Query(description="Comma-separated: `subject`, `channel`")] = None,
 ) -> Response:
@@ -277,7 +301,7 @@ async def get_feedback_stats(
     satisfied = sum(ratings["by_level"][level] for level in SATISFIED)
     body = {
         "unit": unit,
-        "period": PeriodRead.of(chosen).model_dump(mode="json"),
+        "period": PeriodRead.of(chosen, now).model_dump(mode="json"),
         "group_by": groups,
         "rows": [{"key": dict(key), "counts": counts} for key, counts in rows.items() if key],
         "total": {"counts": total},
@@ -296,20 +320,21 @@ async def get_index_766(
     session: SessionDep,
     request: Request,
     chosen: PeriodDep,
+    now: NowDep,
     unit: UnitQuery = None,
 ) -> Response:
     from app.feedback.service import index_inputs
     from app.stats.index766 import scorecard
 
     units = await service.unit_scope(session, unit)
-    _rows, total = await service.period_counts(session, units, chosen, [])
-    inputs = await index_inputs(session, set(units), chosen, rates(total)["on_time_766"])
+    _rows, total = await service.period_counts(session, units, chosen, [], now)
+    inputs = await index_inputs(session, set(units), chosen, total)
     settings = request.app.state.settings.index_766
     groups = scorecard(inputs, settings)
     computable = [g for g in groups if g["computable"]]
     body = {
         "unit": unit,
-        "period": PeriodRead.of(chosen).model_dump(mode="json"),
+        "period": PeriodRead.of(chosen, now).model_dump(mode="json"),
         "groups": groups,
         "total": {
             "score": round(sum(g["score"] for g in computable), 2),
@@ -331,6 +356,7 @@ async def get_dossier_stats_series(
     session: SessionDep,
     request: Request,
     etag: DataETag,
+    now: NowDep,
     first: Annotated[Day, Query(alias="from")],
     last: Annotated[Day, Query(alias="to")],
     unit: UnitQuery = None,
@@ -343,7 +369,7 @@ async def get_dossier_stats_series(
     units = await service.unit_scope(session, unit)
     points = []
     for period in periods:
-        _rows, total = await service.period_counts(session, units, period, [])
-        points.append(SeriesPoint(period=PeriodRead.of(period), counts=total, rates=rates(total)))
+        _rows, total = await service.period_counts(session, units, period, [], now)
+        points.append(SeriesPoint(period=PeriodRead.of(period, now), counts=total, rates=rates(total)))
     body = DossierSeries(unit=unit, interval=interval, scheme=scheme, points=points)
     return _polled(request, body, "application/json", etag)

@@ -11,10 +11,17 @@ class PeriodRead(BaseModel):
     scheme: Scheme
     start: datetime = Field(description="First instant, Vietnam time")
     end: datetime = Field(description="First instant after the period (exclusive)")
+    as_of: datetime = Field(
+        description="E′ = min(end, now): the instant open dossiers are judged at (waiting for papers, "
+        "past due); before `end` while the period is still running"
+    )
 
     @classmethod
-    def of(cls, period: Period) -> "PeriodRead":
-        return cls(label=period.label, scheme=period.scheme, start=period.start_at, end=period.end_at)
+    def of(cls, period: Period, now: datetime | None = None) -> "PeriodRead":
+        as_of = period.end_at if now is None else min(period.end_at, now)
+        return cls(
+            label=period.label, scheme=period.scheme, start=period.start_at, end=period.end_at, as_of=as_of
+        )
 
 
 Counts = dict[str, int]

@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -27,7 +27,7 @@ from app.core.db import plan_with_values
 from app.core.errors import NotFound
 from app.core.timezone import local
 from app.dossiers.history import facts_of, pauses_of
-from app.dossiers.lifecycle import Mark
+from app.dossiers.lifecycle import Mark, Status
 from app.dossiers.models import Dossier, DossierEvent
 from app.stats.definitions import COUNTERS, add, counts_from_prefixes
 from app.stats.models import ALL, DossierCounter
@@ -167,10 +167,57 @@ _PERIOD_STATEMENTS = {by_procedure: _period_statement(by_procedure) for by_proce
 Key = tuple[tuple[str, str], ...]
 
 
+LiveRow = tuple[str, str, str, int, int]
+"""(unit, sector, procedure, waiting for a supplement, open and past due) of dossiers open now."""
+
+
+async def live_state(session: AsyncSession, units: dict[str, str], now: datetime) -> list[LiveRow]:
+    """Dossiers open now, waiting or past due, per unit and procedure: a running period's
+    `waiting_supplement` and `in_progress_overdue` are judged as of now (SPEC §5, E′ = min(E, now)).
+
+    Read from the dossiers as they stand (their due dates include every pause so far), so that a
+    dossier received a minute ago with a day to go is not overdue, and one whose due date passed
+    a minute ago is."""
+    open_statuses = [int(Status.received), int(Status.processing), int(Status.waiting_supplement)]
+    waiting = case((Dossier.status == int(Status.waiting_supplement), 1), else_=0)
+    overdue = case((and_(Dossier.status != int(Status.waiting_supplement), Dossier.due_at < now), 1), else_=0)
+    await plan_with_values(session)
+    rows = await session.execute(
+        select(
+            Dossier.unit_code,
+            func.coalesce(Dossier.sector_code, NO_SECTOR),
+            Dossier.procedure_code,
+            func.sum(waiting),
+            func.sum(overdue),
+        )
+        .where(
+            Dossier.unit_code.in_(list(units)),
+            Dossier.status.in_(open_statuses),
+            Dossier.received_at < now,
+        )
+        .group_by(Dossier.unit_code, Dossier.sector_code, Dossier.procedure_code)
+        .order_by(Dossier.unit_code, Dossier.sector_code, Dossier.procedure_code)
+    )
+    return [(unit, sector, procedure, int(w or 0), int(o or 0)) for unit, sector, procedure, w, o in rows]
+
+
+def as_of(period: Period, now: datetime) -> datetime:
+    """E′ = min(E, now): the instant a period's open dossiers are judged at."""
+    return min(period.end_at, now)
+
+
 async def period_counts(
-    session: AsyncSession, units: dict[str, str], period: Period, group_by: Sequence[str]
+    session: AsyncSession,
+    units: dict[str, str],
+    period: Period,
+    group_by: Sequence[str],
+    now: datetime,
+    live: list[LiveRow] | None = None,
 ) -> tuple[dict[Key, dict[str, int]], dict[str, int]]:
-    """The counts of SPEC §5 per group and in total, for the units' dossiers over ``period``."""
+    """The counts of SPEC §5 per group and in total, for the units' dossiers over ``period``.
+
+    A period still running judges waiting and overdue dossiers as of ``now`` (``live``, when the
+    caller has already read it)."""
     by_procedure = "sector" in group_by or "procedure" in group_by
     params = {
         "units": list(units),
@@ -200,6 +247,17 @@ async def period_counts(
     empty = dict.fromkeys(COUNTERS, 0)
     rows = {key: counts_from_prefixes(s or empty, e or empty) for key, (s, e) in sorted(prefixes.items())}
     total = counts_from_prefixes(everything[0] or empty, everything[1] or empty)
+    if period.end_at > now:
+        if live is None:
+            live = await live_state(session, units, now)
+        for counts in (*rows.values(), total):
+            counts["waiting_supplement"] = counts["in_progress_overdue"] = 0
+        for unit, sector, procedure, waiting, overdue in live:
+            values = {"unit_level": units[unit], "unit": unit, "sector": sector, "procedure": procedure}
+            key = tuple((name, values[name]) for name in group_by)
+            for counts in (rows.setdefault(key, dict.fromkeys(total, 0)), total):
+                counts["waiting_supplement"] += waiting
+                counts["in_progress_overdue"] += overdue
     return rows, total
 
 

@@ -25,6 +25,10 @@ def _covers(
     return starts_inside and ends_inside
 
 
+# The 2025 reform: two tiers (province, commune) from this day on.
+TWO_TIERS_SINCE = date(2025, 7, 1)
+
+
 def hierarchy_errors(
     *,
     level: UnitLevel,
@@ -35,6 +39,15 @@ def hierarchy_errors(
 ) -> list[FieldError]:
     """Everything wrong with a unit's place in the hierarchy, as field errors (empty when fine)."""
     errors: list[FieldError] = []
+    if level == UnitLevel.district and (valid_to is None or valid_to >= TWO_TIERS_SINCE):
+        errors.append(
+            FieldError(
+                field="body.valid_to",
+                message="Since 1 July 2025 Vietnam has no district level: a district-level unit "
+                "ends by 2025-06-30 (set valid_to)",
+                type="no_district_level",
+            )
+        )
     if parent is not None:
         if LEVEL_RANK[level] <= LEVEL_RANK[UnitLevel(parent.level)]:
             errors.append(

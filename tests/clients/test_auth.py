@@ -60,10 +60,34 @@ async def test_wrong_scope_is_403(client: AsyncClient, api_key: KeyFactory) -> N
 async def two_districts(writer: AsyncClient) -> None:
     units: list[dict[str, Any]] = [
         NEW_PROVINCE,
-        {"code": "313", "name": "Huyện Kiến Thụy", "level": "district", "parent_code": "31"},
-        {"code": "314", "name": "Huyện Tiên Lãng", "level": "district", "parent_code": "31"},
-        {"code": "11680", "name": "Thị trấn Núi Đối", "level": "commune", "parent_code": "313"},
-        {"code": "11737", "name": "Xã Tiên Thắng", "level": "commune", "parent_code": "314"},
+        {
+            "code": "313",
+            "name": "Huyện Kiến Thụy",
+            "level": "district",
+            "parent_code": "31",
+            "valid_to": "2025-06-30",
+        },
+        {
+            "code": "314",
+            "name": "Huyện Tiên Lãng",
+            "level": "district",
+            "parent_code": "31",
+            "valid_to": "2025-06-30",
+        },
+        {
+            "code": "11680",
+            "name": "Thị trấn Núi Đối",
+            "level": "commune",
+            "parent_code": "313",
+            "valid_to": "2025-06-30",
+        },
+        {
+            "code": "11737",
+            "name": "Xã Tiên Thắng",
+            "level": "commune",
+            "parent_code": "314",
+            "valid_to": "2025-06-30",
+        },
     ]
     for unit in units:
         assert (await writer.post(UNITS, json=unit)).status_code == 201
@@ -74,7 +98,13 @@ async def test_bound_client_writes_only_inside_its_unit(client: AsyncClient, api
     kien_thuy = await api_key("units:write", unit="313")
     inside = await client.post(
         UNITS,
-        json={"code": "11683", "name": "Xã Thụy Hương", "level": "commune", "parent_code": "313"},
+        json={
+            "code": "11683",
+            "name": "Xã Thụy Hương",
+            "level": "commune",
+            "parent_code": "313",
+            "valid_to": "2025-06-30",
+        },
         headers=kien_thuy,
     )
     assert inside.status_code == 201
@@ -84,7 +114,13 @@ async def test_bound_client_writes_only_inside_its_unit(client: AsyncClient, api
 
     outside = await client.post(
         UNITS,
-        json={"code": "11740", "name": "Xã Khác", "level": "commune", "parent_code": "314"},
+        json={
+            "code": "11740",
+            "name": "Xã Khác",
+            "level": "commune",
+            "parent_code": "314",
+            "valid_to": "2025-06-30",
+        },
         headers=kien_thuy,
     )
     assert outside.status_code == 403

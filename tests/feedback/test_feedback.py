@@ -182,13 +182,15 @@ async def test_index_766_formulas_on_hand_computed_data(portal: AsyncClient, cli
     groups = {g["group"]: g for g in body["groups"]}
     # Received 4; online with full service 2 (I-1, I-2); fee payable 2, paid online 1; digitized 3;
     # resolved 3, late 1 (I-3, due 6 July); e_result 1; I-4 still open and overdue at the end.
-    assert groups["progress"]["inputs"]["on_time_766_rate"] == 50.0  # (2 on time + 0 on track) / 4
-    assert groups["progress"]["score"] == 10.0  # 50 % × 20
+    assert groups["progress"]["inputs"] == {"on_time_766": 2, "received": 4}  # 2 on time + 0 on track
+    assert groups["progress"]["score"] == 10.0  # 20 × 2 / 4
     assert groups["online_service"]["score"] == 12.0  # 2/4 = 50 %, the threshold
     assert groups["online_payment"]["score"] == 10.0  # 1/2 = 50 %
     assert groups["digitisation"]["score"] == 11.92  # (3/4 + 1/3) / 2 × 22
-    # No feedback: 6 + 6; dossiers: 100 − 33.33 late − 50 unsatisfied = 16.67 % of 90 % → 1.11 of 6.
-    assert groups["satisfaction"]["inputs"]["parts"] == [6.0, 6.0, 1.11]
-    assert groups["satisfaction"]["score"] == 13.11
+    # No feedback: a full 6 + 6; dossiers satisfied = 4 received − 1 late − 1 rated unsatisfied = 2,
+    # r = 0.5, min(6, 6 × 0.5 / 0.9) = 3.33 (half up).
+    assert groups["satisfaction"]["inputs"]["dossiers_satisfied"] == 2
+    assert groups["satisfaction"]["inputs"]["parts"] == [6.0, 6.0, 3.33]
+    assert groups["satisfaction"]["score"] == 15.33
     assert groups["publicity"]["computable"] is False and groups["publicity"]["reason"]
-    assert body["total"] == {"score": 57.03, "max_computable": 82, "max": 100}
+    assert body["total"] == {"score": 59.25, "max_computable": 82, "max": 100}

@@ -32,9 +32,27 @@ SECTORS = ["tu-phap", "vh-tttt", "xd-ct-gt", "noi-vu", "y-te", "vh-ttgd", "cong-
 async def catalogue(writer: AsyncClient) -> None:
     units = [
         {"code": "31", "name": "Thành phố Hải Phòng", "level": "province"},
-        {"code": "313", "name": "Huyện Kiến Thụy", "level": "district", "parent_code": "31"},
-        {"code": "314", "name": "Huyện Tiên Lãng", "level": "district", "parent_code": "31"},
-        {"code": "11680", "name": "Thị trấn Núi Đối", "level": "commune", "parent_code": "313"},
+        {
+            "code": "313",
+            "name": "Huyện Kiến Thụy",
+            "level": "district",
+            "parent_code": "31",
+            "valid_to": "2025-06-30",
+        },
+        {
+            "code": "314",
+            "name": "Huyện Tiên Lãng",
+            "level": "district",
+            "parent_code": "31",
+            "valid_to": "2025-06-30",
+        },
+        {
+            "code": "11680",
+            "name": "Thị trấn Núi Đối",
+            "level": "commune",
+            "parent_code": "313",
+            "valid_to": "2025-06-30",
+        },
     ]
     for unit in units:
         assert (await writer.post("/api/v1/units", json=unit)).status_code == 201

@@ -27,11 +27,23 @@ from tests.conftest import assert_counters_equal_a_rebuild
 
 UNITS = [
     {"code": "31", "name": "Hải Phòng", "level": "province"},
-    {"code": "313", "name": "Kiến Thụy", "level": "district", "parent_code": "31"},
-    {"code": "314", "name": "Tiên Lãng", "level": "district", "parent_code": "31"},
-    {"code": "11680", "name": "Núi Đối", "level": "commune", "parent_code": "313"},
-    {"code": "11683", "name": "Thụy Hương", "level": "commune", "parent_code": "313"},
-    {"code": "11737", "name": "Tiên Thắng", "level": "commune", "parent_code": "314"},
+    {"code": "313", "name": "Kiến Thụy", "level": "district", "parent_code": "31", "valid_to": "2025-06-30"},
+    {"code": "314", "name": "Tiên Lãng", "level": "district", "parent_code": "31", "valid_to": "2025-06-30"},
+    {"code": "11680", "name": "Núi Đối", "level": "commune", "parent_code": "313", "valid_to": "2025-06-30"},
+    {
+        "code": "11683",
+        "name": "Thụy Hương",
+        "level": "commune",
+        "parent_code": "313",
+        "valid_to": "2025-06-30",
+    },
+    {
+        "code": "11737",
+        "name": "Tiên Thắng",
+        "level": "commune",
+        "parent_code": "314",
+        "valid_to": "2025-06-30",
+    },
     {"code": "11999", "name": "Xã mới", "level": "commune", "parent_code": "31"},
 ]
 PROCEDURES = {

@@ -175,6 +175,7 @@ async def test_kien_thuy_q3_2023_report_is_reproduced(writer: AsyncClient, clien
         "scheme": "calendar",
         "start": "2023-07-01T00:00:00+07:00",
         "end": "2023-10-01T00:00:00+07:00",
+        "as_of": "2023-10-01T00:00:00+07:00",
     }
     rows = {row["key"]["unit_level"]: row for row in body["rows"]}
     district, commune = rows["district"], rows["commune"]

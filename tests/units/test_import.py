@@ -47,7 +47,8 @@ async def test_import_leaves_historical_units_with_the_same_code_alone(
 ) -> None:
     client = writer
     created = await client.post(
-        "/api/v1/units", json={"code": "00070", "name": "Phường Hàng Trống", "level": "district"}
+        "/api/v1/units",
+        json={"code": "00070", "name": "Phường Hàng Trống", "level": "district", "valid_to": "2025-06-30"},
     )
     assert created.status_code == 201
     async with app.state.sessionmaker() as session, session.begin():
