@@ -1,37 +1,61 @@
-"""One number that changes whenever stored data changes, for cheap revalidation of statistics.
+"""Versions of the stored data, for cheap revalidation of statistics: one per province.
 
-Every committed write — an API request with an unsafe method, a CLI command — adds one to it in
-the same transaction. A polling client's `If-None-Match` can then be answered by reading this row
-alone, instead of recomputing the statistics to compare their hash.
+A committed write moves on the versions of the provinces whose data it changed — the ingestion of
+dossier events names them (a replay of duplicates names none, and moves nothing) — or, when a
+write does not say (units, the catalogue, a CLI command), the global version `*`, which every
+answer depends on. A statistics answer for a unit is tagged with `*` and its province's version,
+so a write in one province leaves the answers of every other province as they were, and writes in
+different provinces do not queue on one row. A polling client's `If-None-Match` is answered by
+reading these rows alone.
 """
 
-from sqlalchemy import BigInteger, Integer, select, text
+from collections.abc import Iterable
+
+from sqlalchemy import BigInteger, String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
 
-_ROW = 1
+GLOBAL = "*"
+TOUCHED = "touched_provinces"
+"""``session.info`` key: the provinces a transaction changed; absent means "say nothing: global"."""
 
 
 class DataVersion(Base):
-    __tablename__ = "data_version"
+    __tablename__ = "data_versions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
 
 
 async def current_version(session: AsyncSession) -> int:
-    return (await session.scalar(select(DataVersion.version).where(DataVersion.id == _ROW))) or 0
+    return (await session.scalar(select(DataVersion.version).where(DataVersion.scope == GLOBAL))) or 0
+
+
+async def versions_of(session: AsyncSession, provinces: Iterable[str] | None) -> list[tuple[str, int]]:
+    """The versions an answer depends on: global and the provinces' (None: every province)."""
+    query = select(DataVersion.scope, DataVersion.version).order_by(DataVersion.scope)
+    if provinces is not None:
+        query = query.where(DataVersion.scope.in_([GLOBAL, *provinces]))
+    return [(scope, version) for scope, version in await session.execute(query)]
+
+
+def touch(session: AsyncSession, provinces: Iterable[str]) -> None:
+    """Record that this transaction changed data of these provinces (and of no others)."""
+    session.info.setdefault(TOUCHED, set()).update(provinces)
 
 
 async def bump_version(session: AsyncSession) -> None:
-    """Mark the transaction's changes; run it last, so that its row lock is held only until commit."""
-    await session.execute(_BUMP, {"row": _ROW})
+    """Mark the transaction's changes; run it last, so that its row locks are held only until commit."""
+    touched: set[str] | None = session.info.get(TOUCHED)
+    # Sorted, so that two transactions lock the rows in the same order.
+    for scope in sorted(touched) if touched is not None else [GLOBAL]:
+        await session.execute(_BUMP, {"scope": scope})
 
 
-# The same statement on PostgreSQL and SQLite; an upsert, so that an emptied table heals itself.
+# The same statement on PostgreSQL and SQLite; an upsert, so that a new province gets its row.
 _BUMP = text(
-    "INSERT INTO data_version (id, version) VALUES (:row, 1) "
-    "ON CONFLICT (id) DO UPDATE SET version = data_version.version + 1"
+    "INSERT INTO data_versions (scope, version) VALUES (:scope, 1) "
+    "ON CONFLICT (scope) DO UPDATE SET version = data_versions.version + 1"
 )

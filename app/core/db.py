@@ -149,7 +149,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 # Writes nothing, but begins SQLite's write transaction (waiting for the current writer, if any).
-_SQLITE_WRITE_LOCK = text("UPDATE data_version SET id = id WHERE 0")
+_SQLITE_WRITE_LOCK = text("UPDATE data_versions SET scope = scope WHERE 0")
 
 
 async def take_write_lock(session: AsyncSession) -> None:

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
 from app.clients.models import ApiClient
+from app.core.data_version import touch
 from app.core.db import plan_with_values, take_write_lock, utcnow
 from app.core.errors import (
     Conflict,
@@ -67,7 +68,7 @@ from app.feedback.models import DossierRating
 from app.procedures.models import ProcedureVersion
 from app.stats import service as stats
 from app.stats.reference import facts_marks
-from app.units.access import subtree_codes
+from app.units.access import provinces_of, subtree_codes
 from app.units.models import Unit
 from app.units.service import TWO_TIERS_SINCE
 
@@ -647,6 +648,10 @@ class Batch:
     async def write(self) -> None:
         session = self.session
         now = self.now
+        # The statistics of these provinces change; nothing of the others (data_version).
+        changed_units = {s.unit_code for s in (*self.new_dossiers, *self.changed_dossiers)}
+        changed_units |= {unit for unit, *_rest in self.marks}
+        touch(session, await provinces_of(session, changed_units))
         if self.new_dossiers:
             await bulk_insert(
                 session,

@@ -52,7 +52,7 @@ COUNT_NAMES = (
     "online_full",
     "refused",
 )
-RATE_NAMES = ("on_time", "on_time_766", "online")
+RATE_NAMES = ("on_time", "on_time_766", "online", "on_time_of_resolved")
 
 # The Vietnamese terms of the reports, for CSV headers and documentation.
 VIETNAMESE = {
@@ -76,6 +76,7 @@ VIETNAMESE = {
     "refused": "Không được tiếp nhận",
     "on_time": "Tỷ lệ đúng hạn (%)",
     "on_time_766": "Tỷ lệ đúng hạn theo QĐ 766 (%)",
+    "on_time_of_resolved": "Tỷ lệ đúng hạn trên số đã giải quyết (%)",
     "online_rate": "Tỷ lệ trực tuyến (%)",
     "period": "Kỳ báo cáo",
     "count": "Số phương án",
@@ -136,6 +137,8 @@ def rates(counts: dict[str, int]) -> dict[str, float | None]:
         "on_time": percentage(counts["resolved_on_time"], total),
         "on_time_766": percentage(counts["resolved_on_time"] + on_track, total),
         "online": percentage(counts["online"], total),
+        # Reports that judge the work done divide by the dossiers finished, not by all of them.
+        "on_time_of_resolved": percentage(counts["resolved_on_time"], counts["resolved"]),
     }
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.core.bounds import Day
-from app.core.data_version import current_version
+from app.core.data_version import versions_of
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
 from app.core.export import safe_row
@@ -24,6 +24,7 @@ from app.stats.schemas import (
     StatsRow,
     StatsTotal,
 )
+from app.units.access import provinces_of
 
 router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
 
@@ -69,18 +70,20 @@ async def judging_instant(request: Request) -> datetime:
 NowDep = Annotated[datetime, Depends(judging_instant)]
 
 
-async def data_etag(session: SessionDep, request: Request, chosen: PeriodDep, now: NowDep) -> str:
+async def data_etag(
+    session: SessionDep, request: Request, chosen: PeriodDep, now: NowDep, unit: UnitQuery = None
+) -> str:
     """The tag of this statistics answer, known before computing it.
 
-    The data version, the code's version and the request (path, query, CSV or JSON) determine the
-    body — and, for a period still running, the minute it is judged at (SPEC §5: E′ = min(E, now)),
-    so a poller gets the new count once a due date has passed. The version is read before any
-    statistics, so a write committed in between can only make the tag older, never newer than the
-    body.
+    The versions of the data it depends on (global, and its unit's province: app.core.data_version),
+    the code's version and the request (path, query, CSV or JSON) determine the body — and, for a
+    period still running, the minute it is judged at (SPEC §5: E′ = min(E, now)), so a poller gets
+    the new count once a due date has passed. The versions are read before any statistics, so a
+    write committed in between can only make the tag older, never newer than the body.
     """
-    version = await current_version(session)
+    provinces = await provinces_of(session, [unit]) if unit is not None else None
     return etag_from(
-        version,
+        await versions_of(session, provinces),
         request.app.version,
         request.app.state.migration_head,
         request.url.path,

@@ -41,7 +41,10 @@ class StatsTotal(BaseModel):
         "in_progress_overdue, online, online_partial, online_full, refused"
     )
     rates: Rates = Field(
-        description="on_time, on_time_766, online: percentages, 2 decimals, null when total is 0"
+        description="Percentages, 2 decimals, null when the denominator is 0: on_time = resolved_on_time / "
+        "total (district reports); on_time_766 = (resolved_on_time + open within the deadline) / total "
+        "(Decision 766); online = online / total; on_time_of_resolved = resolved_on_time / resolved "
+        "(reports of the work finished in the period)"
     )
 
 

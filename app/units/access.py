@@ -1,5 +1,7 @@
 """Object-level authorization: a client bound to a unit reaches only that unit's subtree."""
 
+from collections.abc import Iterable
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,3 +57,15 @@ async def listing_scope(session: AsyncSession, principal: Principal, unit: str |
     if principal.unit_code is not None:
         return await subtree_codes(session, principal.unit_code)
     return None
+
+
+async def provinces_of(session: AsyncSession, codes: Iterable[str]) -> set[str]:
+    """The root (province-level) units of these units' trees, in one query."""
+    codes = set(codes)
+    if not codes:
+        return set()
+    upward = select(Unit.code, Unit.parent_code).where(Unit.code.in_(codes)).cte("upward", recursive=True)
+    upward = upward.union_all(
+        select(Unit.code, Unit.parent_code).join(upward, Unit.code == upward.c.parent_code)
+    )
+    return set((await session.scalars(select(upward.c.code).where(upward.c.parent_code.is_(None)))).all())

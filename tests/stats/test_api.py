@@ -49,7 +49,12 @@ async def test_totals_groups_and_schemes(client: AsyncClient) -> None:
     assert (counts["resolved_on_time"], counts["resolved_early"], counts["in_progress"]) == (1, 1, 3)
     assert (counts["waiting_supplement"], counts["in_progress_overdue"], counts["refused"]) == (1, 2, 1)
     assert (counts["received_direct"], counts["received_online"], counts["online"]) == (1, 2, 3)
-    assert body["total"]["rates"] == {"on_time": 25.0, "on_time_766": 50.0, "online": 75.0}
+    assert body["total"]["rates"] == {
+        "on_time": 25.0,
+        "on_time_766": 50.0,
+        "online": 75.0,
+        "on_time_of_resolved": 100.0,
+    }
     assert body["rows"] == [] and body["group_by"] == [] and body["unit"] == "31"
 
     # Decree 09/2019: Q3 runs from 15 June to 14 September, so June's dossier is received in it
@@ -79,7 +84,7 @@ async def test_totals_groups_and_schemes(client: AsyncClient) -> None:
 async def test_rates_are_null_without_dossiers(client: AsyncClient) -> None:
     body = await stats(client, unit="313", period="2023-07")
     assert body["total"]["counts"]["total"] == 0
-    assert body["total"]["rates"] == {"on_time": None, "on_time_766": None, "online": None}
+    assert body["total"]["rates"] == dict.fromkeys(("on_time", "on_time_766", "online", "on_time_of_resolved"))
 
 
 @pytest.mark.parametrize(
