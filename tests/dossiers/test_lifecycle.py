@@ -166,6 +166,12 @@ ERRORS: list[tuple[str, dict[str, Any], int, str]] = [
     ("unknown unit", received("E2", "2023-08-07T09:00:00+07:00", unit="99999"), 422, "unit_code"),
     ("wrong level", received("E3", "2023-08-07T09:00:00+07:00", procedure="2.000001"), 422, "unit_code"),
     ("dissolved unit", received("E4", "2025-08-07T09:00:00+07:00"), 422, "unit_code"),
+    (
+        "district level after the 2025 reform",
+        received("E11", "2025-08-07T09:00:00+07:00", procedure="2.000001", unit="313"),
+        422,
+        "unit_code",
+    ),
     ("no offset", received("E5", "2023-08-07T09:00:00"), 422, "occurred_at"),
     ("in the future", received("E6", "2099-01-01T09:00:00+07:00"), 422, "occurred_at"),
     (

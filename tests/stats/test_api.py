@@ -84,7 +84,8 @@ async def test_totals_groups_and_schemes(client: AsyncClient) -> None:
 async def test_rates_are_null_without_dossiers(client: AsyncClient) -> None:
     body = await stats(client, unit="313", period="2023-07")
     assert body["total"]["counts"]["total"] == 0
-    assert body["total"]["rates"] == dict.fromkeys(("on_time", "on_time_766", "online", "on_time_of_resolved"))
+    rate_names = ("on_time", "on_time_766", "online", "on_time_of_resolved")
+    assert body["total"]["rates"] == dict.fromkeys(rate_names)
 
 
 @pytest.mark.parametrize(

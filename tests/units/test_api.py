@@ -110,12 +110,20 @@ async def test_unknown_parent_is_422_and_changes_nothing(client: AsyncClient) ->
 async def test_child_must_rank_below_its_parent(
     client: AsyncClient, parent_level: str, child_level: str
 ) -> None:
-    await create(client, code="P", name="Parent", level=parent_level)
+    # Before the 2025 reform, when districts existed.
+    await create(client, code="P", name="Parent", level=parent_level, valid_to="2025-06-30")
     response = await client.post(
-        UNITS, json={"code": "C", "name": "Child", "level": child_level, "parent_code": "P"}
+        UNITS,
+        json={
+            "code": "C",
+            "name": "Child",
+            "level": child_level,
+            "parent_code": "P",
+            "valid_to": "2025-06-30",
+        },
     )
     assert response.status_code == 422
-    assert response.json()["errors"][0]["type"] == "level_not_below_parent"
+    assert "level_not_below_parent" in [error["type"] for error in response.json()["errors"]]
     assert await unit_codes(client) == ["P"]
 
 
@@ -255,7 +263,7 @@ async def test_patch_that_breaks_the_hierarchy_is_422_and_changes_nothing(
     before = (await client.get(f"{UNITS}/{code}")).json()
     response = await client.patch(f"{UNITS}/{code}", json=patch)
     assert response.status_code == 422, response.text
-    assert response.json()["errors"][0]["type"] == error_type
+    assert error_type in [error["type"] for error in response.json()["errors"]]
     assert (await client.get(f"{UNITS}/{code}")).json() == before
 
 
@@ -265,3 +273,15 @@ async def test_patch_rejects_immutable_or_invalid_fields(client: AsyncClient, pa
     response = await client.patch(f"{UNITS}/31", json=patch)
     assert response.status_code == 422
     assert (await client.get(f"{UNITS}/31")).json()["name"] == HAI_PHONG["name"]
+
+
+async def test_no_district_level_after_the_2025_reform(client: AsyncClient) -> None:
+    await create(client, **HAI_PHONG)
+    created = await client.post(UNITS, json={**KIEN_THUY, "valid_to": None})
+    assert created.status_code == 422
+    assert created.json()["errors"][0]["type"] == "no_district_level"
+    later = await client.post(UNITS, json={**KIEN_THUY, "valid_to": "2025-07-01"})
+    assert later.status_code == 422
+    assert (await client.post(UNITS, json=KIEN_THUY)).status_code == 201
+    reopened = await client.patch(f"{UNITS}/313", json={"valid_to": None})
+    assert reopened.status_code == 422
