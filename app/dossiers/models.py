@@ -56,6 +56,7 @@ class Dossier(Base):
 
     __table_args__ = (
         Index("ix_dossiers_unit_received", "unit_code", "received_at"),
+        Index("ix_dossiers_unit_due", "unit_code", "due_at"),
         Index("ix_dossiers_procedure_code", "procedure_code"),
         Index("ix_dossiers_status_due", "status", "due_at"),
     )

@@ -51,8 +51,10 @@ COUNT_NAMES = (
     "online_partial",
     "online_full",
     "refused",
+    "due_in_period",
+    "due_in_period_on_time",
 )
-RATE_NAMES = ("on_time", "on_time_766", "online", "on_time_of_resolved")
+RATE_NAMES = ("on_time", "on_time_766", "online", "on_time_of_resolved", "on_time_of_due")
 
 # The Vietnamese terms of the reports, for CSV headers and documentation.
 VIETNAMESE = {
@@ -77,6 +79,9 @@ VIETNAMESE = {
     "on_time": "Tỷ lệ đúng hạn (%)",
     "on_time_766": "Tỷ lệ đúng hạn theo QĐ 766 (%)",
     "on_time_of_resolved": "Tỷ lệ đúng hạn trên số đã giải quyết (%)",
+    "on_time_of_due": "Tỷ lệ đúng hạn trên số đến hạn trong kỳ (%)",
+    "due_in_period": "Hồ sơ đến hạn trong kỳ",
+    "due_in_period_on_time": "Hồ sơ đến hạn trong kỳ đã giải quyết đúng hạn",
     "online_rate": "Tỷ lệ trực tuyến (%)",
     "period": "Kỳ báo cáo",
     "count": "Số phương án",
@@ -119,6 +124,9 @@ def counts_from_prefixes(before_start: dict[str, int], before_end: dict[str, int
         "online_partial": in_total["online_partial"],
         "online_full": in_total["online_full"],
         "refused": flow("refused"),
+        # Not kept in counters: filled in from the dossiers' due dates (app.stats.service).
+        "due_in_period": 0,
+        "due_in_period_on_time": 0,
     }
 
 
@@ -139,6 +147,8 @@ def rates(counts: dict[str, int]) -> dict[str, float | None]:
         "online": percentage(counts["online"], total),
         # Reports that judge the work done divide by the dossiers finished, not by all of them.
         "on_time_of_resolved": percentage(counts["resolved_on_time"], counts["resolved"]),
+        # Reports that judge the deadlines of the period divide by the dossiers due in it.
+        "on_time_of_due": percentage(counts["due_in_period_on_time"], counts["due_in_period"]),
     }
 
 

@@ -53,6 +53,16 @@ class DossierFacts:
         return steps
 
 
+def _final_due(facts: "DossierFacts", calendar: WorkingCalendar) -> datetime:
+    """The due date as the dossier's row holds it: moved by every pause, including one the end cut
+    short (SPEC §3: the office is not late for the time the citizen owed papers)."""
+    due = facts.due_steps(calendar)[-1][1]
+    for pause in facts.pauses:
+        if not pause.resumed and pause.end is not None:
+            due = calendar.add_working_time(due, calendar.working_time_between(pause.start, pause.end))
+    return due
+
+
 def _overdue_spans(facts: DossierFacts, calendar: WorkingCalendar) -> list[tuple[datetime, datetime | None]]:
     """The spans (a, b] during which the dossier is open, not waiting, and past its due date."""
     assert facts.received_at is not None
@@ -108,6 +118,10 @@ def reference_counts(
             counts["refused"] += start <= facts.refused_at < end
             continue
         assert facts.received_at is not None
+        due = _final_due(facts, calendar)
+        if start <= due < end:
+            counts["due_in_period"] += 1
+            counts["due_in_period_on_time"] += bool(facts.on_time)
         ended = facts.ended_at
         carried_over = facts.received_at < start and (ended is None or ended >= start)
         received = start <= facts.received_at < end

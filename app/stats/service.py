@@ -201,6 +201,40 @@ async def live_state(session: AsyncSession, units: dict[str, str], now: datetime
     return [(unit, sector, procedure, int(w or 0), int(o or 0)) for unit, sector, procedure, w, o in rows]
 
 
+async def _add_due_in_period(
+    session: AsyncSession,
+    units: dict[str, str],
+    period: Period,
+    group_by: Sequence[str],
+    rows: dict[Key, dict[str, int]],
+    total: dict[str, int],
+) -> None:
+    """Dossiers whose due date (as it stands, pauses included) falls in the period, and how many of
+    them were finished on time: the denominator some reports use (`on_time_of_due`)."""
+    on_time = case((Dossier.on_time.is_(True), 1), else_=0)
+    found = await session.execute(
+        select(
+            Dossier.unit_code,
+            func.coalesce(Dossier.sector_code, NO_SECTOR),
+            Dossier.procedure_code,
+            func.count(),
+            func.sum(on_time),
+        )
+        .where(
+            Dossier.unit_code.in_(list(units)),
+            Dossier.due_at >= period.start_at,
+            Dossier.due_at < period.end_at,
+        )
+        .group_by(Dossier.unit_code, Dossier.sector_code, Dossier.procedure_code)
+    )
+    for unit, sector, procedure, due, due_on_time in found:
+        values = {"unit_level": units[unit], "unit": unit, "sector": sector, "procedure": procedure}
+        key = tuple((name, values[name]) for name in group_by)
+        for counts in (rows.setdefault(key, dict.fromkeys(total, 0)), total):
+            counts["due_in_period"] += int(due)
+            counts["due_in_period_on_time"] += int(due_on_time or 0)
+
+
 def as_of(period: Period, now: datetime) -> datetime:
     """E′ = min(E, now): the instant a period's open dossiers are judged at."""
     return min(period.end_at, now)
@@ -247,6 +281,7 @@ async def period_counts(
     empty = dict.fromkeys(COUNTERS, 0)
     rows = {key: counts_from_prefixes(s or empty, e or empty) for key, (s, e) in sorted(prefixes.items())}
     total = counts_from_prefixes(everything[0] or empty, everything[1] or empty)
+    await _add_due_in_period(session, units, period, group_by, rows, total)
     if period.end_at > now:
         if live is None:
             live = await live_state(session, units, now)

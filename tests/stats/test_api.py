@@ -54,6 +54,7 @@ async def test_totals_groups_and_schemes(client: AsyncClient) -> None:
         "on_time_766": 50.0,
         "online": 75.0,
         "on_time_of_resolved": 100.0,
+        "on_time_of_due": 33.33,
     }
     assert body["rows"] == [] and body["group_by"] == [] and body["unit"] == "31"
 
@@ -84,7 +85,7 @@ async def test_totals_groups_and_schemes(client: AsyncClient) -> None:
 async def test_rates_are_null_without_dossiers(client: AsyncClient) -> None:
     body = await stats(client, unit="313", period="2023-07")
     assert body["total"]["counts"]["total"] == 0
-    rate_names = ("on_time", "on_time_766", "online", "on_time_of_resolved")
+    rate_names = ("on_time", "on_time_766", "online", "on_time_of_resolved", "on_time_of_due")
     assert body["total"]["rates"] == dict.fromkeys(rate_names)
 
 
