@@ -1,7 +1,7 @@
 """Authentication (401), function-level (403) and object-level (403/404) authorization."""
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 import pytest
 from fastapi import FastAPI
@@ -12,6 +12,7 @@ from app.core.db import SessionDep
 from app.core.security import Principal, Scope
 from app.units.access import ensure_reach
 from tests.conftest import KeyFactory
+from tests.dossiers.conftest import UNITS as HISTORICAL_UNITS
 
 UNITS = "/api/v1/units"
 NEW_PROVINCE = {"code": "31", "name": "Thành phố Hải Phòng", "level": "province"}
@@ -58,37 +59,8 @@ async def test_wrong_scope_is_403(client: AsyncClient, api_key: KeyFactory) -> N
 
 @pytest.fixture
 async def two_districts(writer: AsyncClient) -> None:
-    units: list[dict[str, Any]] = [
-        NEW_PROVINCE,
-        {
-            "code": "313",
-            "name": "Huyện Kiến Thụy",
-            "level": "district",
-            "parent_code": "31",
-            "valid_to": "2025-06-30",
-        },
-        {
-            "code": "314",
-            "name": "Huyện Tiên Lãng",
-            "level": "district",
-            "parent_code": "31",
-            "valid_to": "2025-06-30",
-        },
-        {
-            "code": "11680",
-            "name": "Thị trấn Núi Đối",
-            "level": "commune",
-            "parent_code": "313",
-            "valid_to": "2025-06-30",
-        },
-        {
-            "code": "11737",
-            "name": "Xã Tiên Thắng",
-            "level": "commune",
-            "parent_code": "314",
-            "valid_to": "2025-06-30",
-        },
-    ]
+    # Hải Phòng with two of its districts as they were before the 2025 reform.
+    units = HISTORICAL_UNITS
     for unit in units:
         assert (await writer.post(UNITS, json=unit)).status_code == 201
 

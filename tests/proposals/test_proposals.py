@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from tests.conftest import KeyFactory
+from tests.dossiers.conftest import UNITS as HISTORICAL_UNITS
 
 PROPOSALS = "/api/v1/proposals"
 
@@ -30,30 +31,7 @@ SECTORS = ["tu-phap", "vh-tttt", "xd-ct-gt", "noi-vu", "y-te", "vh-ttgd", "cong-
 
 @pytest.fixture
 async def catalogue(writer: AsyncClient) -> None:
-    units = [
-        {"code": "31", "name": "Thành phố Hải Phòng", "level": "province"},
-        {
-            "code": "313",
-            "name": "Huyện Kiến Thụy",
-            "level": "district",
-            "parent_code": "31",
-            "valid_to": "2025-06-30",
-        },
-        {
-            "code": "314",
-            "name": "Huyện Tiên Lãng",
-            "level": "district",
-            "parent_code": "31",
-            "valid_to": "2025-06-30",
-        },
-        {
-            "code": "11680",
-            "name": "Thị trấn Núi Đối",
-            "level": "commune",
-            "parent_code": "313",
-            "valid_to": "2025-06-30",
-        },
-    ]
+    units = [unit for unit in HISTORICAL_UNITS if unit["code"] != "11737"]
     for unit in units:
         assert (await writer.post("/api/v1/units", json=unit)).status_code == 201
     for sector in SECTORS:
