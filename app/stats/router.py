@@ -145,22 +145,12 @@ def _wants_csv(request: Request, format: Format | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
-class _SafeWriter:
-    """A CSV writer whose text cells cannot turn into formulas (app.core.export)."""
-
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
-
-    def writerow(self, values: list[Any]) -> None:
-        self.writer.writerow(safe_row(values))
-
-
 def _csv(
     stats: DossierStats, count_names: tuple[str, ...] = COUNT_NAMES, rate_names: tuple[str, ...] = RATE_NAMES
 ) -> bytes:
     """One row per group and a total row; English headers, then the Vietnamese terms."""
     buffer = io.StringIO()
-    writer = _SafeWriter(csv.writer(buffer, lineterminator="\r\n"))
+    writer = csv.writer(buffer, lineterminator="\r\n")
     rate_headers = [f"{name}_rate" if name == "online" else name for name in rate_names]
     writer.writerow(["period", "scheme", *stats.group_by, *count_names, *rate_headers])
     vietnamese_keys = {
@@ -177,12 +167,15 @@ def _csv(
         + [VIETNAMESE[name] for name in (*count_names, *rate_headers)]
     )
     lines = [(row.key, row.counts, row.rates) for row in stats.rows]
+    # Keys name units, sectors and procedures: text a spreadsheet must not run (app.core.export).
     lines.append(({name: "TOTAL" for name in stats.group_by}, stats.total.counts, stats.total.rates))
     for key, counts, row_rates in lines:
         writer.writerow(
-            [stats.period.label, stats.period.scheme.value, *(key.get(g, "") for g in stats.group_by)]
-            + [counts[name] for name in count_names]
-            + ["" if row_rates[name] is None else f"{row_rates[name]:.2f}" for name in rate_names]
+            safe_row(
+                [stats.period.label, stats.period.scheme.value, *(key.get(g, "") for g in stats.group_by)]
+                + [counts[name] for name in count_names]
+                + ["" if row_rates[name] is None else f"{row_rates[name]:.2f}" for name in rate_names]
+            )
         )
     return ("\ufeff" + buffer.getvalue()).encode()
 
