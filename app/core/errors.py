@@ -4,7 +4,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from http import HTTPStatus
 from typing import Any
@@ -33,6 +33,23 @@ class FieldError(BaseModel):
     message: str
     type: str = Field(description="Machine-readable error kind, e.g. `missing`, `unknown_reference`")
     row: int | None = Field(default=None, description="For uploads of many rows: the 1-based row")
+
+    @classmethod
+    def from_pydantic(
+        cls, errors: Sequence[Mapping[str, Any]], prefix: str = "", *, row: int | None = None, whole: str = ""
+    ) -> list["FieldError"]:
+        """Pydantic's errors as ours: ``loc`` joined with dots under ``prefix`` (``body.change``);
+        an error about the whole input (empty ``loc``) is named ``whole``, or the prefix itself."""
+        return [
+            cls(
+                field=".".join([*([prefix] if prefix else []), *(str(part) for part in err.get("loc", ()))])
+                or whole,
+                message=str(err.get("msg", "")),
+                type=str(err["type"]),
+                row=row,
+            )
+            for err in errors
+        ]
 
 
 class Problem(BaseModel):
@@ -182,10 +199,6 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"description": HTTPStatus(status).phrase} for status in statuses}
 
 
-def _field_path(loc: Sequence[int | str]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
 async def _handle_domain_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, DomainError)
     return problem_response(
@@ -205,10 +218,7 @@ async def _handle_http_exception(request: Request, exc: Exception) -> ProblemRes
 async def _handle_validation_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, RequestValidationError)
     raw_errors = exc.errors()
-    errors = [
-        FieldError(field=_field_path(err.get("loc", ())), message=str(err.get("msg", "")), type=err["type"])
-        for err in raw_errors
-    ]
+    errors = FieldError.from_pydantic(raw_errors)
     if any(err["type"] == "json_invalid" for err in raw_errors):
         return problem_response(
             request, 400, detail="The request body is not valid JSON", slug="malformed-json", errors=errors

@@ -5,11 +5,16 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
+from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from app.core.errors import InvalidInput
 
@@ -18,6 +23,7 @@ MAX_LIMIT = 500
 
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class Page(BaseModel, Generic[T]):
@@ -86,3 +92,63 @@ async def page_params(
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """The order of a list: its columns, all ascending or all descending, the last one unique."""
+
+    columns: Sequence[ColumnElement[Any] | QueryableAttribute[Any]]
+    descending: bool = False
+
+    def ordering(self) -> list[ColumnElement[Any]]:
+        return [column.desc() if self.descending else column.asc() for column in self.columns]
+
+    def after(self, values: Sequence[Any]) -> ColumnElement[bool]:
+        """Rows past ``values`` in this order (written out column by column: row-value comparison
+        is not served by every index on every backend)."""
+        if len(values) != len(self.columns):
+            raise _foreign()
+        past: ColumnElement[bool] | None = None
+        for position in reversed(range(len(self.columns))):
+            column, value = self.columns[position], values[position]
+            beyond = column < value if self.descending else column > value
+            equal_before = [self.columns[i] == values[i] for i in range(position)]
+            step = and_(*equal_before, beyond) if equal_before else beyond
+            past = step if past is None else or_(step, past)
+        assert past is not None
+        return past
+
+
+@dataclass(frozen=True)
+class Window(Generic[T]):
+    """One page of a list as the service read it; ``Page`` is what the API shows of it."""
+
+    items: list[T]
+    next_cursor: str | None
+
+    def page(self, show: Callable[[T], U]) -> Page[U]:
+        return Page[U](items=[show(item) for item in self.items], next_cursor=self.next_cursor)
+
+
+async def keyset_window(
+    session: AsyncSession,
+    query: Select[T],
+    sort: SortKey,
+    page: PageParams,
+    key_of: Callable[[T], Sequence[Any]],
+) -> Window[T]:
+    """The page after the cursor of a single-entity (or single-column) query, in ``sort`` order:
+    one statement reading ``limit + 1`` rows, the extra one only telling whether a next page exists.
+    ``key_of`` gives an item's sort key, which the next cursor carries."""
+    if page.after is not None:
+        query = query.where(sort.after(page.after))
+    rows = list((await session.scalars(query.order_by(*sort.ordering()).limit(page.limit + 1))).all())
+    return window_of(rows, page, key_of)
+
+
+def window_of(rows: list[T], page: PageParams, key_of: Callable[[T], Sequence[Any]]) -> Window[T]:
+    """``limit + 1`` rows read in order → the page and, when the extra row came, the next cursor."""
+    items = rows[: page.limit]
+    more = len(rows) > page.limit
+    return Window(items, encode_cursor(list(key_of(items[-1]))) if more else None)

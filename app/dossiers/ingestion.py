@@ -96,17 +96,6 @@ def canonical(event: DossierEventIn, secret_key: str) -> tuple[str, str]:
     return payload, hashlib.sha256(payload.encode()).hexdigest()
 
 
-def validation_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
-    return [
-        FieldError(
-            field=prefix + (".".join(str(part) for part in err["loc"]) or "event"),
-            message=str(err["msg"]),
-            type=err["type"],
-        )
-        for err in exc.errors()
-    ]
-
-
 # --- the catalogue a batch refers to ---------------------------------------------------------
 
 
@@ -804,7 +793,9 @@ async def _ingest_once(
         try:
             event = _EVENT.validate_python(raw)
         except ValidationError as exc:
-            errors[index] = InvalidInput("The event is invalid", errors=validation_errors(exc))
+            errors[index] = InvalidInput(
+                "The event is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
+            )
             continue
         problems = event.problems(now)
         if problems:
@@ -957,7 +948,10 @@ async def _records_once(
             records.append((index, _RECORD.validate_python(raw)))
         except ValidationError as exc:
             answers[index] = Answer(
-                "error", InvalidInput("The record is invalid", errors=validation_errors(exc))
+                "error",
+                InvalidInput(
+                    "The record is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
+                ),
             )
     for records_of_round in _rounds(records, lambda item: item[1].MaHoSo):
         answers |= await _records_round(session, principal, calendar, secret_key, records_of_round)
@@ -1056,7 +1050,9 @@ def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[Dossie
         try:
             event = _EVENT.validate_python(part)
         except ValidationError as exc:
-            raise InvalidInput("The record is invalid", errors=validation_errors(exc)) from exc
+            raise InvalidInput(
+                "The record is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
+            ) from exc
         problems = event.problems(now)
         for problem in problems:
             if problem.field == "occurred_at":

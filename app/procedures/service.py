@@ -418,18 +418,6 @@ def _check_in_force_from(procedure: Procedure, in_force_from: date, field: str) 
         )
 
 
-def _validation_errors(exc: ValidationError, prefix: str, row: int | None = None) -> list[FieldError]:
-    return [
-        FieldError(
-            field=".".join([*([prefix] if prefix else []), *(str(part) for part in err["loc"])]) or "row",
-            message=str(err["msg"]),
-            type=err["type"],
-            row=row,
-        )
-        for err in exc.errors()
-    ]
-
-
 async def update_procedure(
     session: AsyncSession, procedure: Procedure, patch: ProcedureUpdate, actor: Principal | None
 ) -> Procedure:
@@ -438,7 +426,7 @@ async def update_procedure(
         fields = ProcedureFields.model_validate({**procedure.data, **changes})
     except ValidationError as exc:
         raise InvalidInput(
-            "The change makes the procedure invalid", errors=_validation_errors(exc, "body")
+            "The change makes the procedure invalid", errors=FieldError.from_pydantic(exc.errors(), "body")
         ) from exc
     if "sector_code" in changes and await _missing_sectors(session, {fields.sector_code}):
         raise InvalidInput.for_field(
@@ -481,7 +469,7 @@ async def import_procedures(
         try:
             data = ProcedureCreate.model_validate(raw)
         except ValidationError as exc:
-            errors += _validation_errors(exc, "", row=number)
+            errors += FieldError.from_pydantic(exc.errors(), row=number, whole="row")
             continue
         if data.code in seen:
             errors.append(

@@ -11,6 +11,7 @@ from app.core.http_caching import cached_json, require_match
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
 from app.proposals import service
+from app.proposals.models import Proposal
 from app.proposals.schemas import (
     ProposalCreate,
     ProposalKind,
@@ -91,7 +92,7 @@ async def list_proposals(
 
 async def _reachable(
     session: SessionDep, client: Principal, proposal_id: int, *, for_update: bool = False
-) -> service.Proposal:
+) -> Proposal:
     proposal = await service.get_proposal(session, proposal_id, for_update=for_update)
     await ensure_reach(session, client, proposal.unit_code, conceal=True)
     return proposal

@@ -92,12 +92,7 @@ def _check_change(kind: ProposalKind, change: dict[str, Any], procedure: Procedu
     try:
         update = ProcedureUpdate.model_validate(change)
     except ValidationError as exc:
-        errors = [
-            FieldError(
-                field=".".join(["body", "change", *map(str, e["loc"])]), message=e["msg"], type=e["type"]
-            )
-            for e in exc.errors()
-        ]
+        errors = FieldError.from_pydantic(exc.errors(), "body.change")
         raise InvalidInput("The proposed change is not a valid procedure change", errors=errors) from exc
     if update.in_force_from is not None:
         raise InvalidInput.for_field("body.change.in_force_from", "Use effective_from", "unexpected")

@@ -13,7 +13,6 @@ from app.core.security import Principal, Scope
 from app.units import service
 from app.units.access import ensure_reach
 from app.units.deps import UnitDep
-from app.units.models import UnitLevel
 from app.units.schemas import UnitCreate, UnitFilters, UnitRead, UnitUpdate
 
 router = APIRouter(prefix="/api/v1/units", tags=["units"])
@@ -56,18 +55,9 @@ async def create_unit(
     summary="List units, filtered and searched",
 )
 async def list_units(
-    session: SessionDep,
-    page: PageDep,
-    level: UnitLevel | None = None,
-    parent: Annotated[str | None, Query(description="Direct children of this unit code")] = None,
-    valid_on: Annotated[Day | None, Query(description="Only units that exist on this date")] = None,
-    q: Annotated[
-        str | None,
-        Query(max_length=200, description="Code prefix or name, case- and accent-insensitive (`kien thuy`)"),
-    ] = None,
+    session: SessionDep, page: PageDep, filters: Annotated[UnitFilters, Query()]
 ) -> Page[UnitRead]:
-    filters = UnitFilters(level=level, parent=parent, valid_on=valid_on, q=q)
-    return await service.list_units(session, filters, page)
+    return (await service.list_units(session, filters, page)).page(UnitRead.model_validate)
 
 
 @router.get(
@@ -130,4 +120,5 @@ async def list_unit_children(
     page: PageDep,
     valid_on: Annotated[Day | None, Query(description="Only units that exist on this date")] = None,
 ) -> Page[UnitRead]:
-    return await service.list_units(session, UnitFilters(parent=unit.code, valid_on=valid_on), page)
+    window = await service.list_units(session, UnitFilters(parent=unit.code, valid_on=valid_on), page)
+    return window.page(UnitRead.model_validate)

@@ -84,10 +84,16 @@ class UnitRead(BaseModel):
 
 
 class UnitFilters(BaseModel):
+    """The query of ``GET /units`` (FastAPI builds it from the query string)."""
+
     level: UnitLevel | None = None
-    parent: str | None = None
-    valid_on: Day | None = None
-    q: str | None = None
+    parent: str | None = Field(default=None, description="Direct children of this unit code")
+    valid_on: Day | None = Field(default=None, description="Only units that exist on this date")
+    q: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Code prefix or name, case- and accent-insensitive (`kien thuy`)",
+    )
 
 
 class UnitImportSummary(BaseModel):

@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import load_for_update
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
-from app.core.pagination import Page, PageParams, encode_cursor
+from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.text import fold, like_escape
 from app.units.models import LEVEL_RANK, Unit, UnitLevel
-from app.units.schemas import UnitCreate, UnitFilters, UnitImportSummary, UnitRead, UnitUpdate
+from app.units.schemas import UnitCreate, UnitFilters, UnitImportSummary, UnitUpdate
 
 
 def _covers(
@@ -178,14 +178,11 @@ def _filtered(filters: UnitFilters) -> Select[Unit]:
     return query
 
 
-async def list_units(session: AsyncSession, filters: UnitFilters, page: PageParams) -> Page[UnitRead]:
-    query = _filtered(filters)
-    if page.after:
-        query = query.where(Unit.code > str(page.after[0]))
-    rows = (await session.scalars(query.order_by(Unit.code).limit(page.limit + 1))).all()
-    items = [UnitRead.model_validate(row) for row in rows[: page.limit]]
-    next_cursor = encode_cursor([items[-1].code]) if len(rows) > page.limit else None
-    return Page[UnitRead](items=items, next_cursor=next_cursor)
+_UNIT_ORDER = SortKey([Unit.code])
+
+
+async def list_units(session: AsyncSession, filters: UnitFilters, page: PageParams) -> Window[Unit]:
+    return await keyset_window(session, _filtered(filters), _UNIT_ORDER, page, lambda unit: [unit.code])
 
 
 # --- import of the official list -------------------------------------------------------------
