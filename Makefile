@@ -37,6 +37,7 @@ lint: install
 	$(BIN)/ruff check app migrations tests bench
 	$(BIN)/ruff format --check app migrations tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The committed API contract; a test fails when it differs from what the code serves.
 openapi: install

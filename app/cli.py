@@ -7,11 +7,27 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+import uvicorn
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
+from app.calendar.working_time import calendar_from_settings
+from app.clients.models import ApiClient
+from app.clients.schemas import ClientCreate
+from app.clients.service import add_key, create_client, get_client_by_name, revoke_all_keys, revoke_key
+from app.core.audit import record
 from app.core.config import Settings, get_settings
+from app.core.data_version import bump_version
+from app.core.db import create_engine, create_sessionmaker
 from app.core.errors import DomainError
+from app.core.logging import configure_logging
+from app.core.migrations import upgrade
+from app.core.openapi import document_text
+from app.dossiers.counters import rebuild_counters
+from app.main import create_app
+from app.units.service import import_official_units
 
 
 def _settings_or_exit() -> Settings:
@@ -23,10 +39,6 @@ def _settings_or_exit() -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
-    from app.core.logging import configure_logging
-
     settings = _settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
@@ -50,16 +62,12 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from app.core.migrations import upgrade
-
     settings = _settings_or_exit()
     upgrade(settings.database_url, args.revision)
     print(f"tthc: database at {args.revision}")
 
 
 def _units_import(_args: argparse.Namespace) -> None:
-    from app.units.service import import_official_units
-
     def progress(done: int, total: int) -> None:
         print(f"\r  units {done:>5}/{total} ({100 * done // total:>3}%)", end="", flush=True)
 
@@ -80,8 +88,6 @@ def _units_import(_args: argparse.Namespace) -> None:
 
 def _with_session(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
     """Run ``work`` in one transaction against the configured database."""
-    from app.core.data_version import bump_version
-    from app.core.db import create_engine, create_sessionmaker
 
     settings = _settings_or_exit()
 
@@ -102,10 +108,6 @@ def _with_session(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
 
 
 def _clients_create(args: argparse.Namespace) -> None:
-    from app.audit.service import record
-    from app.clients.schemas import ClientCreate
-    from app.clients.service import create_client
-
     try:
         data = ClientCreate(name=args.name, scopes=args.scope, unit_code=args.unit)
     except ValidationError as exc:
@@ -127,9 +129,6 @@ def _clients_create(args: argparse.Namespace) -> None:
 
 
 def _clients_key(args: argparse.Namespace) -> None:
-    from app.audit.service import record
-    from app.clients.service import add_key, get_client_by_name
-
     async def work(session: AsyncSession) -> None:
         client = await get_client_by_name(session, args.name)
         key, secret = await add_key(session, client)
@@ -141,11 +140,6 @@ def _clients_key(args: argparse.Namespace) -> None:
 
 
 def _clients_list(_args: argparse.Namespace) -> None:
-    from sqlalchemy import select
-    from sqlalchemy.orm import selectinload
-
-    from app.clients.models import ApiClient
-
     async def work(session: AsyncSession) -> None:
         clients = (
             await session.scalars(
@@ -163,9 +157,6 @@ def _clients_list(_args: argparse.Namespace) -> None:
 
 
 def _clients_revoke(args: argparse.Namespace) -> None:
-    from app.audit.service import record
-    from app.clients.service import get_client_by_name, revoke_all_keys, revoke_key
-
     async def work(session: AsyncSession) -> None:
         client = await get_client_by_name(session, args.name)
         if args.key is not None:
@@ -182,9 +173,6 @@ def _clients_revoke(args: argparse.Namespace) -> None:
 
 
 def _stats_rebuild(_args: argparse.Namespace) -> None:
-    from app.calendar.working_time import calendar_from_settings
-    from app.stats.service import rebuild_counters
-
     calendar = calendar_from_settings(_settings_or_exit())
 
     def progress(done: int, total: int) -> None:
@@ -200,9 +188,6 @@ def _stats_rebuild(_args: argparse.Namespace) -> None:
 
 
 def _openapi(args: argparse.Namespace) -> None:
-    from app.core.openapi import document_text
-    from app.main import create_app
-
     text = document_text(create_app())
     if args.output:
         Path(args.output).write_text(text)

@@ -11,8 +11,9 @@ from app.audit.router import router as audit_router
 from app.calendar.working_time import calendar_from_settings
 from app.clients.router import router as clients_router
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker, utcnow
-from app.core.errors import RequestIdMiddleware, install_exception_handlers
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import RequestIdMiddleware, UnhandledErrorMiddleware, install_exception_handlers
+from app.core.headers import ResponseHeadersMiddleware
 from app.core.http_caching import answer_cache
 from app.core.hygiene import TextHygieneMiddleware
 from app.core.idempotency import IdempotencyMiddleware
@@ -21,8 +22,10 @@ from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.metrics import router as metrics_router
 from app.core.migrations import head_revision
+from app.core.observe import ObservedRequestsMiddleware, log_access, record_metrics
 from app.core.openapi import install_openapi
 from app.core.pagination import use_cursor_key
+from app.core.timezone import utcnow
 from app.dossiers.router import BATCH_PATHS, dossiers_router, events_router, public_router, sync_router
 from app.feedback.router import ratings_router
 from app.feedback.router import router as feedback_router
@@ -103,8 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.migration_head = head_revision()
     install_exception_handlers(app)
     install_openapi(app)
-    # Added innermost first: requests pass RequestId, then CORS, then limits, then text hygiene,
-    # then the routes.
+    # Added innermost first: requests pass the request id, observation (access log, metrics),
+    # response headers, the last-resort problem, CORS, limits, text hygiene and idempotency, then
+    # the routes.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(
         TextHygieneMiddleware, body_timeout=settings.body_read_timeout, per_item_paths=BATCH_PATHS
@@ -118,6 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID"],
             expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
         )
+    app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(ResponseHeadersMiddleware)
+    app.add_middleware(ObservedRequestsMiddleware, observers=[log_access, record_metrics])
     app.add_middleware(RequestIdMiddleware)
     app.state.calendar = calendar_from_settings(settings)
     for router in (

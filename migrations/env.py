@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
+from app.core.base import Base, UTCDateTime
 from app.core.config import get_settings, normalise_database_url
-from app.core.db import Base, UTCDateTime
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):

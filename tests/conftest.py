@@ -15,17 +15,15 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import select
 
-import app.models
+from app import models as _all_models  # noqa: F401  (every table in Base.metadata)
 from app.clients.schemas import ClientCreate
 from app.clients.service import create_client
 from app.core import migrations
+from app.core.base import Base
 from app.core.config import Settings
-from app.core.db import Base
 from app.core.security import Scope
+from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
 from app.main import create_app
-from app.stats.definitions import COUNTERS
-from app.stats.models import DossierCounter
-from app.stats.service import rebuild_counters
 
 POSTGRES_URL = os.environ.get("TTHC_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 ALL_BACKENDS = ("sqlite", "postgresql")

@@ -5,12 +5,13 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Enum, inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app.core import migrations
-from app.core.db import Base
+from app.core.base import Base, IntEnumType
 
 
 async def _with_connection(url: str, work: Any) -> Any:
@@ -44,8 +45,26 @@ def test_models_and_migrations_agree(database_url: str) -> None:
 
 
 def test_history_is_linear_with_one_head() -> None:
-    from alembic.script import ScriptDirectory
-
     script = ScriptDirectory.from_config(migrations.alembic_config("sqlite://"))
     assert len(script.get_heads()) == 1
     assert all(len(rev.nextrev) <= 1 for rev in script.walk_revisions())
+
+
+def _enum_columns() -> dict[tuple[str, str], set[str | int]]:
+    """Every column the models type with an enum, and the enum's values."""
+    found: dict[tuple[str, str], set[str | int]] = {}
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            if isinstance(column.type, Enum):
+                found[(table.name, column.name)] = set(column.type.enums)
+            elif isinstance(column.type, IntEnumType):
+                found[(table.name, column.name)] = {int(member) for member in column.type.enum}
+    return found
+
+
+def test_every_enum_column_is_checked_with_the_enums_values() -> None:
+    script = ScriptDirectory.from_config(migrations.alembic_config("sqlite://"))
+    checked = script.get_revision("0013").module.CHECKED
+    in_migration = {(table, column): set(values) for table, column, values in checked}
+    in_migration[("units", "level")] = {"province", "district", "commune"}  # since 0001
+    assert in_migration == _enum_columns()

@@ -1,7 +1,10 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.bounds import Moment
+from app.core.db import MAX_ID
 
 
 class AuditRecordRead(BaseModel):
@@ -19,9 +22,11 @@ class AuditRecordRead(BaseModel):
 
 
 class AuditFilters(BaseModel):
-    client_id: int | None = None
-    action: str | None = None
-    resource_type: str | None = None
-    resource_id: str | None = None
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    """The query of ``GET /audit`` (FastAPI builds it from the query string)."""
+
+    client_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    action: str | None = Field(default=None, max_length=40)
+    resource_type: str | None = Field(default=None, max_length=40)
+    resource_id: str | None = Field(default=None, max_length=100)
+    since: Moment | None = Field(default=None, description="From this instant (with offset), inclusive")
+    until: Moment | None = Field(default=None, description="Before this instant (with offset)")

@@ -8,39 +8,17 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import holidays
 
+from app.core.config import DEFAULT_WORKING_HOURS, Settings, parse_working_hours
 from app.core.timezone import VIETNAM
-
-if TYPE_CHECKING:
-    from app.core.config import Settings
-
-DEFAULT_WORKING_HOURS = "08:00-12:00,13:00-17:00"
 
 
 class TimeUnit(StrEnum):
     working_days = "working_days"
     working_hours = "working_hours"
     days = "days"
-
-
-def parse_working_hours(text: str) -> list[tuple[time, time]]:
-    """``"08:00-12:00,13:00-17:00"`` → ordered, non-overlapping periods of one day."""
-    periods: list[tuple[time, time]] = []
-    for part in text.split(","):
-        try:
-            start_text, end_text = part.strip().split("-")
-            start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
-        except ValueError as exc:
-            raise ValueError(f"working hours must look like {DEFAULT_WORKING_HOURS!r}, got {text!r}") from exc
-        if start >= end:
-            raise ValueError(f"a working period must end after it starts: {part.strip()!r}")
-        if periods and start < periods[-1][1]:
-            raise ValueError("working periods must be in order and must not overlap")
-        periods.append((start, end))
-    return periods
 
 
 class WorkingCalendar:
@@ -208,5 +186,5 @@ class WorkingCalendar:
         return self._clamp_into_working_hours(datetime.combine(day, candidate.timetz()))
 
 
-def calendar_from_settings(settings: "Settings") -> WorkingCalendar:
+def calendar_from_settings(settings: Settings) -> WorkingCalendar:
     return WorkingCalendar(settings.working_hours, settings.extra_days_off, settings.extra_working_days)

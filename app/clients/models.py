@@ -3,7 +3,8 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.core.db import Base, UTCDateTime, utcnow
+from app.core.base import Base, UTCDateTime
+from app.core.timezone import utcnow
 
 
 class ApiClient(Base):

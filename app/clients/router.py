@@ -1,13 +1,13 @@
 from fastapi import APIRouter, Request, Response, status
 
-from app.audit.service import record
 from app.clients import service
 from app.clients.deps import AdminDep, ClientDep
 from app.clients.schemas import ClientCreate, ClientCreated, ClientRead, KeyCreated, KeyRead
+from app.core.audit import record
 from app.core.db import RowId, SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import cached_json
-from app.core.pagination import Page, PageDep, encode_cursor
+from app.core.pagination import Page, PageDep
 
 router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
 
@@ -36,9 +36,7 @@ async def create_client(session: SessionDep, admin: AdminDep, data: ClientCreate
     summary="List API clients and their keys (never the secrets)",
 )
 async def list_clients(session: SessionDep, _admin: AdminDep, page: PageDep) -> Page[ClientRead]:
-    clients, more = await service.list_clients(session, page)
-    items = [ClientRead.model_validate(client) for client in clients]
-    return Page[ClientRead](items=items, next_cursor=encode_cursor([items[-1].id]) if more else None)
+    return (await service.list_clients(session, page)).page(ClientRead.model_validate)
 
 
 @router.get(

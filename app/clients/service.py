@@ -9,11 +9,10 @@ from sqlalchemy.orm import selectinload
 
 from app.clients.models import ApiClient, ApiKey
 from app.clients.schemas import ClientCreate
-from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidInput, NotFound
-from app.core.pagination import PageParams
+from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import LAST_USED_RESOLUTION_SECONDS, Principal, hash_key, key_hint, new_key
-from app.units.models import Unit
+from app.core.timezone import utcnow
 
 
 def _new_key_for(client: ApiClient) -> tuple[ApiKey, str]:
@@ -21,8 +20,15 @@ def _new_key_for(client: ApiClient) -> tuple[ApiKey, str]:
     return ApiKey(client=client, key_hash=hash_key(secret), hint=key_hint(secret)), secret
 
 
+async def _unit_exists(session: AsyncSession, code: str) -> bool:
+    # The unit is named through the client's own foreign key: access sits below the domains and
+    # knows the units table only as the target of that key.
+    (unit_key,) = ApiClient.__table__.c.unit_code.foreign_keys
+    return await session.scalar(select(unit_key.column).where(unit_key.column == code)) is not None
+
+
 async def create_client(session: AsyncSession, data: ClientCreate) -> tuple[ApiClient, str]:
-    if data.unit_code is not None and await session.get(Unit, data.unit_code) is None:
+    if data.unit_code is not None and not await _unit_exists(session, data.unit_code):
         raise InvalidInput.for_field(
             "body.unit_code", f"Unit {data.unit_code!r} does not exist", "unknown_reference"
         )
@@ -84,12 +90,12 @@ async def get_client_by_name(session: AsyncSession, name: str) -> ApiClient:
     return client
 
 
-async def list_clients(session: AsyncSession, page: PageParams) -> tuple[list[ApiClient], bool]:
-    query = select(ApiClient).options(_WITH_KEYS).order_by(ApiClient.id).limit(page.limit + 1)
-    if page.after:
-        query = query.where(ApiClient.id > int(page.after[0]))
-    rows = list((await session.scalars(query)).all())
-    return rows[: page.limit], len(rows) > page.limit
+_CLIENT_ORDER = SortKey([ApiClient.id])
+
+
+async def list_clients(session: AsyncSession, page: PageParams) -> Window[ApiClient]:
+    query = select(ApiClient).options(_WITH_KEYS)
+    return await keyset_window(session, query, _CLIENT_ORDER, page, lambda client: [client.id])
 
 
 _TOUCH_UNLESS_LOCKED = text(

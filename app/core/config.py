@@ -1,10 +1,11 @@
 """Settings from the environment (prefix ``TTHC_``) or a ``.env`` file."""
 
 import json
-from datetime import date
+from datetime import date, time
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
+from limits import parse
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
@@ -18,6 +19,26 @@ _DRIVER_ALIASES = {
     "postgres": "postgresql+asyncpg",
     "postgresql": "postgresql+asyncpg",
 }
+
+
+DEFAULT_WORKING_HOURS = "08:00-12:00,13:00-17:00"
+
+
+def parse_working_hours(text: str) -> list[tuple[time, time]]:
+    """``"08:00-12:00,13:00-17:00"`` → ordered, non-overlapping periods of one day."""
+    periods: list[tuple[time, time]] = []
+    for part in text.split(","):
+        try:
+            start_text, end_text = part.strip().split("-")
+            start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
+        except ValueError as exc:
+            raise ValueError(f"working hours must look like {DEFAULT_WORKING_HOURS!r}, got {text!r}") from exc
+        if start >= end:
+            raise ValueError(f"a working period must end after it starts: {part.strip()!r}")
+        if periods and start < periods[-1][1]:
+            raise ValueError("working periods must be in order and must not overlap")
+        periods.append((start, end))
+    return periods
 
 
 class Index766Settings(BaseModel):
@@ -100,7 +121,7 @@ class Settings(BaseSettings):
         description="Keys the hashes of citizens' look-up PINs and signs cursors; set a long random value "
         "in production",
     )
-    working_hours: str = Field(default="08:00-12:00,13:00-17:00", description="Working periods of a day")
+    working_hours: str = Field(default=DEFAULT_WORKING_HOURS, description="Working periods of a day")
     extra_days_off: Annotated[list[date], NoDecode] = Field(
         default_factory=list, description="Days off beyond the official holidays, e.g. 2025-01-02,2025-05-02"
     )
@@ -138,8 +159,6 @@ class Settings(BaseSettings):
     @field_validator("working_hours")
     @classmethod
     def _working_hours(cls, value: str) -> str:
-        from app.calendar.working_time import parse_working_hours
-
         parse_working_hours(value)
         return value
 
@@ -153,8 +172,6 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
-        from limits import parse
-
         if value.strip():
             try:
                 parse(value)

@@ -15,7 +15,7 @@ from sqlalchemy import BigInteger, String, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base
+from app.core.base import Base
 
 GLOBAL = "*"
 TOUCHED = "touched_provinces"

@@ -2,7 +2,6 @@
 
 import logging
 import re
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -22,7 +21,6 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
 
 logger = logging.getLogger("tthc.errors")
-access_logger = logging.getLogger("tthc.access")
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -260,15 +258,67 @@ def _known_failure(exc: Exception) -> ProblemResponse | None:
     return None
 
 
-PRIVATE_PATHS = ("/api/v1/public/dossiers",)
+class UnhandledErrorMiddleware:
+    """Turns any exception that escapes the routes into a problem: an unreachable database 503,
+    a race on a unique key 409, a date beyond calendar arithmetic 422, anything else a generic 500.
+
+    Sits outside the routing layer so that even a crash in a dependency answers in the problem
+    format and never shows a traceback to the client (the request id says where to look).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if response_started:
+                logger.exception(
+                    "error after the response started: %s %s", scope.get("method"), scope["path"]
+                )
+                raise
+            await _problem_for(exc, scope)(scope, receive, send)
+
+
+def _problem_for(exc: Exception, scope: Scope) -> ProblemResponse:
+    if database_unavailable(exc):
+        logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+        return problem_response(
+            None,
+            503,
+            detail="The database is unavailable; retry shortly",
+            slug="database-unavailable",
+            headers={"Retry-After": "5"},
+        )
+    known = _known_failure(exc)
+    if known is not None:
+        return known
+    logger.exception(
+        "unhandled error request_id=%s method=%s path=%s",
+        request_id_var.get(),
+        scope.get("method"),
+        scope.get("path"),
+    )
+    return problem_response(
+        None, 500, detail="An unexpected error occurred; quote the request id when reporting it"
+    )
 
 
 class RequestIdMiddleware:
-    """Tags every request with an id and turns any unhandled exception into a generic 500 problem.
-
-    Sits outside the routing layer so that even a crash in a dependency answers in the problem
-    format, carries the request id, and never shows a traceback to the client.
-    """
+    """Tags every request with an id (the client's ``X-Request-ID`` when acceptable) for logs,
+    problem documents, stored events and the response's own ``X-Request-ID``."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -281,82 +331,13 @@ class RequestIdMiddleware:
         request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
-        # Answers for a key, or carrying a citizen's dossier, must not sit in shared caches.
-        private = b"authorization" in dict(scope["headers"]) or scope["path"].startswith(PRIVATE_PATHS)
-        response_started = False
-        status = 500
-        started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal response_started, status
             if message["type"] == "http.response.start":
-                response_started = True
-                status = message["status"]
-                headers = [
-                    (name, value)
-                    for name, value in message.get("headers", [])
-                    if not (private and name.lower() == b"cache-control")
-                ]
-                headers += [(b"x-request-id", request_id.encode()), (b"x-content-type-options", b"nosniff")]
-                if private:
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception as exc:
-            if database_unavailable(exc) and not response_started:
-                logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
-                response = problem_response(
-                    None,
-                    503,
-                    detail="The database is unavailable; retry shortly",
-                    slug="database-unavailable",
-                    headers={"Retry-After": "5"},
-                )
-                await response(scope, receive, send_with_id)
-                return
-            known = _known_failure(exc)
-            if known is not None and not response_started:
-                await known(scope, receive, send_with_id)
-                return
-            logger.exception(
-                "unhandled error request_id=%s method=%s path=%s",
-                request_id,
-                scope.get("method"),
-                scope.get("path"),
-            )
-            if response_started:
-                raise
-            response = problem_response(
-                None, 500, detail="An unexpected error occurred; quote the request id when reporting it"
-            )
-            await response(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - started
-            method = scope.get("method", "")
-            matched = scope.get("route")
-            route = getattr(matched, "path", None) or "unmatched"
-            client = scope["state"].get("client_name", "-")
-            # One line per request; the client's name, never its key.
-            access_logger.info(
-                "%s %s %s %.1fms client=%s",
-                method,
-                scope.get("path"),
-                status,
-                seconds * 1000,
-                client,
-                extra={
-                    "method": method,
-                    "route": route,
-                    "path": scope.get("path"),
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                    "client": client,
-                },
-            )
-            metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
-            if metrics is not None:
-                metrics.observe_request(method, route, status, seconds)
             request_id_var.reset(token)

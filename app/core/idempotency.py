@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.db import Base, UTCDateTime, utcnow
+from app.core.base import Base, UTCDateTime
 from app.core.errors import FieldError, problem_response
+from app.core.timezone import utcnow
 
 HEADER = b"idempotency-key"
 KEPT_FOR = timedelta(hours=24)

@@ -8,11 +8,11 @@ import json
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, TypeVarTuple
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import ColumnElement, Row, Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
@@ -24,6 +24,7 @@ MAX_LIMIT = 500
 
 T = TypeVar("T")
 U = TypeVar("U")
+Ts = TypeVarTuple("Ts")
 
 
 class Page(BaseModel, Generic[T]):
@@ -127,8 +128,19 @@ class Window(Generic[T]):
     items: list[T]
     next_cursor: str | None
 
+    def map(self, convert: Callable[[T], U]) -> "Window[U]":
+        return Window([convert(item) for item in self.items], self.next_cursor)
+
     def page(self, show: Callable[[T], U]) -> Page[U]:
         return Page[U](items=[show(item) for item in self.items], next_cursor=self.next_cursor)
+
+
+def keyset_query(query: Select[*Ts], sort: SortKey, page: PageParams) -> Select[*Ts]:
+    """The statement of the page after the cursor in ``sort`` order, reading ``limit + 1`` rows:
+    the extra one only tells whether a next page exists."""
+    if page.after is not None:
+        query = query.where(sort.after(page.after))
+    return query.order_by(*sort.ordering()).limit(page.limit + 1)
 
 
 async def keyset_window(
@@ -138,12 +150,21 @@ async def keyset_window(
     page: PageParams,
     key_of: Callable[[T], Sequence[Any]],
 ) -> Window[T]:
-    """The page after the cursor of a single-entity (or single-column) query, in ``sort`` order:
-    one statement reading ``limit + 1`` rows, the extra one only telling whether a next page exists.
-    ``key_of`` gives an item's sort key, which the next cursor carries."""
-    if page.after is not None:
-        query = query.where(sort.after(page.after))
-    rows = list((await session.scalars(query.order_by(*sort.ordering()).limit(page.limit + 1))).all())
+    """One page of a query of one entity (or column); ``key_of`` gives an item's sort key, which
+    the next cursor carries."""
+    rows = list((await session.scalars(keyset_query(query, sort, page))).all())
+    return window_of(rows, page, key_of)
+
+
+async def keyset_rows(
+    session: AsyncSession,
+    query: Select[*Ts],
+    sort: SortKey,
+    page: PageParams,
+    key_of: Callable[[Row[*Ts]], Sequence[Any]],
+) -> Window[Row[*Ts]]:
+    """One page of a query of several columns or entities, as rows."""
+    rows = list((await session.execute(keyset_query(query, sort, page))).all())
     return window_of(rows, page, key_of)
 
 

@@ -1,11 +1,13 @@
 """Vietnam's clock: all calendar logic runs in Asia/Ho_Chi_Minh (UTC+7, no DST)."""
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
-from app.core.db import utcnow
-
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def today_in_vietnam() -> date:
@@ -14,3 +16,8 @@ def today_in_vietnam() -> date:
 
 def local(instant: datetime) -> datetime:
     return instant.astimezone(VIETNAM)
+
+
+def start_of_day(day: date) -> datetime:
+    """The instant a Vietnamese day begins (local midnight)."""
+    return datetime.combine(day, time.min, VIETNAM)

@@ -16,25 +16,17 @@ Nothing here touches the database.
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from app.calendar.working_time import WorkingCalendar
 from app.core.errors import Conflict, DomainError
 from app.dossiers import lifecycle
+from app.dossiers.facts import DossierFacts, Pause
 from app.dossiers.lifecycle import FLAGS, DossierState, EventType, Mark, OutOfSequence, Reception
-from app.dossiers.models import Dossier
-from app.stats.reference import DossierFacts, Pause
+from app.dossiers.models import Dossier, Outcome
 
 RECEPTIONS = frozenset({EventType.received, EventType.refused})
 _PAUSE_EVENTS = frozenset({EventType.supplement_requested, EventType.supplement_received})
-
-
-class Outcome(StrEnum):
-    applied = "applied"
-    pending = "pending"
-    rejected = "rejected"
-    cancelled = "cancelled"
 
 
 @dataclass
@@ -214,7 +206,7 @@ def pauses_of(events: Iterable[tuple[str, datetime]], ended_at: datetime | None)
 
 
 def facts_of(state: "DossierState | Dossier", pauses: list[Pause]) -> DossierFacts:
-    """What the statistics need of a dossier (see app.stats.reference.facts_marks)."""
+    """What the statistics need of a dossier (see app.dossiers.facts.facts_marks)."""
     return DossierFacts(
         unit_code=state.unit_code,
         sector_code=state.sector_code,

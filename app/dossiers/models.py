@@ -1,4 +1,5 @@
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -8,14 +9,37 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    SmallInteger,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, UTCDateTime, utcnow
+from app.core.base import Base, IntEnumType, UTCDateTime, enum_column, int_enum_check
+from app.core.timezone import utcnow
+from app.dossiers.lifecycle import EventType, Status
+from app.procedures.models import Channel
+
+
+class SatisfactionLevel(StrEnum):
+    very_satisfied = "very_satisfied"
+    satisfied = "satisfied"
+    neutral = "neutral"
+    unsatisfied = "unsatisfied"
+    very_unsatisfied = "very_unsatisfied"
+
+
+class OnlineLevel(StrEnum):
+    partial = "partial"
+    full = "full"
+
+
+class Outcome(StrEnum):
+    applied = "applied"
+    pending = "pending"
+    rejected = "rejected"
+    cancelled = "cancelled"
 
 
 class Dossier(Base):
@@ -28,9 +52,9 @@ class Dossier(Base):
     unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"))
     # The sector of the procedure version in force at reception, for statistics by sector.
     sector_code: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[int] = mapped_column(SmallInteger)
-    channel: Mapped[str | None] = mapped_column(String(16))
-    online_level: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[Status] = mapped_column(IntEnumType(Status))
+    channel: Mapped[Channel | None] = mapped_column(enum_column(Channel, "channel"))
+    online_level: Mapped[OnlineLevel | None] = mapped_column(enum_column(OnlineLevel, "online_level"))
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     original_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -59,6 +83,7 @@ class Dossier(Base):
         Index("ix_dossiers_unit_due", "unit_code", "due_at"),
         Index("ix_dossiers_procedure_code", "procedure_code"),
         Index("ix_dossiers_status_due", "status", "due_at"),
+        int_enum_check("status", Status),
     )
 
 
@@ -74,7 +99,7 @@ class DossierEvent(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("api_clients.id"))
     event_id: Mapped[str] = mapped_column(String(100))
     dossier_code: Mapped[str] = mapped_column(String(64))
-    type: Mapped[str] = mapped_column(String(32))
+    type: Mapped[EventType] = mapped_column(enum_column(EventType, "type", 32))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # The event as received, with the look-up PIN replaced by its hash; compared on resends.
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -82,7 +107,9 @@ class DossierEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
-    status: Mapped[str] = mapped_column(String(16), default="applied", server_default="applied")
+    status: Mapped[Outcome] = mapped_column(
+        enum_column(Outcome, "status"), default=Outcome.applied, server_default=Outcome.applied.value
+    )
     reason: Mapped[str | None] = mapped_column(String(500))
 
     __table_args__ = (
@@ -114,3 +141,16 @@ class DossierEventCorrection(Base):
     changes: Mapped[dict[str, Any]] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(128))
     corrected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DossierRating(Base):
+    """A citizen's satisfaction with a finished dossier (đánh giá sự hài lòng): one per dossier."""
+
+    __tablename__ = "dossier_ratings"
+
+    dossier_code: Mapped[str] = mapped_column(ForeignKey("dossiers.code"), primary_key=True)
+    unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"), index=True)
+    level: Mapped[SatisfactionLevel] = mapped_column(enum_column(SatisfactionLevel, "level", 20))
+    comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    rated_by: Mapped[str] = mapped_column(String(100))

@@ -1,25 +1,28 @@
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
-from app.audit.service import record
+from app.calendar.deps import CalendarDep
 from app.calendar.working_time import WorkingCalendar
-from app.clients.deps import require
-from app.core.bounds import Day, Moment
+from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, ProblemResponse, problem_responses
 from app.core.http_caching import cached_json
 from app.core.limits import pin_attempt
 from app.core.pagination import Page, PageDep
-from app.core.security import Principal, Scope
-from app.dossiers import ingestion, service
+from app.core.security import Principal
+from app.core.timezone import utcnow
+from app.dossiers import service
+from app.dossiers.deps import DossierReader, DossierWriter, ReadableDossier
 from app.dossiers.dvcqg import MAX_RECORDS, SyncBody, SyncResult
-from app.dossiers.lifecycle import Status
+from app.dossiers.ingestion.events import ingest
+from app.dossiers.ingestion.records import ingest_records
 from app.dossiers.schemas import (
     MAX_BATCH,
     BatchResult,
     DossierCode,
     DossierEventIn,
+    DossierQuery,
     DossierRead,
     DossierSummary,
     EventBatch,
@@ -27,7 +30,7 @@ from app.dossiers.schemas import (
     PendingEvent,
     PublicDossier,
 )
-from app.units.access import ensure_reach, listing_scope
+from app.units.access import listing_scope
 
 events_router = APIRouter(prefix="/api/v1/dossier-events", tags=["dossiers"])
 sync_router = APIRouter(prefix="/api/v1/sync", tags=["dossiers"])
@@ -36,16 +39,6 @@ public_router = APIRouter(prefix="/api/v1/public/dossiers", tags=["public"])
 
 # Their items are answered one by one: a control character fails its item, not the request.
 BATCH_PATHS = frozenset({"/api/v1/dossier-events/batch", "/api/v1/sync/dvcqg"})
-DossierWriter = Annotated[Principal, require(Scope.dossiers_write)]
-DossierReader = Annotated[Principal, require(Scope.dossiers_read)]
-
-
-async def working_calendar(request: Request) -> WorkingCalendar:
-    calendar: WorkingCalendar = request.app.state.calendar
-    return calendar
-
-
-CalendarDep = Annotated[WorkingCalendar, Depends(working_calendar)]
 
 
 _OUTCOMES = ("created", "updated", "pending", "duplicate", "error")
@@ -55,7 +48,7 @@ _STATUS_CODES = {"created": 201, "updated": 200, "pending": 202, "duplicate": 20
 async def _ingest(
     session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request, items: list[Any]
 ) -> list[EventResult]:
-    results = await ingestion.ingest(session, writer, calendar, request.app.state.settings.secret_key, items)
+    results = await ingest(session, writer, calendar, request.app.state.settings.secret_key, items)
     counts = {kind: sum(1 for r in results if r.status == kind) for kind in _OUTCOMES}
     for outcome, number in counts.items():
         request.app.state.metrics.events.labels(outcome).inc(number)
@@ -148,7 +141,7 @@ async def ingest_dossier_events(
 async def sync_dvcqg_records(
     session: SessionDep, writer: DossierWriter, calendar: CalendarDep, body: SyncBody, request: Request
 ) -> SyncResult:
-    results = await ingestion.ingest_records(
+    results = await ingest_records(
         session, writer, calendar, request.app.state.settings.secret_key, body.data
     )
     counts = {
@@ -179,8 +172,7 @@ async def list_dossier_events(
     if not pending:
         raise InvalidInput.for_field("query.pending", "Only pending=true is supported", "unsupported")
     units = await listing_scope(session, reader, None)
-    items, next_cursor = await service.waiting_events(session, units, page)
-    return Page[PendingEvent](items=items, next_cursor=next_cursor)
+    return (await service.waiting_events(session, units, page)).page(lambda item: item)
 
 
 @dossiers_router.get(
@@ -194,39 +186,12 @@ async def list_dossiers(
     session: SessionDep,
     reader: DossierReader,
     page: PageDep,
-    unit: Annotated[str | None, Query(max_length=32, description="This unit and its descendants")] = None,
-    procedure: Annotated[str | None, Query(max_length=64)] = None,
-    status_name: Annotated[
-        str | None,
-        Query(
-            alias="status",
-            pattern="^(" + "|".join(s.name for s in Status) + ")$",
-            description="e.g. `processing`",
-        ),
-    ] = None,
-    received_from: Annotated[
-        Day | None, Query(description="Received on or after this day (Vietnam time)")
-    ] = None,
-    received_to: Annotated[Day | None, Query(description="Received on or before this day")] = None,
-    overdue: Annotated[
-        bool, Query(description="Open, not waiting for a supplement, and past due now")
-    ] = False,
-    due_before: Annotated[
-        Moment | None, Query(description="Open and due before this instant: the early-warning list")
-    ] = None,
+    filters: Annotated[DossierQuery, Query()],
 ) -> Page[DossierSummary]:
-    units = await listing_scope(session, reader, unit)
-    filters = service.DossierFilters(
-        units=units,
-        procedure=procedure,
-        status=Status[status_name] if status_name else None,
-        received_from=received_from,
-        received_to=received_to,
-        overdue=overdue,
-        due_before=due_before,
-    )
-    items, next_cursor = await service.list_dossiers(session, filters, page)
-    return Page[DossierSummary](items=items, next_cursor=next_cursor)
+    units = await listing_scope(session, reader, filters.unit)
+    window = await service.list_dossiers(session, filters, units, page)
+    now = utcnow()
+    return window.page(lambda dossier: DossierSummary.model_validate(service.summary(dossier, now)))
 
 
 @dossiers_router.get(
@@ -236,11 +201,7 @@ async def list_dossiers(
     responses={304: {"description": "Not Modified"}, **problem_responses(404)},
     summary="A dossier with its status, due date, classification and timeline",
 )
-async def get_dossier(
-    session: SessionDep, reader: DossierReader, code: DossierCode, request: Request
-) -> Response:
-    dossier = await service.get_dossier(session, code)
-    await ensure_reach(session, reader, dossier.unit_code, conceal=True)
+async def get_dossier(session: SessionDep, dossier: ReadableDossier, request: Request) -> Response:
     return cached_json(request, await service.dossier_with_timeline(session, dossier))
 
 

@@ -1,17 +1,17 @@
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from app.core.bounds import Moment
-from app.core.db import utcnow
+from app.core.bounds import Day, Moment
+from app.core.codes import UnitCode
 from app.core.errors import FieldError, Problem
 from app.core.hygiene import text_without_controls
-from app.dossiers.history import Outcome
-from app.dossiers.lifecycle import EventType
-from app.procedures.schemas import Channel, ProcedureCode
-from app.units.schemas import UnitCode
+from app.core.timezone import utcnow
+from app.dossiers.lifecycle import EventType, Status
+from app.dossiers.models import OnlineLevel, Outcome
+from app.procedures.models import Channel
+from app.procedures.schemas import ProcedureCode
 
 MAX_BATCH = 1000
 MAX_REVISION = 2**31 - 1
@@ -26,11 +26,6 @@ DossierCode = Annotated[
 EventId = Annotated[
     str, StringConstraints(min_length=1, max_length=100), AfterValidator(text_without_controls)
 ]
-
-
-class OnlineLevel(StrEnum):
-    partial = "partial"
-    full = "full"
 
 
 # Instants are kept in UTC: the same instant sent with another offset is the same event.
@@ -205,6 +200,31 @@ class PendingEvent(BaseModel):
     status: Outcome
     reason: str | None
     client_name: str | None
+
+
+class DossierQuery(BaseModel):
+    """The query of ``GET /dossiers`` (FastAPI builds it from the query string)."""
+
+    unit: str | None = Field(default=None, max_length=32, description="This unit and its descendants")
+    procedure: str | None = Field(default=None, max_length=64)
+    status_name: str | None = Field(
+        default=None,
+        alias="status",
+        pattern="^(" + "|".join(s.name for s in Status) + ")$",
+        description="e.g. `processing`",
+    )
+    received_from: Day | None = Field(
+        default=None, description="Received on or after this day (Vietnam time)"
+    )
+    received_to: Day | None = Field(default=None, description="Received on or before this day")
+    overdue: bool = Field(default=False, description="Open, not waiting for a supplement, and past due now")
+    due_before: Moment | None = Field(
+        default=None, description="Open and due before this instant: the early-warning list"
+    )
+
+    @property
+    def status(self) -> Status | None:
+        return Status[self.status_name] if self.status_name else None
 
 
 class DossierSummary(BaseModel):

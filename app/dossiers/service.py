@@ -3,24 +3,22 @@
 import hashlib
 import hmac
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clients.models import ApiClient
-from app.core.db import utcnow
 from app.core.errors import NotFound
-from app.core.pagination import PageParams, encode_cursor
-from app.core.timezone import VIETNAM
+from app.core.pagination import PageParams, SortKey, Window, keyset_rows, keyset_window
+from app.core.timezone import start_of_day, utcnow
 from app.dossiers.lifecycle import NATIONAL_STATUS_NAMES_VI, STATUS_NAMES_VI, Status
 from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection
 from app.dossiers.schemas import (
     Correction,
+    DossierQuery,
     DossierRead,
-    DossierSummary,
     PendingEvent,
     PublicDossier,
     TimelineEntry,
@@ -40,7 +38,7 @@ def lookup_hash(secret_key: str, dossier_code: str, secret: str) -> str:
 
 def summary(dossier: Dossier, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
-    status = Status(dossier.status)
+    status = dossier.status
     overdue = status in OPEN_STATUSES and dossier.due_at is not None and dossier.due_at < now
     return {
         **{
@@ -108,9 +106,26 @@ async def dossier_with_timeline(session: AsyncSession, dossier: Dossier) -> Doss
     return DossierRead.model_validate({**summary(dossier), "timeline": timeline})
 
 
+_BY_ID = SortKey([DossierEvent.id])
+
+
+def _pending(event: DossierEvent, client_name: str | None, now: datetime) -> PendingEvent:
+    return PendingEvent(
+        event_id=event.event_id,
+        dossier_code=event.dossier_code,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        ingested_at=event.ingested_at,
+        age_seconds=max(0, int((now - event.ingested_at).total_seconds())),
+        status=event.status,
+        reason=event.reason,
+        client_name=client_name,
+    )
+
+
 async def waiting_events(
     session: AsyncSession, units: set[str] | None, page: PageParams, now: datetime | None = None
-) -> tuple[list[PendingEvent], str | None]:
+) -> Window[PendingEvent]:
     """Events kept but not applied, oldest arrival first. A bound reader sees those of dossiers in
     its units, and those not yet placed in a unit that clients bound inside its units sent."""
     now = now or utcnow()
@@ -122,67 +137,33 @@ async def waiting_events(
     )
     if units is not None:
         query = query.where(or_(Dossier.unit_code.in_(units), ApiClient.unit_code.in_(units)))
-    if page.after:  # signed by this list, so its sort key is an id this list issued
-        query = query.where(DossierEvent.id > int(page.after[0]))
-    rows = (await session.execute(query.order_by(DossierEvent.id).limit(page.limit + 1))).all()
-    items = [
-        PendingEvent(
-            event_id=event.event_id,
-            dossier_code=event.dossier_code,
-            type=event.type,
-            occurred_at=event.occurred_at,
-            ingested_at=event.ingested_at,
-            age_seconds=max(0, int((now - event.ingested_at).total_seconds())),
-            status=event.status,
-            reason=event.reason,
-            client_name=client_name,
-        )
-        for event, client_name in rows[: page.limit]
-    ]
-    last = rows[page.limit - 1][0].id if len(rows) > page.limit else None
-    return items, encode_cursor([last]) if last is not None else None
+    window = await keyset_rows(session, query, _BY_ID, page, lambda row: [row[0].id])
+    return window.map(lambda row: _pending(row[0], row[1], now))
 
 
-@dataclass
-class DossierFilters:
-    units: set[str] | None = None
-    procedure: str | None = None
-    status: Status | None = None
-    received_from: date | None = None
-    received_to: date | None = None
-    overdue: bool = False
-    due_before: datetime | None = None
-
-
-def _local_midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, VIETNAM)
+_BY_CODE = SortKey([Dossier.code])
 
 
 async def list_dossiers(
-    session: AsyncSession, filters: DossierFilters, page: PageParams
-) -> tuple[list[DossierSummary], str | None]:
+    session: AsyncSession, filters: DossierQuery, units: set[str] | None, page: PageParams
+) -> Window[Dossier]:
     query = select(Dossier)
-    if filters.units is not None:
-        query = query.where(Dossier.unit_code.in_(filters.units))
+    if units is not None:
+        query = query.where(Dossier.unit_code.in_(units))
     if filters.procedure is not None:
         query = query.where(Dossier.procedure_code == filters.procedure)
     if filters.status is not None:
         query = query.where(Dossier.status == int(filters.status))
     if filters.received_from is not None:
-        query = query.where(Dossier.received_at >= _local_midnight(filters.received_from))
+        query = query.where(Dossier.received_at >= start_of_day(filters.received_from))
     if filters.received_to is not None:
-        query = query.where(Dossier.received_at < _local_midnight(filters.received_to + timedelta(days=1)))
+        query = query.where(Dossier.received_at < start_of_day(filters.received_to + timedelta(days=1)))
     deadline = filters.due_before
     if filters.overdue:
         deadline = min(deadline, utcnow()) if deadline else utcnow()
     if deadline is not None:
         query = query.where(Dossier.status.in_([int(s) for s in OPEN_STATUSES]), Dossier.due_at < deadline)
-    if page.after:
-        query = query.where(Dossier.code > str(page.after[0]))
-    rows = (await session.scalars(query.order_by(Dossier.code).limit(page.limit + 1))).all()
-    now = utcnow()
-    items = [DossierSummary.model_validate(summary(row, now)) for row in rows[: page.limit]]
-    return items, encode_cursor([items[-1].code]) if len(rows) > page.limit else None
+    return await keyset_window(session, query, _BY_CODE, page, lambda dossier: [dossier.code])
 
 
 async def public_lookup(session: AsyncSession, secret_key: str, code: str, secret: str) -> PublicDossier:
@@ -195,7 +176,7 @@ async def public_lookup(session: AsyncSession, secret_key: str, code: str, secre
         or not hmac.compare_digest(dossier.lookup_secret_hash, expected)
     ):
         raise NotFound("No dossier matches this code and PIN")
-    status = Status(dossier.status)
+    status = dossier.status
     return PublicDossier(
         code=dossier.code,
         status=status,

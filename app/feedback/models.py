@@ -1,9 +1,33 @@
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.core.db import Base, UTCDateTime, utcnow
+from app.core.base import Base, UTCDateTime, enum_column
+from app.core.timezone import utcnow
+
+
+class FeedbackChannel(StrEnum):
+    portal = "portal"
+    direct = "direct"
+    hotline = "hotline"
+    mail = "mail"
+
+
+class FeedbackSubject(StrEnum):
+    procedure = "procedure"
+    unit = "unit"
+    officer = "officer"
+
+
+class FeedbackState(StrEnum):
+    received = "received"
+    processing = "processing"
+    info_requested = "info_requested"
+    rejected = "rejected"
+    answered = "answered"
+    published = "published"
 
 
 class Feedback(Base):
@@ -14,15 +38,15 @@ class Feedback(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Unique per unit: a reference names feedback in its unit's system, not across the country.
     external_ref: Mapped[str | None] = mapped_column(String(100))
-    channel: Mapped[str] = mapped_column(String(16))
-    subject: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[FeedbackChannel] = mapped_column(enum_column(FeedbackChannel, "channel"))
+    subject: Mapped[FeedbackSubject] = mapped_column(enum_column(FeedbackSubject, "subject"))
     procedure_code: Mapped[str | None] = mapped_column(ForeignKey("procedures.code"))
     unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"))
     officer: Mapped[str | None] = mapped_column(String(200))
     content: Mapped[str] = mapped_column(Text)
     contact: Mapped[str | None] = mapped_column(String(500))
     content_hash: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[FeedbackState] = mapped_column(enum_column(FeedbackState, "state"))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reject_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     info_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -34,6 +58,10 @@ class Feedback(Base):
     info_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Loaded explicitly (selectinload in lists, refresh for one): never by surprise, one per item.
+    transitions: Mapped[list["FeedbackTransition"]] = relationship(
+        lazy="raise", order_by="(FeedbackTransition.occurred_at, FeedbackTransition.id)"
+    )
 
     __table_args__ = (
         Index("ix_feedback_unit_received", "unit_code", "received_at"),
@@ -46,22 +74,9 @@ class FeedbackTransition(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id"), index=True)
-    from_state: Mapped[str] = mapped_column(String(16))
-    to_state: Mapped[str] = mapped_column(String(16))
+    from_state: Mapped[FeedbackState] = mapped_column(enum_column(FeedbackState, "from_state"))
+    to_state: Mapped[FeedbackState] = mapped_column(enum_column(FeedbackState, "to_state"))
     client_name: Mapped[str] = mapped_column(String(100))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     comment: Mapped[str | None] = mapped_column(Text)
     within_deadline: Mapped[bool | None] = mapped_column()
-
-
-class DossierRating(Base):
-    """A citizen's satisfaction with a finished dossier (đánh giá sự hài lòng): one per dossier."""
-
-    __tablename__ = "dossier_ratings"
-
-    dossier_code: Mapped[str] = mapped_column(ForeignKey("dossiers.code"), primary_key=True)
-    unit_code: Mapped[str] = mapped_column(ForeignKey("units.code"), index=True)
-    level: Mapped[str] = mapped_column(String(20))
-    comment: Mapped[str | None] = mapped_column(Text)
-    rated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    rated_by: Mapped[str] = mapped_column(String(100))

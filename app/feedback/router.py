@@ -1,36 +1,33 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 
-from app.audit.service import record
-from app.clients.deps import authenticate, bearer_scheme, require
-from app.core.db import RowId, SessionDep
+from app.calendar.deps import CalendarDep
+from app.clients.deps import authenticate, bearer_scheme
+from app.core.audit import record
+from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import cached_json
 from app.core.limits import pin_attempt
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
-from app.dossiers.router import CalendarDep
+from app.core.timezone import utcnow
 from app.dossiers.schemas import DossierCode
 from app.feedback import service
+from app.feedback.deps import FeedbackWriter, ReachableFeedback
 from app.feedback.schemas import (
-    FeedbackChannel,
     FeedbackCreate,
+    FeedbackQuery,
     FeedbackRead,
-    FeedbackState,
-    FeedbackSubject,
     FeedbackTransitionIn,
     RatingIn,
     RatingRead,
 )
-from app.units.access import ensure_reach, listing_scope
+from app.units.access import listing_scope
 
 router = APIRouter(prefix="/api/v1/feedback", tags=["feedback"])
 ratings_router = APIRouter(prefix="/api/v1/dossiers", tags=["feedback"])
-
-FeedbackWriter = Annotated[Principal, require(Scope.feedback_write)]
-FeedbackId = RowId
 
 
 @router.post(
@@ -65,16 +62,12 @@ async def list_feedback(
     session: SessionDep,
     writer: FeedbackWriter,
     page: PageDep,
-    state: FeedbackState | None = None,
-    subject: FeedbackSubject | None = None,
-    channel: FeedbackChannel | None = None,
-    unit: str | None = None,
-    overdue: bool = False,
+    filters: Annotated[FeedbackQuery, Query()],
 ) -> Page[FeedbackRead]:
-    units = await listing_scope(session, writer, unit)
-    filters = {"state": state, "subject": subject, "channel": channel, "overdue": overdue}
-    items, next_cursor = await service.list_feedback(session, filters, units, page)
-    return Page[FeedbackRead](items=[await service.read(session, f) for f in items], next_cursor=next_cursor)
+    units = await listing_scope(session, writer, filters.unit)
+    now = utcnow()
+    window = await service.list_feedback(session, filters, units, page)
+    return window.page(lambda feedback: service.to_read(feedback, now))
 
 
 @router.get(
@@ -84,11 +77,7 @@ async def list_feedback(
     responses=problem_responses(404),
     summary="One feedback with its deadlines and transitions",
 )
-async def get_feedback(
-    session: SessionDep, writer: FeedbackWriter, feedback_id: FeedbackId, request: Request
-) -> Response:
-    feedback = await service.get_feedback(session, feedback_id)
-    await ensure_reach(session, writer, feedback.unit_code, conceal=True)
+async def get_feedback(session: SessionDep, feedback: ReachableFeedback, request: Request) -> Response:
     return cached_json(request, await service.read(session, feedback))
 
 
@@ -103,11 +92,9 @@ async def transition_feedback(
     session: SessionDep,
     writer: FeedbackWriter,
     calendar: CalendarDep,
-    feedback_id: FeedbackId,
+    feedback: ReachableFeedback,
     data: FeedbackTransitionIn,
 ) -> FeedbackRead:
-    feedback = await service.get_feedback(session, feedback_id, for_update=True)
-    await ensure_reach(session, writer, feedback.unit_code, conceal=True)
     await service.transition(session, feedback, data, writer, calendar)
     await record(session, writer, data.to.value, "feedback", feedback.id)
     return await service.read(session, feedback)

@@ -1,42 +1,13 @@
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.bounds import Moment
+from app.core.codes import UnitCode
+from app.dossiers.models import SatisfactionLevel
+from app.feedback.models import FeedbackChannel, FeedbackState, FeedbackSubject
 from app.procedures.schemas import ProcedureCode
-from app.units.schemas import UnitCode
-
-
-class FeedbackChannel(StrEnum):
-    portal = "portal"
-    direct = "direct"
-    hotline = "hotline"
-    mail = "mail"
-
-
-class FeedbackSubject(StrEnum):
-    procedure = "procedure"
-    unit = "unit"
-    officer = "officer"
-
-
-class FeedbackState(StrEnum):
-    received = "received"
-    processing = "processing"
-    info_requested = "info_requested"
-    rejected = "rejected"
-    answered = "answered"
-    published = "published"
-
-
-class SatisfactionLevel(StrEnum):
-    very_satisfied = "very_satisfied"
-    satisfied = "satisfied"
-    neutral = "neutral"
-    unsatisfied = "unsatisfied"
-    very_unsatisfied = "very_unsatisfied"
 
 
 class FeedbackCreate(BaseModel):
@@ -89,6 +60,16 @@ class FeedbackTransitionRead(BaseModel):
     occurred_at: datetime
     comment: str | None
     within_deadline: bool | None
+
+
+class FeedbackQuery(BaseModel):
+    """The query of ``GET /feedback`` (FastAPI builds it from the query string)."""
+
+    state: FeedbackState | None = None
+    subject: FeedbackSubject | None = None
+    channel: FeedbackChannel | None = None
+    unit: str | None = None
+    overdue: bool = False
 
 
 class FeedbackRead(BaseModel):

@@ -6,10 +6,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from app.calendar.working_time import TimeUnit
 from app.core.errors import FieldError
 from app.core.export import safe_row, unquote_cell
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
-from app.procedures.schemas import ProcedureRead, TimeUnit
+from app.procedures.schemas import ProcedureRead
 
 # Nested lists travel as JSON inside a cell; short enumerations as `a;b`.
 CSV_COLUMNS = (

@@ -1,10 +1,30 @@
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, UTCDateTime, search_text, utcnow
+from app.core.base import Base, UTCDateTime, enum_column, search_text
+from app.core.timezone import utcnow
+
+
+class Channel(StrEnum):
+    direct = "direct"
+    online = "online"
+    postal = "postal"
+
+
+class OnlineService(StrEnum):
+    none = "none"
+    partial = "partial"
+    full = "full"
+
+
+class ProcedureStatus(StrEnum):
+    active = "active"
+    suspended = "suspended"
+    abolished = "abolished"
 
 
 class Sector(Base):
@@ -38,8 +58,8 @@ class Procedure(Base):
     channel_direct: Mapped[bool] = mapped_column(Boolean)
     channel_online: Mapped[bool] = mapped_column(Boolean)
     channel_postal: Mapped[bool] = mapped_column(Boolean)
-    online_service: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))
+    online_service: Mapped[OnlineService] = mapped_column(enum_column(OnlineService, "online_service"))
+    status: Mapped[ProcedureStatus] = mapped_column(enum_column(ProcedureStatus, "status"))
     version: Mapped[int] = mapped_column(Integer)
     in_force_from: Mapped[date | None] = mapped_column(Date)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
-from app.audit.service import record, record_many
 from app.clients.deps import require
+from app.core.audit import record, record_many
 from app.core.bounds import Day
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, UnsupportedMediaType, problem_responses
@@ -15,23 +15,18 @@ from app.core.http_caching import cached_json, require_match
 from app.core.hygiene import body_problem
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
-from app.procedures import exchange, service
+from app.procedures import exchange, importing, search, service
 from app.procedures.deps import ProcedureDep, SectorDep
-from app.procedures.models import Sector
 from app.procedures.schemas import (
-    Channel,
     ImportResult,
-    OnlineService,
     ProcedureCreate,
     ProcedureRead,
-    ProcedureStatus,
     ProcedureUpdate,
     ProcedureVersionRead,
     SectorCreate,
     SectorRead,
     SectorUpdate,
 )
-from app.units.models import UnitLevel
 
 sectors_router = APIRouter(prefix="/api/v1/sectors", tags=["catalogue"])
 procedures_router = APIRouter(prefix="/api/v1/procedures", tags=["catalogue"])
@@ -67,7 +62,7 @@ async def create_sector(session: SessionDep, writer: CatalogueWriter, data: Sect
     summary="List sectors",
 )
 async def list_sectors(session: SessionDep, page: PageDep) -> Page[SectorRead]:
-    return await service.list_sectors(session, page)
+    return (await service.list_sectors(session, page)).page(SectorRead.model_validate)
 
 
 @sectors_router.get(
@@ -105,23 +100,13 @@ async def update_sector(
 # --- procedures ------------------------------------------------------------------------------
 
 
-async def procedure_filters(
-    q: Annotated[
-        str | None,
-        Query(max_length=200, description="Code or name, case- and accent-insensitive (`dang ky ket hon`)"),
-    ] = None,
-    sector: Annotated[str | None, Query(max_length=32)] = None,
-    level: UnitLevel | None = None,
-    online_service: OnlineService | None = None,
-    status: ProcedureStatus | None = None,
-    channel: Channel | None = None,
-) -> service.ProcedureFilters:
-    return service.ProcedureFilters(
-        q=q, sector=sector, level=level, online_service=online_service, status=status, channel=channel
-    )
+async def procedure_filters(filters: Annotated[search.ProcedureFilters, Query()]) -> search.ProcedureFilters:
+    """The filters of the query string. Taken through a dependency so that the API description
+    keeps listing them after the page parameters and after an operation's own parameters."""
+    return filters
 
 
-FiltersDep = Annotated[service.ProcedureFilters, Depends(procedure_filters)]
+FiltersDep = Annotated[search.ProcedureFilters, Depends(procedure_filters)]
 
 
 @procedures_router.post(
@@ -152,13 +137,13 @@ async def create_procedure(
     "then names containing them, then codes starting with `q`.",
 )
 async def list_procedures(session: SessionDep, page: PageDep, filters: FiltersDep) -> Response:
-    listed, next_cursor = await service.list_procedures(session, filters, page)
+    window = await search.list_procedures(session, filters, page)
     # The hot path of every citizen app: stored JSON is spliced in rather than re-validated.
     body = (
         '{"items":['
-        + ",".join(item.json() for item in listed)
+        + ",".join(item.json() for item in window.items)
         + '],"next_cursor":'
-        + json.dumps(next_cursor)
+        + json.dumps(window.next_cursor)
         + "}"
     )
     return Response(body.encode(), media_type="application/json")
@@ -190,7 +175,7 @@ async def export_procedures(
     async def chunks() -> AsyncIterator[list[ProcedureRead]]:
         # The response outlives the request's session, so the stream reads with its own.
         async with sessionmaker() as session:
-            async for chunk in service.procedure_chunks(session, filters):
+            async for chunk in search.procedure_chunks(session, filters):
                 yield chunk
 
     if format == "csv":
@@ -268,13 +253,13 @@ async def _uploaded_rows(request: Request) -> list[dict[str, Any] | Any]:
     responses=problem_responses(415, 422),
     openapi_extra=_IMPORT_BODY,
     summary="Import procedures from a JSON array or a CSV file: all rows or none",
-    description=f"At most {service.MAX_IMPORT_ROWS} rows. Every row is validated first; if any is "
+    description=f"At most {importing.MAX_IMPORT_ROWS} rows. Every row is validated first; if any is "
     "invalid, nothing changes and the 422 problem lists each bad row and field. New codes are "
     "created; existing ones get a new version in force from today when a field differs.",
 )
 async def import_procedures(session: SessionDep, writer: CatalogueWriter, request: Request) -> ImportResult:
     rows = await _uploaded_rows(request)
-    result, versions = await service.import_procedures(session, rows, writer)
+    result, versions = await importing.import_procedures(session, rows, writer)
     await record_many(
         session,
         writer,
@@ -304,12 +289,10 @@ async def get_procedure(
     request: Request,
     as_of: Annotated[Day | None, Query(description="The version in force on this day")] = None,
 ) -> Response:
-    found = (
-        await service.procedure_as_of(session, procedure.code, as_of) if as_of else service.to_read(procedure)
-    )
+    found = await service.procedure_as_of(session, procedure, as_of) if as_of else service.to_read(procedure)
     if JSON_LD in request.headers.get("accept", ""):
-        sector = await session.get(Sector, found.sector_code)
-        document = exchange.to_cpsv(found, sector.name if sector else None, str(request.base_url))
+        sector_name = await service.sector_name(session, found.sector_code)
+        document = exchange.to_cpsv(found, sector_name, str(request.base_url))
         body = json.dumps(document, ensure_ascii=False).encode()
         return cached_json(request, body, media_type=JSON_LD, vary="Accept")
     return cached_json(request, found, vary="Accept")
@@ -348,4 +331,4 @@ async def update_procedure(
 async def list_procedure_versions(
     session: SessionDep, procedure: ProcedureDep, page: PageDep
 ) -> Page[ProcedureVersionRead]:
-    return await service.history(session, procedure.code, page)
+    return (await service.history(session, procedure, page)).page(ProcedureVersionRead.model_validate)

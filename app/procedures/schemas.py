@@ -1,5 +1,4 @@
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -12,7 +11,9 @@ from pydantic import (
     model_validator,
 )
 
+from app.calendar.working_time import TimeUnit
 from app.core.bounds import Day
+from app.procedures.models import Channel, OnlineService, ProcedureStatus
 from app.units.models import UnitLevel
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
@@ -31,30 +32,6 @@ ProcedureCode = Annotated[
     ),
 ]
 Count = Annotated[int, Field(ge=0, le=1000, strict=True)]
-
-
-class Channel(StrEnum):
-    direct = "direct"
-    online = "online"
-    postal = "postal"
-
-
-class OnlineService(StrEnum):
-    none = "none"
-    partial = "partial"
-    full = "full"
-
-
-class ProcedureStatus(StrEnum):
-    active = "active"
-    suspended = "suspended"
-    abolished = "abolished"
-
-
-class TimeUnit(StrEnum):
-    working_days = "working_days"
-    working_hours = "working_hours"
-    days = "days"
 
 
 # --- sectors ---------------------------------------------------------------------------------
@@ -266,6 +243,8 @@ class ProcedureRead(ProcedureFields):
 
 
 class ProcedureVersionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     version: int
     in_force_from: Day | None
     changed_at: datetime

@@ -1,33 +1,29 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from app.audit.service import record
-from app.clients.deps import require_any
-from app.core.bounds import Day
-from app.core.db import RowId, SessionDep
-from app.core.errors import Forbidden, problem_responses
+from app.core.audit import record
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
 from app.core.http_caching import cached_json, require_match
 from app.core.pagination import Page, PageDep
-from app.core.security import Principal, Scope
 from app.proposals import service
-from app.proposals.models import Proposal
+from app.proposals.deps import (
+    PermittedTransition,
+    ProposalClient,
+    ProposalDrafter,
+    ReachableProposal,
+    permitted_transition,
+)
 from app.proposals.schemas import (
     ProposalCreate,
-    ProposalKind,
+    ProposalQuery,
     ProposalRead,
-    ProposalState,
     ProposalUpdate,
-    TransitionIn,
 )
-from app.units.access import ensure_reach, listing_scope
-from app.units.models import UnitLevel
+from app.units.access import listing_scope
 
 router = APIRouter(prefix="/api/v1/proposals", tags=["proposals"])
-
-# Drafting and deciding both need a key; which transitions a key may make depends on its scopes.
-ProposalClient = Annotated[Principal, require_any(Scope.proposals_write, Scope.proposals_decide)]
-ProposalId = RowId
 
 
 @router.post(
@@ -39,10 +35,8 @@ ProposalId = RowId
     summary="Draft a reform proposal (phương án đơn giản hóa, bãi bỏ, giảm lệ phí)",
 )
 async def create_proposal(
-    session: SessionDep, client: ProposalClient, data: ProposalCreate, request: Request
+    session: SessionDep, client: ProposalDrafter, data: ProposalCreate, request: Request
 ) -> Response:
-    if not client.has(Scope.proposals_write):
-        raise Forbidden("Drafting a proposal needs the scope proposals:write")
     proposal = await service.create_proposal(session, data, client)
     await record(session, client, "create", "proposal", proposal.id)
     response = cached_json(
@@ -63,39 +57,10 @@ async def list_proposals(
     session: SessionDep,
     client: ProposalClient,
     page: PageDep,
-    kind: ProposalKind | None = None,
-    level: UnitLevel | None = None,
-    sector: Annotated[str | None, Query(max_length=32)] = None,
-    state: ProposalState | None = None,
-    unit: Annotated[
-        str | None, Query(max_length=32, description="Proposing unit and its descendants")
-    ] = None,
-    procedure: Annotated[str | None, Query(max_length=64)] = None,
-    submitted_from: Day | None = None,
-    submitted_to: Day | None = None,
+    filters: Annotated[ProposalQuery, Query()],
 ) -> Page[ProposalRead]:
-    units = await listing_scope(session, client, unit)
-    filters = {
-        "kind": kind,
-        "level": level,
-        "sector_code": sector,
-        "state": state,
-        "procedure_code": procedure,
-        "submitted_from": submitted_from,
-        "submitted_to": submitted_to,
-    }
-    proposals, next_cursor = await service.list_proposals(session, filters, units, page)
-    return Page[ProposalRead](
-        items=[await service.read(session, p) for p in proposals], next_cursor=next_cursor
-    )
-
-
-async def _reachable(
-    session: SessionDep, client: Principal, proposal_id: int, *, for_update: bool = False
-) -> Proposal:
-    proposal = await service.get_proposal(session, proposal_id, for_update=for_update)
-    await ensure_reach(session, client, proposal.unit_code, conceal=True)
-    return proposal
+    units = await listing_scope(session, client, filters.unit)
+    return (await service.list_proposals(session, filters, units, page)).page(service.to_read)
 
 
 @router.get(
@@ -105,10 +70,7 @@ async def _reachable(
     responses=problem_responses(404),
     summary="A proposal with its transitions",
 )
-async def get_proposal(
-    session: SessionDep, client: ProposalClient, proposal_id: ProposalId, request: Request
-) -> Response:
-    proposal = await _reachable(session, client, proposal_id)
+async def get_proposal(session: SessionDep, proposal: ReachableProposal, request: Request) -> Response:
     return cached_json(request, await service.read(session, proposal))
 
 
@@ -121,15 +83,12 @@ async def get_proposal(
 )
 async def update_proposal(
     session: SessionDep,
-    client: ProposalClient,
-    proposal_id: ProposalId,
+    client: ProposalDrafter,
+    proposal: ReachableProposal,
     patch: ProposalUpdate,
     request: Request,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    if not client.has(Scope.proposals_write):
-        raise Forbidden("Editing a proposal needs the scope proposals:write")
-    proposal = await _reachable(session, client, proposal_id, for_update=True)
     require_match(if_match, await service.read(session, proposal), required=True)
     await service.update_proposal(session, proposal, patch)
     await record(session, client, "update", "proposal", proposal.id)
@@ -144,9 +103,9 @@ async def update_proposal(
     summary="Move a proposal: submit, withdraw (proposals:write); approve, reject, implement (decide)",
 )
 async def transition_proposal(
-    session: SessionDep, client: ProposalClient, proposal_id: ProposalId, data: TransitionIn
+    session: SessionDep, move: Annotated[PermittedTransition, Depends(permitted_transition)]
 ) -> ProposalRead:
-    proposal = await _reachable(session, client, proposal_id, for_update=True)
-    await service.transition(session, proposal, data, client)
-    await record(session, client, data.to.value, "proposal", proposal.id, {"comment": data.comment})
+    proposal, data = move.proposal, move.data
+    await service.transition(session, proposal, data, move.actor)
+    await record(session, move.actor, data.to.value, "proposal", proposal.id, {"comment": data.comment})
     return await service.read(session, proposal)

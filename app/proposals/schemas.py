@@ -1,29 +1,13 @@
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.core.bounds import Day, Moment
+from app.core.codes import UnitCode
 from app.procedures.schemas import ProcedureCode
+from app.proposals.models import ProposalKind, ProposalState
 from app.units.models import UnitLevel
-from app.units.schemas import UnitCode
-
-
-class ProposalKind(StrEnum):
-    simplify = "simplify"
-    abolish = "abolish"
-    reduce_fee = "reduce_fee"
-
-
-class ProposalState(StrEnum):
-    draft = "draft"
-    submitted = "submitted"
-    approved = "approved"
-    rejected = "rejected"
-    implemented = "implemented"
-    withdrawn = "withdrawn"
-
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 Rationale = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
@@ -66,6 +50,19 @@ class ProposalCreate(BaseModel):
     effective_from: Day | None = Field(
         default=None, description="When the change takes effect once implemented"
     )
+
+
+class ProposalQuery(BaseModel):
+    """The query of ``GET /proposals`` (FastAPI builds it from the query string)."""
+
+    kind: ProposalKind | None = None
+    level: UnitLevel | None = None
+    sector: str | None = Field(default=None, max_length=32)
+    state: ProposalState | None = None
+    unit: str | None = Field(default=None, max_length=32, description="Proposing unit and its descendants")
+    procedure: str | None = Field(default=None, max_length=64)
+    submitted_from: Day | None = None
+    submitted_to: Day | None = None
 
 
 class ProposalUpdate(BaseModel):

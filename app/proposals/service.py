@@ -1,33 +1,30 @@
 """Reform proposals: rules of the workflow and the changes they make to the catalogue."""
 
-from collections import defaultdict
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
-from app.core.db import load_for_update, utcnow
-from app.core.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
-from app.core.pagination import PageParams, encode_cursor
-from app.core.security import Principal, Scope
-from app.core.timezone import local
+from app.core.db import load_for_update
+from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.core.pagination import PageParams, SortKey, Window, keyset_window
+from app.core.security import Principal
+from app.core.timezone import local, start_of_day, utcnow
 from app.procedures import service as catalogue
 from app.procedures.models import Procedure
 from app.procedures.schemas import ProcedureUpdate
-from app.proposals.models import Proposal, ProposalTransition
+from app.proposals.models import Proposal, ProposalKind, ProposalState, ProposalTransition
 from app.proposals.schemas import (
     ProposalCreate,
-    ProposalKind,
+    ProposalQuery,
     ProposalRead,
-    ProposalState,
     ProposalUpdate,
     TransitionIn,
     TransitionRead,
 )
-from app.stats.periods import Period
 from app.units.access import ensure_reach
 from app.units.models import Unit
 
@@ -40,7 +37,6 @@ ALLOWED: dict[ProposalState, set[ProposalState]] = {
 DECISIONS = {S.approved, S.rejected, S.implemented}
 OPEN = {S.draft, S.submitted, S.approved}
 FUTURE_TOLERANCE = timedelta(minutes=5)
-PROPOSAL_GROUPS = ("kind", "level", "sector", "state")
 
 
 def savings(proposal: Proposal) -> int | None:
@@ -49,21 +45,21 @@ def savings(proposal: Proposal) -> int | None:
     return proposal.cost_before_vnd - proposal.cost_after_vnd
 
 
-async def read(session: AsyncSession, proposal: Proposal) -> ProposalRead:
-    transitions = (
-        await session.scalars(
-            select(ProposalTransition)
-            .where(ProposalTransition.proposal_id == proposal.id)
-            .order_by(ProposalTransition.occurred_at, ProposalTransition.id)
-        )
-    ).all()
+def to_read(proposal: Proposal) -> ProposalRead:
+    """The proposal as the API shows it; its transitions must have been loaded with it."""
     return ProposalRead.model_validate(
         {
             **{c.name: getattr(proposal, c.name) for c in Proposal.__table__.c},
             "savings_vnd": savings(proposal),
-            "transitions": [TransitionRead.model_validate(t) for t in transitions],
+            "transitions": [TransitionRead.model_validate(t) for t in proposal.transitions],
         }
     )
+
+
+async def read(session: AsyncSession, proposal: Proposal) -> ProposalRead:
+    """One proposal as the API shows it, its transitions read afresh (after a transition)."""
+    await session.refresh(proposal, ["transitions"])
+    return to_read(proposal)
 
 
 async def get_proposal(session: AsyncSession, proposal_id: int, *, for_update: bool = False) -> Proposal:
@@ -161,7 +157,7 @@ async def update_proposal(session: AsyncSession, proposal: Proposal, patch: Prop
     if "change" in changes:
         procedure = await session.get(Procedure, proposal.procedure_code)
         assert procedure is not None
-        _check_change(ProposalKind(proposal.kind), changes["change"] or {}, procedure)
+        _check_change(proposal.kind, changes["change"] or {}, procedure)
     for name, value in changes.items():
         if name in ("title", "rationale") and value is None:
             raise InvalidInput.for_field(f"body.{name}", f"{name} cannot be null", "null")
@@ -170,15 +166,19 @@ async def update_proposal(session: AsyncSession, proposal: Proposal, patch: Prop
     return proposal
 
 
+def ensure_allowed(proposal: Proposal, to: ProposalState) -> None:
+    """The workflow: which state may follow which (409 otherwise)."""
+    current = proposal.state
+    if to not in ALLOWED.get(current, set()):
+        raise Conflict(f"A proposal cannot go from {current.value} to {to.value}")
+
+
 async def transition(
     session: AsyncSession, proposal: Proposal, data: TransitionIn, actor: Principal
 ) -> Proposal:
-    current = S(proposal.state)
-    if data.to not in ALLOWED.get(current, set()):
-        raise Conflict(f"A proposal cannot go from {current.value} to {data.to.value}")
-    needed = Scope.proposals_decide if data.to in DECISIONS else Scope.proposals_write
-    if not actor.has(needed):
-        raise Forbidden(f"Moving a proposal to {data.to.value} needs the scope {needed.value}")
+    """Move the proposal (the actor's scope for this move was checked by the route's dependency)."""
+    ensure_allowed(proposal, data.to)
+    current = proposal.state
     now = utcnow()
     at = (data.occurred_at or now).astimezone(UTC)
     if at > now + FUTURE_TOLERANCE:
@@ -197,14 +197,14 @@ async def transition(
     session.add(
         ProposalTransition(
             proposal_id=proposal.id,
-            from_state=current.value,
-            to_state=data.to.value,
+            from_state=current,
+            to_state=data.to,
             client_name=actor.name,
             occurred_at=at,
             comment=data.comment,
         )
     )
-    proposal.state = data.to.value
+    proposal.state = data.to
     await session.flush()
     return proposal
 
@@ -227,57 +227,27 @@ async def _implement(session: AsyncSession, proposal: Proposal, today: date, act
     proposal.implemented_version = procedure.version if procedure.version != before else None
 
 
+_BY_ID = SortKey([Proposal.id])
+
+
 async def list_proposals(
-    session: AsyncSession, filters: dict[str, Any], units: set[str] | None, page: PageParams
-) -> tuple[list[Proposal], str | None]:
-    query = select(Proposal)
-    for name in ("kind", "level", "state", "procedure_code", "sector_code"):
-        if filters.get(name) is not None:
-            query = query.where(getattr(Proposal, name) == filters[name])
+    session: AsyncSession, filters: ProposalQuery, units: set[str] | None, page: PageParams
+) -> Window[Proposal]:
+    query = select(Proposal).options(selectinload(Proposal.transitions))
+    equalities = {
+        Proposal.kind: filters.kind,
+        Proposal.level: filters.level,
+        Proposal.state: filters.state,
+        Proposal.procedure_code: filters.procedure,
+        Proposal.sector_code: filters.sector,
+    }
+    for column, value in equalities.items():
+        if value is not None:
+            query = query.where(column == value)
     if units is not None:
         query = query.where(Proposal.unit_code.in_(units))
-    if filters.get("submitted_from") is not None:
-        query = query.where(Proposal.submitted_at >= _midnight(filters["submitted_from"]))
-    if filters.get("submitted_to") is not None:
-        query = query.where(Proposal.submitted_at < _midnight(filters["submitted_to"] + timedelta(days=1)))
-    if page.after:
-        query = query.where(Proposal.id > int(page.after[0]))
-    rows = list((await session.scalars(query.order_by(Proposal.id).limit(page.limit + 1))).all())
-    return rows[: page.limit], encode_cursor([rows[page.limit - 1].id]) if len(rows) > page.limit else None
-
-
-def _midnight(day: date) -> datetime:
-    from app.stats.periods import Period, Scheme
-
-    return Period(label="", scheme=Scheme.calendar, start=day, end=day).start_at
-
-
-async def proposal_counts(
-    session: AsyncSession, units: set[str], period: Period, group_by: Sequence[str]
-) -> tuple[dict[tuple[tuple[str, str], ...], dict[str, int]], dict[str, int]]:
-    """Proposals submitted in the period, and their summed yearly savings, per group and in total."""
-    rows = await session.execute(
-        select(
-            Proposal.kind,
-            Proposal.level,
-            Proposal.sector_code,
-            Proposal.state,
-            Proposal.cost_before_vnd,
-            Proposal.cost_after_vnd,
-        ).where(
-            Proposal.unit_code.in_(units),
-            Proposal.submitted_at >= period.start_at,
-            Proposal.submitted_at < period.end_at,
-        )
-    )
-    groups: dict[tuple[tuple[str, str], ...], dict[str, int]] = defaultdict(
-        lambda: {"count": 0, "savings_vnd": 0}
-    )
-    total = {"count": 0, "savings_vnd": 0}
-    for kind, level, sector, state, before, after in rows:
-        values = {"kind": kind, "level": level, "sector": sector, "state": state}
-        saving = before - after if before is not None and after is not None else 0
-        for target in (groups[tuple((g, values[g]) for g in group_by)], total):
-            target["count"] += 1
-            target["savings_vnd"] += saving
-    return dict(sorted(groups.items())), total
+    if filters.submitted_from is not None:
+        query = query.where(Proposal.submitted_at >= start_of_day(filters.submitted_from))
+    if filters.submitted_to is not None:
+        query = query.where(Proposal.submitted_at < start_of_day(filters.submitted_to + timedelta(days=1)))
+    return await keyset_window(session, query, _BY_ID, page, lambda proposal: [proposal.id])

@@ -2,7 +2,7 @@
 
 from datetime import date, timedelta
 
-from app.stats.periods import Period
+from app.calendar.periods import Period
 
 LEVEL_NAMES = {"province": "cấp tỉnh", "district": "cấp huyện", "commune": "cấp xã"}
 LEVEL_ORDER = ("province", "district", "commune")

@@ -8,11 +8,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from openpyxl import Workbook
 from openpyxl.styles import Font
 
+from app.calendar.periods import Scheme
 from app.core.export import safe_row
 from app.reports import formatting
 from app.reports.charts import Chart, bar_chart
 from app.reports.service import ReformReport
-from app.stats.periods import Scheme
 
 KIND_NAMES = {"simplify": "Đơn giản hóa", "abolish": "Bãi bỏ", "reduce_fee": "Giảm phí, lệ phí"}
 SCHEME_NAMES = {Scheme.calendar: "kỳ theo lịch", Scheme.report: "kỳ báo cáo từ ngày 15 đến ngày 14"}

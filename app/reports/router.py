@@ -8,7 +8,8 @@ from app.core.errors import NotAcceptable, problem_responses
 from app.core.http_caching import etag_from, not_modified
 from app.reports import render
 from app.reports.service import reform_report
-from app.stats.router import CACHE_CONTROL, DataETag, NowDep, PeriodDep
+from app.stats.caching import CACHE_CONTROL
+from app.stats.deps import DataETag, NowDep, PeriodDep
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 

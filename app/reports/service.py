@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.feedback.service import feedback_counts
+from app.calendar.periods import Period, parse_period
 from app.procedures.models import Sector
-from app.proposals.schemas import ProposalKind
-from app.proposals.service import proposal_counts
+from app.proposals.models import ProposalKind
 from app.reports.formatting import LEVEL_NAMES, LEVEL_ORDER
 from app.stats import service as stats
 from app.stats.definitions import rates
-from app.stats.periods import Period, parse_period
+from app.stats.feedback import feedback_counts
+from app.stats.proposals import proposal_counts
 from app.units.models import Unit
 
 KIND_ORDER = (ProposalKind.simplify, ProposalKind.abolish, ProposalKind.reduce_fee)

@@ -17,20 +17,7 @@ A span (a, b] is counted at E when a < E ≤ b; with S and E at midnight, "an in
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-CHANNELS = ("direct", "postal", "online_partial", "online_full")
-COUNTERS = (
-    *(f"received_{channel}" for channel in CHANNELS),
-    *(f"ended_{channel}" for channel in CHANNELS),
-    "finished_on_time",
-    "finished_early",
-    "finished_late",
-    "withdrawn",
-    "refused",
-    "waiting_start",
-    "waiting_end",
-    "overdue_start",
-    "overdue_end",
-)
+from app.dossiers.counters import CHANNELS
 
 COUNT_NAMES = (
     "carried_over",

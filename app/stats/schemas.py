@@ -1,9 +1,9 @@
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema
 
-from app.stats.periods import Interval, Period, Scheme
+from app.calendar.periods import Interval, Period, Scheme
 
 
 class PeriodRead(BaseModel):
@@ -108,3 +108,66 @@ class DossierSeries(BaseModel):
 
 
 Format = Literal["json", "csv"]
+
+Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
+"""A number written as it was computed: ``18`` stays ``18``, ``12.5`` stays ``12.5``."""
+
+
+class FeedbackStatsRow(BaseModel):
+    key: dict[str, str] = Field(examples=[{"channel": "hotline"}])
+    counts: Counts
+
+
+class FeedbackStatsTotal(BaseModel):
+    counts: Counts = Field(
+        description="received (in the period), answered_on_time, answered_late, rejected (in the period), "
+        "open and overdue (at its end)"
+    )
+
+
+class SatisfactionStats(BaseModel):
+    ratings: int = Field(description="Dossier ratings given in the period")
+    by_level: dict[str, int] = Field(
+        description="Ratings per level: very_satisfied, satisfied, neutral, unsatisfied, very_unsatisfied"
+    )
+    satisfied_share: float | None = Field(
+        description="Percentage of ratings satisfied or very satisfied, 2 decimals; null without ratings"
+    )
+
+
+class FeedbackStats(BaseModel):
+    unit: str | None = Field(description="The unit whose subtree is counted; null for every unit")
+    period: PeriodRead
+    group_by: list[str]
+    rows: list[FeedbackStatsRow]
+    total: FeedbackStatsTotal
+    satisfaction: SatisfactionStats
+
+
+class Index766Group(BaseModel):
+    group: str = Field(examples=["progress"])
+    max: Number
+    score: float | None = Field(description="Null when this service's data cannot score the group")
+    computable: bool
+    inputs: dict[str, Number | list[float] | None] = Field(
+        description="The figures the formula takes, by name"
+    )
+    formula: str
+    reason: Annotated[str | None, WithJsonSchema({"type": "string"})] = Field(
+        default=None,
+        exclude_if=lambda reason: reason is None,
+        description="Why the group has no score; only present then",
+    )
+
+
+class Index766Total(BaseModel):
+    score: float = Field(description="The sum of the computable groups' scores")
+    max_computable: Number = Field(description="The most the computable groups can score")
+    max: Number = Field(description="The most all groups can score")
+
+
+class Index766Scorecard(BaseModel):
+    unit: str | None = Field(description="The unit whose subtree is scored; null for every unit")
+    period: PeriodRead
+    groups: list[Index766Group]
+    total: Index766Total

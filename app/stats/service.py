@@ -1,114 +1,25 @@
-"""Statistics from counters: writing marks as counter rows, reading periods as prefix sums."""
+"""Statistics from counters: reading periods as prefix sums of the dossier counters.
 
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+The counters are written by ingestion (app.dossiers.counters); this reads them.
+"""
+
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Date,
-    Select,
-    Table,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    or_,
-    select,
-    text,
-)
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import ColumnElement, Date, Select, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.calendar.working_time import WorkingCalendar
+from app.calendar.periods import Period
 from app.core.db import plan_with_values
 from app.core.errors import NotFound
-from app.core.timezone import local
-from app.dossiers.history import facts_of, pauses_of
-from app.dossiers.lifecycle import Mark, Status
-from app.dossiers.models import Dossier, DossierEvent
-from app.stats.definitions import COUNTERS, add, counts_from_prefixes
-from app.stats.models import ALL, DossierCounter
-from app.stats.periods import Period
-from app.stats.reference import DossierFacts, facts_marks
+from app.dossiers.counters import ALL, COUNTERS, NO_SECTOR, DossierCounter
+from app.dossiers.lifecycle import Status
+from app.dossiers.models import Dossier
+from app.stats.definitions import add, counts_from_prefixes
 from app.units.models import Unit
 
 GROUPINGS = ("unit_level", "unit", "sector", "procedure")
-# A dossier whose procedure version named no sector (older data) is counted under this sector.
-NO_SECTOR = "-"
-_TABLE: Table = DossierCounter.__table__  # type: ignore[assignment]
-_KEY = ("unit_code", "sector_code", "procedure_code", "grain", "bucket")
-
-MarkOf = tuple[str, str | None, str, Mark]
-"""(unit, sector, procedure, mark)."""
-
-
-CounterKey = tuple[str, str, str, str, date]
-"""(unit, sector, procedure, grain, bucket)."""
-CounterRow = tuple[CounterKey, list[int]]
-"""A counter row's key and its increments, in the order of ``COUNTERS``."""
-_POSITION = {name: position for position, name in enumerate(COUNTERS)}
-
-
-def counter_rows(marks: Iterable[MarkOf]) -> list[CounterRow]:
-    """Marks summed into counter rows: each in its day, month and year, for its procedure and for all."""
-    sums: dict[CounterKey, list[int]] = {}
-    width = len(COUNTERS)
-    for unit, sector, procedure, (counter, instant, delta) in marks:
-        day = local(instant).date()
-        position = _POSITION[counter]
-        sector = sector or NO_SECTOR
-        for grain, bucket in (("d", day), ("m", day.replace(day=1)), ("y", date(day.year, 1, 1))):
-            for key in ((unit, ALL, ALL, grain, bucket), (unit, sector, procedure, grain, bucket)):
-                values = sums.get(key)
-                if values is None:
-                    values = sums[key] = [0] * width
-                values[position] += delta
-    # Sorted, so that concurrent writers lock rows in the same order.
-    return sorted(sums.items())
-
-
-_KEY_TYPES = ("varchar", "varchar", "varchar", "varchar", "date")
-# PostgreSQL: every row in one statement, one array per column, instead of thousands of bound values.
-_UPSERT_ARRAYS = (
-    f"INSERT INTO dossier_counters ({', '.join((*_KEY, *COUNTERS))}) "
-    "SELECT * FROM unnest("
-    + ", ".join(f"${n + 1}::{kind}[]" for n, kind in enumerate((*_KEY_TYPES, *("integer",) * len(COUNTERS))))
-    + f") ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
-    + ", ".join(f"{c} = dossier_counters.{c} + excluded.{c}" for c in COUNTERS)
-)
-
-
-async def add_counters(session: AsyncSession, rows: list[CounterRow]) -> None:
-    """Add rows of counter increments to the counters (creating the rows that are new)."""
-    if not rows:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        connection = await session.connection()
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
-        keys, increments = zip(*rows, strict=True)
-        # Lists, not tuples: asyncpg encodes lists fastest.
-        columns = [list(column) for column in (*zip(*keys, strict=True), *zip(*increments, strict=True))]
-        await driver.execute(_UPSERT_ARRAYS, *columns)
-        return
-    insert = sqlite.insert(_TABLE)
-    statement = insert.on_conflict_do_update(
-        index_elements=list(_KEY),
-        set_={c: _TABLE.c[c] + insert.excluded[c] for c in COUNTERS},
-    )
-    await session.execute(
-        statement,
-        [
-            {**dict(zip(_KEY, key, strict=True)), **dict(zip(COUNTERS, values, strict=True))}
-            for key, values in rows
-        ],
-    )
-
-
-# --- reading ---------------------------------------------------------------------------------
 
 
 async def unit_scope(session: AsyncSession, code: str | None) -> dict[str, str]:
@@ -294,71 +205,3 @@ async def period_counts(
                 counts["waiting_supplement"] += waiting
                 counts["in_progress_overdue"] += overdue
     return rows, total
-
-
-# --- facts, for the reference calculation and the rebuild ------------------------------------
-
-
-async def load_facts(session: AsyncSession, dossiers: Sequence[Dossier]) -> list[DossierFacts]:
-    """What happened to each dossier, from its row and its applied pause events."""
-    pause_events: dict[str, list[tuple[str, Any]]] = defaultdict(list)
-    codes = [d.code for d in dossiers if d.supplement_count]
-    for start in range(0, len(codes), 1000):
-        rows = await session.execute(
-            select(DossierEvent.dossier_code, DossierEvent.type, DossierEvent.occurred_at)
-            .where(
-                DossierEvent.dossier_code.in_(codes[start : start + 1000]),
-                DossierEvent.type.in_(_PAUSE_EVENTS),
-                DossierEvent.status == "applied",
-            )
-            .order_by(DossierEvent.dossier_code, DossierEvent.occurred_at, DossierEvent.id)
-        )
-        for code, kind, at in rows:
-            pause_events[code].append((kind, at))
-    return [
-        facts_of(
-            dossier,
-            pauses_of(pause_events.get(dossier.code, []), dossier.finished_at or dossier.withdrawn_at),
-        )
-        for dossier in dossiers
-    ]
-
-
-_PAUSE_EVENTS = ("supplement_requested", "supplement_received")
-
-
-REBUILD_CHUNK = 2000
-
-
-async def rebuild_counters(
-    session: AsyncSession, calendar: WorkingCalendar, progress: Callable[[int, int], None] | None = None
-) -> int:
-    """Recompute every counter from the dossiers' facts; returns the number of dossiers."""
-    if session.get_bind().dialect.name == "postgresql":
-        # Ingestion writes counters last in its transaction: holding them makes it wait, so no
-        # batch is counted twice or lost while the counters are rebuilt.
-        await session.execute(text("LOCK TABLE dossier_counters IN EXCLUSIVE MODE"))
-    await session.execute(delete(DossierCounter))
-    total = int(await session.scalar(select(func.count()).select_from(Dossier)) or 0)
-    done = 0
-    after = ""
-    while True:
-        dossiers = (
-            await session.scalars(
-                select(Dossier).where(Dossier.code > after).order_by(Dossier.code).limit(REBUILD_CHUNK)
-            )
-        ).all()
-        if not dossiers:
-            break
-        facts = await load_facts(session, dossiers)
-        marks = [
-            (f.unit_code, f.sector_code, f.procedure_code, mark)
-            for f in facts
-            for mark in facts_marks(f, calendar)
-        ]
-        await add_counters(session, counter_rows(marks))
-        done += len(dossiers)
-        after = dossiers[-1].code
-        if progress is not None:
-            progress(done, total)
-    return done

@@ -2,10 +2,10 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
+from app.core.codes import UnitCode
 from app.core.db import SAFE_METHODS, SessionDep
 from app.units import service
 from app.units.models import Unit
-from app.units.schemas import UnitCode
 
 
 async def unit_by_code(session: SessionDep, code: Annotated[UnitCode, Path()], request: Request) -> Unit:

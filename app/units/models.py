@@ -4,7 +4,8 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, UTCDateTime, utcnow
+from app.core.base import Base, UTCDateTime, enum_column
+from app.core.timezone import utcnow
 
 
 class UnitLevel(StrEnum):
@@ -24,7 +25,7 @@ class Unit(Base):
 
     code: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    level: Mapped[str] = mapped_column(String(16))
+    level: Mapped[UnitLevel] = mapped_column(enum_column(UnitLevel, "level"))
     division_type: Mapped[str | None] = mapped_column(String(40))
     parent_code: Mapped[str | None] = mapped_column(ForeignKey("units.code"), index=True)
     valid_from: Mapped[date | None] = mapped_column(Date)
@@ -35,7 +36,6 @@ class Unit(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (
-        CheckConstraint("level IN ('province', 'district', 'commune')", name="level"),
         CheckConstraint(
             "valid_from IS NULL OR valid_to IS NULL OR valid_from <= valid_to", name="validity_order"
         ),

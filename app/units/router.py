@@ -2,8 +2,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from app.audit.service import record
 from app.clients.deps import require
+from app.core.audit import record
 from app.core.bounds import Day
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, problem_responses

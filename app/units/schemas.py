@@ -4,13 +4,9 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from app.core.bounds import Day
+from app.core.codes import UnitCode
 from app.units.models import UnitLevel
 
-UnitCode = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"),
-    Field(description="Unit code, e.g. the official `31` (province) or `11680` (commune)", examples=["313"]),
-]
 UnitName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 DivisionType = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import Select, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from vietnam_provinces import Province, Ward
 
 from app.core.db import load_for_update
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -49,7 +50,7 @@ def hierarchy_errors(
             )
         )
     if parent is not None:
-        if LEVEL_RANK[level] <= LEVEL_RANK[UnitLevel(parent.level)]:
+        if LEVEL_RANK[level] <= LEVEL_RANK[parent.level]:
             errors.append(
                 FieldError(
                     field="body.level",
@@ -139,7 +140,7 @@ async def update_unit(session: AsyncSession, unit: Unit, patch: UnitUpdate) -> U
     parent = await _parent_for(session, merged["parent_code"])
     children = (await session.scalars(select(Unit).where(Unit.parent_code == unit.code))).all()
     errors = hierarchy_errors(
-        level=UnitLevel(unit.level),
+        level=unit.level,
         valid_from=merged["valid_from"],
         valid_to=merged["valid_to"],
         parent=parent,
@@ -187,15 +188,11 @@ async def list_units(session: AsyncSession, filters: UnitFilters, page: PagePara
 
 # --- import of the official list -------------------------------------------------------------
 
-# The two-tier system took effect on this day; the communes in the official list were formed then.
-TWO_TIER_START = date(2025, 7, 1)
 IMPORT_BATCH = 500
 
 
 def official_units() -> list[dict[str, Any]]:
     """The official units from `vietnam-provinces`, provinces first, as rows for the units table."""
-    from vietnam_provinces import Province, Ward
-
     rows: list[dict[str, Any]] = []
     for province in sorted(Province.iter_all(), key=lambda p: int(p.code)):
         rows.append(
@@ -217,7 +214,7 @@ def official_units() -> list[dict[str, Any]]:
                 "level": UnitLevel.commune.value,
                 "division_type": ward.division_type.value,
                 "parent_code": f"{int(ward.province_code):02d}",
-                "valid_from": TWO_TIER_START,
+                "valid_from": TWO_TIERS_SINCE,  # the communes in the official list were formed then
             }
         )
     return rows

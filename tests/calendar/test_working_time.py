@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.calendar.working_time import TimeUnit, WorkingCalendar, parse_working_hours
+from app.calendar.working_time import TimeUnit, WorkingCalendar
+from app.core.config import parse_working_hours
 from app.core.timezone import VIETNAM
 
 calendar = WorkingCalendar()

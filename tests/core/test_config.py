@@ -6,14 +6,14 @@ from app.core.config import Settings
 
 def test_default_database_is_local_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TTHC_DATABASE_URL", raising=False)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.database_url == "sqlite+aiosqlite:///./tthc.db"
     assert settings.is_sqlite
 
 
 def test_database_url_read_from_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TTHC_DATABASE_URL", "postgresql+asyncpg://app:secret@db:5432/tthc")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.database_url == "postgresql+asyncpg://app:secret@db:5432/tthc"
     assert not settings.is_sqlite
 

@@ -42,7 +42,7 @@ UNITS = [
 ]
 
 
-def _procedure(code: str, name: str, levels: list[str], value: float, unit: str) -> dict[str, Any]:
+def procedure_body(code: str, name: str, levels: list[str], value: float, unit: str) -> dict[str, Any]:
     return {
         "code": code,
         "name": name,
@@ -56,9 +56,9 @@ def _procedure(code: str, name: str, levels: list[str], value: float, unit: str)
 
 
 PROCEDURES = [
-    _procedure("1.000894", "Đăng ký kết hôn", ["commune"], 3, "working_days"),
-    _procedure("2.000001", "Cấp giấy phép xây dựng", ["district"], 5, "working_days"),
-    _procedure("2.000002", "Đăng ký hộ kinh doanh", ["district"], 7, "days"),
+    procedure_body("1.000894", "Đăng ký kết hôn", ["commune"], 3, "working_days"),
+    procedure_body("2.000001", "Cấp giấy phép xây dựng", ["district"], 5, "working_days"),
+    procedure_body("2.000002", "Đăng ký hộ kinh doanh", ["district"], 7, "days"),
 ]
 
 

@@ -2,10 +2,10 @@ from datetime import date
 
 import pytest
 
+from app.calendar.periods import Period, Scheme, parse_period
 from app.reports.charts import bar_chart
 from app.reports.formatting import count, number, percent, period_phrase
 from app.reports.router import ReportFormat, negotiate
-from app.stats.periods import Period, Scheme, parse_period
 
 
 def test_numbers_as_vietnamese_reports_print_them() -> None:

@@ -10,7 +10,7 @@ from httpx import AsyncClient
 from sqlalchemy import update
 
 from app.core.http_caching import answer_cache
-from app.stats.models import DossierCounter
+from app.dossiers.counters import DossierCounter
 from tests.dossiers.conftest import portal, received, send, step, world  # noqa: F401
 
 STATS = "/api/v1/stats/dossiers"

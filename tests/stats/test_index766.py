@@ -6,7 +6,7 @@ from app.stats.index766 import Inputs, scorecard
 
 def inputs(**values: int) -> Inputs:
     base = dict.fromkeys(Inputs.__dataclass_fields__, 0)
-    return Inputs(**{**base, **values})  # type: ignore[arg-type]
+    return Inputs(**{**base, **values})
 
 
 def groups(**values: int) -> dict[str, dict]:  # type: ignore[type-arg]

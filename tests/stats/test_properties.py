@@ -10,19 +10,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from app.calendar.periods import Scheme, choose_period
 from app.calendar.working_time import TimeUnit, WorkingCalendar
 from app.clients.schemas import ClientCreate
 from app.clients.service import create_client
+from app.core.base import Base
 from app.core.config import Settings
-from app.core.db import Base
 from app.core.timezone import VIETNAM
-from app.dossiers.history import HistoryEvent, Outcome, facts_of, replay
+from app.dossiers.counters import load_facts
+from app.dossiers.facts import Pause
+from app.dossiers.history import HistoryEvent, facts_of, replay
 from app.dossiers.lifecycle import DossierState, Reception
-from app.dossiers.models import Dossier
+from app.dossiers.models import Dossier, Outcome
 from app.main import create_app
-from app.stats.periods import Scheme, choose_period
-from app.stats.reference import Pause, reference_counts
-from app.stats.service import load_facts, unit_scope
+from app.stats.reference import reference_counts
+from app.stats.service import unit_scope
 from tests.conftest import assert_counters_equal_a_rebuild
 
 UNITS = [
@@ -46,7 +48,7 @@ UNITS = [
     },
     {"code": "11999", "name": "Xã mới", "level": "commune", "parent_code": "31"},
 ]
-PROCEDURES = {
+PROCEDURES: dict[str, dict[str, Any]] = {
     "district": {"code": "2.000001", "value": 3, "unit": "working_days", "sector": "xay-dung"},
     "commune": {"code": "1.000001", "value": 6, "unit": "working_hours", "sector": "ho-tich"},
     "commune-days": {"code": "1.000002", "value": 2, "unit": "days", "sector": "tu-phap"},

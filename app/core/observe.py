@@ -1,0 +1,76 @@
+"""What each finished request leaves behind: an access-log line and its metrics."""
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.metrics import UNMATCHED
+
+access_logger = logging.getLogger("tthc.access")
+
+Observer = Callable[[Scope, int, float], None]
+"""Told of every finished request: its scope, the status sent and the seconds it took."""
+
+
+class ObservedRequestsMiddleware:
+    """Times every request and tells the observers how it ended (a request that raised ended in a
+    500, which an inner middleware answered)."""
+
+    def __init__(self, app: ASGIApp, observers: Sequence[Observer]) -> None:
+        self.app = app
+        self.observers = observers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_watched)
+        finally:
+            seconds = time.perf_counter() - started
+            for observer in self.observers:
+                observer(scope, status, seconds)
+
+
+def route_of(scope: Scope) -> str:
+    """The route template (``/api/v1/units/{code}``): a label of bounded cardinality."""
+    return getattr(scope.get("route"), "path", None) or UNMATCHED
+
+
+def log_access(scope: Scope, status: int, seconds: float) -> None:
+    """One line per request; the client's name, never its key."""
+    method = scope.get("method", "")
+    client = scope.get("state", {}).get("client_name", "-")
+    access_logger.info(
+        "%s %s %s %.1fms client=%s",
+        method,
+        scope.get("path"),
+        status,
+        seconds * 1000,
+        client,
+        extra={
+            "method": method,
+            "route": route_of(scope),
+            "path": scope.get("path"),
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "client": client,
+        },
+    )
+
+
+def record_metrics(scope: Scope, status: int, seconds: float) -> None:
+    metrics = getattr(getattr(scope.get("app"), "state", None), "metrics", None)
+    if metrics is not None:
+        metrics.observe_request(scope.get("method", ""), route_of(scope), status, seconds)

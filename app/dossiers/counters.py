@@ -1,0 +1,220 @@
+"""The dossier counters and their writer: marks summed into counter rows (SPEC §5).
+
+Ingestion adds each batch's marks (``facts_marks``, app.dossiers.facts) to the counters as it
+commits; ``rebuild_counters`` recomputes them all from the dossiers' facts. app.stats reads periods
+from them as prefix sums (app.stats.definitions).
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Date, Integer, String, Table, delete, func, select, text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.calendar.working_time import WorkingCalendar
+from app.core.base import Base
+from app.core.timezone import local
+from app.dossiers.facts import DossierFacts, facts_marks
+from app.dossiers.history import facts_of, pauses_of
+from app.dossiers.lifecycle import Mark
+from app.dossiers.models import Dossier, DossierEvent
+
+CHANNELS = ("direct", "postal", "online_partial", "online_full")
+COUNTERS = (
+    *(f"received_{channel}" for channel in CHANNELS),
+    *(f"ended_{channel}" for channel in CHANNELS),
+    "finished_on_time",
+    "finished_early",
+    "finished_late",
+    "withdrawn",
+    "refused",
+    "waiting_start",
+    "waiting_end",
+    "overdue_start",
+    "overdue_end",
+)
+# A dossier whose procedure version named no sector (older data) is counted under this sector.
+NO_SECTOR = "-"
+# The rollup value of the sector and procedure columns: the row counts every sector/procedure.
+ALL = "*"
+
+
+class DossierCounter(Base):
+    """Counts of dated happenings (receptions, finishes, pauses, …) per unit, sector and procedure.
+
+    Each happening is counted in the bucket of its local day, month and year (``grain`` d, m, y), so
+    any prefix sum "before day T" reads at most a year row per past year, eleven month rows and
+    thirty day rows per unit, however many dossiers there are. Rows with sector and procedure
+    ``*`` sum all of them for their unit. ``COUNTERS`` names the counters; app.stats.definitions
+    reads periods from them.
+    """
+
+    __tablename__ = "dossier_counters"
+    # Updated in place all the time: room in each page lets PostgreSQL skip index writes (HOT).
+    __table_args__ = ({"postgresql_with": {"fillfactor": 70}},)
+
+    unit_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sector_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    procedure_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    bucket: Mapped[date] = mapped_column(Date, primary_key=True)
+
+    received_direct: Mapped[int] = mapped_column(Integer, default=0)
+    received_postal: Mapped[int] = mapped_column(Integer, default=0)
+    received_online_partial: Mapped[int] = mapped_column(Integer, default=0)
+    received_online_full: Mapped[int] = mapped_column(Integer, default=0)
+    ended_direct: Mapped[int] = mapped_column(Integer, default=0)
+    ended_postal: Mapped[int] = mapped_column(Integer, default=0)
+    ended_online_partial: Mapped[int] = mapped_column(Integer, default=0)
+    ended_online_full: Mapped[int] = mapped_column(Integer, default=0)
+    finished_on_time: Mapped[int] = mapped_column(Integer, default=0)
+    finished_early: Mapped[int] = mapped_column(Integer, default=0)
+    finished_late: Mapped[int] = mapped_column(Integer, default=0)
+    withdrawn: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    waiting_start: Mapped[int] = mapped_column(Integer, default=0)
+    waiting_end: Mapped[int] = mapped_column(Integer, default=0)
+    overdue_start: Mapped[int] = mapped_column(Integer, default=0)
+    overdue_end: Mapped[int] = mapped_column(Integer, default=0)
+
+
+_TABLE: Table = DossierCounter.__table__  # type: ignore[assignment]
+_KEY = ("unit_code", "sector_code", "procedure_code", "grain", "bucket")
+
+MarkOf = tuple[str, str | None, str, Mark]
+"""(unit, sector, procedure, mark)."""
+
+
+CounterKey = tuple[str, str, str, str, date]
+"""(unit, sector, procedure, grain, bucket)."""
+CounterRow = tuple[CounterKey, list[int]]
+"""A counter row's key and its increments, in the order of ``COUNTERS``."""
+_POSITION = {name: position for position, name in enumerate(COUNTERS)}
+
+
+def counter_rows(marks: Iterable[MarkOf]) -> list[CounterRow]:
+    """Marks summed into counter rows: each in its day, month and year, for its procedure and for all."""
+    sums: dict[CounterKey, list[int]] = {}
+    width = len(COUNTERS)
+    for unit, sector, procedure, (counter, instant, delta) in marks:
+        day = local(instant).date()
+        position = _POSITION[counter]
+        sector = sector or NO_SECTOR
+        for grain, bucket in (("d", day), ("m", day.replace(day=1)), ("y", date(day.year, 1, 1))):
+            for key in ((unit, ALL, ALL, grain, bucket), (unit, sector, procedure, grain, bucket)):
+                values = sums.get(key)
+                if values is None:
+                    values = sums[key] = [0] * width
+                values[position] += delta
+    # Sorted, so that concurrent writers lock rows in the same order.
+    return sorted(sums.items())
+
+
+_KEY_TYPES = ("varchar", "varchar", "varchar", "varchar", "date")
+# PostgreSQL: every row in one statement, one array per column, instead of thousands of bound values.
+_UPSERT_ARRAYS = (
+    f"INSERT INTO dossier_counters ({', '.join((*_KEY, *COUNTERS))}) "
+    "SELECT * FROM unnest("
+    + ", ".join(f"${n + 1}::{kind}[]" for n, kind in enumerate((*_KEY_TYPES, *("integer",) * len(COUNTERS))))
+    + f") ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
+    + ", ".join(f"{c} = dossier_counters.{c} + excluded.{c}" for c in COUNTERS)
+)
+
+
+async def add_counters(session: AsyncSession, rows: list[CounterRow]) -> None:
+    """Add rows of counter increments to the counters (creating the rows that are new)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        keys, increments = zip(*rows, strict=True)
+        # Lists, not tuples: asyncpg encodes lists fastest.
+        columns = [list(column) for column in (*zip(*keys, strict=True), *zip(*increments, strict=True))]
+        await driver.execute(_UPSERT_ARRAYS, *columns)
+        return
+    insert = sqlite.insert(_TABLE)
+    statement = insert.on_conflict_do_update(
+        index_elements=list(_KEY),
+        set_={c: _TABLE.c[c] + insert.excluded[c] for c in COUNTERS},
+    )
+    await session.execute(
+        statement,
+        [
+            {**dict(zip(_KEY, key, strict=True)), **dict(zip(COUNTERS, values, strict=True))}
+            for key, values in rows
+        ],
+    )
+
+
+# --- rebuilding from the facts ---------------------------------------------------------------
+
+
+async def load_facts(session: AsyncSession, dossiers: Sequence[Dossier]) -> list[DossierFacts]:
+    """What happened to each dossier, from its row and its applied pause events."""
+    pause_events: dict[str, list[tuple[str, Any]]] = defaultdict(list)
+    codes = [d.code for d in dossiers if d.supplement_count]
+    for start in range(0, len(codes), 1000):
+        rows = await session.execute(
+            select(DossierEvent.dossier_code, DossierEvent.type, DossierEvent.occurred_at)
+            .where(
+                DossierEvent.dossier_code.in_(codes[start : start + 1000]),
+                DossierEvent.type.in_(_PAUSE_EVENTS),
+                DossierEvent.status == "applied",
+            )
+            .order_by(DossierEvent.dossier_code, DossierEvent.occurred_at, DossierEvent.id)
+        )
+        for code, kind, at in rows:
+            pause_events[code].append((kind, at))
+    return [
+        facts_of(
+            dossier,
+            pauses_of(pause_events.get(dossier.code, []), dossier.finished_at or dossier.withdrawn_at),
+        )
+        for dossier in dossiers
+    ]
+
+
+_PAUSE_EVENTS = ("supplement_requested", "supplement_received")
+
+
+REBUILD_CHUNK = 2000
+
+
+async def rebuild_counters(
+    session: AsyncSession, calendar: WorkingCalendar, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Recompute every counter from the dossiers' facts; returns the number of dossiers."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Ingestion writes counters last in its transaction: holding them makes it wait, so no
+        # batch is counted twice or lost while the counters are rebuilt.
+        await session.execute(text("LOCK TABLE dossier_counters IN EXCLUSIVE MODE"))
+    await session.execute(delete(DossierCounter))
+    total = int(await session.scalar(select(func.count()).select_from(Dossier)) or 0)
+    done = 0
+    after = ""
+    while True:
+        dossiers = (
+            await session.scalars(
+                select(Dossier).where(Dossier.code > after).order_by(Dossier.code).limit(REBUILD_CHUNK)
+            )
+        ).all()
+        if not dossiers:
+            break
+        facts = await load_facts(session, dossiers)
+        marks = [
+            (f.unit_code, f.sector_code, f.procedure_code, mark)
+            for f in facts
+            for mark in facts_marks(f, calendar)
+        ]
+        await add_counters(session, counter_rows(marks))
+        done += len(dossiers)
+        after = dossiers[-1].code
+        if progress is not None:
+            progress(done, total)
+    return done

@@ -1,0 +1,245 @@
+"""The events endpoint: parse the request, then rounds of batches (one event id per round)."""
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.calendar.working_time import WorkingCalendar
+from app.core.errors import (
+    Conflict,
+    DomainError,
+    FieldError,
+    InvalidInput,
+    problem_of,
+)
+from app.core.security import Principal
+from app.core.timezone import utcnow
+from app.dossiers.history import RECEPTIONS, Verdict
+from app.dossiers.ingestion.batch import Batch
+from app.dossiers.ingestion.catalogue import load_catalogue
+from app.dossiers.ingestion.work import (
+    EVENT_INPUT,
+    STORED_COLUMNS,
+    Answer,
+    Arrival,
+    Stored,
+    canonical,
+    history_event,
+)
+from app.dossiers.ingestion.writes import write_batch
+from app.dossiers.models import DossierEvent, Outcome
+from app.dossiers.schemas import DossierEventIn, EventResult
+
+logger = logging.getLogger("tthc.dossiers")
+
+ATTEMPTS = 3
+_T = TypeVar("_T")
+_Item = TypeVar("_Item")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An event of the request that passed validation, with its canonical form."""
+
+    index: int
+    """Its position in the request."""
+    event: DossierEventIn
+    payload: str
+    digest: str
+
+
+@dataclass
+class ParsedRequest:
+    """The request's events after parsing: what each item's id was, which parsed, which failed."""
+
+    event_ids: list[str | None] = field(default_factory=list)
+    parsed: list[Parsed] = field(default_factory=list)
+    errors: dict[int, DomainError] = field(default_factory=dict)
+
+
+async def ingest(
+    session: AsyncSession,
+    principal: Principal,
+    calendar: WorkingCalendar,
+    secret_key: str,
+    items: list[Any],
+) -> list[EventResult]:
+    """Each event is answered created, updated, pending, duplicate or error; errors store nothing."""
+    return await with_retries(session, lambda: _ingest_once(session, principal, calendar, secret_key, items))
+
+
+async def with_retries(session: AsyncSession, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """When two requests store the same event id at the same moment, the loser's transaction fails
+    on a unique key: it is rolled back and replayed (it then sees the winner's rows)."""
+    for number in range(1, ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except IntegrityError:
+            await session.rollback()
+            logger.warning("concurrent ingestion of the same events; replaying (attempt %d)", number)
+    raise Conflict("The same events are being ingested concurrently; retry the request")
+
+
+def rounds(items: list[_Item], key: Callable[[_Item], str]) -> list[list[_Item]]:
+    """Items split so that each round holds one item per key, in the order sent: a key sent twice
+    in one request is then taken after its first occurrence was stored, like a later request."""
+    rounds: list[list[_Item]] = []
+    seen: dict[str, int] = defaultdict(int)
+    for item in items:
+        occurrence = seen[key(item)]
+        seen[key(item)] += 1
+        if occurrence == len(rounds):
+            rounds.append([])
+        rounds[occurrence].append(item)
+    return rounds
+
+
+async def _ingest_once(
+    session: AsyncSession,
+    principal: Principal,
+    calendar: WorkingCalendar,
+    secret_key: str,
+    items: list[Any],
+) -> list[EventResult]:
+    request = parse(items, secret_key, utcnow())
+    answers: dict[int, Answer] = {}
+    for round_items in rounds(request.parsed, lambda item: item.event.event_id):
+        answers |= await _ingest_round(session, principal, calendar, secret_key, round_items)
+    return results(request, answers)
+
+
+def parse(items: list[Any], secret_key: str, now: datetime) -> ParsedRequest:
+    """Validate each item on its own: a bad one is answered with its problem, the others go on."""
+    request = ParsedRequest()
+    for index, raw in enumerate(items):
+        raw_id = raw.get("event_id") if isinstance(raw, dict) else getattr(raw, "event_id", None)
+        request.event_ids.append(raw_id if isinstance(raw_id, str) else None)
+        try:
+            event = EVENT_INPUT.validate_python(raw)
+        except ValidationError as exc:
+            request.errors[index] = InvalidInput(
+                "The event is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
+            )
+            continue
+        problems = event.problems(now)
+        if problems:
+            request.errors[index] = InvalidInput("The event is invalid", errors=problems)
+            continue
+        request.parsed.append(Parsed(index, event, *canonical(event, secret_key)))
+    return request
+
+
+def results(request: ParsedRequest, answers: dict[int, Answer]) -> list[EventResult]:
+    """One result per item of the request, in its order."""
+    found: list[EventResult] = []
+    for index, event_id in enumerate(request.event_ids):
+        problem = request.errors.get(index) or answers[index].problem
+        status = "error" if index in request.errors else answers[index].outcome
+        found.append(
+            EventResult(event_id=event_id, status=status, problem=problem_of(problem) if problem else None)
+        )
+    return found
+
+
+async def _ingest_round(
+    session: AsyncSession,
+    principal: Principal,
+    calendar: WorkingCalendar,
+    secret_key: str,
+    parsed: list[Parsed],
+) -> dict[int, Answer]:
+    """Lock the dossiers, resolve what the events refer to, sort each event, apply, write."""
+    batch = Batch(session, principal, calendar)
+    await batch.open(sorted({item.event.dossier_code for item in parsed}))
+    known = await _sent_before(session, principal, {item.event.event_id for item in parsed})
+    batch.catalogue = await load_catalogue(
+        session,
+        {item.event.procedure_code for item in parsed if item.event.procedure_code},
+        {item.event.unit_code for item in parsed if item.event.unit_code},
+    )
+    for item in parsed:
+        stored = known.get(item.event.event_id)
+        if stored is not None:
+            _resent(batch, item, stored, secret_key)
+        else:
+            _arrived(batch, item, secret_key)
+    await batch.apply()
+    await write_batch(batch)
+    return batch.answers
+
+
+def _resent(batch: Batch, item: Parsed, stored: Stored, secret_key: str) -> None:
+    """An event id this client sent before: a resend, an older revision, or a correction."""
+    event, revision = item.event, item.event.revision or 1
+    if item.digest == stored.payload_hash or revision < stored.revision:
+        batch.answer(item.index, "duplicate")
+    elif revision == stored.revision:
+        reused = InvalidInput.for_field(
+            "event_id", "This event_id was already used for a different event", "event_id_reused"
+        )
+        batch.answer(item.index, "error", reused)
+    elif stored.dossier_code != event.dossier_code:
+        moved = InvalidInput.for_field(
+            "dossier_code", "A correction cannot move an event to another dossier", "immutable"
+        )
+        batch.answer(item.index, "error", moved)
+    else:
+        batch.work[event.dossier_code].arrivals.append(
+            Arrival(
+                item.index,
+                event.event_id,
+                event.dossier_code,
+                history_event(event, stored.id, batch.principal.client_id, secret_key),
+                item.payload,
+                item.digest,
+                revision,
+                target=stored,
+                cancelled=bool(event.cancelled),
+            )
+        )
+
+
+def _arrived(batch: Batch, item: Parsed, secret_key: str) -> None:
+    """An event id new to this client: kept as cancelled, refused, or queued for its dossier."""
+    event, revision = item.event, item.event.revision or 1
+    work = batch.work[event.dossier_code]
+    arriving = history_event(event, batch.next_position(), batch.principal.client_id, secret_key)
+    arrival = Arrival(
+        item.index, event.event_id, event.dossier_code, arriving, item.payload, item.digest, revision
+    )
+    if event.cancelled:
+        # Revisions arrive out of order too: kept as cancelled, the event that arrives later
+        # is an older revision, and changes nothing.
+        batch.store_new(arrival, Verdict(Outcome.cancelled))
+        batch.answer(item.index, "updated")
+        return
+    if event.type in RECEPTIONS and work.state is not None:
+        batch.answer(item.index, "error", Conflict(f"Dossier {event.dossier_code!r} was already received"))
+        return
+    refused = batch.may_act(arriving, work.state.unit_code) if work.state is not None else None
+    if refused is not None:
+        batch.answer(item.index, "error", refused)
+        return
+    work.arrivals.append(arrival)
+
+
+async def _sent_before(session: AsyncSession, principal: Principal, event_ids: set[str]) -> dict[str, Stored]:
+    if not event_ids:
+        return {}
+    rows = await session.execute(
+        select(*STORED_COLUMNS).where(
+            DossierEvent.client_id == principal.client_id, DossierEvent.event_id.in_(event_ids)
+        )
+    )
+    known: dict[str, Stored] = {}
+    for row in rows:
+        known[row.event_id] = Stored.of(row)
+    return known

@@ -1,0 +1,227 @@
+"""The national portal's DongBoHoSoMC records: each is mapped onto its dossier's history."""
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.calendar.working_time import WorkingCalendar
+from app.core.errors import (
+    DomainError,
+    FieldError,
+    InvalidInput,
+    Problem,
+    problem_of,
+)
+from app.core.security import Principal
+from app.core.timezone import local, utcnow
+from app.dossiers.dvcqg import RECORD_FIELDS, PortalRecord, RecordResult, event_prefix, record_events
+from app.dossiers.ingestion.batch import Batch
+from app.dossiers.ingestion.catalogue import Catalogue, load_catalogue
+from app.dossiers.ingestion.events import rounds, with_retries
+from app.dossiers.ingestion.work import EVENT_INPUT, Answer, Arrival, DossierWork, canonical, history_event
+from app.dossiers.ingestion.writes import write_batch
+from app.dossiers.models import Outcome
+from app.dossiers.schemas import DossierEventIn
+
+
+async def ingest_records(
+    session: AsyncSession,
+    principal: Principal,
+    calendar: WorkingCalendar,
+    secret_key: str,
+    items: list[Any],
+) -> list[RecordResult]:
+    """Each record is answered created, updated, unchanged or error; a record applies whole or not at all."""
+    return await with_retries(session, lambda: _records_once(session, principal, calendar, secret_key, items))
+
+
+async def _records_once(
+    session: AsyncSession,
+    principal: Principal,
+    calendar: WorkingCalendar,
+    secret_key: str,
+    items: list[Any],
+) -> list[RecordResult]:
+    codes: list[str | None] = []
+    records: list[tuple[int, PortalRecord]] = []
+    answers: dict[int, Answer] = {}
+    for index, raw in enumerate(items):
+        raw_code = raw.get("MaHoSo") if isinstance(raw, dict) else None
+        codes.append(raw_code if isinstance(raw_code, str) else None)
+        try:
+            records.append((index, _RECORD.validate_python(raw)))
+        except ValidationError as exc:
+            answers[index] = Answer(
+                "error",
+                InvalidInput(
+                    "The record is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
+                ),
+            )
+    for records_of_round in rounds(records, lambda item: item[1].MaHoSo):
+        answers |= await _records_round(session, principal, calendar, secret_key, records_of_round)
+    results = []
+    for index, code in enumerate(codes):
+        answer = answers[index]
+        problem = _record_problem(answer.problem) if answer.problem is not None else None
+        results.append(RecordResult(MaHoSo=code, status=answer.outcome, problem=problem))
+    return results
+
+
+_RECORD = TypeAdapter(PortalRecord)
+# Where the event's fields come from in a record, to name the record's field in a problem.
+_OCCURRED_AT = {
+    "received": "NgayTiepNhan",
+    "refused": "NgayTuChoi",
+    "supplement_requested": "DanhSachHoSoBoSung",
+    "supplement_received": "DanhSachHoSoBoSung",
+    "processing": "NgayTiepNhan",
+    "returned": "NgayTra",
+}
+
+
+def _record_problem(exc: DomainError) -> Problem:
+    problem = problem_of(exc)
+    if problem.errors:
+        for error in problem.errors:
+            error.field = RECORD_FIELDS.get(error.field, error.field)
+    return problem
+
+
+async def _records_round(
+    session: AsyncSession,
+    principal: Principal,
+    calendar: WorkingCalendar,
+    secret_key: str,
+    records: list[tuple[int, PortalRecord]],
+) -> dict[int, Answer]:
+    batch = Batch(session, principal, calendar)
+    await batch.open(sorted({record.MaHoSo for _, record in records}))
+    batch.catalogue = await load_catalogue(
+        session,
+        {r.MaTTHC for _, r in records if r.MaTTHC},
+        {r.DonViXuLy for _, r in records if r.DonViXuLy},
+    )
+    for work in batch.work.values():
+        work.replay = True
+    await batch.load_histories()
+    existed: dict[int, bool] = {}
+    for index, record in records:
+        work = batch.work[record.MaHoSo]
+        try:
+            events = _record_as_events(batch.catalogue, record)
+        except InvalidInput as exc:
+            batch.answer(index, "error", exc)
+            continue
+        arrivals = _record_changes(batch, work, index, events, secret_key)
+        if not arrivals:
+            batch.answer(index, "unchanged")
+            continue
+        work.arrivals += arrivals
+        existed[index] = work.state is not None
+    await batch.apply(strict_groups=frozenset(existed))
+    await write_batch(batch)
+    for index, was_there in existed.items():
+        if batch.answers[index].outcome != "error":
+            batch.answer(index, "updated" if was_there else "created")
+    return batch.answers
+
+
+def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[DossierEventIn]:
+    """The record's parts as validated events; raises InvalidInput naming the record's field."""
+    if record.TrangThaiHoSo != 1:
+        if record.MaTTHC is not None and record.MaTTHC not in catalogue.versions:
+            raise InvalidInput.for_field(
+                "MaTTHC", f"Procedure {record.MaTTHC!r} does not exist", "unknown_reference"
+            )
+        if record.DonViXuLy is not None and record.DonViXuLy not in catalogue.units:
+            raise InvalidInput.for_field(
+                "DonViXuLy", f"Unit {record.DonViXuLy!r} does not exist", "unknown_reference"
+            )
+
+    def online_level_of(record: PortalRecord, at: datetime) -> str:
+        assert record.MaTTHC is not None
+        offered = catalogue.in_force(record.MaTTHC, local(at).date()).get("online_service")
+        if offered not in ("partial", "full"):
+            raise InvalidInput.for_field(
+                "MucDo",
+                f"An online dossier needs MucDo 3 or 4: procedure {record.MaTTHC!r} offers no online service",
+                "missing",
+            )
+        return str(offered)
+
+    now = utcnow()
+    events = []
+    for part in record_events(record, online_level_of):
+        try:
+            event = EVENT_INPUT.validate_python(part)
+        except ValidationError as exc:
+            raise InvalidInput(
+                "The record is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
+            ) from exc
+        problems = event.problems(now)
+        for problem in problems:
+            if problem.field == "occurred_at":
+                problem.field = _OCCURRED_AT.get(event.type.value, "NgayKetThucXuLy")
+        if problems:
+            raise InvalidInput("The record is invalid", errors=problems)
+        events.append(event)
+    return events
+
+
+def _record_changes(
+    batch: Batch, work: DossierWork, group: int, events: list[DossierEventIn], secret_key: str
+) -> list[Arrival]:
+    """What differs between the record's parts and those an earlier record of this client stored:
+    new parts, parts changed (a higher revision) and parts no longer there (cancelled)."""
+    client_id = batch.principal.client_id
+    prefix = event_prefix(work.code)
+    mine = {s.event_id: s for s in work.stored if s.client_id == client_id and s.event_id.startswith(prefix)}
+    arrivals: list[Arrival] = []
+    for event in events:
+        stored = mine.pop(event.event_id, None)
+        if stored is None:
+            payload, digest = canonical(event, secret_key)
+            arriving = history_event(event, batch.next_position(), client_id, secret_key)
+            arrivals.append(Arrival(group, event.event_id, work.code, arriving, payload, digest, 1))
+            continue
+        same = event.model_copy(update={"revision": stored.revision if stored.revision > 1 else None})
+        if canonical(same, secret_key)[1] == stored.payload_hash:
+            continue
+        revised = event.model_copy(update={"revision": stored.revision + 1})
+        payload, digest = canonical(revised, secret_key)
+        arriving = history_event(event, stored.id, client_id, secret_key)
+        arrivals.append(
+            Arrival(
+                group,
+                event.event_id,
+                work.code,
+                arriving,
+                payload,
+                digest,
+                stored.revision + 1,
+                target=stored,
+            )
+        )
+    for stored in mine.values():
+        if stored.status == Outcome.cancelled:
+            continue
+        withdrawn = {**stored.payload, "revision": stored.revision + 1, "cancelled": True}
+        payload = json.dumps(withdrawn, separators=(",", ":"), ensure_ascii=False)
+        arrivals.append(
+            Arrival(
+                group,
+                stored.event_id,
+                work.code,
+                stored.history_event(),
+                payload,
+                hashlib.sha256(payload.encode()).hexdigest(),
+                stored.revision + 1,
+                target=stored,
+                cancelled=True,
+            )
+        )
+    return arrivals

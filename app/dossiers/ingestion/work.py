@@ -1,0 +1,116 @@
+"""Parse: what arrives (an event with its canonical form), what is stored, and a dossier's work."""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from app.core.errors import (
+    DomainError,
+)
+from app.dossiers.history import (
+    HistoryEvent,
+)
+from app.dossiers.lifecycle import FLAGS, DossierState
+from app.dossiers.models import DossierEvent
+from app.dossiers.schemas import DossierEventIn
+from app.dossiers.service import lookup_hash
+
+EVENT_INPUT = TypeAdapter(DossierEventIn)
+
+
+def canonical(event: DossierEventIn, secret_key: str) -> tuple[str, str]:
+    """The event as stored and compared on resends (JSON text, SHA-256): instants in UTC, PIN hashed."""
+    payload = event.model_dump_json(exclude_none=True, exclude={"lookup_secret"})
+    if event.lookup_secret is not None:
+        secret = lookup_hash(secret_key, event.dossier_code, event.lookup_secret)
+        payload = f'{payload[:-1]},"lookup_secret":"hmac-sha256:{secret}"}}'
+    return payload, hashlib.sha256(payload.encode()).hexdigest()
+
+
+@dataclass
+class Stored:
+    """An event row of a dossier whose history is replayed."""
+
+    id: int
+    client_id: int
+    event_id: str
+    dossier_code: str
+    payload: dict[str, Any]
+    payload_hash: str
+    revision: int
+    status: str
+    reason: str | None
+
+    def history_event(self) -> HistoryEvent:
+        return HistoryEvent.from_payload(self.id, self.client_id, self.payload)
+
+    @classmethod
+    def of(cls, row: Any) -> "Stored":
+        payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+        return cls(**{**row._mapping, "payload": payload})
+
+
+STORED_COLUMNS = [DossierEvent.__table__.c[name] for name in Stored.__dataclass_fields__]
+
+
+@dataclass
+class Arrival:
+    """A change to a dossier's history arriving now: a new event, a correction or a cancellation."""
+
+    group: int
+    """The answer it belongs to: its position in the batch (a record's events share one)."""
+    event_id: str
+    dossier_code: str
+    event: HistoryEvent
+    payload: str
+    digest: str
+    revision: int
+    target: Stored | None = None
+    """The stored event it replaces (a correction or cancellation)."""
+    cancelled: bool = False
+
+    @property
+    def position(self) -> int:
+        return self.target.id if self.target is not None else self.event.position
+
+
+@dataclass
+class DossierWork:
+    """What a batch does to one dossier."""
+
+    code: str
+    state: DossierState | None
+    arrivals: list[Arrival] = field(default_factory=list)
+    replay: bool = False
+    stored: list[Stored] = field(default_factory=list)
+    loaded: bool = False
+
+
+@dataclass
+class Answer:
+    """How a group of arrivals ended: its verdict, or the problem that refused it."""
+
+    outcome: str
+    problem: DomainError | None = None
+
+
+def history_event(event: DossierEventIn, position: int, client_id: int, secret_key: str) -> HistoryEvent:
+    return HistoryEvent(
+        position=position,
+        client_id=client_id,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        new_return_at=event.new_return_at,
+        flags={name: getattr(event, name) for name in FLAGS},
+        procedure_code=event.procedure_code,
+        unit_code=event.unit_code,
+        channel=event.channel.value if event.channel else None,
+        online_level=event.online_level.value if event.online_level else None,
+        due_at=event.due_at,
+        lookup_secret_hash=lookup_hash(secret_key, event.dossier_code, event.lookup_secret)
+        if event.lookup_secret
+        else None,
+    )

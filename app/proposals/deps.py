@@ -1,0 +1,62 @@
+"""Request dependencies of the proposal routes: who may draft or decide, and the proposal of the path."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.clients.deps import require_any
+from app.core.db import SAFE_METHODS, RowId, SessionDep
+from app.core.errors import Forbidden
+from app.core.security import Principal, Scope
+from app.proposals import service
+from app.proposals.models import Proposal
+from app.proposals.schemas import TransitionIn
+from app.units.access import ensure_reach
+
+# Drafting and deciding both need a key; which transitions a key may make depends on its scopes.
+ProposalClient = Annotated[Principal, require_any(Scope.proposals_write, Scope.proposals_decide)]
+
+
+async def drafter(client: ProposalClient) -> Principal:
+    """A client that may draft and edit proposals (proposals:write)."""
+    if not client.has(Scope.proposals_write):
+        raise Forbidden("Drafting or editing a proposal needs the scope proposals:write")
+    return client
+
+
+ProposalDrafter = Annotated[Principal, Depends(drafter)]
+
+
+async def reachable_proposal(
+    session: SessionDep, client: ProposalClient, proposal_id: RowId, request: Request
+) -> Proposal:
+    """The proposal of the path, within the client's binding (404 otherwise, as if absent);
+    locked until the request ends when the request changes it."""
+    for_update = request.method not in SAFE_METHODS
+    proposal = await service.get_proposal(session, proposal_id, for_update=for_update)
+    await ensure_reach(session, client, proposal.unit_code, conceal=True)
+    return proposal
+
+
+ReachableProposal = Annotated[Proposal, Depends(reachable_proposal)]
+
+
+@dataclass(frozen=True)
+class PermittedTransition:
+    proposal: Proposal
+    data: TransitionIn
+    actor: Principal
+
+
+async def permitted_transition(
+    proposal: ReachableProposal, data: TransitionIn, client: ProposalClient
+) -> PermittedTransition:
+    """The move asked for, if the workflow allows it from the proposal's state (409) and the client
+    holds the scope it needs (403): submitting and withdrawing need proposals:write, approving,
+    rejecting and implementing proposals:decide."""
+    service.ensure_allowed(proposal, data.to)
+    needed = Scope.proposals_decide if data.to in service.DECISIONS else Scope.proposals_write
+    if not client.has(needed):
+        raise Forbidden(f"Moving a proposal to {data.to.value} needs the scope {needed.value}")
+    return PermittedTransition(proposal, data, client)

@@ -1,0 +1,39 @@
+"""Statistics answers for pollers: short-lived public caching, revalidation by ETag, and the answers
+kept in memory under their ETag (``app.state.stats_cache``) until the data changes."""
+
+from fastapi import Request, Response
+from pydantic import BaseModel
+
+from app.core.http_caching import AnswerCache, cached_json, not_modified
+
+# Polled by dashboards and portals: let caches keep an answer briefly, then revalidate by ETag.
+CACHE_CONTROL = "public, max-age=60, must-revalidate"
+
+
+def known_answer(request: Request, etag: str) -> Response | None:
+    """Answer from what is already known of this data version: a 304, or the answer kept in memory."""
+    headers = {"Vary": "Accept", "Cache-Control": CACHE_CONTROL}
+    counter = request.app.state.metrics.stats_cache
+    if (unchanged := not_modified(request, etag, headers)) is not None:
+        counter.labels("not_modified").inc()
+        return unchanged
+    cache: AnswerCache | None = request.app.state.stats_cache
+    if cache is not None and (answer := cache.get(etag)) is not None:
+        counter.labels("hit").inc()
+        content, media_type = answer
+        return Response(content, media_type=media_type, headers={**headers, "ETag": etag})
+    counter.labels("miss").inc()
+    return None
+
+
+def polled_answer(
+    request: Request, body: BaseModel | bytes, media_type: str, etag: str | None = None
+) -> Response:
+    """The answer with the polling headers (a 304 if the client has it); kept in memory under ``etag``."""
+    content = body if isinstance(body, bytes) else body.model_dump_json().encode()
+    response = cached_json(request, content, media_type=media_type, vary="Accept", etag=etag)
+    response.headers["Cache-Control"] = CACHE_CONTROL
+    cache: AnswerCache | None = request.app.state.stats_cache
+    if etag is not None and cache is not None:
+        cache[etag] = (content, media_type)
+    return response
