@@ -1,16 +1,18 @@
 """Engine, sessions and the declarative base shared by every domain."""
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any, TypeVar, TypeVarTuple
 
 from fastapi import Depends, Path, Request
-from sqlalchemy import event, text
+from sqlalchemy import Select, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import QueryableAttribute
 
 from app.core.config import Settings
 from app.core.data_version import bump_version
 
 _T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -115,3 +117,11 @@ async def load_for_update(session: AsyncSession, entity: type[_T], key: Any) -> 
     with another request's (If-Match comparisons, state-machine transitions)."""
     await take_write_lock(session)
     return await session.get(entity, key, with_for_update=True, populate_existing=True)
+
+
+def where_equal(query: Select[*_Ts], equalities: Mapping[QueryableAttribute[Any], object]) -> Select[*_Ts]:
+    """The query narrowed to rows whose columns equal the values given (a None value: no filter)."""
+    for column, value in equalities.items():
+        if value is not None:
+            query = query.where(column == value)
+    return query

@@ -15,7 +15,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from app.core.asgi import HTTPMiddleware
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -258,7 +260,7 @@ def _known_failure(exc: Exception) -> ProblemResponse | None:
     return None
 
 
-class UnhandledErrorMiddleware:
+class UnhandledErrorMiddleware(HTTPMiddleware):
     """Turns any exception that escapes the routes into a problem: an unreachable database 503,
     a race on a unique key 409, a date beyond calendar arithmetic 422, anything else a generic 500.
 
@@ -266,13 +268,7 @@ class UnhandledErrorMiddleware:
     format and never shows a traceback to the client (the request id says where to look).
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_started = False
 
         async def watched(message: Message) -> None:
@@ -316,17 +312,11 @@ def _problem_for(exc: Exception, scope: Scope) -> ProblemResponse:
     )
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(HTTPMiddleware):
     """Tags every request with an id (the client's ``X-Request-ID`` when acceptable) for logs,
     problem documents, stored events and the response's own ``X-Request-ID``."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
         request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)

@@ -1,21 +1,17 @@
 """Headers every answer carries, whatever produced it (a route, a problem, a middleware)."""
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
+
+from app.core.asgi import HTTPMiddleware
 
 PRIVATE_PATHS = ("/api/v1/public/dossiers",)
 
 
-class ResponseHeadersMiddleware:
+class ResponseHeadersMiddleware(HTTPMiddleware):
     """``nosniff`` on every answer; ``no-store`` instead of any other caching on answers for a key
     or carrying a citizen's dossier, which must not sit in shared caches."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         private = b"authorization" in dict(scope["headers"]) or scope["path"].startswith(PRIVATE_PATHS)
 
         async def send_with_headers(message: Message) -> None:

@@ -11,6 +11,7 @@ from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.asgi import HTTPMiddleware
 from app.core.errors import FieldError, problem_response
 
 MAX_JSON_DEPTH = 32
@@ -77,7 +78,7 @@ def url_problem(scope: Scope) -> FieldError | None:
     return None
 
 
-class TextHygieneMiddleware:
+class TextHygieneMiddleware(HTTPMiddleware):
     """422 for control characters in the path, query or body, and for JSON nested too deeply.
 
     Sits inside the body-size limit, so the body it buffers to inspect is bounded."""
@@ -85,14 +86,11 @@ class TextHygieneMiddleware:
     def __init__(
         self, app: ASGIApp, body_timeout: float = 20.0, per_item_paths: frozenset[str] = frozenset()
     ) -> None:
-        self.app = app
+        super().__init__(app)
         self.body_timeout = body_timeout
         self.per_item_paths = per_item_paths
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         problem = url_problem(scope)
         if problem is not None:
             await _refuse(problem, scope, receive, send)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.asgi import HTTPMiddleware
 from app.core.metrics import UNMATCHED
 
 access_logger = logging.getLogger("tthc.access")
@@ -14,18 +15,15 @@ Observer = Callable[[Scope, int, float], None]
 """Told of every finished request: its scope, the status sent and the seconds it took."""
 
 
-class ObservedRequestsMiddleware:
+class ObservedRequestsMiddleware(HTTPMiddleware):
     """Times every request and tells the observers how it ended (a request that raised ended in a
     500, which an inner middleware answered)."""
 
     def __init__(self, app: ASGIApp, observers: Sequence[Observer]) -> None:
-        self.app = app
+        super().__init__(app)
         self.observers = observers
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 500
         started = time.perf_counter()
 

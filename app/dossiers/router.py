@@ -17,6 +17,7 @@ from app.dossiers.deps import DossierReader, DossierWriter, ReadableDossier
 from app.dossiers.dvcqg import MAX_RECORDS, SyncBody, SyncResult
 from app.dossiers.ingestion.events import ingest
 from app.dossiers.ingestion.records import ingest_records
+from app.dossiers.ingestion.work import Sender
 from app.dossiers.schemas import (
     MAX_BATCH,
     BatchResult,
@@ -48,7 +49,7 @@ _STATUS_CODES = {"created": 201, "updated": 200, "pending": 202, "duplicate": 20
 async def _ingest(
     session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request, items: list[Any]
 ) -> list[EventResult]:
-    results = await ingest(session, writer, calendar, request.app.state.settings.secret_key, items)
+    results = await ingest(Sender(session, writer, calendar, request.app.state.settings.secret_key), items)
     counts = {kind: sum(1 for r in results if r.status == kind) for kind in _OUTCOMES}
     for outcome, number in counts.items():
         request.app.state.metrics.events.labels(outcome).inc(number)
@@ -141,9 +142,8 @@ async def ingest_dossier_events(
 async def sync_dvcqg_records(
     session: SessionDep, writer: DossierWriter, calendar: CalendarDep, body: SyncBody, request: Request
 ) -> SyncResult:
-    results = await ingest_records(
-        session, writer, calendar, request.app.state.settings.secret_key, body.data
-    )
+    sender = Sender(session, writer, calendar, request.app.state.settings.secret_key)
+    results = await ingest_records(sender, body.data)
     counts = {
         kind: sum(1 for r in results if r.status == kind)
         for kind in ("created", "updated", "unchanged", "error")

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
-from app.core.db import load_for_update
+from app.core.db import load_for_update, where_equal
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import Principal
@@ -198,15 +198,14 @@ _BY_ID = SortKey([Feedback.id])
 async def list_feedback(
     session: AsyncSession, filters: FeedbackQuery, units: set[str] | None, page: PageParams
 ) -> Window[Feedback]:
-    query = select(Feedback).options(selectinload(Feedback.transitions))
-    equalities = {
-        Feedback.state: filters.state,
-        Feedback.subject: filters.subject,
-        Feedback.channel: filters.channel,
-    }
-    for column, value in equalities.items():
-        if value is not None:
-            query = query.where(column == value)
+    query = where_equal(
+        select(Feedback).options(selectinload(Feedback.transitions)),
+        {
+            Feedback.state: filters.state,
+            Feedback.subject: filters.subject,
+            Feedback.channel: filters.channel,
+        },
+    )
     if units is not None:
         query = query.where(Feedback.unit_code.in_(units))
     if filters.overdue:

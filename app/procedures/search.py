@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, Text, and_, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import plan_with_values
-from app.core.pagination import PageParams, SortKey, Window, window_of
+from app.core.pagination import PageParams, SortKey, Window, keyset_rows, window_of
 from app.core.text import fold, like_escape
 from app.procedures.models import Channel, OnlineService, Procedure, ProcedureStatus
 from app.procedures.schemas import ProcedureRead
@@ -129,10 +129,8 @@ _IN_RANK_ORDER = SortKey([Procedure.search_name, Procedure.code])
 
 
 async def _listed_page(session: AsyncSession, query: _Listing, page: PageParams) -> Window[ListedProcedure]:
-    if page.after is not None:
-        query = query.where(_CODE_ORDER.after(page.after))
-    rows = await session.execute(query.order_by(*_CODE_ORDER.ordering()).limit(page.limit + 1))
-    return window_of([ListedProcedure.of(row) for row in rows], page, lambda item: [item.code])
+    window = await keyset_rows(session, query, _CODE_ORDER, page, lambda row: [row.code])
+    return window.map(ListedProcedure.of)
 
 
 async def _searched_page(

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.core.db import load_for_update
+from app.core.db import load_for_update, where_equal
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import Principal
@@ -233,17 +233,16 @@ _BY_ID = SortKey([Proposal.id])
 async def list_proposals(
     session: AsyncSession, filters: ProposalQuery, units: set[str] | None, page: PageParams
 ) -> Window[Proposal]:
-    query = select(Proposal).options(selectinload(Proposal.transitions))
-    equalities = {
-        Proposal.kind: filters.kind,
-        Proposal.level: filters.level,
-        Proposal.state: filters.state,
-        Proposal.procedure_code: filters.procedure,
-        Proposal.sector_code: filters.sector,
-    }
-    for column, value in equalities.items():
-        if value is not None:
-            query = query.where(column == value)
+    query = where_equal(
+        select(Proposal).options(selectinload(Proposal.transitions)),
+        {
+            Proposal.kind: filters.kind,
+            Proposal.level: filters.level,
+            Proposal.state: filters.state,
+            Proposal.procedure_code: filters.procedure,
+            Proposal.sector_code: filters.sector,
+        },
+    )
     if units is not None:
         query = query.where(Proposal.unit_code.in_(units))
     if filters.submitted_from is not None:

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Table, literal_column, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.calendar.working_time import TimeUnit, WorkingCalendar
+from app.calendar.working_time import TimeUnit
 from app.clients.models import ApiClient
 from app.core.db import plan_with_values
 from app.core.errors import (
@@ -17,7 +16,6 @@ from app.core.errors import (
     Forbidden,
     request_id_var,
 )
-from app.core.security import Principal
 from app.core.timezone import utcnow
 from app.dossiers import counters, lifecycle
 from app.dossiers.facts import facts_marks
@@ -33,7 +31,7 @@ from app.dossiers.history import (
 )
 from app.dossiers.ingestion.catalogue import Catalogue
 from app.dossiers.ingestion.locks import lock_dossiers
-from app.dossiers.ingestion.work import STORED_COLUMNS, Answer, Arrival, DossierWork, Stored
+from app.dossiers.ingestion.work import STORED_COLUMNS, Answer, Arrival, DossierWork, Sender, Stored
 from app.dossiers.lifecycle import DossierState, EventType, Mark, OutOfSequence, Reception
 from app.dossiers.models import Dossier, DossierEvent, DossierRating, Outcome
 from app.units.access import subtree_codes
@@ -48,10 +46,11 @@ _ARRIVING = 1 << 53
 class Batch:
     """One transaction's worth of arrivals, grouped by dossier, and the writes they lead to."""
 
-    def __init__(self, session: AsyncSession, principal: Principal, calendar: WorkingCalendar) -> None:
-        self.session = session
-        self.principal = principal
-        self.calendar = calendar
+    def __init__(self, sender: Sender) -> None:
+        self.session = sender.session
+        self.principal = sender.principal
+        self.calendar = sender.calendar
+        self.secret_key = sender.secret_key
         self.now = utcnow()
         self.request_id = request_id_var.get()
         self.work: dict[str, DossierWork] = {}

@@ -12,7 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.calendar.working_time import WorkingCalendar
 from app.core.errors import (
     Conflict,
     DomainError,
@@ -30,6 +29,7 @@ from app.dossiers.ingestion.work import (
     STORED_COLUMNS,
     Answer,
     Arrival,
+    Sender,
     Stored,
     canonical,
     history_event,
@@ -65,15 +65,9 @@ class ParsedRequest:
     errors: dict[int, DomainError] = field(default_factory=dict)
 
 
-async def ingest(
-    session: AsyncSession,
-    principal: Principal,
-    calendar: WorkingCalendar,
-    secret_key: str,
-    items: list[Any],
-) -> list[EventResult]:
+async def ingest(sender: Sender, items: list[Any]) -> list[EventResult]:
     """Each event is answered created, updated, pending, duplicate or error; errors store nothing."""
-    return await with_retries(session, lambda: _ingest_once(session, principal, calendar, secret_key, items))
+    return await with_retries(sender.session, lambda: _ingest_once(sender, items))
 
 
 async def with_retries(session: AsyncSession, attempt: Callable[[], Awaitable[_T]]) -> _T:
@@ -102,17 +96,11 @@ def rounds(items: list[_Item], key: Callable[[_Item], str]) -> list[list[_Item]]
     return rounds
 
 
-async def _ingest_once(
-    session: AsyncSession,
-    principal: Principal,
-    calendar: WorkingCalendar,
-    secret_key: str,
-    items: list[Any],
-) -> list[EventResult]:
-    request = parse(items, secret_key, utcnow())
+async def _ingest_once(sender: Sender, items: list[Any]) -> list[EventResult]:
+    request = parse(items, sender.secret_key, utcnow())
     answers: dict[int, Answer] = {}
     for round_items in rounds(request.parsed, lambda item: item.event.event_id):
-        answers |= await _ingest_round(session, principal, calendar, secret_key, round_items)
+        answers |= await _ingest_round(sender, round_items)
     return results(request, answers)
 
 
@@ -149,34 +137,28 @@ def results(request: ParsedRequest, answers: dict[int, Answer]) -> list[EventRes
     return found
 
 
-async def _ingest_round(
-    session: AsyncSession,
-    principal: Principal,
-    calendar: WorkingCalendar,
-    secret_key: str,
-    parsed: list[Parsed],
-) -> dict[int, Answer]:
+async def _ingest_round(sender: Sender, parsed: list[Parsed]) -> dict[int, Answer]:
     """Lock the dossiers, resolve what the events refer to, sort each event, apply, write."""
-    batch = Batch(session, principal, calendar)
+    batch = Batch(sender)
     await batch.open(sorted({item.event.dossier_code for item in parsed}))
-    known = await _sent_before(session, principal, {item.event.event_id for item in parsed})
+    known = await _sent_before(sender.session, sender.principal, {item.event.event_id for item in parsed})
     batch.catalogue = await load_catalogue(
-        session,
+        sender.session,
         {item.event.procedure_code for item in parsed if item.event.procedure_code},
         {item.event.unit_code for item in parsed if item.event.unit_code},
     )
     for item in parsed:
         stored = known.get(item.event.event_id)
         if stored is not None:
-            _resent(batch, item, stored, secret_key)
+            _resent(batch, item, stored)
         else:
-            _arrived(batch, item, secret_key)
+            _arrived(batch, item)
     await batch.apply()
     await write_batch(batch)
     return batch.answers
 
 
-def _resent(batch: Batch, item: Parsed, stored: Stored, secret_key: str) -> None:
+def _resent(batch: Batch, item: Parsed, stored: Stored) -> None:
     """An event id this client sent before: a resend, an older revision, or a correction."""
     event, revision = item.event, item.event.revision or 1
     if item.digest == stored.payload_hash or revision < stored.revision:
@@ -197,7 +179,7 @@ def _resent(batch: Batch, item: Parsed, stored: Stored, secret_key: str) -> None
                 item.index,
                 event.event_id,
                 event.dossier_code,
-                history_event(event, stored.id, batch.principal.client_id, secret_key),
+                history_event(event, stored.id, batch.principal.client_id, batch.secret_key),
                 item.payload,
                 item.digest,
                 revision,
@@ -207,11 +189,11 @@ def _resent(batch: Batch, item: Parsed, stored: Stored, secret_key: str) -> None
         )
 
 
-def _arrived(batch: Batch, item: Parsed, secret_key: str) -> None:
+def _arrived(batch: Batch, item: Parsed) -> None:
     """An event id new to this client: kept as cancelled, refused, or queued for its dossier."""
     event, revision = item.event, item.event.revision or 1
     work = batch.work[event.dossier_code]
-    arriving = history_event(event, batch.next_position(), batch.principal.client_id, secret_key)
+    arriving = history_event(event, batch.next_position(), batch.principal.client_id, batch.secret_key)
     arrival = Arrival(
         item.index, event.event_id, event.dossier_code, arriving, item.payload, item.digest, revision
     )

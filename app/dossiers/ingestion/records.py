@@ -6,9 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.calendar.working_time import WorkingCalendar
 from app.core.errors import (
     DomainError,
     FieldError,
@@ -16,36 +14,31 @@ from app.core.errors import (
     Problem,
     problem_of,
 )
-from app.core.security import Principal
 from app.core.timezone import local, utcnow
 from app.dossiers.dvcqg import RECORD_FIELDS, PortalRecord, RecordResult, event_prefix, record_events
 from app.dossiers.ingestion.batch import Batch
 from app.dossiers.ingestion.catalogue import Catalogue, load_catalogue
 from app.dossiers.ingestion.events import rounds, with_retries
-from app.dossiers.ingestion.work import EVENT_INPUT, Answer, Arrival, DossierWork, canonical, history_event
+from app.dossiers.ingestion.work import (
+    EVENT_INPUT,
+    Answer,
+    Arrival,
+    DossierWork,
+    Sender,
+    canonical,
+    history_event,
+)
 from app.dossiers.ingestion.writes import write_batch
 from app.dossiers.models import Outcome
 from app.dossiers.schemas import DossierEventIn
 
 
-async def ingest_records(
-    session: AsyncSession,
-    principal: Principal,
-    calendar: WorkingCalendar,
-    secret_key: str,
-    items: list[Any],
-) -> list[RecordResult]:
+async def ingest_records(sender: Sender, items: list[Any]) -> list[RecordResult]:
     """Each record is answered created, updated, unchanged or error; a record applies whole or not at all."""
-    return await with_retries(session, lambda: _records_once(session, principal, calendar, secret_key, items))
+    return await with_retries(sender.session, lambda: _records_once(sender, items))
 
 
-async def _records_once(
-    session: AsyncSession,
-    principal: Principal,
-    calendar: WorkingCalendar,
-    secret_key: str,
-    items: list[Any],
-) -> list[RecordResult]:
+async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
     codes: list[str | None] = []
     records: list[tuple[int, PortalRecord]] = []
     answers: dict[int, Answer] = {}
@@ -62,7 +55,7 @@ async def _records_once(
                 ),
             )
     for records_of_round in rounds(records, lambda item: item[1].MaHoSo):
-        answers |= await _records_round(session, principal, calendar, secret_key, records_of_round)
+        answers |= await _records_round(sender, records_of_round)
     results = []
     for index, code in enumerate(codes):
         answer = answers[index]
@@ -91,17 +84,11 @@ def _record_problem(exc: DomainError) -> Problem:
     return problem
 
 
-async def _records_round(
-    session: AsyncSession,
-    principal: Principal,
-    calendar: WorkingCalendar,
-    secret_key: str,
-    records: list[tuple[int, PortalRecord]],
-) -> dict[int, Answer]:
-    batch = Batch(session, principal, calendar)
+async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]) -> dict[int, Answer]:
+    batch = Batch(sender)
     await batch.open(sorted({record.MaHoSo for _, record in records}))
     batch.catalogue = await load_catalogue(
-        session,
+        sender.session,
         {r.MaTTHC for _, r in records if r.MaTTHC},
         {r.DonViXuLy for _, r in records if r.DonViXuLy},
     )
@@ -116,7 +103,7 @@ async def _records_round(
         except InvalidInput as exc:
             batch.answer(index, "error", exc)
             continue
-        arrivals = _record_changes(batch, work, index, events, secret_key)
+        arrivals = _record_changes(batch, work, index, events)
         if not arrivals:
             batch.answer(index, "unchanged")
             continue
@@ -173,11 +160,11 @@ def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[Dossie
 
 
 def _record_changes(
-    batch: Batch, work: DossierWork, group: int, events: list[DossierEventIn], secret_key: str
+    batch: Batch, work: DossierWork, group: int, events: list[DossierEventIn]
 ) -> list[Arrival]:
     """What differs between the record's parts and those an earlier record of this client stored:
     new parts, parts changed (a higher revision) and parts no longer there (cancelled)."""
-    client_id = batch.principal.client_id
+    client_id, secret_key = batch.principal.client_id, batch.secret_key
     prefix = event_prefix(work.code)
     mine = {s.event_id: s for s in work.stored if s.client_id == client_id and s.event_id.startswith(prefix)}
     arrivals: list[Arrival] = []

@@ -6,10 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.calendar.working_time import WorkingCalendar
 from app.core.errors import (
     DomainError,
 )
+from app.core.security import Principal
 from app.dossiers.history import (
     HistoryEvent,
 )
@@ -19,6 +22,17 @@ from app.dossiers.schemas import DossierEventIn
 from app.dossiers.service import lookup_hash
 
 EVENT_INPUT = TypeAdapter(DossierEventIn)
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who sends a request's events, through which session, on which calendar, with the key that
+    hashes look-up PINs."""
+
+    session: AsyncSession
+    principal: Principal
+    calendar: WorkingCalendar
+    secret_key: str
 
 
 def canonical(event: DossierEventIn, secret_key: str) -> tuple[str, str]:
