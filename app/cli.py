@@ -42,7 +42,8 @@ def _serve(args: argparse.Namespace) -> None:
     settings = _settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
-        "app.main:app",
+        "app.main:create_app",
+        factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,

@@ -1,4 +1,6 @@
-"""Application factory: ``uvicorn app.main:app`` serves the app configured from the environment."""
+"""Application factory: ``uvicorn --factory app.main:create_app`` serves the app configured from the
+environment (importing this module creates nothing, so commands that only need the factory load
+without reading settings)."""
 
 import logging
 from collections.abc import AsyncIterator
@@ -17,7 +19,7 @@ from app.core.headers import ResponseHeadersMiddleware
 from app.core.http_caching import answer_cache
 from app.core.hygiene import TextHygieneMiddleware
 from app.core.idempotency import IdempotencyMiddleware
-from app.core.limits import LimitsMiddleware, RateLimiter
+from app.core.limits import BodySizeMiddleware, RateLimiter, RateLimitMiddleware
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.metrics import router as metrics_router
@@ -107,13 +109,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_exception_handlers(app)
     install_openapi(app)
     # Added innermost first: requests pass the request id, observation (access log, metrics),
-    # response headers, the last-resort problem, CORS, limits, text hygiene and idempotency, then
-    # the routes.
+    # response headers, the last-resort problem, CORS, the rate limit, the body size, text hygiene
+    # and idempotency, then the routes.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(
         TextHygieneMiddleware, body_timeout=settings.body_read_timeout, per_item_paths=BATCH_PATHS
     )
-    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimitMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -149,6 +152,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.benchmark_baseline:
         app.include_router(baseline_router)
     return app
-
-
-app = create_app()

@@ -281,9 +281,7 @@ class UnhandledErrorMiddleware(HTTPMiddleware):
             await self.app(scope, receive, watched)
         except Exception as exc:
             if response_started:
-                logger.exception(
-                    "error after the response started: %s %s", scope.get("method"), scope["path"]
-                )
+                _log_unhandled(scope)
                 raise
             await _problem_for(exc, scope)(scope, receive, send)
 
@@ -301,14 +299,18 @@ def _problem_for(exc: Exception, scope: Scope) -> ProblemResponse:
     known = _known_failure(exc)
     if known is not None:
         return known
+    _log_unhandled(scope)
+    return problem_response(
+        None, 500, detail="An unexpected error occurred; quote the request id when reporting it"
+    )
+
+
+def _log_unhandled(scope: Scope) -> None:
     logger.exception(
         "unhandled error request_id=%s method=%s path=%s",
         request_id_var.get(),
         scope.get("method"),
         scope.get("path"),
-    )
-    return problem_response(
-        None, 500, detail="An unexpected error occurred; quote the request id when reporting it"
     )
 
 

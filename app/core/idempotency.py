@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.asgi import HTTPMiddleware
 from app.core.base import Base, UTCDateTime
 from app.core.errors import FieldError, problem_response
 from app.core.timezone import utcnow
@@ -46,15 +47,17 @@ class IdempotentAnswer(Base):
     __table_args__ = (UniqueConstraint("sender", "key", name="uq_idempotent_answers_sender_key"),)
 
 
-class IdempotencyMiddleware:
+class IdempotencyMiddleware(HTTPMiddleware):
+    """A POST with an ``Idempotency-Key`` is answered once: a retry gets the stored answer."""
+
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+        super().__init__(app)
         self._local_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(scope.get("headers", [])) if scope["type"] == "http" else {}
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
         key_bytes = headers.get(HEADER)
-        if scope["type"] != "http" or scope["method"] != "POST" or key_bytes is None:
+        if scope["method"] != "POST" or key_bytes is None:
             await self.app(scope, receive, send)
             return
         key = key_bytes.decode("latin-1")

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.asgi import HTTPMiddleware
 from app.core.config import Settings
 from app.core.errors import NotFound, TooManyRequests, problem_response
 
@@ -118,33 +119,41 @@ class _BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"The request body exceeds {limit} bytes")
 
 
-class LimitsMiddleware:
-    """Refuses bodies over the size limit (413) and counts every request against its IP (429)."""
+class RateLimitMiddleware(HTTPMiddleware):
+    """Counts every request against its client address (429 over the allowance)."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limiter: RateLimiter | None = getattr(scope["app"].state, "rate_limiter", None)
+        if limiter is not None and scope["path"] not in UNLIMITED_PATHS:
+            client = scope.get("client")
+            try:
+                await limiter.hit("ip", scope["method"], client[0] if client else "unknown")
+            except TooManyRequests as exc:
+                await _reject(exc, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class BodySizeMiddleware(HTTPMiddleware):
+    """Refuses bodies over the size limit (413): a declared length at once, a chunked body as soon
+    as it outgrows the limit while being read."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
-        limiter: RateLimiter | None = getattr(scope["app"].state, "rate_limiter", None)
         limit = self.max_body_bytes
         try:
             declared = int(dict(scope["headers"]).get(b"content-length", b"0"))
         except ValueError:
             declared = 0
-        try:
-            if limiter is not None:
-                client = scope.get("client")
-                await limiter.hit("ip", scope["method"], client[0] if client else "unknown")
-            if declared > limit:
-                raise _BodyTooLarge(limit)
-        except (TooManyRequests, _BodyTooLarge) as exc:
-            await _reject(exc, scope, receive, send)
+        if declared > limit:
+            await _reject(_BodyTooLarge(limit), scope, receive, send)
             return
-
         received = 0
 
         async def limited_receive() -> Message:
@@ -165,7 +174,7 @@ class LimitsMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge as exc:  # a chunked body that outgrew the limit while being read
+        except _BodyTooLarge as exc:
             if response_started:
                 raise
             await _reject(exc, scope, receive, send)

@@ -16,8 +16,9 @@ Observer = Callable[[Scope, int, float], None]
 
 
 class ObservedRequestsMiddleware(HTTPMiddleware):
-    """Times every request and tells the observers how it ended (a request that raised ended in a
-    500, which an inner middleware answered)."""
+    """Times every request and tells the observers the status it was answered with (a request
+    that raised was answered by UnhandledErrorMiddleware, inside this one: 503, 409, 422 or 500;
+    500 is recorded when nothing was sent at all)."""
 
     def __init__(self, app: ASGIApp, observers: Sequence[Observer]) -> None:
         super().__init__(app)

@@ -18,10 +18,11 @@ from app.units.access import ensure_reach
 ProposalClient = Annotated[Principal, require_any(Scope.proposals_write, Scope.proposals_decide)]
 
 
-async def drafter(client: ProposalClient) -> Principal:
+async def drafter(client: ProposalClient, request: Request) -> Principal:
     """A client that may draft and edit proposals (proposals:write)."""
     if not client.has(Scope.proposals_write):
-        raise Forbidden("Drafting or editing a proposal needs the scope proposals:write")
+        doing = "Drafting" if request.method == "POST" else "Editing"
+        raise Forbidden(f"{doing} a proposal needs the scope proposals:write")
     return client
 
 

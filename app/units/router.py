@@ -4,7 +4,6 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from app.clients.deps import require
 from app.core.audit import record
-from app.core.bounds import Day
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, problem_responses
 from app.core.http_caching import cached_json, require_match
@@ -13,7 +12,7 @@ from app.core.security import Principal, Scope
 from app.units import service
 from app.units.access import ensure_reach
 from app.units.deps import UnitDep
-from app.units.schemas import UnitCreate, UnitFilters, UnitRead, UnitUpdate
+from app.units.schemas import ChildrenQuery, UnitCreate, UnitFilters, UnitRead, UnitUpdate
 
 router = APIRouter(prefix="/api/v1/units", tags=["units"])
 
@@ -118,7 +117,8 @@ async def list_unit_children(
     session: SessionDep,
     unit: UnitDep,
     page: PageDep,
-    valid_on: Annotated[Day | None, Query(description="Only units that exist on this date")] = None,
+    children: Annotated[ChildrenQuery, Query()],
 ) -> Page[UnitRead]:
-    window = await service.list_units(session, UnitFilters(parent=unit.code, valid_on=valid_on), page)
+    filters = UnitFilters(parent=unit.code, valid_on=children.valid_on)
+    window = await service.list_units(session, filters, page)
     return window.page(UnitRead.model_validate)

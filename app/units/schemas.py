@@ -79,6 +79,12 @@ class UnitRead(BaseModel):
     updated_at: datetime
 
 
+class ChildrenQuery(BaseModel):
+    """The query of ``GET /units/{code}/children``."""
+
+    valid_on: Day | None = Field(default=None, description="Only units that exist on this date")
+
+
 class UnitFilters(BaseModel):
     """The query of ``GET /units`` (FastAPI builds it from the query string)."""
 

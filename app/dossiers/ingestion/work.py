@@ -1,4 +1,5 @@
-"""Parse: what arrives (an event with its canonical form), what is stored, and a dossier's work."""
+"""The units of work: who sends (``Sender``), what arrives (an event in its canonical form), what
+is stored, and each dossier's work in a batch."""
 
 import hashlib
 import json

@@ -1,4 +1,4 @@
-"""Lock and write: dossiers serialised per code; the batch's rows stored set-based, counters last."""
+"""Write: the batch's rows stored set-based (COPY on PostgreSQL), the data versions moved, counters last."""
 
 import json
 from operator import itemgetter
