@@ -21,11 +21,14 @@ from app.core.audit import record
 from app.core.config import Settings, get_settings
 from app.core.data_version import bump_version
 from app.core.db import create_engine, create_sessionmaker
-from app.core.errors import DomainError
+from app.core.errors import DomainError, Forbidden
 from app.core.logging import configure_logging
 from app.core.migrations import upgrade
 from app.core.openapi import document_text
+from app.core.security import Principal, Scope
+from app.dossiers.bulk import DEFAULT_CHUNK, FileProgress, Source, import_file
 from app.dossiers.counters import rebuild_counters
+from app.dossiers.ingestion.work import Sender
 from app.main import create_app
 from app.units.service import import_official_units
 
@@ -188,6 +191,79 @@ def _stats_rebuild(_args: argparse.Namespace) -> None:
     _with_session(work)
 
 
+def _dossiers_import(args: argparse.Namespace) -> None:
+    """Load files of events or DongBoHoSoMC records as the named client sent them."""
+    settings = _settings_or_exit()
+    calendar = calendar_from_settings(settings)
+    try:
+        sources = [Source.of(Path(name)) for name in args.files]
+    except (OSError, DomainError) as exc:
+        sys.exit(f"tthc: {getattr(exc, 'detail', exc)}")
+
+    async def run() -> list[FileProgress]:
+        engine = create_engine(settings.model_copy(update={"database_command_timeout": None}))
+        sessionmaker = create_sessionmaker(engine)
+        try:
+            async with sessionmaker() as session:
+                client = await get_client_by_name(session, args.client)
+            principal = Principal(client.id, client.name, frozenset(client.scopes), client.unit_code)
+            if not principal.has(Scope.dossiers_write):
+                raise Forbidden(f"Client {client.name!r} lacks the scope dossiers:write")
+
+            def sender_of(session: AsyncSession) -> Sender:
+                return Sender(session, principal, calendar, settings.secret_key)
+
+            done = []
+            for source in sources:
+                meter = _ImportMeter(source)
+                done.append(
+                    await import_file(
+                        sessionmaker, sender_of, source, chunk_size=args.chunk, on_progress=meter.show
+                    )
+                )
+                meter.summary(done[-1])
+            return done
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except DomainError as exc:
+        sys.exit(f"tthc: {exc.detail}")
+
+
+class _ImportMeter:
+    """The progress line of one file (lines, rate, ETA by bytes read) and its summary."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.started = time.monotonic()
+
+    def show(self, progress: FileProgress) -> None:
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        rate = (progress.lines_done - progress.resumed_from) / seconds
+        share = progress.position / max(progress.size, 1)
+        eta = seconds * (1 - share) / share if share > 0 else 0.0
+        print(
+            f"\r  {self.source.path.name}: {progress.lines_done:>10,} lines  {rate:>8,.0f}/s  "
+            f"{100 * share:5.1f}%  ETA {eta:6.0f}s",
+            end="",
+            flush=True,
+            file=sys.stderr,
+        )
+
+    def summary(self, progress: FileProgress) -> None:
+        seconds = time.monotonic() - self.started
+        outcomes = ", ".join(f"{count:,} {outcome}" for outcome, count in sorted(progress.outcomes.items()))
+        resumed = f" (resumed after line {progress.resumed_from:,})" if progress.resumed_from else ""
+        print(file=sys.stderr)
+        print(
+            f"tthc: {self.source.path.name}: {progress.kind}, {progress.lines_done:,} lines{resumed} "
+            f"in {seconds:.1f}s: {outcomes or 'nothing new'}"
+            + (f"; rejected lines in {self.source.rejects}" if progress.outcomes["error"] else "")
+        )
+
+
 def _openapi(args: argparse.Namespace) -> None:
     text = document_text(create_app())
     if args.output:
@@ -224,6 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     stats_commands = stats.add_subparsers(dest="stats_command", required=True)
     rebuild = stats_commands.add_parser("rebuild", help="recompute the counters from the dossiers")
     rebuild.set_defaults(handler=_stats_rebuild)
+
+    dossiers = commands.add_parser("dossiers", help="dossiers and their events")
+    dossiers_commands = dossiers.add_subparsers(dest="dossiers_command", required=True)
+    dossiers_import = dossiers_commands.add_parser(
+        "import",
+        help="load JSON Lines of dossier events or DongBoHoSoMC records (.gz too), resumable",
+    )
+    dossiers_import.add_argument("files", nargs="+", help="files of one kind each; kind is detected")
+    dossiers_import.add_argument(
+        "--client", required=True, help="the API client that sends them (event ids are per client)"
+    )
+    dossiers_import.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="lines per transaction")
+    dossiers_import.set_defaults(handler=_dossiers_import)
 
     clients = commands.add_parser("clients", help="API clients and their keys")
     clients_commands = clients.add_subparsers(dest="clients_command", required=True)

@@ -154,3 +154,16 @@ class DossierRating(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     rated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     rated_by: Mapped[str] = mapped_column(String(100))
+
+
+class ImportCheckpoint(Base):
+    """How far the bulk load of one file has come (app.dossiers.bulk): committed with each chunk."""
+
+    __tablename__ = "import_checkpoints"
+
+    # The file's size and the digest of its first megabyte: a renamed file keeps its checkpoint.
+    file_identity: Mapped[str] = mapped_column(String(100), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    lines_done: Mapped[int] = mapped_column(BigInteger)
+    rejects_bytes: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

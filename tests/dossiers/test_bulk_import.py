@@ -1,0 +1,189 @@
+"""`tthc dossiers import`: files of events or records give what the API gives for the same lines,
+and a load killed at any point finishes on rerun with nothing lost or doubled."""
+
+import gzip
+import json
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.clients.service import get_client_by_name
+from app.core.data_version import bump_version
+from app.core.security import Principal
+from app.dossiers.bulk import FileProgress, Source, import_file
+from app.dossiers.counters import COUNTERS, DossierCounter
+from app.dossiers.ingestion.work import Sender
+from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection, ImportCheckpoint
+from bench import dossier_data
+from bench.catalogue import SECTORS
+from bench.ingestion import portal_record
+from tests.conftest import KeyFactory, assert_counters_equal_a_rebuild
+
+BATCH = "/api/v1/dossier-events/batch"
+SYNC = "/api/v1/sync/dvcqg"
+
+
+@pytest.fixture
+async def province(writer: AsyncClient) -> list[dict[str, Any]]:
+    for unit in dossier_data.units():
+        assert (await writer.post("/api/v1/units", json=unit)).status_code == 201
+    for code, name in SECTORS:
+        assert (await writer.post("/api/v1/sectors", json={"code": code, "name": name})).status_code == 201
+    procedures = dossier_data.procedures(30, seed=7)
+    assert (await writer.post("/api/v1/procedures/import", json=procedures)).status_code == 200
+    return list(dossier_data.dossier_events(80, procedures, seed=11))
+
+
+@pytest.fixture
+async def loader(app: FastAPI, api_key: KeyFactory) -> AsyncIterator[tuple[AsyncClient, Principal]]:
+    headers = await api_key("dossiers:write", "dossiers:read", name="one-stop")
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t", headers=headers) as http:
+        async with app.state.sessionmaker() as session:
+            client = await get_client_by_name(session, "one-stop")
+        yield http, Principal(client.id, client.name, frozenset(client.scopes), client.unit_code)
+
+
+def _lines(histories: list[list[dict[str, Any]]], seed: int) -> list[str]:
+    """Every event, shuffled, some sent twice, with a line that is not JSON and an invalid event."""
+    rng = random.Random(seed)
+    events = [event for history in histories for event in history]
+    rng.shuffle(events)
+    events += rng.sample(events, 10)
+    lines = [json.dumps(event) for event in events]
+    lines.insert(17, "{not json")
+    lines.insert(40, json.dumps({**events[0], "event_id": "bad-1", "occurred_at": "yesterday"}))
+    return lines
+
+
+async def _snapshot(app: FastAPI) -> tuple[dict[str, Any], dict[tuple[Any, ...], tuple[int, ...]]]:
+    async with app.state.sessionmaker() as session:
+        dossiers = {
+            row.code: {c.name: getattr(row, c.name) for c in Dossier.__table__.c if c.name[-3:] != "_at"}
+            | {"received_at": row.received_at, "due_at": row.due_at, "finished_at": row.finished_at}
+            for row in await session.scalars(select(Dossier))
+        }
+        counters = {}
+        for counter in await session.scalars(select(DossierCounter)):
+            values = tuple(getattr(counter, name) for name in COUNTERS)
+            if any(values):
+                key = (counter.unit_code, counter.sector_code, counter.procedure_code, counter.grain)
+                counters[(*key, counter.bucket)] = values
+    return dossiers, counters
+
+
+async def _forget_dossiers(app: FastAPI) -> None:
+    async with app.state.sessionmaker() as session, session.begin():
+        for model in (DossierCounter, DossierEventCorrection, DossierEvent, Dossier, ImportCheckpoint):
+            await session.execute(delete(model))
+
+
+def _sender_of(app: FastAPI, principal: Principal) -> Any:
+    def sender_of(session: AsyncSession) -> Sender:
+        return Sender(session, principal, app.state.calendar, app.state.settings.secret_key)
+
+    return sender_of
+
+
+async def _import(app: FastAPI, principal: Principal, source: Source, **options: Any) -> FileProgress:
+    return await import_file(app.state.sessionmaker, _sender_of(app, principal), source, **options)
+
+
+async def test_a_file_of_events_gives_what_the_api_gives(
+    app: FastAPI, province: list[list[dict[str, Any]]], loader: tuple[AsyncClient, Principal], tmp_path: Path
+) -> None:
+    http, principal = loader
+    lines = _lines(province, seed=3)
+    # The API is sent the same items (the line that is not JSON as an empty event: refused too).
+    items = [json.loads(line) if line != "{not json" else {} for line in lines]
+    for start in range(0, len(items), 100):
+        response = await http.post(BATCH, json={"events": items[start : start + 100]})
+        assert response.status_code == 200, response.text
+    through_api = await _snapshot(app)
+    await _forget_dossiers(app)
+
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(gzip.compress("\n".join(lines).encode()))
+    done = await _import(app, principal, Source.of(path), chunk_size=64)
+
+    assert (done.kind, done.lines_done) == ("events", len(lines))
+    assert done.outcomes["created"] + done.outcomes["pending"] >= sum(len(h) for h in province) - 10
+    assert done.outcomes["duplicate"] >= 10
+    rejected = [json.loads(line) for line in Source.of(path).rejects.read_text().splitlines()]
+    assert [entry["line"] for entry in rejected] == [18, 41]
+    assert await _snapshot(app) == through_api
+    await assert_counters_equal_a_rebuild(app)
+
+
+async def test_a_file_of_records_gives_what_the_api_gives(
+    app: FastAPI, province: list[list[dict[str, Any]]], loader: tuple[AsyncClient, Principal], tmp_path: Path
+) -> None:
+    http, principal = loader
+    records = [portal_record(history) for history in province]
+    response = await http.post(SYNC, json={"service": "DongBoHoSoMC", "isUpdating": False, "data": records})
+    assert response.status_code == 200
+    through_api = await _snapshot(app)
+    await _forget_dossiers(app)
+
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps(record) for record in records) + "\n")
+    done = await _import(app, principal, Source.of(path), chunk_size=25)
+
+    assert (done.kind, done.outcomes["created"]) == ("records", len(records))
+    assert await _snapshot(app) == through_api
+
+
+async def test_a_killed_load_finishes_on_rerun_with_nothing_lost_or_doubled(
+    app: FastAPI,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _http, principal = loader
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(_lines(province, seed=5)) + "\n")
+    source = Source.of(path)
+    whole = await _import(app, principal, source, chunk_size=40)
+    in_one_go = await _snapshot(app)
+    rejects_in_one_go = source.rejects.read_bytes()
+    await _forget_dossiers(app)
+    source.rejects.unlink()
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_first_chunk(progress: FileProgress) -> None:
+        raise Killed  # between two chunks: the first is committed with its checkpoint
+
+    with pytest.raises(Killed):
+        await _import(app, principal, source, chunk_size=40, on_progress=killed_after_first_chunk)
+
+    real_bump = bump_version
+    calls = 0
+
+    async def killed_in_third_chunk(session: AsyncSession) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the chunk's rows and rejects are written, its commit never comes
+            raise Killed
+        await real_bump(session)
+
+    monkeypatch.setattr("app.dossiers.bulk.bump_version", killed_in_third_chunk)
+    with pytest.raises(Killed):
+        await _import(app, principal, source, chunk_size=40)
+    monkeypatch.setattr("app.dossiers.bulk.bump_version", real_bump)
+
+    rerun = await _import(app, principal, source, chunk_size=40)
+    assert rerun.resumed_from == 80 and rerun.lines_done == whole.lines_done
+    assert await _snapshot(app) == in_one_go
+    assert source.rejects.read_bytes() == rejects_in_one_go
+    await assert_counters_equal_a_rebuild(app)
+    again = await _import(app, principal, source, chunk_size=40)
+    assert (again.resumed_from, sum(again.outcomes.values())) == (whole.lines_done, 0)
