@@ -31,7 +31,7 @@ SYNC = "/api/v1/sync/dvcqg"
 
 
 @pytest.fixture
-async def province(writer: AsyncClient) -> list[dict[str, Any]]:
+async def province(writer: AsyncClient) -> list[list[dict[str, Any]]]:
     for unit in dossier_data.units():
         assert (await writer.post("/api/v1/units", json=unit)).status_code == 201
     for code, name in SECTORS:
