@@ -178,12 +178,20 @@ def _clients_revoke(args: argparse.Namespace) -> None:
 
 def _stats_rebuild(_args: argparse.Namespace) -> None:
     calendar = calendar_from_settings(_settings_or_exit())
+    started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
-        print(f"\r  dossiers {done:>9}/{total} ({100 * done // max(total, 1):>3}%)", end="", flush=True)
+        seconds = max(time.monotonic() - started, 1e-6)
+        rate = done / seconds
+        eta = (total - done) / rate if rate else 0.0
+        print(
+            f"\r  dossiers {done:>11,}/{total:,} ({100 * done // max(total, 1):>3}%)  {rate:>9,.0f}/s  "
+            f"ETA {eta:6.0f}s",
+            end="",
+            flush=True,
+        )
 
     async def work(session: AsyncSession) -> None:
-        started = time.monotonic()
         count = await rebuild_counters(session, calendar, progress)
         print()
         print(f"tthc: statistics rebuilt from {count} dossiers in {time.monotonic() - started:.1f}s")

@@ -1,10 +1,14 @@
 """Engine, sessions and the declarative base shared by every domain."""
 
+import json
 from collections.abc import AsyncIterator, Mapping
+from operator import itemgetter
 from typing import Annotated, Any, TypeVar, TypeVarTuple
 
+import asyncpg
 from fastapi import Depends, Path, Request
-from sqlalchemy import Select, event, text
+from sqlalchemy import JSON, Select, Table, event, insert, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute
 
@@ -125,3 +129,38 @@ def where_equal(query: Select[*_Ts], equalities: Mapping[QueryableAttribute[Any]
         if value is not None:
             query = query.where(column == value)
     return query
+
+
+async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows: with COPY on PostgreSQL (several times faster than INSERT), else executemany.
+
+    Rows must carry every column that has a Python-side default, since COPY bypasses them, and
+    JSON columns as JSON text.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        json_columns = [c.name for c in table.c if isinstance(c.type, JSON)]
+        await session.execute(
+            insert(table),
+            [
+                {**row, **{c: json.loads(row[c]) for c in json_columns if isinstance(row[c], str)}}
+                for row in rows
+            ],
+        )
+        return
+    columns = list(rows[0])
+    # itemgetter builds each record in C: per-value Python was 8 % of an ingestion batch.
+    records: list[tuple[Any, ...]] = list(map(itemgetter(*columns), rows))
+    json_positions = [n for n, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+    if any(not isinstance(record[n], str | None) for record in records for n in json_positions):
+        records = [
+            tuple(json.dumps(value) if n in json_positions else value for n, value in enumerate(record))
+            for record in records
+        ]
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    try:
+        await driver.copy_records_to_table(table.name, records=records, columns=columns)
+    except asyncpg.UniqueViolationError as exc:
+        # Raised by the driver itself here: make it the error every caller already handles.
+        raise IntegrityError(f"COPY INTO {table.name}", None, exc) from exc

@@ -17,10 +17,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.calendar.working_time import WorkingCalendar
 from app.core.base import Base
+from app.core.db import bulk_insert
 from app.core.timezone import local
 from app.dossiers.facts import DossierFacts, facts_marks
 from app.dossiers.history import facts_of, pauses_of
-from app.dossiers.lifecycle import Mark
+from app.dossiers.lifecycle import DossierState, Mark
 from app.dossiers.models import Dossier, DossierEvent
 
 CHANNELS = ("direct", "postal", "online_partial", "online_full")
@@ -99,6 +100,13 @@ _POSITION = {name: position for position, name in enumerate(COUNTERS)}
 def counter_rows(marks: Iterable[MarkOf]) -> list[CounterRow]:
     """Marks summed into counter rows: each in its day, month and year, for its procedure and for all."""
     sums: dict[CounterKey, list[int]] = {}
+    add_marks(sums, marks)
+    # Sorted, so that concurrent writers lock rows in the same order.
+    return sorted(sums.items())
+
+
+def add_marks(sums: dict[CounterKey, list[int]], marks: Iterable[MarkOf]) -> None:
+    """Add marks to counter sums in place (see ``counter_rows``)."""
     width = len(COUNTERS)
     for unit, sector, procedure, (counter, instant, delta) in marks:
         day = local(instant).date()
@@ -110,8 +118,6 @@ def counter_rows(marks: Iterable[MarkOf]) -> list[CounterRow]:
                 if values is None:
                     values = sums[key] = [0] * width
                 values[position] += delta
-    # Sorted, so that concurrent writers lock rows in the same order.
-    return sorted(sums.items())
 
 
 _KEY_TYPES = ("varchar", "varchar", "varchar", "varchar", "date")
@@ -155,7 +161,7 @@ async def add_counters(session: AsyncSession, rows: list[CounterRow]) -> None:
 # --- rebuilding from the facts ---------------------------------------------------------------
 
 
-async def load_facts(session: AsyncSession, dossiers: Sequence[Dossier]) -> list[DossierFacts]:
+async def load_facts(session: AsyncSession, dossiers: Sequence[DossierState | Dossier]) -> list[DossierFacts]:
     """What happened to each dossier, from its row and its applied pause events."""
     pause_events: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     codes = [d.code for d in dossiers if d.supplement_count]
@@ -184,37 +190,56 @@ _PAUSE_EVENTS = ("supplement_requested", "supplement_received")
 
 
 REBUILD_CHUNK = 2000
+_DOSSIERS: Table = Dossier.__table__  # type: ignore[assignment]
+_STATE_COLUMNS = [_DOSSIERS.c[name] for name in DossierState.__dataclass_fields__]
+_CODE = _DOSSIERS.c.code
 
 
 async def rebuild_counters(
     session: AsyncSession, calendar: WorkingCalendar, progress: Callable[[int, int], None] | None = None
 ) -> int:
-    """Recompute every counter from the dossiers' facts; returns the number of dossiers."""
+    """Recompute every counter from the dossiers' facts; returns the number of dossiers.
+
+    Set-based on the write side: the marks of every dossier are summed in memory (one entry per
+    counter row, however many dossiers share it) and the emptied table is filled once, with COPY
+    on PostgreSQL — no upsert, no row written twice.
+    """
     if session.get_bind().dialect.name == "postgresql":
         # Ingestion writes counters last in its transaction: holding them makes it wait, so no
         # batch is counted twice or lost while the counters are rebuilt.
         await session.execute(text("LOCK TABLE dossier_counters IN EXCLUSIVE MODE"))
     await session.execute(delete(DossierCounter))
     total = int(await session.scalar(select(func.count()).select_from(Dossier)) or 0)
+    sums: dict[CounterKey, list[int]] = {}
     done = 0
     after = ""
     while True:
-        dossiers = (
-            await session.scalars(
-                select(Dossier).where(Dossier.code > after).order_by(Dossier.code).limit(REBUILD_CHUNK)
-            )
-        ).all()
+        # Plain rows, not ORM objects: each dossier is read once, for its facts.
+        found = await session.execute(
+            select(*_STATE_COLUMNS).where(after < _CODE).order_by(_CODE).limit(REBUILD_CHUNK)
+        )
+        dossiers = [DossierState(**row._mapping) for row in found]
         if not dossiers:
             break
         facts = await load_facts(session, dossiers)
-        marks = [
-            (f.unit_code, f.sector_code, f.procedure_code, mark)
-            for f in facts
-            for mark in facts_marks(f, calendar)
-        ]
-        await add_counters(session, counter_rows(marks))
+        marks = (
+            (fact.unit_code, fact.sector_code, fact.procedure_code, mark)
+            for fact in facts
+            for mark in facts_marks(fact, calendar)
+        )
+        add_marks(sums, marks)
         done += len(dossiers)
         after = dossiers[-1].code
         if progress is not None:
             progress(done, total)
+    rows = [
+        {**dict(zip(_KEY, key, strict=True)), **dict(zip(COUNTERS, values, strict=True))}
+        for key, values in sorted(sums.items())
+        if any(values)
+    ]
+    for start in range(0, len(rows), _WRITE_CHUNK):
+        await bulk_insert(session, _TABLE, rows[start : start + _WRITE_CHUNK])
     return done
+
+
+_WRITE_CHUNK = 50_000
