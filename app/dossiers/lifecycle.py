@@ -11,7 +11,7 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
-from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.errors import Conflict, InvalidInput
 from app.core.timezone import local
 
 
@@ -359,7 +359,3 @@ def advance(
         new.apology_count += 1
         new.new_return_at = new_return_at
     return new, marks
-
-
-def unknown_dossier(code: str) -> NotFound:
-    return NotFound(f"Dossier {code!r} has not been received")
