@@ -246,14 +246,25 @@ class _ImportMeter:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.started = time.monotonic()
+        self.folding_since: float | None = None
 
     def show(self, progress: FileProgress) -> None:
-        seconds = max(time.monotonic() - self.started, 1e-6)
-        rate = (progress.lines_done - progress.resumed_from) / seconds
-        share = progress.position / max(progress.size, 1)
+        if progress.phase == "folding":
+            if self.folding_since is None:
+                self.folding_since = time.monotonic()
+                print(file=sys.stderr)
+            seconds = max(time.monotonic() - self.folding_since, 1e-6)
+            done, share = progress.folded_lines, progress.folded_lines / max(progress.staged_lines, 1)
+            step = "folded"
+        else:
+            seconds = max(time.monotonic() - self.started, 1e-6)
+            done = progress.lines_done - progress.resumed_from
+            share = progress.position / max(progress.size, 1)
+            step = "read"
+        rate = done / seconds
         eta = seconds * (1 - share) / share if share > 0 else 0.0
         print(
-            f"\r  {self.source.path.name}: {progress.lines_done:>10,} lines  {rate:>8,.0f}/s  "
+            f"\r  {self.source.path.name}: {step} {done:>10,} lines  {rate:>8,.0f}/s  "
             f"{100 * share:5.1f}%  ETA {eta:6.0f}s",
             end="",
             flush=True,

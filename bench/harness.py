@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+import app.models  # noqa: F401  (every mapper, for the ORM writes of make_key)
 from app.clients.schemas import ClientCreate
 from app.clients.service import create_client
 from app.core import migrations

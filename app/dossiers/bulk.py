@@ -1,10 +1,16 @@
 """Years of history loaded from files: JSON Lines of events (the API's shape) or of DongBoHoSoMC
-records, plain or gzipped, a chunk per transaction through the same ingestion as the API — so the
-result is what the API would have made of the same lines, in any order.
+records, plain or gzipped, with the result the API would have made of the same lines.
 
-Resumable: each chunk commits with its file's checkpoint (lines done, size of the rejects file), so
-a load killed at any point continues on rerun from the last committed chunk; lines it had begun
-again are duplicates, and the rejects file is cut back to what the checkpoint counted.
+Records are loaded as they are read, a chunk per transaction through the API's ingestion. Events
+are read first — each line validated and put in its canonical form as the API does, the valid
+ones staged (``import_staged_events``, COPY on PostgreSQL) — then folded in dossier-code order,
+whole dossiers per transaction (app.dossiers.ingestion.folding): a dossier new to the database is
+worked with all its events at once in memory and written set-based; one the database knows, or
+one whose lines resend or cancel an event, goes through the API's ingestion line by line.
+
+Resumable: each chunk commits with its file's checkpoint (lines read, the last dossier folded,
+the size of the rejects file), so a load killed at any point continues on rerun from the last
+committed chunk, and the rejects file is cut back to what the checkpoint counted.
 """
 
 import gzip
@@ -14,20 +20,24 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, BinaryIO, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Table, delete, func, select, true
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.data_version import bump_version
-from app.core.errors import InvalidInput, Problem
+from app.core.db import bulk_insert
+from app.core.errors import InvalidInput, problem_of
 from app.core.timezone import utcnow
-from app.dossiers.ingestion.events import ingest
+from app.dossiers.ingestion.events import parse
+from app.dossiers.ingestion.folding import STAGED_COLUMNS, Outcome, StagedLine, fold, through_api
 from app.dossiers.ingestion.records import ingest_records
 from app.dossiers.ingestion.work import Sender
-from app.dossiers.models import ImportCheckpoint
+from app.dossiers.models import ImportCheckpoint, ImportStagedEvent
 
 Kind = Literal["events", "records"]
+_STAGED: Table = ImportStagedEvent.__table__  # type: ignore[assignment]
 DEFAULT_CHUNK = 2000
 _IDENTITY_BYTES = 1 << 20
 
@@ -43,6 +53,11 @@ class FileProgress:
     position: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     resumed_from: int = 0
+    phase: Literal["reading", "folding"] = "reading"
+    """Records are loaded as they are read; events are read (validated and staged), then folded."""
+    folded_through: str | None = None
+    staged_lines: int = 0
+    folded_lines: int = 0
 
 
 Progress = Callable[[FileProgress], None]
@@ -115,17 +130,6 @@ def _parsed(chunk: list[tuple[int, bytes]]) -> tuple[list[int], list[Any], dict[
     return numbers, values, broken
 
 
-async def _checkpoint(session: AsyncSession, identity: str, path: Path) -> ImportCheckpoint:
-    found = await session.scalar(
-        select(ImportCheckpoint).where(ImportCheckpoint.file_identity == identity).with_for_update()
-    )
-    if found is None:
-        found = ImportCheckpoint(file_identity=identity, file_name=path.name, lines_done=0, rejects_bytes=0)
-        session.add(found)
-        await session.flush()
-    return found
-
-
 @dataclass(frozen=True)
 class Source:
     """A file to load: what it holds, its identity for the checkpoint, its size, where rejects go."""
@@ -152,47 +156,203 @@ async def import_file(
 ) -> FileProgress:
     """Load one file, a chunk per transaction; rejected lines go to ``source.rejects`` (JSON Lines:
     line number and problem). Blocking file reads are the point of this job: it runs alone."""
-    path, kind, identity, rejects = source.path, source.kind, source.identity, source.rejects
-    progress = FileProgress(path, kind, source.size)
     async with sessionmaker() as session, session.begin():
-        checkpoint = await _checkpoint(session, identity, path)
+        checkpoint = await _checkpoint(session, source)
+        progress = FileProgress(source.path, source.kind, source.size)
         progress.lines_done = progress.resumed_from = checkpoint.lines_done
-        kept_rejects = checkpoint.rejects_bytes
-    with rejects.open("ab") as rejected:
+        progress.folded_through = checkpoint.folded_through
+        staged, finished, kept_rejects = checkpoint.staged, checkpoint.finished, checkpoint.rejects_bytes
+    with source.rejects.open("ab") as rejected:
         rejected.truncate(kept_rejects)  # what a killed run wrote past its last committed chunk
-    raw, lines = _open(path)
-    with raw, rejects.open("ab") as rejected:
-        for chunk in _chunks(lines, progress.lines_done, chunk_size):
-            numbers, values, not_json = _parsed(chunk)
-            problems: dict[int, Any] = {number: {"detail": reason} for number, reason in not_json.items()}
-            progress.outcomes["error"] += len(not_json)
-            # As a request: committed whole with its checkpoint, or not at all (get_session's rule).
-            async with sessionmaker() as session:
-                sender = sender_of(session)
-                for number, (status, problem) in zip(numbers, await _load(sender, kind, values), strict=True):
-                    progress.outcomes[status] += 1
-                    if problem is not None:
-                        problems[number] = problem.model_dump(mode="json", exclude_none=True)
-                rejected.writelines(_reject_line(number, problems[number]) for number in sorted(problems))
-                rejected.flush()
-                checkpoint = await _checkpoint(session, identity, path)
-                checkpoint.lines_done = chunk[-1][0]
-                checkpoint.rejects_bytes = rejected.tell()
-                checkpoint.updated_at = utcnow()
-                await bump_version(session)
-                await session.commit()
-            progress.lines_done = chunk[-1][0]
-            progress.position = raw.tell()
-            if on_progress is not None:
-                on_progress(progress)
+    if finished:
+        return progress
+    load = _Load(sessionmaker, sender_of, source, progress, on_progress)
+    with source.rejects.open("ab") as load.rejected:
+        if not staged:
+            await load.read(chunk_size)
+        if source.kind == "events":
+            await load.fold(chunk_size)
     return progress
 
 
-async def _load(sender: Sender, kind: Kind, values: list[Any]) -> list[tuple[str, Problem | None]]:
-    """Each value's outcome and problem, through the API's ingestion."""
-    if kind == "events":
-        return [(result.status, result.problem) for result in await ingest(sender, values)]
-    return [(result.status, result.problem) for result in await ingest_records(sender, values)]
+class _Load:
+    """One file's load: reading its lines (records loaded, events staged), then folding events."""
+
+    rejected: BinaryIO
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        sender_of: Callable[[AsyncSession], Sender],
+        source: Source,
+        progress: FileProgress,
+        on_progress: Progress | None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.sender_of = sender_of
+        self.source = source
+        self.progress = progress
+        self.on_progress = on_progress
+
+    async def read(self, chunk_size: int) -> None:
+        """Every line from the checkpoint on: records loaded through the API's ingestion, events
+        validated and staged; a chunk per transaction, committed with the checkpoint."""
+        raw, lines = _open(self.source.path)
+        progress = self.progress
+        with raw:
+            for chunk in _chunks(lines, progress.lines_done, chunk_size):
+                numbers, values, not_json = _parsed(chunk)
+                problems: dict[int, Any] = {number: {"detail": reason} for number, reason in not_json.items()}
+                progress.outcomes["error"] += len(not_json)
+                # As a request: committed whole with its checkpoint, or not at all (get_session's rule).
+                async with self.sessionmaker() as session:
+                    sender = self.sender_of(session)
+                    if self.source.kind == "records":
+                        outcomes = await _records(sender, numbers, values)
+                    else:
+                        outcomes = await _stage(sender, self.source.identity, numbers, chunk, values)
+                    self._count(outcomes, problems)
+                    checkpoint = await self._commit_point(session, problems)
+                    checkpoint.lines_done = chunk[-1][0]
+                    if self.source.kind == "records":
+                        await bump_version(session)
+                    await session.commit()
+                progress.lines_done = chunk[-1][0]
+                progress.position = raw.tell()
+                self._tell()
+        async with self.sessionmaker() as session, session.begin():
+            checkpoint = await _checkpoint(session, self.source)
+            checkpoint.staged = True
+            checkpoint.finished = self.source.kind == "records"
+
+    async def fold(self, chunk_size: int) -> None:
+        """The staged events, about ``chunk_size`` lines of whole dossiers per transaction."""
+        progress, identity = self.progress, self.source.identity
+        progress.phase = "folding"
+        async with self.sessionmaker() as session:
+            progress.staged_lines = await _staged_count(session, identity, progress.folded_through)
+        while True:
+            async with self.sessionmaker() as session:
+                lines = await _next_dossiers(session, identity, progress.folded_through, chunk_size)
+                if not lines:
+                    break
+                try:
+                    outcomes = await fold(self.sender_of(session), lines)
+                except IntegrityError:
+                    await session.rollback()
+                    outcomes = await through_api(self.sender_of(session), lines)
+                problems: dict[int, Any] = {}
+                self._count(outcomes, problems)
+                checkpoint = await self._commit_point(session, problems)
+                checkpoint.folded_through = lines[-1].dossier_code
+                await bump_version(session)
+                await session.commit()
+            progress.folded_through = lines[-1].dossier_code
+            progress.folded_lines += len(lines)
+            self._tell()
+        async with self.sessionmaker() as session, session.begin():
+            # The staging emptied with the checkpoint marked finished: a rerun does nothing.
+            staged = ImportStagedEvent.file_identity == identity
+            await session.execute(delete(ImportStagedEvent).where(staged))
+            checkpoint = await _checkpoint(session, self.source)
+            checkpoint.finished = True
+
+    def _count(self, outcomes: dict[int, Outcome], problems: dict[int, Any]) -> None:
+        for number, (status, problem) in outcomes.items():
+            self.progress.outcomes[status] += 1
+            if problem is not None:
+                problems[number] = problem.model_dump(mode="json", exclude_none=True)
+
+    async def _commit_point(self, session: AsyncSession, problems: dict[int, Any]) -> ImportCheckpoint:
+        """The chunk's rejects written, and the checkpoint that will commit with the chunk."""
+        self.rejected.writelines(_reject_line(number, problems[number]) for number in sorted(problems))
+        self.rejected.flush()
+        checkpoint = await _checkpoint(session, self.source)
+        checkpoint.rejects_bytes = self.rejected.tell()
+        checkpoint.updated_at = utcnow()
+        return checkpoint
+
+    def _tell(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress)
+
+
+async def _checkpoint(session: AsyncSession, source: Source) -> ImportCheckpoint:
+    found = await session.scalar(
+        select(ImportCheckpoint).where(ImportCheckpoint.file_identity == source.identity).with_for_update()
+    )
+    if found is None:
+        found = ImportCheckpoint(
+            file_identity=source.identity,
+            file_name=source.path.name,
+            lines_done=0,
+            rejects_bytes=0,
+            staged=False,
+            finished=False,
+        )
+        session.add(found)
+        await session.flush()
+    return found
+
+
+async def _records(sender: Sender, numbers: list[int], values: list[Any]) -> dict[int, Outcome]:
+    """Each record's outcome, through the API's ingestion."""
+    results = await ingest_records(sender, values)
+    return {number: (r.status, r.problem) for number, r in zip(numbers, results, strict=True)}
+
+
+async def _stage(
+    sender: Sender, identity: str, numbers: list[int], chunk: list[tuple[int, bytes]], values: list[Any]
+) -> dict[int, Outcome]:
+    """The chunk's valid events staged; each invalid one's problem (as the API would answer it)."""
+    request = parse(values, sender.secret_key, utcnow())
+    raw_lines = dict(chunk)
+    rows = []
+    for item in request.parsed:
+        number = numbers[item.index]
+        rows.append(
+            {
+                "file_identity": identity,
+                "line": number,
+                "dossier_code": item.event.dossier_code,
+                "event_id": item.event.event_id,
+                "revision": item.event.revision or 1,
+                "cancelled": bool(item.event.cancelled),
+                "raw": raw_lines[number].decode().rstrip("\r\n"),
+                "payload": item.payload,
+                "payload_hash": item.digest,
+            }
+        )
+    if rows:
+        await bulk_insert(sender.session, _STAGED, rows)
+    return {numbers[index]: ("error", problem_of(error)) for index, error in request.errors.items()}
+
+
+async def _staged_count(session: AsyncSession, identity: str, after: str | None) -> int:
+    query = select(func.count()).where(ImportStagedEvent.file_identity == identity)
+    if after is not None:
+        query = query.where(ImportStagedEvent.dossier_code > after)
+    return int(await session.scalar(query) or 0)
+
+
+async def _next_dossiers(
+    session: AsyncSession, identity: str, after: str | None, size: int
+) -> list[StagedLine]:
+    """The staged lines of the next dossiers after ``after``: about ``size`` lines, whole dossiers."""
+    mine = ImportStagedEvent.file_identity == identity
+    later = ImportStagedEvent.dossier_code > after if after is not None else true()
+    last = await session.scalar(
+        select(ImportStagedEvent.dossier_code)
+        .where(mine, later)
+        .order_by(ImportStagedEvent.dossier_code, ImportStagedEvent.line)
+        .offset(size - 1)
+        .limit(1)
+    )
+    query = select(*STAGED_COLUMNS).where(mine, later)
+    if last is not None:
+        query = query.where(ImportStagedEvent.dossier_code <= last)
+    rows = await session.execute(query.order_by(ImportStagedEvent.dossier_code, ImportStagedEvent.line))
+    return [StagedLine.of(row) for row in rows]
 
 
 def _reject_line(number: int, problem: Any) -> bytes:

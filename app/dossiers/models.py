@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -165,5 +166,30 @@ class ImportCheckpoint(Base):
     file_identity: Mapped[str] = mapped_column(String(100), primary_key=True)
     file_name: Mapped[str] = mapped_column(String(500))
     lines_done: Mapped[int] = mapped_column(BigInteger)
+    """Lines read: loaded (records), or staged (events)."""
     rejects_bytes: Mapped[int] = mapped_column(BigInteger)
+    staged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Events: every line has been read and its valid events staged; folding has begun."""
+    folded_through: Mapped[str | None] = mapped_column(String(64))
+    """Events: the last dossier code whose staged events are folded into dossiers."""
+    finished: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ImportStagedEvent(Base):
+    """A valid event of a file being loaded, as read (``raw``) and in its canonical form, until
+    its dossier is folded (app.dossiers.bulk): staged in file order, folded in dossier order."""
+
+    __tablename__ = "import_staged_events"
+
+    file_identity: Mapped[str] = mapped_column(String(100), primary_key=True)
+    line: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    dossier_code: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(100))
+    revision: Mapped[int] = mapped_column(Integer)
+    cancelled: Mapped[bool] = mapped_column(Boolean)
+    raw: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    payload_hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_import_staged_events_dossier", "file_identity", "dossier_code", "line"),)

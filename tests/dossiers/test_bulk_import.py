@@ -20,7 +20,13 @@ from app.core.security import Principal
 from app.dossiers.bulk import FileProgress, Source, import_file
 from app.dossiers.counters import COUNTERS, DossierCounter
 from app.dossiers.ingestion.work import Sender
-from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection, ImportCheckpoint
+from app.dossiers.models import (
+    Dossier,
+    DossierEvent,
+    DossierEventCorrection,
+    ImportCheckpoint,
+    ImportStagedEvent,
+)
 from bench import dossier_data
 from bench.catalogue import SECTORS
 from bench.ingestion import portal_record
@@ -78,9 +84,23 @@ async def _snapshot(app: FastAPI) -> tuple[dict[str, Any], dict[tuple[Any, ...],
     return dossiers, counters
 
 
+async def _checkpoint_of(app: FastAPI, source: Source) -> tuple[int, bool, str | None]:
+    async with app.state.sessionmaker() as session:
+        found = await session.get(ImportCheckpoint, source.identity)
+        assert found is not None
+        return found.lines_done, found.staged, found.folded_through
+
+
 async def _forget_dossiers(app: FastAPI) -> None:
     async with app.state.sessionmaker() as session, session.begin():
-        for model in (DossierCounter, DossierEventCorrection, DossierEvent, Dossier, ImportCheckpoint):
+        for model in (
+            DossierCounter,
+            DossierEventCorrection,
+            DossierEvent,
+            Dossier,
+            ImportCheckpoint,
+            ImportStagedEvent,
+        ):
             await session.execute(delete(model))
 
 
@@ -160,10 +180,11 @@ async def test_a_killed_load_finishes_on_rerun_with_nothing_lost_or_doubled(
         pass
 
     def killed_after_first_chunk(progress: FileProgress) -> None:
-        raise Killed  # between two chunks: the first is committed with its checkpoint
+        raise Killed  # between two chunks read: the first is staged, committed with its checkpoint
 
     with pytest.raises(Killed):
         await _import(app, principal, source, chunk_size=40, on_progress=killed_after_first_chunk)
+    assert await _checkpoint_of(app, source) == (40, False, None)
 
     real_bump = bump_version
     calls = 0
@@ -171,7 +192,7 @@ async def test_a_killed_load_finishes_on_rerun_with_nothing_lost_or_doubled(
     async def killed_in_third_chunk(session: AsyncSession) -> None:
         nonlocal calls
         calls += 1
-        if calls == 2:  # the chunk's rows and rejects are written, its commit never comes
+        if calls == 2:  # the second fold: its dossiers and rejects are written, its commit never comes
             raise Killed
         await real_bump(session)
 
@@ -179,9 +200,11 @@ async def test_a_killed_load_finishes_on_rerun_with_nothing_lost_or_doubled(
     with pytest.raises(Killed):
         await _import(app, principal, source, chunk_size=40)
     monkeypatch.setattr("app.dossiers.bulk.bump_version", real_bump)
+    lines_read, staged, folded_through = await _checkpoint_of(app, source)
+    assert (lines_read, staged) == (whole.lines_done, True) and folded_through is not None
 
     rerun = await _import(app, principal, source, chunk_size=40)
-    assert rerun.resumed_from == 80 and rerun.lines_done == whole.lines_done
+    assert rerun.resumed_from == whole.lines_done and 0 < rerun.folded_lines < whole.folded_lines
     assert await _snapshot(app) == in_one_go
     assert source.rejects.read_bytes() == rejects_in_one_go
     await assert_counters_equal_a_rebuild(app)

@@ -70,6 +70,12 @@ async def ingest(sender: Sender, items: list[Any]) -> list[EventResult]:
     return await with_retries(sender.session, lambda: _ingest_once(sender, items))
 
 
+async def ingest_in_transaction(sender: Sender, items: list[Any]) -> list[EventResult]:
+    """As ``ingest``, without the replay after a lost race: for a caller whose transaction holds
+    other writes too (the bulk fold); the IntegrityError is then the caller's to handle."""
+    return await _ingest_once(sender, items)
+
+
 async def with_retries(session: AsyncSession, attempt: Callable[[], Awaitable[_T]]) -> _T:
     """When two requests store the same event id at the same moment, the loser's transaction fails
     on a unique key: it is rolled back and replayed (it then sees the winner's rows)."""

@@ -1,0 +1,135 @@
+"""Fold: staged events of a bulk load (app.dossiers.bulk) turned into dossiers, whole dossier at a time.
+
+A file's valid events are staged first; then each range of dossier codes is folded in one
+transaction. A dossier the database has never seen (no row, no stored event) is worked with all
+of its file's events at once, in memory — the arrivals of one request on an empty dossier, so the
+fast path or the replay decides as it would for the API (app.dossiers.history: the outcome does
+not depend on the order of arrival) — and written set-based with its range's counters. A dossier
+the database already knows, or whose file lines resend or cancel an event, goes through the API's
+own ingestion with its raw lines in file order, where resends and corrections are decided.
+"""
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from app.core.errors import Problem, problem_of
+from app.dossiers.history import HistoryEvent
+from app.dossiers.ingestion.batch import Batch
+from app.dossiers.ingestion.catalogue import load_catalogue
+from app.dossiers.ingestion.events import ingest, ingest_in_transaction
+from app.dossiers.ingestion.locks import lock_dossiers
+from app.dossiers.ingestion.work import Arrival, DossierWork, Sender
+from app.dossiers.ingestion.writes import write_batch
+from app.dossiers.models import Dossier, DossierEvent, ImportStagedEvent
+
+Outcome = tuple[str, Problem | None]
+"""A line's status (as the API answers it) and its problem."""
+
+STAGED_COLUMNS = (
+    ImportStagedEvent.line,
+    ImportStagedEvent.dossier_code,
+    ImportStagedEvent.event_id,
+    ImportStagedEvent.revision,
+    ImportStagedEvent.cancelled,
+    ImportStagedEvent.raw,
+    ImportStagedEvent.payload,
+    ImportStagedEvent.payload_hash,
+)
+
+
+@dataclass(frozen=True)
+class StagedLine:
+    line: int
+    dossier_code: str
+    event_id: str
+    revision: int
+    cancelled: bool
+    raw: str
+    payload: str
+    payload_hash: str
+
+    @classmethod
+    def of(cls, row: Any) -> "StagedLine":
+        return cls(**row._mapping)
+
+
+async def fold(sender: Sender, lines: Sequence[StagedLine]) -> dict[int, Outcome]:
+    """Each line's outcome; ``lines`` are whole dossiers, in code order. Raises IntegrityError when
+    a concurrent writer or an event id already stored elsewhere stands in the way: the caller rolls
+    back and calls ``through_api`` for the same lines."""
+    by_dossier: dict[str, list[StagedLine]] = defaultdict(list)
+    for line in lines:
+        by_dossier[line.dossier_code].append(line)
+    codes = list(by_dossier)
+    await lock_dossiers(sender.session, codes)
+    known = await _known(sender, codes[0], codes[-1])
+    repeated = {event_id for event_id, count in Counter(line.event_id for line in lines).items() if count > 1}
+    fresh: list[str] = []
+    others: list[StagedLine] = []
+    for code, mine in by_dossier.items():
+        if code in known or any(line.cancelled or line.event_id in repeated for line in mine):
+            others.extend(mine)
+        else:
+            fresh.append(code)
+    outcomes = await _fold_fresh(sender, {code: by_dossier[code] for code in fresh})
+    if others:
+        others.sort(key=lambda line: line.line)
+        outcomes |= await _through(sender, others, retrying=False)
+    return outcomes
+
+
+async def through_api(sender: Sender, lines: Sequence[StagedLine]) -> dict[int, Outcome]:
+    """Every line through the API's ingestion, in file order."""
+    return await _through(sender, sorted(lines, key=lambda line: line.line), retrying=True)
+
+
+async def _through(sender: Sender, lines: list[StagedLine], *, retrying: bool) -> dict[int, Outcome]:
+    items = [json.loads(line.raw) for line in lines]
+    if retrying:
+        # The API's entry point, replaying itself after a lost race (its transaction holds nothing else).
+        from_api = await ingest(sender, items)
+    else:
+        from_api = await ingest_in_transaction(sender, items)
+    return {line.line: (result.status, result.problem) for line, result in zip(lines, from_api, strict=True)}
+
+
+async def _known(sender: Sender, first: str, last: str) -> set[str]:
+    """The codes in [first, last] the database has a dossier or a stored event for (range scans)."""
+    session = sender.session
+    dossiers = await session.scalars(select(Dossier.code).where(Dossier.code.between(first, last)))
+    events = await session.scalars(
+        select(DossierEvent.dossier_code).where(DossierEvent.dossier_code.between(first, last)).distinct()
+    )
+    return set(dossiers) | set(events)
+
+
+async def _fold_fresh(sender: Sender, dossiers: dict[str, list[StagedLine]]) -> dict[int, Outcome]:
+    if not dossiers:
+        return {}
+    batch = Batch(sender)
+    await batch.open([])  # the sender's reach; the dossiers are locked and known to be new
+    payloads: dict[int, dict[str, Any]] = {}
+    for code, lines in dossiers.items():
+        work = batch.work[code] = DossierWork(code, None)
+        for line in lines:
+            payload = payloads[line.line] = json.loads(line.payload)
+            event = HistoryEvent.from_payload(batch.next_position(), sender.principal.client_id, payload)
+            work.arrivals.append(
+                Arrival(line.line, line.event_id, code, event, line.payload, line.payload_hash, line.revision)
+            )
+    batch.catalogue = await load_catalogue(
+        sender.session,
+        {p["procedure_code"] for p in payloads.values() if p.get("procedure_code")},
+        {p["unit_code"] for p in payloads.values() if p.get("unit_code")},
+    )
+    await batch.apply()
+    await write_batch(batch)
+    return {
+        line: (answer.outcome, problem_of(answer.problem) if answer.problem is not None else None)
+        for line, answer in batch.answers.items()
+    }
