@@ -30,6 +30,7 @@ from app.core.data_version import bump_version
 from app.core.db import bulk_insert
 from app.core.errors import InvalidInput, problem_of
 from app.core.timezone import utcnow
+from app.dossiers.counters import DayKey, merge_staged_counters, stage_counters
 from app.dossiers.ingestion.events import parse
 from app.dossiers.ingestion.folding import STAGED_COLUMNS, Outcome, StagedLine, fold, through_api
 from app.dossiers.ingestion.records import ingest_records
@@ -236,8 +237,10 @@ class _Load:
                 lines = await _next_dossiers(session, identity, progress.folded_through, chunk_size)
                 if not lines:
                     break
+                day_sums: dict[DayKey, list[int]] = {}
                 try:
-                    outcomes = await fold(self.sender_of(session), lines)
+                    outcomes = await fold(self.sender_of(session), lines, day_sums)
+                    await stage_counters(session, identity, day_sums)
                 except IntegrityError:
                     await session.rollback()
                     outcomes = await through_api(self.sender_of(session), lines)
@@ -251,7 +254,10 @@ class _Load:
             progress.folded_lines += len(lines)
             self._tell()
         async with self.sessionmaker() as session, session.begin():
-            # The staging emptied with the checkpoint marked finished: a rerun does nothing.
+            # The new dossiers enter the statistics, the staging is emptied and the checkpoint
+            # marked finished, together: a rerun does nothing.
+            await merge_staged_counters(session, identity)
+            await bump_version(session)
             staged = ImportStagedEvent.file_identity == identity
             await session.execute(delete(ImportStagedEvent).where(staged))
             checkpoint = await _checkpoint(session, self.source)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Date, Integer, String, Table, delete, func, select, text
+from sqlalchemy import BigInteger, Date, Integer, String, Table, delete, func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -118,6 +118,107 @@ def add_marks(sums: dict[CounterKey, list[int]], marks: Iterable[MarkOf]) -> Non
                 if values is None:
                     values = sums[key] = [0] * width
                 values[position] += delta
+
+
+# --- staged: a bulk load's counters, merged into the counters set-based when its fold ends ---------
+
+DayKey = tuple[str, str, str, date]
+"""(unit, sector, procedure, local day)."""
+
+
+class StagedCounter(Base):
+    """Counter increments of a bulk load (app.dossiers.bulk) by unit, sector, procedure and day,
+    appended with each chunk folded; ``merge_staged_counters`` adds them to the counters (every
+    grain, and the rollups) in one statement when the file's fold ends."""
+
+    __tablename__ = "import_staged_counters"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    file_identity: Mapped[str] = mapped_column(String(100), index=True)
+    unit_code: Mapped[str] = mapped_column(String(32))
+    sector_code: Mapped[str] = mapped_column(String(32))
+    procedure_code: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    received_direct: Mapped[int] = mapped_column(Integer)
+    received_postal: Mapped[int] = mapped_column(Integer)
+    received_online_partial: Mapped[int] = mapped_column(Integer)
+    received_online_full: Mapped[int] = mapped_column(Integer)
+    ended_direct: Mapped[int] = mapped_column(Integer)
+    ended_postal: Mapped[int] = mapped_column(Integer)
+    ended_online_partial: Mapped[int] = mapped_column(Integer)
+    ended_online_full: Mapped[int] = mapped_column(Integer)
+    finished_on_time: Mapped[int] = mapped_column(Integer)
+    finished_early: Mapped[int] = mapped_column(Integer)
+    finished_late: Mapped[int] = mapped_column(Integer)
+    withdrawn: Mapped[int] = mapped_column(Integer)
+    refused: Mapped[int] = mapped_column(Integer)
+    waiting_start: Mapped[int] = mapped_column(Integer)
+    waiting_end: Mapped[int] = mapped_column(Integer)
+    overdue_start: Mapped[int] = mapped_column(Integer)
+    overdue_end: Mapped[int] = mapped_column(Integer)
+
+
+_STAGED: Table = StagedCounter.__table__  # type: ignore[assignment]
+
+
+def add_day_marks(sums: dict[DayKey, list[int]], marks: Iterable[MarkOf]) -> None:
+    """Add marks to sums by unit, sector, procedure and local day (one entry per mark, not six)."""
+    width = len(COUNTERS)
+    for unit, sector, procedure, (counter, instant, delta) in marks:
+        key = (unit, sector or NO_SECTOR, procedure, local(instant).date())
+        values = sums.get(key)
+        if values is None:
+            values = sums[key] = [0] * width
+        values[_POSITION[counter]] += delta
+
+
+async def stage_counters(session: AsyncSession, identity: str, sums: dict[DayKey, list[int]]) -> None:
+    """A chunk's day sums appended to the file's staged counters (COPY on PostgreSQL)."""
+    rows = [
+        {
+            "file_identity": identity,
+            "unit_code": unit,
+            "sector_code": sector,
+            "procedure_code": procedure,
+            "day": day,
+            **dict(zip(COUNTERS, values, strict=True)),
+        }
+        for (unit, sector, procedure, day), values in sums.items()
+        if any(values)
+    ]
+    if rows:
+        await bulk_insert(session, _STAGED, rows)
+
+
+async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
+    """The file's staged counters added to the counters in one statement: each day row summed into
+    its day, month and year, for its procedure and for all (``add_marks``, set-based), then removed."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    month, year = (
+        ("date_trunc('month', s.day)::date", "date_trunc('year', s.day)::date")
+        if postgresql
+        else ("date(s.day, 'start of month')", "date(s.day, 'start of year')")
+    )
+    sums = ", ".join(f"sum(s.{c})" for c in COUNTERS)
+    nonzero = " OR ".join(f"sum(s.{c}) <> 0" for c in COUNTERS)
+    statement = f"""
+        WITH g (grain) AS (VALUES ('d'), ('m'), ('y')), r (whole) AS (VALUES (0), (1))
+        INSERT INTO dossier_counters ({", ".join((*_KEY, *COUNTERS))})
+        SELECT s.unit_code,
+               CASE WHEN r.whole = 1 THEN '{ALL}' ELSE s.sector_code END,
+               CASE WHEN r.whole = 1 THEN '{ALL}' ELSE s.procedure_code END,
+               g.grain,
+               CASE g.grain WHEN 'd' THEN s.day WHEN 'm' THEN {month} ELSE {year} END,
+               {sums}
+        FROM import_staged_counters AS s CROSS JOIN g CROSS JOIN r
+        WHERE s.file_identity = :identity
+        GROUP BY 1, 2, 3, 4, 5
+        HAVING {nonzero}
+        ON CONFLICT ({", ".join(_KEY)}) DO UPDATE SET
+        {", ".join(f"{c} = dossier_counters.{c} + excluded.{c}" for c in COUNTERS)}
+    """
+    await session.execute(text(statement), {"identity": identity})
+    await session.execute(delete(StagedCounter).where(StagedCounter.file_identity == identity))
 
 
 _KEY_TYPES = ("varchar", "varchar", "varchar", "varchar", "date")

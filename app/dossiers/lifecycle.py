@@ -4,7 +4,6 @@ Nothing here touches the database: the service loads what an event needs, applie
 order, and writes the resulting states back. A rejected event raises and leaves the state as it was.
 """
 
-import copy
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -95,6 +94,13 @@ def channel_category(channel: str | None, online_level: str | None) -> str:
 @dataclass
 class DossierState:
     """A dossier as the ``dossiers`` table holds it (same field names as its columns)."""
+
+    def copy(self) -> "DossierState":
+        """A shallow copy (every field is immutable), without copy.copy's generic protocol: a
+        bulk load copies a state per event."""
+        new = object.__new__(DossierState)
+        new.__dict__.update(self.__dict__)
+        return new
 
     code: str
     procedure_code: str
@@ -311,7 +317,7 @@ def advance(
             f"Dossier {state.code!r} had ended ({status.name}) before this {event_type.value} event"
         )
 
-    new = copy.copy(state)
+    new = state.copy()
     new.last_event_at = max(occurred_at, state.last_event_at or occurred_at)
     _set_flags(new, flags)
     marks: list[Mark] = []

@@ -10,6 +10,27 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+# As they were at this revision (app.dossiers.counters.COUNTERS).
+COUNTERS = (
+    "received_direct",
+    "received_postal",
+    "received_online_partial",
+    "received_online_full",
+    "ended_direct",
+    "ended_postal",
+    "ended_online_partial",
+    "ended_online_full",
+    "finished_on_time",
+    "finished_early",
+    "finished_late",
+    "withdrawn",
+    "refused",
+    "waiting_start",
+    "waiting_end",
+    "overdue_start",
+    "overdue_end",
+)
+
 revision: str = "0015"
 down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
@@ -35,6 +56,20 @@ def upgrade() -> None:
         "import_staged_events",
         ["file_identity", "dossier_code", "line"],
     )
+    op.create_table(
+        "import_staged_counters",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("file_identity", sa.String(length=100), nullable=False),
+        sa.Column("unit_code", sa.String(length=32), nullable=False),
+        sa.Column("sector_code", sa.String(length=32), nullable=False),
+        sa.Column("procedure_code", sa.String(length=64), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in COUNTERS),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_import_staged_counters")),
+    )
+    op.create_index(
+        op.f("ix_import_staged_counters_file_identity"), "import_staged_counters", ["file_identity"]
+    )
     with op.batch_alter_table("import_checkpoints") as table:
         table.add_column(sa.Column("staged", sa.Boolean(), nullable=False, server_default=sa.false()))
         table.add_column(sa.Column("folded_through", sa.String(length=64), nullable=True))
@@ -46,5 +81,7 @@ def downgrade() -> None:
         table.drop_column("finished")
         table.drop_column("folded_through")
         table.drop_column("staged")
+    op.drop_index(op.f("ix_import_staged_counters_file_identity"), table_name="import_staged_counters")
+    op.drop_table("import_staged_counters")
     op.drop_index("ix_import_staged_events_dossier", table_name="import_staged_events")
     op.drop_table("import_staged_events")

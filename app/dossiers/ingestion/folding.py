@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.core.errors import Problem, problem_of
+from app.dossiers.counters import DayKey
 from app.dossiers.history import HistoryEvent
 from app.dossiers.ingestion.batch import Batch
 from app.dossiers.ingestion.catalogue import load_catalogue
@@ -58,8 +59,11 @@ class StagedLine:
         return cls(**row._mapping)
 
 
-async def fold(sender: Sender, lines: Sequence[StagedLine]) -> dict[int, Outcome]:
-    """Each line's outcome; ``lines`` are whole dossiers, in code order. Raises IntegrityError when
+async def fold(
+    sender: Sender, lines: Sequence[StagedLine], day_sums: dict[DayKey, list[int]]
+) -> dict[int, Outcome]:
+    """Each line's outcome; ``lines`` are whole dossiers, in code order. The new dossiers' counter
+    increments are added to ``day_sums`` (the others' counters are written). Raises IntegrityError when
     a concurrent writer or an event id already stored elsewhere stands in the way: the caller rolls
     back and calls ``through_api`` for the same lines."""
     by_dossier: dict[str, list[StagedLine]] = defaultdict(list)
@@ -76,7 +80,7 @@ async def fold(sender: Sender, lines: Sequence[StagedLine]) -> dict[int, Outcome
             others.extend(mine)
         else:
             fresh.append(code)
-    outcomes = await _fold_fresh(sender, {code: by_dossier[code] for code in fresh})
+    outcomes = await _fold_fresh(sender, {code: by_dossier[code] for code in fresh}, day_sums)
     if others:
         others.sort(key=lambda line: line.line)
         outcomes |= await _through(sender, others, retrying=False)
@@ -108,7 +112,9 @@ async def _known(sender: Sender, first: str, last: str) -> set[str]:
     return set(dossiers) | set(events)
 
 
-async def _fold_fresh(sender: Sender, dossiers: dict[str, list[StagedLine]]) -> dict[int, Outcome]:
+async def _fold_fresh(
+    sender: Sender, dossiers: dict[str, list[StagedLine]], day_sums: dict[DayKey, list[int]]
+) -> dict[int, Outcome]:
     if not dossiers:
         return {}
     batch = Batch(sender)
@@ -128,7 +134,7 @@ async def _fold_fresh(sender: Sender, dossiers: dict[str, list[StagedLine]]) -> 
         {p["unit_code"] for p in payloads.values() if p.get("unit_code")},
     )
     await batch.apply()
-    await write_batch(batch)
+    await write_batch(batch, day_sums)
     return {
         line: (answer.outcome, problem_of(answer.problem) if answer.problem is not None else None)
         for line, answer in batch.answers.items()

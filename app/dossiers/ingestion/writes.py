@@ -16,8 +16,9 @@ _EVENTS: Table = DossierEvent.__table__  # type: ignore[assignment]
 _CORRECTIONS: Table = DossierEventCorrection.__table__  # type: ignore[assignment]
 
 
-async def write_batch(batch: Batch) -> None:
-    """Store what the batch decided: dossiers, events and corrections set-based, then the counters."""
+async def write_batch(batch: Batch, day_sums: dict[counters.DayKey, list[int]] | None = None) -> None:
+    """Store what the batch decided: dossiers, events and corrections set-based, then the counters
+    — or, for a bulk load that merges its counters when it ends, their increments in ``day_sums``."""
     session = batch.session
     now = batch.now
     # The statistics of these provinces change; nothing of the others (data_version).
@@ -45,6 +46,9 @@ async def write_batch(batch: Batch) -> None:
         await session.execute(update(_EVENTS).where(_EVENTS.c.id == row["row_id"]).values(values))
     if batch.correction_rows:
         await session.execute(insert(_CORRECTIONS), batch.correction_rows)
+    if day_sums is not None:
+        counters.add_day_marks(day_sums, batch.marks)
+        return
     # Last, so that the rows every batch of a unit shares stay locked for the shortest time.
     rows = [row for row in counters.counter_rows(batch.marks) if any(row[1])]
     await counters.add_counters(session, rows)
