@@ -308,8 +308,11 @@ async def rebuild_counters(
     if session.get_bind().dialect.name == "postgresql":
         # Ingestion writes counters last in its transaction: holding them makes it wait, so no
         # batch is counted twice or lost while the counters are rebuilt.
-        await session.execute(text("LOCK TABLE dossier_counters IN EXCLUSIVE MODE"))
+        # A bulk load's fold stages the counters of the dossiers it commits: held too, for the same reason.
+        await session.execute(text("LOCK TABLE dossier_counters, import_staged_counters IN EXCLUSIVE MODE"))
     await session.execute(delete(DossierCounter))
+    # Every dossier is counted here, those of a bulk load not merged yet included.
+    await session.execute(delete(StagedCounter))
     total = int(await session.scalar(select(func.count()).select_from(Dossier)) or 0)
     sums: dict[CounterKey, list[int]] = {}
     done = 0
