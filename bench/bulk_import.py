@@ -25,6 +25,7 @@ import asyncpg
 from bench import dossier_data
 from bench.harness import DEFAULT_DATABASE, fresh_database, log, machine, make_key, serve
 from bench.ingestion import _arrival, _setup, portal_record
+from bench.profile import summarise
 
 CLIENT = "bench-portal"
 
@@ -37,6 +38,10 @@ def _lines(dossiers: list[list[dict[str, Any]]], order: str, seed: int) -> list[
         rng = random.Random(seed)
         events.sort(key=lambda event: _arrival(event, rng))
     return [json.dumps(event) for event in events]
+
+
+def command_tail(path: Path, chunk: int) -> list[str]:
+    return ["-m", "app.cli", "dossiers", "import", str(path), "--client", CLIENT, "--chunk", str(chunk)]
 
 
 async def _bare_copy(url: str, lines: list[str]) -> float:
@@ -61,6 +66,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=2023)
     parser.add_argument("--orders", default="in-order,scrambled,records")
+    parser.add_argument("--profile", type=Path, help="py-spy the imports; summaries written to this folder")
     args = parser.parse_args()
 
     log(f"machine: {machine()}")
@@ -77,24 +83,26 @@ def main() -> None:
             path = Path(folder) / f"{order}.jsonl"
             path.write_text("\n".join(lines) + "\n")
             log(f"{order}: {len(lines)} lines → tthc dossiers import")
+            command = [sys.executable, *command_tail(path, args.chunk)]
+            stacks = Path(folder) / "stacks.txt"
+            if args.profile:
+                spy = str(Path(sys.executable).with_name("py-spy"))
+                command = [spy, "record", "--rate", "250", "--format", "raw", "--output", str(stacks), "--"]
+                command += [sys.executable, *command_tail(path, args.chunk)]
             started = time.perf_counter()
             subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "app.cli",
-                    "dossiers",
-                    "import",
-                    str(path),
-                    "--client",
-                    CLIENT,
-                    "--chunk",
-                    str(args.chunk),
-                ],
+                command,
                 env={**os.environ, "TTHC_DATABASE_URL": args.database_url, "TTHC_LOG_LEVEL": "WARNING"},
                 check=True,
             )
             seconds = time.perf_counter() - started
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                summary = summarise(stacks.read_text(), top=40)
+                (args.profile / f"bulk-import-{order}.txt").write_text(
+                    f"py-spy of `tthc dossiers import` ({len(lines):,} lines, {order}, "
+                    f"chunks of {args.chunk}; {seconds:.1f} s under the profiler)\n\n{summary}\n"
+                )
         bare = asyncio.run(_bare_copy(args.database_url, lines))
         unit = "records/s" if order == "records" else "events/s"
         rate, bare_rate = len(lines) / seconds, len(lines) / bare

@@ -186,8 +186,11 @@ async def stage_counters(session: AsyncSession, identity: str, sums: dict[DayKey
         for (unit, sector, procedure, day), values in sums.items()
         if any(values)
     ]
-    if rows:
-        await bulk_insert(session, _STAGED, rows)
+    for start in range(0, len(rows), _STAGE_CHUNK):
+        await bulk_insert(session, _STAGED, rows[start : start + _STAGE_CHUNK])
+
+
+_STAGE_CHUNK = 50_000
 
 
 async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
@@ -301,20 +304,21 @@ async def rebuild_counters(
 ) -> int:
     """Recompute every counter from the dossiers' facts; returns the number of dossiers.
 
-    Set-based on the write side: the marks of every dossier are summed in memory (one entry per
-    counter row, however many dossiers share it) and the emptied table is filled once, with COPY
-    on PostgreSQL — no upsert, no row written twice.
+    The dossiers are read once, in code order, and their marks summed in memory by unit, sector,
+    procedure and day (``add_day_marks``: one entry per day row, however many dossiers share it);
+    the sums are then staged (COPY on PostgreSQL) and spread into every grain and rollup of the
+    emptied counters by one SQL statement (``merge_staged_counters``).
     """
     if session.get_bind().dialect.name == "postgresql":
         # Ingestion writes counters last in its transaction: holding them makes it wait, so no
-        # batch is counted twice or lost while the counters are rebuilt.
-        # A bulk load's fold stages the counters of the dossiers it commits: held too, for the same reason.
+        # batch is counted twice or lost while the counters are rebuilt. A bulk load's fold
+        # stages the counters of the dossiers it commits: held too, for the same reason.
         await session.execute(text("LOCK TABLE dossier_counters, import_staged_counters IN EXCLUSIVE MODE"))
     await session.execute(delete(DossierCounter))
     # Every dossier is counted here, those of a bulk load not merged yet included.
     await session.execute(delete(StagedCounter))
     total = int(await session.scalar(select(func.count()).select_from(Dossier)) or 0)
-    sums: dict[CounterKey, list[int]] = {}
+    sums: dict[DayKey, list[int]] = {}
     done = 0
     after = ""
     while True:
@@ -331,19 +335,15 @@ async def rebuild_counters(
             for fact in facts
             for mark in facts_marks(fact, calendar)
         )
-        add_marks(sums, marks)
+        add_day_marks(sums, marks)
         done += len(dossiers)
         after = dossiers[-1].code
         if progress is not None:
             progress(done, total)
-    rows = [
-        {**dict(zip(_KEY, key, strict=True)), **dict(zip(COUNTERS, values, strict=True))}
-        for key, values in sorted(sums.items())
-        if any(values)
-    ]
-    for start in range(0, len(rows), _WRITE_CHUNK):
-        await bulk_insert(session, _TABLE, rows[start : start + _WRITE_CHUNK])
+    await stage_counters(session, _REBUILD, sums)
+    await merge_staged_counters(session, _REBUILD)
     return done
 
 
-_WRITE_CHUNK = 50_000
+_REBUILD = "(rebuild)"
+"""The staging identity of a rebuild's sums (a file's is its size and digest)."""
