@@ -2,6 +2,7 @@
 already holds millions of dossiers.
 
     python -m bench.scale [--sizes 10000,10000000] [--live 20000] [--senders 2] [--workers 2]
+                          [--repeat 3]
 
 Per size: a database ``<bench database>_<size>`` with the bench province and that many past
 dossiers (2019–2024, three events each: received, resolved, returned; their counters summed per
@@ -14,11 +15,13 @@ be measured again.
 
 import argparse
 import asyncio
+import statistics
 import time
 from typing import Any
 
 import asyncpg
 
+from app.core import migrations
 from bench import dossier_data
 from bench.harness import DEFAULT_DATABASE, analyze, fresh_database, log, machine, make_key, serve
 from bench.ingestion import _setup, batches_for, push
@@ -173,6 +176,7 @@ def _prepare(url: str, size: int, procedure_rows: list[dict[str, Any]]) -> str:
     if asyncio.run(_history_size(url)) == size:
         # Only a key's hash is stored: a kept database gets a new client for this run.
         log(f"{size:,} past dossiers: kept database")
+        migrations.upgrade(url)
         asyncio.run(_forget_live(url))
         return make_key(url, f"{CLIENT}-{int(time.time())}", ["dossiers:write"])
     fresh_database(url)
@@ -197,6 +201,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--procedures", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2023)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
     log(f"machine: {machine()}")
@@ -204,25 +209,33 @@ def main() -> None:
     live = list(dossier_data.dossier_events(args.live, procedure_rows, args.seed))
     events = sum(len(d) for d in live)
     bodies = batches_for(live, args.batch, args.senders, "in-order", args.seed)
-    rows = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        url = _database(args.database_url, size)
-        key = _prepare(url, size, procedure_rows)
-        with serve(url, workers=args.workers) as server:
-            log(f"{size:,} past dossiers: {args.senders} senders push {args.live:,} new dossiers")
-            created, errors, seconds = asyncio.run(
-                push(server.url, key, bodies, "/api/v1/dossier-events/batch")
-            )
-        rows.append(
-            f"| {size:,} | {args.workers} | {args.senders} | {events:,} | {created:,} | {errors} "
-            f"| {seconds:.1f} | {events / seconds:,.0f} events/s |"
-        )
-        log(f"{size:,} past dossiers: {events / seconds:,.0f} events/s ({errors} errors)")
-        asyncio.run(_forget_live(url))
-    print(f"\nLive ingestion beside the size of the database ({args.live:,} new dossiers, in order):\n")
-    print("| past dossiers | workers | senders | events | created | errors | seconds | rate |")
-    print("|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rates: dict[int, list[float]] = {size: [] for size in sizes}
+    # Sizes taken in turn, run after run: the machine's drift falls on every size alike.
+    for run in range(1, args.repeat + 1):
+        for size in sizes:
+            url = _database(args.database_url, size)
+            key = _prepare(url, size, procedure_rows)
+            with serve(url, workers=args.workers) as server:
+                log(f"run {run}, {size:,} past dossiers: {args.live:,} new dossiers pushed")
+                _created, errors, seconds = asyncio.run(
+                    push(server.url, key, bodies, "/api/v1/dossier-events/batch")
+                )
+            assert errors == 0, f"{errors} events refused"
+            rates[size].append(events / seconds)
+            log(f"run {run}, {size:,} past dossiers: {events / seconds:,.0f} events/s")
+            asyncio.run(_forget_live(url))
+    fresh = statistics.median(rates[sizes[0]])
+    print(
+        f"\nLive ingestion beside the size of the database: {args.live:,} new dossiers ({events:,} events) "
+        f"in order, {args.senders} senders, {args.workers} workers, {args.repeat} runs per size:\n"
+    )
+    print("| past dossiers | runs (events/s) | median | against the smallest |")
+    print("|---|---|---|---|")
+    for size in sizes:
+        median = statistics.median(rates[size])
+        runs = ", ".join(f"{rate:,.0f}" for rate in rates[size])
+        print(f"| {size:,} | {runs} | {median:,.0f} | {median / fresh:.2f} |")
 
 
 if __name__ == "__main__":

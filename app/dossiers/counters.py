@@ -220,6 +220,9 @@ async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
         ON CONFLICT ({", ".join(_KEY)}) DO UPDATE SET
         {", ".join(f"{c} = dossier_counters.{c} + excluded.{c}" for c in COUNTERS)}
     """
+    if postgresql:
+        # One grouping of every staged row: in memory, rather than spilled in batches to disk.
+        await session.execute(text("SET LOCAL work_mem = '256MB'"))
     await session.execute(text(statement), {"identity": identity})
     await session.execute(delete(StagedCounter).where(StagedCounter.file_identity == identity))
 
