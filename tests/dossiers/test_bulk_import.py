@@ -216,3 +216,36 @@ async def test_a_killed_load_finishes_on_rerun_with_nothing_lost_or_doubled(
     await assert_counters_equal_a_rebuild(app)
     again = await _import(app, principal, source, chunk_size=40)
     assert (again.resumed_from, sum(again.outcomes.values())) == (whole.lines_done, 0)
+
+
+async def test_an_event_id_stored_under_another_dossier_sends_the_chunk_through_the_api(
+    app: FastAPI,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+) -> None:
+    """The fold writes new dossiers set-based; an event id this client already used elsewhere
+    makes that write clash, and the chunk is answered by the API's ingestion instead."""
+    http, principal = loader
+    first, second = province[0], province[1]
+    # The second dossier's reception reuses the id of the first's: the API refuses it.
+    clashing = [{**second[0], "event_id": first[0]["event_id"]}, *second[1:]]
+    lines = [json.dumps(event) for event in clashing]
+    response = await http.post(BATCH, json={"events": first + clashing})
+    assert response.status_code == 200
+    answers = [result["status"] for result in response.json()["results"]][len(first) :]
+    through_api = await _snapshot(app)
+    await _forget_dossiers(app)
+    assert (await http.post(BATCH, json={"events": first})).status_code == 200
+
+    path = tmp_path / "clash.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    done = await _import(app, principal, Source.of(path), chunk_size=1000)
+
+    assert sum(done.outcomes.values()) == len(lines) and done.outcomes["error"] == answers.count("error") == 1
+    rejected = [json.loads(line) for line in Source.of(path).rejects.read_text().splitlines()]
+    assert [(entry["line"], entry["problem"]["errors"][0]["type"]) for entry in rejected] == [
+        (1, "event_id_reused")
+    ]
+    assert await _snapshot(app) == through_api
+    await assert_counters_equal_a_rebuild(app)
