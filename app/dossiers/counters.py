@@ -8,6 +8,7 @@ from them as prefix sums (app.stats.definitions).
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import BigInteger, Date, Integer, String, Table, delete, func, select, text
@@ -174,7 +175,7 @@ def add_day_marks(sums: dict[DayKey, list[int]], marks: Iterable[MarkOf]) -> Non
 
 async def stage_counters(session: AsyncSession, identity: str, sums: dict[DayKey, list[int]]) -> None:
     """A chunk's day sums appended to the file's staged counters (COPY on PostgreSQL)."""
-    rows = [
+    rows = (
         {
             "file_identity": identity,
             "unit_code": unit,
@@ -185,9 +186,10 @@ async def stage_counters(session: AsyncSession, identity: str, sums: dict[DayKey
         }
         for (unit, sector, procedure, day), values in sums.items()
         if any(values)
-    ]
-    for start in range(0, len(rows), _STAGE_CHUNK):
-        await bulk_insert(session, _STAGED, rows[start : start + _STAGE_CHUNK])
+    )
+    # A slice at a time: the rows of a rebuild's millions of sums are never all in memory at once.
+    while chunk := list(islice(rows, _STAGE_CHUNK)):
+        await bulk_insert(session, _STAGED, chunk)
 
 
 _STAGE_CHUNK = 50_000
@@ -339,6 +341,10 @@ async def rebuild_counters(
             for mark in facts_marks(fact, calendar)
         )
         add_day_marks(sums, marks)
+        if len(sums) >= _SUMS_HELD:
+            # Staged and forgotten: the merge adds up whatever is staged, so memory stays bounded.
+            await stage_counters(session, _REBUILD, sums)
+            sums.clear()
         done += len(dossiers)
         after = dossiers[-1].code
         if progress is not None:
@@ -348,5 +354,6 @@ async def rebuild_counters(
     return done
 
 
+_SUMS_HELD = 500_000
 _REBUILD = "(rebuild)"
 """The staging identity of a rebuild's sums (a file's is its size and digest)."""
