@@ -45,25 +45,8 @@ NO_SECTOR = "-"
 ALL = "*"
 
 
-class DossierCounter(Base):
-    """Counts of dated happenings (receptions, finishes, pauses, …) per unit, sector and procedure.
-
-    Each happening is counted in the bucket of its local day, month and year (``grain`` d, m, y), so
-    any prefix sum "before day T" reads at most a year row per past year, eleven month rows and
-    thirty day rows per unit, however many dossiers there are. Rows with sector and procedure
-    ``*`` sum all of them for their unit. ``COUNTERS`` names the counters; app.stats.definitions
-    reads periods from them.
-    """
-
-    __tablename__ = "dossier_counters"
-    # Updated in place all the time: room in each page lets PostgreSQL skip index writes (HOT).
-    __table_args__ = ({"postgresql_with": {"fillfactor": 70}},)
-
-    unit_code: Mapped[str] = mapped_column(String(32), primary_key=True)
-    sector_code: Mapped[str] = mapped_column(String(32), primary_key=True)
-    procedure_code: Mapped[str] = mapped_column(String(64), primary_key=True)
-    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
-    bucket: Mapped[date] = mapped_column(Date, primary_key=True)
+class CounterValues:
+    """The counters of a row, in the order of ``COUNTERS``."""
 
     received_direct: Mapped[int] = mapped_column(Integer, default=0)
     received_postal: Mapped[int] = mapped_column(Integer, default=0)
@@ -82,6 +65,27 @@ class DossierCounter(Base):
     waiting_end: Mapped[int] = mapped_column(Integer, default=0)
     overdue_start: Mapped[int] = mapped_column(Integer, default=0)
     overdue_end: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DossierCounter(CounterValues, Base):
+    """Counts of dated happenings (receptions, finishes, pauses, …) per unit, sector and procedure.
+
+    Each happening is counted in the bucket of its local day, month and year (``grain`` d, m, y), so
+    any prefix sum "before day T" reads at most a year row per past year, eleven month rows and
+    thirty day rows per unit, however many dossiers there are. Rows with sector and procedure
+    ``*`` sum all of them for their unit. ``COUNTERS`` names the counters; app.stats.definitions
+    reads periods from them.
+    """
+
+    __tablename__ = "dossier_counters"
+    # Updated in place all the time: room in each page lets PostgreSQL skip index writes (HOT).
+    __table_args__ = ({"postgresql_with": {"fillfactor": 70}},)
+
+    unit_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sector_code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    procedure_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    bucket: Mapped[date] = mapped_column(Date, primary_key=True)
 
 
 _TABLE: Table = DossierCounter.__table__  # type: ignore[assignment]
@@ -127,7 +131,7 @@ DayKey = tuple[str, str, str, date]
 """(unit, sector, procedure, local day)."""
 
 
-class StagedCounter(Base):
+class StagedCounter(CounterValues, Base):
     """Counter increments of a bulk load (app.dossiers.bulk) by unit, sector, procedure and day,
     appended with each chunk folded; ``merge_staged_counters`` adds them to the counters (every
     grain, and the rollups) in one statement when the file's fold ends."""
@@ -140,23 +144,6 @@ class StagedCounter(Base):
     sector_code: Mapped[str] = mapped_column(String(32))
     procedure_code: Mapped[str] = mapped_column(String(64))
     day: Mapped[date] = mapped_column(Date)
-    received_direct: Mapped[int] = mapped_column(Integer)
-    received_postal: Mapped[int] = mapped_column(Integer)
-    received_online_partial: Mapped[int] = mapped_column(Integer)
-    received_online_full: Mapped[int] = mapped_column(Integer)
-    ended_direct: Mapped[int] = mapped_column(Integer)
-    ended_postal: Mapped[int] = mapped_column(Integer)
-    ended_online_partial: Mapped[int] = mapped_column(Integer)
-    ended_online_full: Mapped[int] = mapped_column(Integer)
-    finished_on_time: Mapped[int] = mapped_column(Integer)
-    finished_early: Mapped[int] = mapped_column(Integer)
-    finished_late: Mapped[int] = mapped_column(Integer)
-    withdrawn: Mapped[int] = mapped_column(Integer)
-    refused: Mapped[int] = mapped_column(Integer)
-    waiting_start: Mapped[int] = mapped_column(Integer)
-    waiting_end: Mapped[int] = mapped_column(Integer)
-    overdue_start: Mapped[int] = mapped_column(Integer)
-    overdue_end: Mapped[int] = mapped_column(Integer)
 
 
 _STAGED: Table = StagedCounter.__table__  # type: ignore[assignment]
