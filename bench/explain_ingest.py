@@ -67,7 +67,9 @@ async def _explain(url: str, batch: tuple[list[list[Any]], list[str], list[str]]
                     plan = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", *arguments)
                 finally:
                     await transaction.rollback()
-            report.append(f"-- {title}\n" + "\n".join(row[0] for row in plan))
+            # The batch's values, inlined by the plan, cut short.
+            lines = (row[0] if len(row[0]) <= 160 else row[0][:160] + " …" for row in plan)
+            report.append(f"-- {title}\n" + "\n".join(lines))
         return "\n\n".join(report)
     finally:
         await connection.close()
