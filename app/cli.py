@@ -275,6 +275,8 @@ class _ImportMeter:
         seconds = time.monotonic() - self.started
         outcomes = ", ".join(f"{count:,} {outcome}" for outcome, count in sorted(progress.outcomes.items()))
         resumed = f" (resumed after line {progress.resumed_from:,})" if progress.resumed_from else ""
+        if progress.resumed_fold_after is not None:
+            resumed = f" (all read before; folding resumed after dossier {progress.resumed_fold_after})"
         print(file=sys.stderr)
         print(
             f"tthc: {self.source.path.name}: {progress.kind}, {progress.lines_done:,} lines{resumed} "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal
 
-from sqlalchemy import Table, delete, func, select, true
+from sqlalchemy import Table, delete, distinct, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -54,6 +54,8 @@ class FileProgress:
     position: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     resumed_from: int = 0
+    resumed_fold_after: str | None = None
+    """The last dossier folded before this run, when it resumed a fold."""
     phase: Literal["reading", "folding"] = "reading"
     """Records are loaded as they are read; events are read (validated and staged), then folded."""
     folded_through: str | None = None
@@ -161,7 +163,7 @@ async def import_file(
         checkpoint = await _checkpoint(session, source)
         progress = FileProgress(source.path, source.kind, source.size)
         progress.lines_done = progress.resumed_from = checkpoint.lines_done
-        progress.folded_through = checkpoint.folded_through
+        progress.folded_through = progress.resumed_fold_after = checkpoint.folded_through
         staged, finished, kept_rejects = checkpoint.staged, checkpoint.finished, checkpoint.rejects_bytes
     with source.rejects.open("ab") as rejected:
         rejected.truncate(kept_rejects)  # what a killed run wrote past its last committed chunk
@@ -227,23 +229,24 @@ class _Load:
             checkpoint.finished = self.source.kind == "records"
 
     async def fold(self, chunk_size: int) -> None:
-        """The staged events, about ``chunk_size`` lines of whole dossiers per transaction."""
+        """The staged events, about ``chunk_size`` lines of whole dossiers per transaction; then, in
+        the transaction that ends the file, the dossiers that share an event id with another
+        dossier of the file, and the merge of the counters."""
         progress, identity = self.progress, self.source.identity
         progress.phase = "folding"
         async with self.sessionmaker() as session:
             progress.staged_lines = await _staged_count(session, identity, progress.folded_through)
+            # An event id under two dossiers is decided by which line came first (the API refuses
+            # the later one): such dossiers are left for last, and taken in file order.
+            entangled = await _sharing_event_ids(session, identity)
         while True:
             async with self.sessionmaker() as session:
                 lines = await _next_dossiers(session, identity, progress.folded_through, chunk_size)
                 if not lines:
                     break
-                day_sums: dict[DayKey, list[int]] = {}
-                try:
-                    outcomes = await fold(self.sender_of(session), lines, day_sums)
-                    await stage_counters(session, identity, day_sums)
-                except IntegrityError:
-                    await session.rollback()
-                    outcomes = await through_api(self.sender_of(session), lines)
+                outcomes = await self._fold(
+                    session, [line for line in lines if line.dossier_code not in entangled]
+                )
                 problems: dict[int, Any] = {}
                 self._count(outcomes, problems)
                 checkpoint = await self._commit_point(session, problems)
@@ -254,14 +257,31 @@ class _Load:
             progress.folded_lines += len(lines)
             self._tell()
         async with self.sessionmaker() as session, session.begin():
-            # The new dossiers enter the statistics, the staging is emptied and the checkpoint
-            # marked finished, together: a rerun does nothing.
-            await merge_staged_counters(session, identity)
-            await bump_version(session)
+            # The entangled dossiers, the new dossiers' entry into the statistics, the staging
+            # emptied and the checkpoint marked finished, together: a rerun does nothing.
+            problems = {}
+            if entangled:
+                lines = await _lines_of(session, identity, entangled)
+                self._count(await through_api(self.sender_of(session), lines), problems)
             staged = ImportStagedEvent.file_identity == identity
             await session.execute(delete(ImportStagedEvent).where(staged))
-            checkpoint = await _checkpoint(session, self.source)
+            await merge_staged_counters(session, identity)
+            checkpoint = await self._commit_point(session, problems)
             checkpoint.finished = True
+            await bump_version(session)
+
+    async def _fold(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, Outcome]:
+        """One chunk's outcomes: folded, or through the API when the fold's writes clash."""
+        if not lines:
+            return {}
+        day_sums: dict[DayKey, list[int]] = {}
+        try:
+            outcomes = await fold(self.sender_of(session), lines, day_sums)
+            await stage_counters(session, self.source.identity, day_sums)
+        except IntegrityError:
+            await session.rollback()
+            outcomes = await through_api(self.sender_of(session), lines)
+        return outcomes
 
     def _count(self, outcomes: dict[int, Outcome], problems: dict[int, Any]) -> None:
         for number, (status, problem) in outcomes.items():
@@ -324,7 +344,8 @@ async def _stage(
                 "event_id": item.event.event_id,
                 "revision": item.event.revision or 1,
                 "cancelled": bool(item.event.cancelled),
-                "raw": raw_lines[number].decode().rstrip("\r\n"),
+                # A byte-order mark, which json.loads of bytes skips, would not parse from text.
+                "raw": raw_lines[number].decode("utf-8-sig").rstrip("\r\n"),
                 "payload": item.payload,
                 "payload_hash": item.digest,
             }
@@ -358,6 +379,30 @@ async def _next_dossiers(
     if last is not None:
         query = query.where(ImportStagedEvent.dossier_code <= last)
     rows = await session.execute(query.order_by(ImportStagedEvent.dossier_code, ImportStagedEvent.line))
+    return [StagedLine.of(row) for row in rows]
+
+
+async def _sharing_event_ids(session: AsyncSession, identity: str) -> set[str]:
+    """The dossiers of the file with an event id that another dossier of the file has too."""
+    mine = ImportStagedEvent.file_identity == identity
+    shared = (
+        select(ImportStagedEvent.event_id)
+        .where(mine)
+        .group_by(ImportStagedEvent.event_id)
+        .having(func.count(distinct(ImportStagedEvent.dossier_code)) > 1)
+    )
+    found = await session.scalars(
+        select(ImportStagedEvent.dossier_code).where(mine, ImportStagedEvent.event_id.in_(shared)).distinct()
+    )
+    return set(found)
+
+
+async def _lines_of(session: AsyncSession, identity: str, codes: set[str]) -> list[StagedLine]:
+    rows = await session.execute(
+        select(*STAGED_COLUMNS)
+        .where(ImportStagedEvent.file_identity == identity, ImportStagedEvent.dossier_code.in_(codes))
+        .order_by(ImportStagedEvent.line)
+    )
     return [StagedLine.of(row) for row in rows]
 
 

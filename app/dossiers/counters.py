@@ -1,8 +1,9 @@
 """The dossier counters and their writer: marks summed into counter rows (SPEC §5).
 
 Ingestion adds each batch's marks (``facts_marks``, app.dossiers.facts) to the counters as it
-commits; ``rebuild_counters`` recomputes them all from the dossiers' facts. app.stats reads periods
-from them as prefix sums (app.stats.definitions).
+commits; a bulk load stages its new dossiers' marks by day and merges them when its file is folded
+(``merge_staged_counters``); ``rebuild_counters`` recomputes them all from the dossiers' facts.
+app.stats reads periods from them as prefix sums (app.stats.definitions).
 """
 
 from collections import defaultdict
@@ -193,19 +194,30 @@ async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
     )
     sums = ", ".join(f"sum(s.{c})" for c in COUNTERS)
     nonzero = " OR ".join(f"sum(s.{c}) <> 0" for c in COUNTERS)
+    # Rows locked in the order ingestion's writers lock them (``counter_rows`` sorts by code
+    # point: collation "C"), so that a merge and a live batch cannot deadlock. SQLite has one writer.
+    in_lock_order = (
+        "ORDER BY " + ", ".join(f'm.{name} COLLATE "C"' for name in _KEY[:4]) + ", m.bucket"
+        if postgresql
+        else ""
+    )
     statement = f"""
         WITH g (grain) AS (VALUES ('d'), ('m'), ('y')), r (whole) AS (VALUES (0), (1))
         INSERT INTO dossier_counters ({", ".join((*_KEY, *COUNTERS))})
-        SELECT s.unit_code,
-               CASE WHEN r.whole = 1 THEN '{ALL}' ELSE s.sector_code END,
-               CASE WHEN r.whole = 1 THEN '{ALL}' ELSE s.procedure_code END,
-               g.grain,
-               CASE g.grain WHEN 'd' THEN s.day WHEN 'm' THEN {month} ELSE {year} END,
-               {sums}
-        FROM import_staged_counters AS s CROSS JOIN g CROSS JOIN r
-        WHERE s.file_identity = :identity
-        GROUP BY 1, 2, 3, 4, 5
-        HAVING {nonzero}
+        SELECT * FROM (
+            SELECT s.unit_code AS unit_code,
+                   CASE WHEN r.whole = 1 THEN '{ALL}' ELSE s.sector_code END AS sector_code,
+                   CASE WHEN r.whole = 1 THEN '{ALL}' ELSE s.procedure_code END AS procedure_code,
+                   g.grain AS grain,
+                   CASE g.grain WHEN 'd' THEN s.day WHEN 'm' THEN {month} ELSE {year} END AS bucket,
+                   {sums}
+            FROM import_staged_counters AS s CROSS JOIN g CROSS JOIN r
+            WHERE s.file_identity = :identity
+            GROUP BY 1, 2, 3, 4, 5
+            HAVING {nonzero}
+        ) AS m
+        WHERE true
+        {in_lock_order}
         ON CONFLICT ({", ".join(_KEY)}) DO UPDATE SET
         {", ".join(f"{c} = dossier_counters.{c} + excluded.{c}" for c in COUNTERS)}
     """

@@ -169,7 +169,7 @@ class ImportCheckpoint(Base):
     """Lines read: loaded (records), or staged (events)."""
     rejects_bytes: Mapped[int] = mapped_column(BigInteger)
     staged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    """Events: every line has been read and its valid events staged; folding has begun."""
+    """Every line has been read (records loaded, events staged): for events, folding has begun."""
     folded_through: Mapped[str | None] = mapped_column(String(64))
     """Events: the last dossier code whose staged events are folded into dossiers."""
     finished: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

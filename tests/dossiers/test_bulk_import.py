@@ -251,3 +251,39 @@ async def test_an_event_id_stored_under_another_dossier_sends_the_chunk_through_
     ]
     assert await _snapshot(app) == through_api
     await assert_counters_equal_a_rebuild(app)
+
+
+async def test_an_event_id_under_two_dossiers_of_the_file_is_decided_in_file_order(
+    app: FastAPI,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+) -> None:
+    """The later dossier code comes first in the file with the id; the API keeps it there and
+    refuses the earlier code's correction. Folding in code order must not reverse that. The file
+    also starts with a byte-order mark, on a line that goes through the API's ingestion."""
+    http, principal = loader
+    earlier, later = province[0], province[1]
+    assert earlier[0]["dossier_code"] < later[0]["dossier_code"]
+    events = [
+        {**later[0], "event_id": "shared"},
+        *later[1:],
+        *(event for history in province[2:12] for event in history),
+        {**earlier[0], "event_id": "shared", "revision": 2},
+        *earlier[1:],
+    ]
+    response = await http.post(BATCH, json={"events": events})
+    assert response.status_code == 200
+    refused = [n + 1 for n, r in enumerate(response.json()["results"]) if r["status"] == "error"]
+    through_api = await _snapshot(app)
+    await _forget_dossiers(app)
+
+    path = tmp_path / "entangled.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps(event) for event in events).encode() + b"\n")
+    done = await _import(app, principal, Source.of(path), chunk_size=1)  # a dossier per fold
+
+    assert sum(done.outcomes.values()) == len(events)
+    rejected = [json.loads(line)["line"] for line in Source.of(path).rejects.read_text().splitlines()]
+    assert sorted(rejected) == refused and len(refused) == 1
+    assert await _snapshot(app) == through_api
+    await assert_counters_equal_a_rebuild(app)

@@ -4,9 +4,10 @@ A file's valid events are staged first; then each range of dossier codes is fold
 transaction. A dossier the database has never seen (no row, no stored event) is worked with all
 of its file's events at once, in memory — the arrivals of one request on an empty dossier, so the
 fast path or the replay decides as it would for the API (app.dossiers.history: the outcome does
-not depend on the order of arrival) — and written set-based with its range's counters. A dossier
-the database already knows, or whose file lines resend or cancel an event, goes through the API's
-own ingestion with its raw lines in file order, where resends and corrections are decided.
+not depend on the order of arrival) — and written set-based, its counter increments summed by day
+for the merge that ends the file (app.dossiers.counters.merge_staged_counters). A dossier the
+database already knows, or whose file lines resend or cancel an event, goes through the API's own
+ingestion with its raw lines in file order, where resends and corrections are decided.
 """
 
 import json

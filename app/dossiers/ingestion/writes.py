@@ -1,4 +1,5 @@
-"""Write: the batch's rows stored set-based (COPY on PostgreSQL), the data versions moved, counters last."""
+"""Write: the batch's rows stored set-based (COPY on PostgreSQL), the data versions moved, counters
+last (or, for a bulk load's fold, their increments summed by day for its merge)."""
 
 from typing import Any
 
