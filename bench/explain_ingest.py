@@ -20,7 +20,7 @@ import asyncpg
 from app.dossiers.counters import _UPSERT_ARRAYS, COUNTERS, counter_rows
 from bench import dossier_data
 from bench.harness import DEFAULT_DATABASE, log
-from bench.scale import CLIENT
+from bench.scale import CLIENT, database_of_size
 
 _EVENT_IDS = "SELECT id, event_id FROM dossier_events WHERE client_id = $1 AND event_id = ANY($2::text[])"
 _STATES = "SELECT * FROM dossiers WHERE code = ANY($1::text[])"
@@ -88,7 +88,7 @@ def main() -> None:
     batch = _batch(args.dossiers, args.seed)
     for size in [int(s) for s in args.sizes.split(",")]:
         log(f"{size:,} past dossiers")
-        text = asyncio.run(_explain(f"{args.database_url}_{size}", batch))
+        text = asyncio.run(_explain(database_of_size(args.database_url, size), batch))
         print(f"\n## {size:,} past dossiers\n\n{text}")
         if args.output:
             args.output.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,8 @@ GROUP BY unit_code, rollup.sector_code, rollup.procedure_code, grain, bucket
 """
 
 
-def _database(base: str, size: int) -> str:
+def database_of_size(base: str, size: int) -> str:
+    """The database `bench.scale` builds for that many past dossiers."""
     return f"{base}_{size}"
 
 
@@ -214,7 +215,7 @@ def main() -> None:
     # Sizes taken in turn, run after run: the machine's drift falls on every size alike.
     for run in range(1, args.repeat + 1):
         for size in sizes:
-            url = _database(args.database_url, size)
+            url = database_of_size(args.database_url, size)
             key = _prepare(url, size, procedure_rows)
             with serve(url, workers=args.workers) as server:
                 log(f"run {run}, {size:,} past dossiers: {args.live:,} new dossiers pushed")
