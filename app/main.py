@@ -2,9 +2,10 @@
 environment (importing this module creates nothing, so commands that only need the factory load
 without reading settings)."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -27,6 +28,7 @@ from app.core.migrations import head_revision
 from app.core.observe import ObservedRequestsMiddleware, log_access, record_metrics
 from app.core.openapi import install_openapi
 from app.core.pagination import use_cursor_key
+from app.core.replicas import ReadReplicas
 from app.core.timezone import utcnow
 from app.dossiers.router import BATCH_PATHS, dossiers_router, events_router, public_router, sync_router
 from app.feedback.router import ratings_router
@@ -86,9 +88,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.rate_limiter = RateLimiter(settings)
         app.state.stats_cache = answer_cache(settings.stats_cache_bytes)
+        app.state.replicas = None
+        watch: asyncio.Task[None] | None = None
+        if settings.database_read_urls:
+            replicas = ReadReplicas.connect(
+                engine,
+                settings.database_read_urls,
+                pool_size=settings.database_pool_size,
+                max_lag=settings.replica_max_lag,
+                check_timeout=settings.replica_check_interval,
+                command_timeout=settings.database_command_timeout,
+                metrics=app.state.metrics.replicas,
+            )
+            # Known before the first request: a standby serves from the start or not at all.
+            await replicas.check()
+            app.state.replicas = replicas
+            watch = asyncio.create_task(replicas.watch(settings.replica_check_interval))
         try:
             yield
         finally:
+            if watch is not None:
+                watch.cancel()
+                with suppress(asyncio.CancelledError):
+                    await watch
+                await app.state.replicas.dispose()
             await engine.dispose()
 
     app = FastAPI(

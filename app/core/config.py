@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     )
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_echo: bool = False
+    database_read_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hot standbys of the PostgreSQL primary (streaming replicas), comma-separated or a JSON "
+        "list: statistics, reports and anonymous catalogue reads go to them in turn",
+    )
+    replica_max_lag: float = Field(
+        default=5.0, gt=0, description="Seconds a standby may lag behind the primary and still answer reads"
+    )
+    replica_check_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between checks of the standbys; one that is down, or lags beyond the bound, "
+        "is skipped from the next check on (a check waits at most this long for an answer)",
+    )
     database_connect_timeout: float = Field(
         default=1.5, gt=0, description="Seconds to open a database connection before answering 503"
     )
@@ -145,7 +159,9 @@ class Settings(BaseSettings):
         description="Serve GET /api/v1/_baseline (one SELECT 1), the yardstick of bench/ — not in production",
     )
 
-    @field_validator("extra_days_off", "extra_working_days", "trusted_proxies", mode="before")
+    @field_validator(
+        "extra_days_off", "extra_working_days", "trusted_proxies", "database_read_urls", mode="before"
+    )
     @classmethod
     def _dates(cls, value: Any) -> Any:
         # The environment gives "2024-04-29,2024-05-02" or a JSON list; code gives lists.
@@ -194,25 +210,39 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: str) -> str:
         return normalise_database_url(value).render_as_string(hide_password=False)
 
+    @field_validator("database_read_urls")
+    @classmethod
+    def _check_read_urls(cls, value: list[str]) -> list[str]:
+        urls = [normalise_database_url(url, "TTHC_DATABASE_READ_URLS") for url in value]
+        if any(url.drivername != "postgresql+asyncpg" for url in urls):
+            raise ValueError("TTHC_DATABASE_READ_URLS names PostgreSQL standbys (postgresql://user@host/db)")
+        return [url.render_as_string(hide_password=False) for url in urls]
+
+    @model_validator(mode="after")
+    def _standbys_of_postgresql(self) -> "Settings":
+        if self.database_read_urls and self.is_sqlite:
+            raise ValueError("TTHC_DATABASE_READ_URLS needs a PostgreSQL primary in TTHC_DATABASE_URL")
+        return self
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
 
-def normalise_database_url(value: str) -> URL:
+def normalise_database_url(value: str, setting: str = "TTHC_DATABASE_URL") -> URL:
     """Parse a database URL and make sure it names a driver this service ships with."""
     try:
         url = make_url(value)
     except ArgumentError as exc:
-        raise ValueError(f"TTHC_DATABASE_URL is not a valid database URL: {value!r}") from exc
+        raise ValueError(f"{setting} is not a valid database URL: {value!r}") from exc
     driver = _DRIVER_ALIASES.get(url.drivername, url.drivername)
     if driver not in SUPPORTED_DRIVERS:
         raise ValueError(
-            f"TTHC_DATABASE_URL uses {url.drivername!r}; supported: {', '.join(SUPPORTED_DRIVERS)} "
+            f"{setting} uses {url.drivername!r}; supported: {', '.join(SUPPORTED_DRIVERS)} "
             "(e.g. sqlite+aiosqlite:///./tthc.db or postgresql+asyncpg://user:pass@host:5432/db)"
         )
     if driver.startswith("postgresql") and not url.database:
-        raise ValueError("TTHC_DATABASE_URL for PostgreSQL must name a database")
+        raise ValueError(f"{setting} for PostgreSQL must name a database")
     return url.set(drivername=driver)
 
 

@@ -8,12 +8,14 @@ from typing import Annotated, Any, TypeVar, TypeVarTuple
 import asyncpg
 from fastapi import Depends, Path, Request
 from sqlalchemy import JSON, Select, Table, event, insert, text
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from app.core.config import Settings
 from app.core.data_version import bump_version
+from app.core.replicas import READ_FROM, route_reads
 
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
@@ -48,8 +50,20 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+class RoutingSession(Session):
+    """A session bound to the primary that reads a standby while ``info`` names one (app.core.replicas)."""
+
+    def get_bind(self, *args: Any, **kwargs: Any) -> Engine | Connection:
+        standby: AsyncEngine | None = self.info.get(READ_FROM)
+        if standby is not None:
+            return standby.sync_engine
+        return super().get_bind(*args, **kwargs)
+
+
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=False, sync_session_class=RoutingSession
+    )
 
 
 # Integer primary keys are 32-bit on PostgreSQL: a larger id cannot exist, so it is a 422 up front
@@ -83,10 +97,13 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: committed when the endpoint returns, rolled back when it raises.
 
     Used with ``scope="function"`` so the commit happens before the response is sent: a 2xx is
-    only ever sent for work that is durably stored. A write also moves the data version on.
+    only ever sent for work that is durably stored. A write also moves the data version on. A read
+    whose route allows it is answered by a standby, when one is configured and well.
     """
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sessionmaker() as session:
+        if request.method in SAFE_METHODS:
+            await route_reads(request, session)
         try:
             yield session
         except BaseException:

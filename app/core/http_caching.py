@@ -18,6 +18,30 @@ def etag_from(*parts: object) -> str:
     return etag_of("\x1f".join(map(str, parts)).encode())
 
 
+def versioned_etag(generation: int, *parts: object) -> str:
+    """``"<generation>-<hash>"``: a tag that also says how new its data is, so that a server can tell
+    when a client has already been shown newer data than it holds (a lagging standby)."""
+    return f'"{generation}-{etag_from(*parts).strip(chr(34))}"'
+
+
+# A generation is a sum of row versions: 18 digits are ample, and a longer one is not ours.
+_GENERATION_DIGITS = 18
+
+
+def generation_of(etag: str) -> int:
+    """The generation a versioned tag names; 0 for any other tag."""
+    prefix, dash, _rest = etag.strip().removeprefix("W/").strip('"').partition("-")
+    if not dash or not prefix.isdigit() or len(prefix) > _GENERATION_DIGITS:
+        return 0
+    return int(prefix)
+
+
+def newest_generation_seen(request: Request) -> int:
+    """The newest generation among the tags the client holds (``If-None-Match``); 0 when none."""
+    header = request.headers.get("if-none-match") or ""
+    return max((generation_of(tag) for tag in header.split(",")), default=0)
+
+
 def _listed_etags(header: str) -> set[str]:
     # Weak and strong forms compare equal for If-None-Match (RFC 9110 §13.1.2).
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}

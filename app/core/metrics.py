@@ -11,6 +11,8 @@ from prometheus_client import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.replicas import ReplicaMetrics
+
 UNMATCHED = "unmatched"
 
 
@@ -53,6 +55,7 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.replicas = ReplicaMetrics.register(self.registry)
         for outcome in ("created", "duplicate", "error"):
             self.events.labels(outcome)
         for result in ("not_modified", "hit", "miss"):

@@ -10,6 +10,7 @@ from app.core.errors import InvalidInput, ProblemResponse, problem_responses
 from app.core.http_caching import cached_json
 from app.core.limits import pin_attempt
 from app.core.pagination import Page, PageDep
+from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal
 from app.core.timezone import utcnow
 from app.dossiers import service
@@ -36,7 +37,9 @@ from app.units.access import listing_scope
 events_router = APIRouter(prefix="/api/v1/dossier-events", tags=["dossiers"])
 sync_router = APIRouter(prefix="/api/v1/sync", tags=["dossiers"])
 dossiers_router = APIRouter(prefix="/api/v1/dossiers", tags=["dossiers"])
-public_router = APIRouter(prefix="/api/v1/public/dossiers", tags=["public"])
+public_router = APIRouter(
+    prefix="/api/v1/public/dossiers", tags=["public"], route_class=AnonymousStandbyReads
+)
 
 # Their items are answered one by one: a control character fails its item, not the request.
 BATCH_PATHS = frozenset({"/api/v1/dossier-events/batch", "/api/v1/sync/dvcqg"})

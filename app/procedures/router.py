@@ -14,6 +14,7 @@ from app.core.errors import InvalidInput, UnsupportedMediaType, problem_response
 from app.core.http_caching import cached_json, require_match
 from app.core.hygiene import body_problem
 from app.core.pagination import Page, PageDep
+from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal, Scope
 from app.procedures import exchange, importing, search, service
 from app.procedures.deps import ProcedureDep, SectorDep
@@ -28,8 +29,10 @@ from app.procedures.schemas import (
     SectorUpdate,
 )
 
-sectors_router = APIRouter(prefix="/api/v1/sectors", tags=["catalogue"])
-procedures_router = APIRouter(prefix="/api/v1/procedures", tags=["catalogue"])
+sectors_router = APIRouter(prefix="/api/v1/sectors", tags=["catalogue"], route_class=AnonymousStandbyReads)
+procedures_router = APIRouter(
+    prefix="/api/v1/procedures", tags=["catalogue"], route_class=AnonymousStandbyReads
+)
 
 CatalogueWriter = Annotated[Principal, require(Scope.catalogue_write)]
 JSON_LD = "application/ld+json"

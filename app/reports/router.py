@@ -5,13 +5,14 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.core.db import SessionDep
 from app.core.errors import NotAcceptable, problem_responses
-from app.core.http_caching import etag_from, not_modified
+from app.core.http_caching import generation_of, not_modified, versioned_etag
+from app.core.replicas import StandbyReads
 from app.reports import render
 from app.reports.service import reform_report
 from app.stats.caching import CACHE_CONTROL
 from app.stats.deps import DataETag, NowDep, PeriodDep
 
-router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
+router = APIRouter(prefix="/api/v1/reports", tags=["reports"], route_class=StandbyReads)
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -104,7 +105,7 @@ async def get_reform_report(
             "The report is available as text/markdown, text/html or "
             f"{XLSX}; ask for one of them in Accept or with format="
         )
-    tag = etag_from(etag, chosen_format)
+    tag = versioned_etag(generation_of(etag), etag, chosen_format)
     headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept"}
     if (unchanged := not_modified(request, tag, headers)) is not None:
         return unchanged

@@ -27,13 +27,14 @@ def known_answer(request: Request, etag: str) -> Response | None:
 
 
 def polled_answer(
-    request: Request, body: BaseModel | bytes, media_type: str, etag: str | None = None
+    request: Request, body: BaseModel | bytes, media_type: str, etag: str | None = None, *, keep: bool = True
 ) -> Response:
-    """The answer with the polling headers (a 304 if the client has it); kept in memory under ``etag``."""
+    """The answer with the polling headers (a 304 if the client has it); kept in memory under ``etag``
+    unless ``keep`` is false (an answer whose tag is only known once it is computed)."""
     content = body if isinstance(body, bytes) else body.model_dump_json().encode()
     response = cached_json(request, content, media_type=media_type, vary="Accept", etag=etag)
     response.headers["Cache-Control"] = CACHE_CONTROL
     cache: AnswerCache | None = request.app.state.stats_cache
-    if etag is not None and cache is not None:
+    if keep and etag is not None and cache is not None:
         cache[etag] = (content, media_type)
     return response

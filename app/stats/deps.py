@@ -1,6 +1,7 @@
 """Request dependencies the statistics and the reports share: the unit, the period, the instant open
 dossiers are judged at, and the ETag of the data an answer depends on."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -10,7 +11,8 @@ from app.calendar.periods import Period, Scheme, choose_period
 from app.core.bounds import Day
 from app.core.data_version import versions_of
 from app.core.db import SessionDep
-from app.core.http_caching import etag_from
+from app.core.http_caching import newest_generation_seen, versioned_etag
+from app.core.replicas import reads_standby, use_primary
 from app.stats import service
 from app.units.access import provinces_of
 
@@ -44,9 +46,38 @@ async def judging_instant(request: Request) -> datetime:
 NowDep = Annotated[datetime, Depends(judging_instant)]
 
 
-async def data_etag(
-    session: SessionDep, request: Request, chosen: PeriodDep, now: NowDep, unit: UnitQuery = None
-) -> str:
+@dataclass(frozen=True)
+class AnswerVersions:
+    """The versions of the data an answer depends on: global, and its unit's province (all: none)."""
+
+    versions: list[tuple[str, int]]
+
+    @property
+    def generation(self) -> int:
+        """Their sum: versions only grow, and every standby replays the same history, so between any
+        two states of the database the newer has the larger sum for the same answer."""
+        return sum(version for _scope, version in self.versions)
+
+
+async def answer_versions(session: SessionDep, request: Request, unit: UnitQuery = None) -> AnswerVersions:
+    """The versions this answer depends on, read before anything else of the answer.
+
+    On a standby behind what the client has already been shown (the generation of a tag in its
+    ``If-None-Match``, given by another standby or the primary), the request reads the primary
+    instead: a poller never sees the data go back in time as its requests move between servers.
+    """
+    provinces = await provinces_of(session, [unit]) if unit is not None else None
+    versions = AnswerVersions(await versions_of(session, provinces))
+    if reads_standby(session) and versions.generation < newest_generation_seen(request):
+        await use_primary(session)
+        versions = AnswerVersions(await versions_of(session, provinces))
+    return versions
+
+
+VersionsDep = Annotated[AnswerVersions, Depends(answer_versions)]
+
+
+async def data_etag(request: Request, versions: VersionsDep, chosen: PeriodDep, now: NowDep) -> str:
     """The tag of this statistics answer, known before computing it.
 
     The versions of the data it depends on (global, and its unit's province: app.core.data_version),
@@ -55,9 +86,9 @@ async def data_etag(
     the new count once a due date has passed. The versions are read before any statistics, so a
     write committed in between can only make the tag older, never newer than the body.
     """
-    provinces = await provinces_of(session, [unit]) if unit is not None else None
-    return etag_from(
-        await versions_of(session, provinces),
+    return versioned_etag(
+        versions.generation,
+        versions.versions,
         request.app.version,
         request.app.state.migration_head,
         request.url.path,

@@ -10,16 +10,18 @@ from app.calendar.periods import Interval, Scheme, series
 from app.core.bounds import Day
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_responses
+from app.core.http_caching import etag_of, versioned_etag
+from app.core.replicas import StandbyReads
 from app.stats import answers, service
 from app.stats.answers import Table
 from app.stats.caching import known_answer, polled_answer
 from app.stats.csv import CSV_MEDIA_TYPE, stats_csv
-from app.stats.deps import DataETag, NowDep, PeriodDep, SchemeQuery, UnitQuery
+from app.stats.deps import AnswerVersions, DataETag, NowDep, PeriodDep, SchemeQuery, UnitQuery, VersionsDep
 from app.stats.feedback import FEEDBACK_GROUPS
 from app.stats.proposals import PROPOSAL_GROUPS
 from app.stats.schemas import DossierSeries, DossierStats, FeedbackStats, Format, Index766Scorecard
 
-router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
+router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], route_class=StandbyReads)
 
 _POLLED_HEADERS = {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"schema": {"type": "string"}}}
 _CSV_OR_JSON: dict[int | str, dict[str, Any]] = {
@@ -59,10 +61,12 @@ def _table(request: Request, table: Table, format: Format | None, etag: str) -> 
     return polled_answer(request, stats, "application/json", etag)
 
 
-def _spaced_json(body: BaseModel) -> bytes:
-    """JSON as these answers have always been written (``json.dumps``' spacing, UTF-8 as is)."""
-    content = body.model_dump(mode="json")
-    return json.dumps(content, ensure_ascii=False).encode()
+def _computed_answer(request: Request, body: BaseModel, versions: AnswerVersions) -> Response:
+    """An answer known only once computed: JSON as these answers have always been written
+    (``json.dumps``' spacing, UTF-8 as is), tagged by its bytes and the generation of its data."""
+    content = json.dumps(body.model_dump(mode="json"), ensure_ascii=False).encode()
+    etag = versioned_etag(versions.generation, etag_of(content))
+    return polled_answer(request, content, "application/json", etag, keep=False)
 
 
 @router.get(
@@ -124,6 +128,7 @@ async def get_proposal_stats(
 async def get_feedback_stats(
     session: SessionDep,
     request: Request,
+    versions: VersionsDep,
     chosen: PeriodDep,
     now: NowDep,
     unit: UnitQuery = None,
@@ -131,7 +136,7 @@ async def get_feedback_stats(
 ) -> Response:
     groups = _group_by(group_by, FEEDBACK_GROUPS)
     body = await answers.feedback_stats(session, unit, chosen, groups, now)
-    return polled_answer(request, _spaced_json(body), "application/json")
+    return _computed_answer(request, body, versions)
 
 
 @router.get(
@@ -144,13 +149,14 @@ async def get_feedback_stats(
 async def get_index_766(
     session: SessionDep,
     request: Request,
+    versions: VersionsDep,
     chosen: PeriodDep,
     now: NowDep,
     unit: UnitQuery = None,
 ) -> Response:
     weights = request.app.state.settings.index_766
     body = await answers.index_766(session, unit, chosen, now, weights)
-    return polled_answer(request, _spaced_json(body), "application/json")
+    return _computed_answer(request, body, versions)
 
 
 @router.get(

@@ -8,13 +8,14 @@ from app.core.db import SessionDep
 from app.core.errors import Forbidden, problem_responses
 from app.core.http_caching import cached_json, require_match
 from app.core.pagination import Page, PageDep
+from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal, Scope
 from app.units import service
 from app.units.access import ensure_reach
 from app.units.deps import UnitDep
 from app.units.schemas import ChildrenQuery, UnitCreate, UnitFilters, UnitRead, UnitUpdate
 
-router = APIRouter(prefix="/api/v1/units", tags=["units"])
+router = APIRouter(prefix="/api/v1/units", tags=["units"], route_class=AnonymousStandbyReads)
 
 UnitsWriter = Annotated[Principal, require(Scope.units_write)]
 
