@@ -28,7 +28,7 @@ from app.core.migrations import head_revision
 from app.core.observe import ObservedRequestsMiddleware, log_access, record_metrics
 from app.core.openapi import install_openapi
 from app.core.pagination import use_cursor_key
-from app.core.replicas import ReadReplicas
+from app.core.replicas import LONGEST_CHECK, ReadReplicas
 from app.core.timezone import utcnow
 from app.dossiers.router import BATCH_PATHS, dossiers_router, events_router, public_router, sync_router
 from app.feedback.router import ratings_router
@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.database_read_urls,
                 pool_size=settings.database_pool_size,
                 max_lag=settings.replica_max_lag,
-                check_timeout=settings.replica_check_interval,
+                check_timeout=min(settings.replica_check_interval, LONGEST_CHECK),
                 command_timeout=settings.database_command_timeout,
                 metrics=app.state.metrics.replicas,
             )

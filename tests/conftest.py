@@ -24,9 +24,12 @@ from app.core.config import Settings
 from app.core.security import Scope
 from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
 from app.main import create_app
+from tests.standby import ReplicationNotPermitted, Standby, start_standby
 
 POSTGRES_URL = os.environ.get("TTHC_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 ALL_BACKENDS = ("sqlite", "postgresql")
+# CI sets this after permitting replication (scripts/allow-replication): there, no standby is a failure.
+REQUIRE_STANDBY = os.environ.get("TTHC_TEST_REQUIRE_STANDBY") == "1"
 ALL_SCOPES = tuple(scope.value for scope in Scope)
 
 
@@ -63,6 +66,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
             pytest.fail(f"PostgreSQL is required for the test suite and is unreachable at {url}: {exc}")
     migrations.upgrade(url)
     yield url
+
+
+@pytest.fixture(scope="session")
+def standby() -> Iterator[Standby]:
+    """A real hot standby of the test PostgreSQL on a free local port (tests.standby)."""
+    try:
+        running = start_standby(POSTGRES_URL)
+    except ReplicationNotPermitted as exc:
+        message = (
+            "the test PostgreSQL does not permit replication, so no standby can be started "
+            f"(run scripts/allow-replication): {exc}"
+        )
+        if REQUIRE_STANDBY:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield running
+    running.destroy()
 
 
 async def _empty_all_tables(app: FastAPI) -> None:

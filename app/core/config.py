@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         default=1.0,
         gt=0,
         description="Seconds between checks of the standbys; one that is down, or lags beyond the bound, "
-        "is skipped from the next check on (a check waits at most this long for an answer)",
+        "is skipped from the next check on (a check waits for an answer at most this long, and 1 s)",
     )
     database_connect_timeout: float = Field(
         default=1.5, gt=0, description="Seconds to open a database connection before answering 503"

@@ -35,6 +35,10 @@ from sqlalchemy.pool import NullPool
 
 logger = logging.getLogger("tthc.replicas")
 
+# A standby that does not answer a check within this long (or the check interval, if shorter) is
+# skipped: with the default interval of 1 s, a standby that stops is skipped within 2 s.
+LONGEST_CHECK = 1.0
+
 READ_FROM = "read_from"
 """``session.info`` key: the standby engine the session reads from (absent: the primary)."""
 
@@ -181,6 +185,15 @@ class ReadReplicas:
             self.metrics.up.labels(standby.name).set(1)
             self.metrics.lag.labels(standby.name).set(lag)
 
+    def record(self, at: float, position: int) -> None:
+        """Note the primary's WAL position at a moment; forget what can no longer decide a lag."""
+        self._samples.append(_Sample(at, position))
+        # The last sample before the horizon stays: a standby missing its WAL lags beyond the bound
+        # however long the gap between checks was.
+        horizon = at - 2 * self.max_lag - 2 * self.check_timeout
+        while len(self._samples) > 1 and self._samples[1].at < horizon:
+            self._samples.popleft()
+
     def lag_of(self, replayed: int, now: float) -> float:
         """Seconds since the earliest sample of the primary holding WAL beyond ``replayed``."""
         missing = next((sample for sample in self._samples if sample.position > replayed), None)
@@ -196,11 +209,7 @@ class ReadReplicas:
             # Without a fresh sample the standbys are judged against the last ones.
             logger.warning("could not read the primary's WAL position: %r", exc)
         else:
-            self._samples.append(_Sample(now, position))
-        # Keep what can still decide whether a standby lags beyond the bound, and the newest.
-        horizon = now - 2 * self.max_lag - 2 * self.check_timeout
-        while len(self._samples) > 1 and self._samples[0].at < horizon:
-            self._samples.popleft()
+            self.record(now, position)
         await asyncio.gather(*(self._check(standby, now) for standby in self.standbys))
 
     async def _check(self, standby: Standby, now: float) -> None:
