@@ -329,7 +329,7 @@ def test_generations_are_read_from_our_tags_only() -> None:
 )
 def test_read_urls_are_checked_at_start(primary: str, standbys: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        Settings(database_url=primary, database_read_urls=standbys)  # type: ignore[arg-type]
+        Settings(database_url=primary, database_read_urls=standbys)
 
 
 def test_read_urls_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
