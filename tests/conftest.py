@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +92,21 @@ async def _empty_all_tables(app: FastAPI) -> None:
             await connection.execute(table.delete())
 
 
-@pytest.fixture
-async def app(database_url: str) -> AsyncIterator[FastAPI]:
-    application = create_app(Settings(database_url=database_url))
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """The app started (lifespan) on ``settings``; its tables emptied when done."""
+    application = create_app(settings)
     async with application.router.lifespan_context(application):
         try:
             yield application
         finally:
             await _empty_all_tables(application)
+
+
+@pytest.fixture
+async def app(database_url: str) -> AsyncIterator[FastAPI]:
+    async with running_app(Settings(database_url=database_url)) as application:
+        yield application
 
 
 @pytest.fixture

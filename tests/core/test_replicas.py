@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from pydantic import ValidationError
 
 from app.core.config import Settings
 from app.core.http_caching import generation_of, newest_generation_seen, versioned_etag
 from app.core.replicas import ReadReplicas
 from app.main import create_app
-from tests.conftest import _empty_all_tables
+from tests.conftest import running_app
 from tests.dossiers.conftest import received, send, step
 from tests.standby import Standby
 
@@ -63,19 +63,15 @@ def well_standby(standby: Standby) -> Iterator[Standby]:
 async def app(database_url: str, well_standby: Standby, clock: Clock) -> AsyncIterator[FastAPI]:
     """The app with the standby as its one read replica, judging lag by ``clock``."""
     settings = Settings(database_url=database_url, database_read_urls=[well_standby.url])
-    application = create_app(settings)
-    async with application.router.lifespan_context(application):
+    async with running_app(settings) as application:
         application.state.replicas.clock = clock
-        try:
-            yield application
-        finally:
-            await _empty_all_tables(application)
+        yield application
 
 
 @pytest.fixture
-async def anonymous(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http:
-        yield http
+def anonymous(client: AsyncClient) -> AsyncClient:
+    """A reader without a key: the kind a standby may answer."""
+    return client
 
 
 def replicas_of(app: FastAPI) -> ReadReplicas:
@@ -109,12 +105,17 @@ async def a_dossier(portal: AsyncClient, code: str) -> None:
     )
 
 
+async def replayed_dossier(portal: AsyncClient, standby: Standby, code: str) -> None:
+    """A dossier written on the primary and replayed by the standby."""
+    await a_dossier(portal, code)
+    await in_thread(standby.wait_until_caught_up)
+
+
 @pytest.mark.usefixtures("world")
 async def test_statistics_come_from_the_standby_and_are_fresh_once_it_replays(
     app: FastAPI, portal: AsyncClient, anonymous: AsyncClient, well_standby: Standby
 ) -> None:
-    await a_dossier(portal, "HP-1")
-    await in_thread(well_standby.wait_until_caught_up)
+    await replayed_dossier(portal, well_standby, "HP-1")
     assert (await received_in_q3(anonymous))[0] == 1
 
     await in_thread(well_standby.pause_replay)
@@ -164,8 +165,7 @@ async def test_a_poller_never_sees_a_version_go_back_when_it_moves_to_a_staler_s
 ) -> None:
     replicas = replicas_of(app)
     (standby,) = replicas.standbys
-    await a_dossier(portal, "HP-1")
-    await in_thread(well_standby.wait_until_caught_up)
+    await replayed_dossier(portal, well_standby, "HP-1")
     await in_thread(well_standby.pause_replay)
     await a_dossier(portal, "HP-2")
 
@@ -199,8 +199,7 @@ async def test_a_stopped_standby_is_skipped_and_comes_back_by_itself(
 ) -> None:
     replicas = replicas_of(app)
     (standby,) = replicas.standbys
-    await a_dossier(portal, "HP-1")
-    await in_thread(well_standby.wait_until_caught_up)
+    await replayed_dossier(portal, well_standby, "HP-1")
     assert standby.usable
     replicas.clock = time.monotonic  # the background checks, as in production
 
