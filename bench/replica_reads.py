@@ -16,13 +16,27 @@ no hardware here: the figure to read is how much of the read load leaves the pri
 import argparse
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from bench import dossier_data
-from bench.harness import DEFAULT_DATABASE, analyze, fresh_database, log, machine, make_key, serve
+from bench.harness import (
+    DEFAULT_DATABASE,
+    Request,
+    analyze,
+    fresh_database,
+    log,
+    machine,
+    make_key,
+    serve,
+    wrk,
+)
 from bench.ingestion import _setup
 from bench.stats_query import load, stats_paths
 from bench.suite import (
+    BASELINE,
     HEADER,
     POLLING_CONNECTIONS,
     PORTAL_SCOPES,
@@ -41,7 +55,11 @@ def committed(url: str) -> int:
 
 
 def ensure_data(url: str, size: int, seed: int) -> None:
-    if loaded_dossiers(url) == size:
+    try:
+        loaded = loaded_dossiers(url)
+    except DBAPIError:  # no such database, or not migrated yet
+        loaded = 0
+    if loaded == size:
         log(f"reusing the database: it holds {size:,} dossiers")
         return
     fresh_database(url)
@@ -63,6 +81,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=2, help="times each setup is measured, alternating")
     parser.add_argument("--output", type=Path, default=Path("docs/profiles/replica-reads.md"))
     args = parser.parse_args()
 
@@ -76,37 +95,61 @@ def main() -> None:
     try:
         standby.wait_until_caught_up()
         log(f"standby on port {standby.port}, caught up in {time.monotonic() - started:.0f} s")
-        for label, settings in (("primary only", {}), ("one standby", {"database_read_urls": standby.url})):
-            with serve(
-                url, workers=args.workers, benchmark_baseline="true", stats_cache_bytes="0", **settings
-            ) as server:
-                for scenario, requests, connections in (
-                    ("quarter statistics, cache off", stats_paths(), STATS_CONNECTIONS),
-                    ("polling, all 304", etags_of(server.url, stats_paths()), POLLING_CONNECTIONS),
-                ):
-                    bench.baseline(server, connections)  # SELECT 1 on the primary: before the count
-                    time.sleep(1.5)  # the servers publish their transaction counts about once a second
-                    before = committed(url), committed(standby.url)
-                    bench.measure(server, args.workers, f"{scenario} — {label}", data, requests, connections)
-                    time.sleep(1.5)
-                    after = committed(url), committed(standby.url)
-                    served = bench.rows[-1].result
-                    assert served is not None
-                    primary, replica = after[0] - before[0], after[1] - before[1]
-                    # The 2-second warm-up is counted too, as its requests go where the measured ones do.
-                    bench.notes.append(
-                        f"{scenario} — {label}: {served.requests:,} requests measured; transactions "
-                        f"committed, warm-up included: primary {primary:,}, standby {replica:,} "
-                        f"(share on the standby {replica / max(1, primary + replica):.0%})"
+        setups: tuple[tuple[str, dict[str, str]], ...] = (
+            ("primary only", {}),
+            ("one standby", {"database_read_urls": standby.url}),
+        )
+        # Alternated, so that a drift of this shared machine does not favour one of them.
+        for label, settings in setups * args.rounds:
+            with serve(url, workers=args.workers, benchmark_baseline="true") as server:
+                baselines = {}
+                for connections in (STATS_CONNECTIONS, POLLING_CONNECTIONS):
+                    wrk(server.url, [BASELINE], seconds=2, connections=connections)  # warm-up
+                    baselines[connections] = wrk(
+                        server.url, [BASELINE], seconds=args.seconds, connections=connections
                     )
-                    log("  " + bench.notes[-1])
+            for scenario, connections in (
+                ("quarter statistics, cache off", STATS_CONNECTIONS),
+                ("polling, all 304", POLLING_CONNECTIONS),
+            ):
+                before = committed(url), committed(standby.url)
+                with serve(url, workers=args.workers, stats_cache_bytes="0", **settings) as server:
+                    requests: Sequence[Request] = stats_paths()
+                    if scenario.startswith("polling"):
+                        requests = etags_of(server.url, stats_paths())
+                    wrk(server.url, requests, seconds=2, connections=connections)  # warm-up
+                    log(f"{scenario} — {label}: {args.workers} worker(s), {connections} connections")
+                    result = wrk(server.url, requests, seconds=args.seconds, connections=connections)
+                    bench.add(
+                        f"{scenario} — {label}",
+                        data,
+                        args.workers,
+                        connections,
+                        result.throughput,
+                        "req/s",
+                        result,
+                        baselines[connections],
+                        server,
+                    )
+                # Counted once the server has stopped: a pooled connection publishes its counts only
+                # at its next transaction or when it closes.
+                time.sleep(1)
+                after = committed(url), committed(standby.url)
+                primary, replica = after[0] - before[0], after[1] - before[1]
+                bench.notes.append(
+                    f"{scenario} — {label}: {result.requests:,} requests measured; transactions committed "
+                    f"over the server's life (start, warm-up, measurement): primary {primary:,}, standby "
+                    f"{replica:,} (on the standby: {replica / max(1, primary + replica):.0%})"
+                )
+                log("  " + bench.notes[-1])
     finally:
         standby.destroy()
 
     lines = [
         "# Reads with one hot standby beside the primary (`python -m bench.replica_reads`)",
         "",
-        f"{machine()}; {args.seconds} s per figure; app, primary and standby on the same machine.",
+        f"{machine()}; {args.seconds} s per figure, setups alternated {args.rounds} times; app, primary "
+        "and standby on the same machine.",
         "",
         HEADER,
         *(row.markdown() for row in bench.rows),
