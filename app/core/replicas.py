@@ -134,6 +134,7 @@ class ReadReplicas:
     """What "now" is for lag; tests put a clock of their own here instead of sleeping."""
     _samples: deque[_Sample] = field(default_factory=deque)
     _turn: "count[int]" = field(default_factory=count)
+    _primary_answered: bool = True
 
     @classmethod
     def connect(
@@ -206,9 +207,13 @@ class ReadReplicas:
             async with asyncio.timeout(self.check_timeout), self.primary.connect() as connection:
                 position = (await connection.execute(_PRIMARY_POSITION)).scalar_one()
         except (OSError, SQLAlchemyError, TimeoutError) as exc:
-            # Without a fresh sample the standbys are judged against the last ones.
-            logger.warning("could not read the primary's WAL position: %r", exc)
+            # Without a fresh sample the standbys are judged against the last ones. Said once per
+            # outage: the check runs every second.
+            if self._primary_answered:
+                logger.warning("could not read the primary's WAL position: %r", exc)
+            self._primary_answered = False
         else:
+            self._primary_answered = True
             self.record(now, position)
         await asyncio.gather(*(self._check(standby, now) for standby in self.standbys))
 
