@@ -39,6 +39,9 @@ logger = logging.getLogger("tthc.replicas")
 # skipped: with the default interval of 1 s, a standby that stops is skipped within 2 s.
 LONGEST_CHECK = 1.0
 
+READS_APPLICATION_NAME = "tthc-reads"
+"""How the requests' connections to a standby show in its ``pg_stat_activity``."""
+
 READ_FROM = "read_from"
 """``session.info`` key: the standby engine the session reads from (absent: the primary)."""
 
@@ -156,9 +159,20 @@ class ReadReplicas:
                 max_overflow=pool_size,
                 pool_pre_ping=True,
                 pool_timeout=check_timeout,
-                connect_args={"timeout": check_timeout, "command_timeout": command_timeout},
+                connect_args={
+                    "timeout": check_timeout,
+                    "command_timeout": command_timeout,
+                    "server_settings": {"application_name": READS_APPLICATION_NAME},
+                },
             )
-            probe = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": check_timeout})
+            probe = create_async_engine(
+                url,
+                poolclass=NullPool,
+                connect_args={
+                    "timeout": check_timeout,
+                    "server_settings": {"application_name": "tthc-check"},
+                },
+            )
             name = engine.url.render_as_string(hide_password=True)
             standbys.append(Standby(name, engine, probe))
         return cls(primary, standbys, max_lag, check_timeout, metrics)

@@ -17,11 +17,11 @@ from pydantic import ValidationError
 
 from app.core.config import Settings
 from app.core.http_caching import generation_of, newest_generation_seen, versioned_etag
-from app.core.replicas import ReadReplicas
+from app.core.replicas import READS_APPLICATION_NAME, ReadReplicas
 from app.main import create_app
 from tests.conftest import running_app
 from tests.dossiers.conftest import received, send, step
-from tests.standby import Standby
+from tests.standby import Standby, query
 
 pytestmark = pytest.mark.only_backend("postgresql")
 
@@ -121,9 +121,16 @@ async def test_statistics_come_from_the_standby_and_are_fresh_once_it_replays(
     await in_thread(well_standby.pause_replay)
     await a_dossier(portal, "HP-2")  # writes go to the primary while the standby stands still
     standby_reads = reads_counted(app, "standby")
-    # Still one: the standby answered, with what it had replayed.
+    # Still one: the standby answered, with what it had replayed — over the connection it shows.
     assert (await received_in_q3(anonymous))[0] == 1
     assert reads_counted(app, "standby") == standby_reads + 1
+    sessions = await in_thread(
+        query,
+        well_standby.url,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        READS_APPLICATION_NAME,
+    )
+    assert sessions[0][0] >= 1
 
     await in_thread(well_standby.resume_replay)
     await in_thread(well_standby.wait_until_caught_up)
