@@ -204,6 +204,9 @@ def start_standby(primary_url: str) -> Standby:
         "unix_socket_directories": f"'{directory}'",
         "hot_standby": "on",
         "hot_standby_feedback": "on",
+        # Replay cancels a conflicting query after a second, as docs/deployment.md recommends
+        # (a few seconds), instead of waiting 30 s behind it.
+        "max_standby_streaming_delay": "'1s'",
         "shared_buffers": "'64MB'",
         "fsync": "off",
         "wal_receiver_status_interval": "'1s'",

@@ -244,7 +244,8 @@ def database_unavailable(exc: BaseException) -> bool:
 
 def _known_failure(exc: Exception) -> ProblemResponse | None:
     """The problem for failures that are the request's or a race's, not a bug: a unique key taken
-    by a concurrent request (409), a date beyond what calendar arithmetic can reach (422)."""
+    by a concurrent request (409), a date beyond what calendar arithmetic can reach (422), a
+    transaction the server rolled back (503, to retry)."""
     if isinstance(exc, IntegrityError):
         logger.info("integrity conflict: %s", exc.orig)
         return problem_response(
@@ -257,7 +258,25 @@ def _known_failure(exc: Exception) -> ProblemResponse | None:
         return problem_response(
             None, 422, detail="A date lies outside the range this service computes with", slug="invalid-input"
         )
+    if transaction_rolled_back(exc):
+        # Nothing of the transaction was kept, so the request can simply be sent again.
+        logger.warning("transaction rolled back by the server: %s", getattr(exc, "orig", exc))
+        return problem_response(
+            None,
+            503,
+            detail="The database cancelled the request's transaction (a conflict with concurrent work, or "
+            "with a standby's replay of the primary); retry it",
+            slug="database-unavailable",
+            headers={"Retry-After": "1"},
+        )
     return None
+
+
+def transaction_rolled_back(exc: BaseException) -> bool:
+    """SQLSTATE class 40: a serialization failure or deadlock, and the query a hot standby cancels
+    when replaying the primary's changes conflicts with it (``conflict with recovery``)."""
+    sqlstate = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("40")
 
 
 class UnhandledErrorMiddleware(HTTPMiddleware):
@@ -283,10 +302,10 @@ class UnhandledErrorMiddleware(HTTPMiddleware):
             if response_started:
                 _log_unhandled(scope)
                 raise
-            await _problem_for(exc, scope)(scope, receive, send)
+            await problem_for_failure(exc, scope)(scope, receive, send)
 
 
-def _problem_for(exc: Exception, scope: Scope) -> ProblemResponse:
+def problem_for_failure(exc: Exception, scope: Scope) -> ProblemResponse:
     if database_unavailable(exc):
         logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
         return problem_response(

@@ -14,8 +14,12 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import Settings
+from app.core.errors import problem_for_failure, transaction_rolled_back
 from app.core.http_caching import generation_of, newest_generation_seen, versioned_etag
 from app.core.replicas import READS_APPLICATION_NAME, ReadReplicas
 from app.main import create_app
@@ -349,3 +353,39 @@ def test_read_urls_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
         "postgresql+asyncpg://u@standby-2:5433/db",
     ]
     assert settings.replica_max_lag == 5 and settings.replica_check_interval == 1
+
+
+async def test_a_query_the_standby_cancels_for_its_replay_is_a_503_to_retry(
+    database_url: str, well_standby: Standby
+) -> None:
+    """Replay that needs a lock a standby query holds cancels the query after
+    max_standby_streaming_delay: the client gets a 503 to retry, not a 500."""
+    standby_engine = create_async_engine(well_standby.url)
+    primary_engine = create_async_engine(database_url)
+    holding = "SELECT (SELECT count(*) FROM units), pg_sleep(60)"
+    try:
+
+        async def hold_units() -> None:
+            async with standby_engine.connect() as connection:
+                await connection.execute(text(holding))
+
+        held = asyncio.create_task(hold_units())
+        deadline = time.monotonic() + 30
+        while not await in_thread(
+            query,
+            well_standby.url,
+            "SELECT 1 FROM pg_stat_activity WHERE query = $1 AND state = 'active'",
+            holding,
+        ):
+            assert time.monotonic() < deadline and not held.done(), "the standby query did not start"
+            await asyncio.sleep(0.05)
+        async with primary_engine.begin() as connection:
+            await connection.execute(text("LOCK TABLE units IN ACCESS EXCLUSIVE MODE"))
+        with pytest.raises(DBAPIError) as cancelled:
+            await asyncio.wait_for(held, timeout=50)
+        assert transaction_rolled_back(cancelled.value)
+        problem = problem_for_failure(cancelled.value, {})
+        assert (problem.status_code, problem.headers["retry-after"]) == (503, "1")
+    finally:
+        await standby_engine.dispose()
+        await primary_engine.dispose()
