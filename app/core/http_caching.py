@@ -1,6 +1,7 @@
 """Entity tags for single resources and statistics (SPEC §9)."""
 
 import hashlib
+import re
 
 from cachetools import LRUCache
 from fastapi import Request, Response
@@ -25,13 +26,14 @@ def versioned_etag(generation: int, *parts: object) -> str:
 
 
 # A generation is a sum of row versions: 18 digits are ample, and a longer one is not ours.
-_GENERATION_DIGITS = 18
+_GENERATION = re.compile(r"[0-9]{1,18}")
 
 
 def generation_of(etag: str) -> int:
     """The generation a versioned tag names; 0 for any other tag."""
     prefix, dash, _rest = etag.strip().removeprefix("W/").strip('"').partition("-")
-    if not dash or not prefix.isdigit() or len(prefix) > _GENERATION_DIGITS:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not dash or not _GENERATION.fullmatch(prefix):
         return 0
     return int(prefix)
 

@@ -30,6 +30,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -62,6 +63,19 @@ class AnonymousStandbyReads(APIRoute):
     """A route whose GETs a standby answers unless the request carries credentials."""
 
     reads_from = ReadsFrom.standby_when_anonymous
+
+
+def _probe_engine(url: str, timeout: float) -> AsyncEngine:
+    """A fresh connection per check, bounded in connecting and in waiting for its query."""
+    return create_async_engine(
+        url,
+        poolclass=NullPool,
+        connect_args={
+            "timeout": timeout,
+            "command_timeout": timeout,
+            "server_settings": {"application_name": "tthc-check"},
+        },
+    )
 
 
 def _position(engine_sql: str) -> str:
@@ -129,6 +143,7 @@ class ReadReplicas:
     """The standbys of one worker, checked in the background, chosen in turn."""
 
     primary: AsyncEngine
+    """A connection per check to the primary, apart from the requests' pool (which may be full)."""
     standbys: list[Standby]
     max_lag: float
     check_timeout: float
@@ -165,17 +180,11 @@ class ReadReplicas:
                     "server_settings": {"application_name": READS_APPLICATION_NAME},
                 },
             )
-            probe = create_async_engine(
-                url,
-                poolclass=NullPool,
-                connect_args={
-                    "timeout": check_timeout,
-                    "server_settings": {"application_name": "tthc-check"},
-                },
-            )
+            probe = _probe_engine(url, check_timeout)
             name = engine.url.render_as_string(hide_password=True)
             standbys.append(Standby(name, engine, probe))
-        return cls(primary, standbys, max_lag, check_timeout, metrics)
+        primary_probe = _probe_engine(primary.url.render_as_string(hide_password=False), check_timeout)
+        return cls(primary_probe, standbys, max_lag, check_timeout, metrics)
 
     def choose(self) -> Standby | None:
         """The next usable standby in turn, or None: read the primary."""
@@ -261,6 +270,7 @@ class ReadReplicas:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def dispose(self) -> None:
+        await self.primary.dispose()
         for standby in self.standbys:
             await standby.engine.dispose()
             await standby.probe.dispose()
@@ -289,6 +299,10 @@ async def route_reads(request: Request, session: AsyncSession) -> None:
         session.info[READ_FROM] = standby.engine
         try:
             await session.connection()
+        except PoolTimeout:
+            # A standby whose pool is busy is well, only full: this request reads the primary.
+            await use_primary(session)
+            break
         except (OSError, SQLAlchemyError, TimeoutError) as exc:
             await use_primary(session)
             replicas.mark_down(standby, f"unreachable: {type(exc).__name__}")

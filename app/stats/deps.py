@@ -70,6 +70,7 @@ async def answer_versions(session: SessionDep, request: Request, unit: UnitQuery
     versions = AnswerVersions(await versions_of(session, provinces))
     if reads_standby(session) and versions.generation < newest_generation_seen(request):
         await use_primary(session)
+        provinces = await provinces_of(session, [unit]) if unit is not None else None
         versions = AnswerVersions(await versions_of(session, provinces))
     return versions
 

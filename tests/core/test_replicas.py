@@ -8,6 +8,7 @@ have come from the standby, a fresh one from the primary. Lag is judged with a c
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import pytest
@@ -66,7 +67,10 @@ def well_standby(standby: Standby) -> Iterator[Standby]:
 @pytest.fixture
 async def app(database_url: str, well_standby: Standby, clock: Clock) -> AsyncIterator[FastAPI]:
     """The app with the standby as its one read replica, judging lag by ``clock``."""
-    settings = Settings(database_url=database_url, database_read_urls=[well_standby.url])
+    # Checked once at start, then only when a test says so (or runs a watch of its own).
+    settings = Settings(
+        database_url=database_url, database_read_urls=[well_standby.url], replica_check_interval=3600
+    )
     async with running_app(settings) as application:
         application.state.replicas.clock = clock
         yield application
@@ -76,6 +80,19 @@ async def app(database_url: str, well_standby: Standby, clock: Clock) -> AsyncIt
 def anonymous(client: AsyncClient) -> AsyncClient:
     """A reader without a key: the kind a standby may answer."""
     return client
+
+
+@asynccontextmanager
+async def checked_every_second(replicas: ReadReplicas) -> AsyncIterator[None]:
+    """The background checks as in production: every second, on the real clock."""
+    replicas.clock = time.monotonic
+    watch = asyncio.create_task(replicas.watch(1.0))
+    try:
+        yield
+    finally:
+        watch.cancel()
+        with suppress(asyncio.CancelledError):
+            await watch
 
 
 def replicas_of(app: FastAPI) -> ReadReplicas:
@@ -212,7 +229,6 @@ async def test_a_stopped_standby_is_skipped_and_comes_back_by_itself(
     (standby,) = replicas.standbys
     await replayed_dossier(portal, well_standby, "HP-1")
     assert standby.usable
-    replicas.clock = time.monotonic  # the background checks, as in production
 
     await in_thread(well_standby.stop)
     # The first request after the stop finds it gone, marks it down and reads the primary: no error.
@@ -224,10 +240,11 @@ async def test_a_stopped_standby_is_skipped_and_comes_back_by_itself(
     await in_thread(well_standby.start)
     await in_thread(well_standby.wait_until_caught_up)
     # Nothing but the background check (every second) brings it back; generous, not a tight margin.
-    deadline = time.monotonic() + 30
-    while not standby.usable:
-        assert time.monotonic() < deadline, f"the standby did not come back: {standby.problem}"
-        await asyncio.sleep(0.1)
+    async with checked_every_second(replicas):
+        deadline = time.monotonic() + 30
+        while not standby.usable:
+            assert time.monotonic() < deadline, f"the standby did not come back: {standby.problem}"
+            await asyncio.sleep(0.1)
     standby_reads = reads_counted(app, "standby")
     assert (await received_in_q3(anonymous))[0] == 1
     assert reads_counted(app, "standby") == standby_reads + 1
@@ -239,12 +256,12 @@ async def test_the_background_check_skips_a_stopped_standby_without_any_request(
 ) -> None:
     replicas = replicas_of(app)
     (standby,) = replicas.standbys
-    replicas.clock = time.monotonic
     await in_thread(well_standby.stop)
-    deadline = time.monotonic() + 30
-    while standby.usable:
-        assert time.monotonic() < deadline, "the background check did not notice the stopped standby"
-        await asyncio.sleep(0.1)
+    async with checked_every_second(replicas):
+        deadline = time.monotonic() + 30
+        while standby.usable:
+            assert time.monotonic() < deadline, "the background check did not notice the stopped standby"
+            await asyncio.sleep(0.1)
     assert standby.problem is not None and standby.problem.startswith("unreachable")
 
 
@@ -313,7 +330,7 @@ def test_lag_is_how_long_the_standby_has_missed_wal_the_primary_had(clock: Clock
 def test_generations_are_read_from_our_tags_only() -> None:
     tag = versioned_etag(41, "anything")
     assert generation_of(tag) == 41 and generation_of("W/" + tag) == 41
-    for foreign in ('"abc"', '"-1-x"', '"x-1"', "*", '"' + "9" * 40 + '-x"', ""):
+    for foreign in ('"abc"', '"-1-x"', '"x-1"', "*", '"' + "9" * 40 + '-x"', "", '"²-x"', '"١٢-x"'):
         assert generation_of(foreign) == 0
 
     class Request:
@@ -322,6 +339,7 @@ def test_generations_are_read_from_our_tags_only() -> None:
 
     assert newest_generation_seen(Request(f'{versioned_etag(3, "a")}, "junk", {tag}')) == 41  # type: ignore[arg-type]
     assert newest_generation_seen(Request(None)) == 0  # type: ignore[arg-type]
+    assert newest_generation_seen(Request('"²-x", "١٢-x", "12\x00-x"')) == 0  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -374,7 +392,8 @@ async def test_a_query_the_standby_cancels_for_its_replay_is_a_503_to_retry(
         while not await in_thread(
             query,
             well_standby.url,
-            "SELECT 1 FROM pg_stat_activity WHERE query = $1 AND state = 'active'",
+            "SELECT 1 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+            "WHERE a.query = $1 AND l.relation = 'units'::regclass AND l.granted",
             holding,
         ):
             assert time.monotonic() < deadline and not held.done(), "the standby query did not start"
