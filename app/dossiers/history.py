@@ -197,6 +197,8 @@ def pauses_of(events: Iterable[tuple[str, datetime]], ended_at: datetime | None)
     spans: list[Pause] = []
     for kind, at in events:
         if kind == EventType.supplement_requested:
+            if spans and spans[-1].end is None:
+                continue  # a further request while waiting: the pause runs on from the first
             spans.append(Pause(start=at, end=None, resumed=False))
         else:
             spans[-1].end, spans[-1].resumed = at, True

@@ -329,9 +329,10 @@ def advance(
                 f"Dossier {state.code!r} is waiting for a supplement; no supplement_received yet"
             )
         new.status = Status.processing
+    elif event_type is EventType.supplement_requested and waiting:
+        # SPEC §3: a further request while waiting counts, and the pause runs on from the first.
+        new.supplement_count += 1
     elif event_type is EventType.supplement_requested:
-        if waiting:
-            raise OutOfSequence(f"Dossier {state.code!r} is already waiting for a supplement")
         _close_overdue(new, occurred_at, marks)
         new.status = Status.waiting_supplement
         new.waiting_since = occurred_at

@@ -16,7 +16,7 @@ from app.core.errors import (
     Forbidden,
     request_id_var,
 )
-from app.core.timezone import utcnow
+from app.core.timezone import local, utcnow
 from app.dossiers import counters, lifecycle
 from app.dossiers.facts import facts_marks
 from app.dossiers.history import (
@@ -59,6 +59,8 @@ class Batch:
         self.bindings: dict[int, set[str] | None] = {}
         self.catalogue = Catalogue({}, {})
         self.sequence = 0
+        self.keeps_due_dates = True
+        """A stored reception met again keeps its due date; False when the calendar changed."""
         # writes
         self.marks: list[counters.MarkOf] = []
         self.new_dossiers: list[DossierState] = []
@@ -201,27 +203,56 @@ class Batch:
             client_ids.add(row.client_id)
         await self._load_bindings(client_ids)
 
-    def reception_of(self, work: DossierWork, event: HistoryEvent) -> Reception:
-        """A stored reception met again keeps the due date and sector it had; others ask the catalogue."""
+    def reception_of(self, work: DossierWork, event: HistoryEvent, kept_at: int | None) -> Reception:
+        """The stored reception that made the dossier, met again as it was, keeps the due date and
+        sector it had (the catalogue may have changed since); any other asks the catalogue.
+
+        ``kept_at`` is the position of that reception, or None when this batch replaces or
+        cancels it: a correction replaces the event whole (SPEC §4), so a due date it drops is
+        computed again, and a `refused` corrected into `received` gets the procedure's time.
+        """
         kept = work.state
-        if (
-            kept is not None
-            and event.position < _ARRIVING
-            and event.unit_code == kept.unit_code
-            and event.procedure_code == kept.procedure_code
-            and event.occurred_at == (kept.received_at or kept.refused_at)
-        ):
-            return Reception(
-                unit_level="kept",
-                sector_code=kept.sector_code,
-                procedure_levels=("kept",),
-                processing_value=0,
-                processing_unit=TimeUnit.working_hours,
-                procedure_abolished=False,
-                known_due_at=kept.original_due_at,
+        if kept is None or event.position != kept_at:
+            assert event.procedure_code is not None and event.unit_code is not None
+            return self.catalogue.reception(event.procedure_code, event.unit_code, event.occurred_at)
+        if self.keeps_due_dates:
+            processing_value, processing_unit, known_due_at = (
+                0.0,
+                TimeUnit.working_hours,
+                kept.original_due_at,
             )
-        assert event.procedure_code is not None and event.unit_code is not None
-        return self.catalogue.reception(event.procedure_code, event.unit_code, event.occurred_at)
+        else:
+            # The calendar changed (SPEC §3): the same processing time, counted on the new one.
+            version = self.catalogue.in_force(kept.procedure_code, local(event.occurred_at).date())
+            processing_value = float(version["processing_time"]["value"])
+            processing_unit = TimeUnit(version["processing_time"]["unit"])
+            known_due_at = None
+        return Reception(
+            unit_level="kept",
+            sector_code=kept.sector_code,
+            procedure_levels=("kept",),
+            processing_value=processing_value,
+            processing_unit=processing_unit,
+            procedure_abolished=False,
+            known_due_at=known_due_at,
+        )
+
+    @staticmethod
+    def _kept_reception(work: DossierWork, arrivals: list[Arrival]) -> int | None:
+        """The position of the stored reception the dossier's state was made from, unless an
+        arrival replaces or cancels it."""
+        if work.state is None:
+            return None
+        replaced = {a.position for a in arrivals if a.target is not None}
+        made_by = EventType.received if work.state.received_at is not None else EventType.refused
+        for stored in work.stored:
+            if (
+                stored.status == Outcome.applied
+                and stored.payload["type"] == made_by
+                and stored.id not in replaced
+            ):
+                return stored.id
+        return None
 
     def _replay_with(self, work: DossierWork, arrivals: list[Arrival]) -> Replayed:
         events = {s.id: s.history_event() for s in work.stored if s.status != Outcome.cancelled}
@@ -230,10 +261,11 @@ class Batch:
                 events.pop(arrival.position, None)
             else:
                 events[arrival.position] = arrival.event
+        kept_at = self._kept_reception(work, arrivals)
         return replay(
             work.code,
             events.values(),
-            reception_of=lambda event: self.reception_of(work, event),
+            reception_of=lambda event: self.reception_of(work, event, kept_at),
             may_act=self.may_act,
             calendar=self.calendar,
         )

@@ -105,9 +105,48 @@ def rounds(items: list[_Item], key: Callable[[_Item], str]) -> list[list[_Item]]
 async def _ingest_once(sender: Sender, items: list[Any]) -> list[EventResult]:
     request = parse(items, sender.secret_key, utcnow())
     answers: dict[int, Answer] = {}
-    for round_items in rounds(request.parsed, lambda item: item.event.event_id):
-        answers |= await _ingest_round(sender, round_items)
+    to_judge = request.parsed
+    for _ in range(JUDGEMENTS):
+        judged = rounds(to_judge, _event_id)
+        for round_items in judged:
+            answers |= await _ingest_round(sender, round_items)
+        to_judge = judged_again(judged, answers)
+        if not to_judge:
+            break
     return results(request, answers)
+
+
+JUDGEMENTS = 4
+"""A request is judged at most this many times over (an item judged again may be a correction
+that frees another): enough for any chain of corrections a sync pipeline sends in one request."""
+
+
+def _event_id(item: Parsed) -> str:
+    return item.event.event_id
+
+
+def judged_again(judged: list[list[Parsed]], answers: dict[int, Answer]) -> list[Parsed]:
+    """The items refused by their place in a dossier's history (409) whose dossier a later round of
+    the request corrected or cancelled an event of: the refusal may have come from the event the
+    correction moved or removed, and the outcome must not depend on how the events were batched
+    (SPEC §4). They are judged again, after the whole request's corrections."""
+    corrected_after: dict[str, int] = {}
+    for number, round_items in enumerate(judged):
+        for item in round_items:
+            if answers[item.index].outcome == "updated":
+                corrected_after[item.event.dossier_code] = number
+    again: list[Parsed] = []
+    for number, round_items in enumerate(judged):
+        for item in round_items:
+            answer = answers[item.index]
+            if (
+                answer.problem is not None
+                and answer.problem.status == 409
+                and corrected_after.get(item.event.dossier_code, -1) > number
+            ):
+                again.append(item)
+    again.sort(key=lambda item: item.index)
+    return again
 
 
 def parse(items: list[Any], secret_key: str, now: datetime) -> ParsedRequest:
