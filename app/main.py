@@ -30,6 +30,7 @@ from app.core.openapi import install_openapi
 from app.core.pagination import use_cursor_key
 from app.core.replicas import LONGEST_CHECK, ReadReplicas
 from app.core.timezone import utcnow
+from app.dossiers.recalendar import CalendarGuard
 from app.dossiers.router import BATCH_PATHS, dossiers_router, events_router, public_router, sync_router
 from app.feedback.router import ratings_router
 from app.feedback.router import router as feedback_router
@@ -88,6 +89,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.rate_limiter = RateLimiter(settings)
         app.state.stats_cache = answer_cache(settings.stats_cache_bytes)
+        # Before any statistics are served: due dates and counters on the calendar in force.
+        app.state.calendar_guard = CalendarGuard(
+            app.state.sessionmaker, app.state.calendar, settings.secret_key
+        )
+        await app.state.calendar_guard.at_start()
         app.state.replicas = None
         watch: asyncio.Task[None] | None = None
         if settings.database_read_urls:

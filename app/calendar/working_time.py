@@ -4,10 +4,15 @@ Everything is computed in Vietnam's local time (UTC+7, no DST); results are awar
 that zone. Working periods are closed at their end: a due date may fall exactly at 17:00.
 """
 
+import hashlib
+import json
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from importlib.metadata import version
+from typing import Any
 
 import holidays
 
@@ -188,3 +193,48 @@ class WorkingCalendar:
 
 def calendar_from_settings(settings: Settings) -> WorkingCalendar:
     return WorkingCalendar(settings.working_hours, settings.extra_days_off, settings.extra_working_days)
+
+
+# --- a change of calendar (SPEC §3: due dates and figures follow the calendar in force) ----------
+
+
+def calendar_description(calendar: WorkingCalendar) -> dict[str, Any]:
+    """What the calendar is made of, as JSON: stored beside the counters, so that a restart on
+    another calendar is noticed. The `holidays` package's version stands for its list of days."""
+    return {
+        "working_hours": [[start.isoformat(), end.isoformat()] for start, end in calendar.periods],
+        "extra_days_off": sorted(day.isoformat() for day in calendar.extra_days_off),
+        "extra_working_days": sorted(day.isoformat() for day in calendar.extra_working_days),
+        "holidays": version("holidays"),
+    }
+
+
+def calendar_fingerprint(description: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CalendarChange:
+    """The days on which two calendars differ: ``first``..``last``, or every day (``everywhere``)
+    when the working hours or the official holidays changed."""
+
+    everywhere: bool
+    first: date | None = None
+    last: date | None = None
+
+    @property
+    def none(self) -> bool:
+        return not self.everywhere and self.first is None
+
+
+def calendar_change(before: dict[str, Any], after: dict[str, Any]) -> CalendarChange:
+    if before.get("working_hours") != after["working_hours"] or before.get("holidays") != after["holidays"]:
+        return CalendarChange(everywhere=True)
+    changed = {
+        date.fromisoformat(day)
+        for name in ("extra_days_off", "extra_working_days")
+        for day in set(before.get(name, [])) ^ set(after[name])
+    }
+    if not changed:
+        return CalendarChange(everywhere=False)
+    return CalendarChange(everywhere=False, first=min(changed), last=max(changed))

@@ -193,3 +193,15 @@ class ImportStagedEvent(Base):
     payload_hash: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_import_staged_events_dossier", "file_identity", "dossier_code", "line"),)
+
+
+class CalendarInForce(Base):
+    """The working calendar the dossiers' due dates and the counters were computed on (one row):
+    a restart on another calendar recomputes what the change touches (app.dossiers.recalendar)."""
+
+    __tablename__ = "calendar_in_force"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    description: Mapped[dict[str, Any]] = mapped_column(JSON)
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

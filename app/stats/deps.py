@@ -13,6 +13,7 @@ from app.core.data_version import versions_of
 from app.core.db import SessionDep
 from app.core.http_caching import newest_generation_seen, versioned_etag
 from app.core.replicas import reads_standby, use_primary
+from app.dossiers.recalendar import CalendarGuard
 from app.stats import service
 from app.units.access import provinces_of
 
@@ -66,6 +67,8 @@ async def answer_versions(session: SessionDep, request: Request, unit: UnitQuery
     ``If-None-Match``, given by another standby or the primary), the request reads the primary
     instead: a poller never sees the data go back in time as its requests move between servers.
     """
+    guard: CalendarGuard = request.app.state.calendar_guard
+    await guard.ensure()  # figures on the calendar in force (SPEC §3), if start could not see to it
     provinces = await provinces_of(session, [unit]) if unit is not None else None
     versions = AnswerVersions(await versions_of(session, provinces))
     if reads_standby(session) and versions.generation < newest_generation_seen(request):

@@ -215,18 +215,19 @@ class Batch:
         if kept is None or event.position != kept_at:
             assert event.procedure_code is not None and event.unit_code is not None
             return self.catalogue.reception(event.procedure_code, event.unit_code, event.occurred_at)
-        if self.keeps_due_dates:
-            processing_value, processing_unit, known_due_at = (
-                0.0,
-                TimeUnit.working_hours,
-                kept.original_due_at,
-            )
-        else:
-            # The calendar changed (SPEC §3): the same processing time, counted on the new one.
-            version = self.catalogue.in_force(kept.procedure_code, local(event.occurred_at).date())
-            processing_value = float(version["processing_time"]["value"])
-            processing_unit = TimeUnit(version["processing_time"]["unit"])
-            known_due_at = None
+        processing_value, processing_unit = 0.0, TimeUnit.working_hours
+        known_due_at = kept.original_due_at
+        if not self.keeps_due_dates:
+            # The calendar changed (SPEC §3): the same processing time, counted on the new one
+            # (a version no longer known keeps the due date it gave).
+            try:
+                version = self.catalogue.in_force(kept.procedure_code, local(event.occurred_at).date())
+            except DomainError:
+                pass
+            else:
+                processing_value = float(version["processing_time"]["value"])
+                processing_unit = TimeUnit(version["processing_time"]["unit"])
+                known_due_at = None
         return Reception(
             unit_level="kept",
             sector_code=kept.sector_code,
