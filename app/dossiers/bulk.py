@@ -26,16 +26,17 @@ from sqlalchemy import Table, delete, distinct, func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.data_version import bump_version
+from app.core.data_version import bump_version, touch
 from app.core.db import bulk_insert
 from app.core.errors import InvalidInput, problem_of
 from app.core.timezone import utcnow
-from app.dossiers.counters import DayKey, merge_staged_counters, stage_counters
+from app.dossiers.counters import DayKey, merge_staged_counters, stage_counters, staged_units
 from app.dossiers.ingestion.events import parse
 from app.dossiers.ingestion.folding import STAGED_COLUMNS, Outcome, StagedLine, fold, through_api
 from app.dossiers.ingestion.records import ingest_records
 from app.dossiers.ingestion.work import Sender
 from app.dossiers.models import ImportCheckpoint, ImportStagedEvent
+from app.units.access import provinces_of
 
 Kind = Literal["events", "records"]
 _STAGED: Table = ImportStagedEvent.__table__  # type: ignore[assignment]
@@ -265,6 +266,11 @@ class _Load:
                 self._count(await through_api(self.sender_of(session), lines), problems)
             staged = ImportStagedEvent.file_identity == identity
             await session.execute(delete(ImportStagedEvent).where(staged))
+            # The merge changes the figures of every province with staged counters (the folded
+            # dossiers of every chunk, this run's or a killed one's): their versions move with it.
+            # Otherwise only the entangled dossiers' ingestion would name the transaction's
+            # provinces, and a poller answered while the fold ran would keep that answer.
+            touch(session, await provinces_of(session, await staged_units(session, identity)))
             await merge_staged_counters(session, identity)
             checkpoint = await self._commit_point(session, problems)
             checkpoint.finished = True

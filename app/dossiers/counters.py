@@ -183,9 +183,21 @@ async def stage_counters(session: AsyncSession, identity: str, sums: dict[DayKey
 _STAGE_CHUNK = 50_000
 
 
+async def staged_units(session: AsyncSession, identity: str) -> set[str]:
+    """The units whose counters ``merge_staged_counters`` will change for this identity: their
+    provinces' data versions must move in the transaction that merges (app.core.data_version)."""
+    found = await session.scalars(
+        select(StagedCounter.unit_code).where(StagedCounter.file_identity == identity).distinct()
+    )
+    return set(found)
+
+
 async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
     """The file's staged counters added to the counters in one statement: each day row summed into
-    its day, month and year, for its procedure and for all (``add_marks``, set-based), then removed."""
+    its day, month and year, for its procedure and for all (``add_marks``, set-based), then removed.
+
+    It names no data version: the caller moves those of the provinces of ``staged_units`` (a bulk
+    load), or the global one (a rebuild, which changes every counter)."""
     postgresql = session.get_bind().dialect.name == "postgresql"
     month, year = (
         ("date_trunc('month', s.day)::date", "date_trunc('year', s.day)::date")
