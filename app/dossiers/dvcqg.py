@@ -5,6 +5,10 @@ the same history as events (each part an event with an id derived from the dossi
 record sent again with a later state replaces the parts that changed, and a dossier's numbers are
 the same whichever way it came. Pure: nothing here touches the database.
 
+Portal data is loose (SPEC §4): an empty string or `null` in an optional field means absent;
+`TrangThaiHoSo` 10 with `NgayTra` and no `NgayKetThucXuLy` finishes the dossier at `NgayTra`; a
+`HoSoBoSungId` repeated within one record is that record's 422 (its parts would share an event id).
+
 Choices where the portal's documents are silent (see README):
 - TrangThaiHoSo 1 (registered online, not received) carries no event; 6 (waiting for a financial
   obligation) is kept as 4 (processing): the statistics know no such state.
@@ -19,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from app.core.bounds import LATEST
 from app.core.errors import FieldError, InvalidInput, Problem
 from app.core.hygiene import text_without_controls
 from app.core.timezone import VIETNAM
@@ -28,33 +33,57 @@ MAX_RECORDS = 1000
 _PORTAL_TIME = "%Y%m%d%H%M%S"
 
 
+def _absent(value: Any) -> Any:
+    """Portal data is loose: an empty string means the same as `null`, absent."""
+    return None if isinstance(value, str) and value == "" else value
+
+
+def _digits(value: str) -> bool:
+    return value.isascii() and value.isdigit()
+
+
 def _portal_time(value: Any) -> Any:
     """`yyyyMMddHHmmss` in Vietnam time → an aware UTC instant; empty means absent."""
     if value is None or value == "":
         return None
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
-    if not isinstance(value, str) or len(value) != 14 or not value.isdigit():
+    if not isinstance(value, str) or len(value) != 14 or not _digits(value):
         raise ValueError("must be a timestamp yyyyMMddHHmmss (Vietnam time)")
     try:
         parsed = datetime.strptime(value, _PORTAL_TIME)
     except ValueError as exc:
         raise ValueError("must be a valid timestamp yyyyMMddHHmmss (Vietnam time)") from exc
-    if parsed.year < 1990:
-        raise ValueError("lies before 1990")
+    if not 1990 <= parsed.year <= LATEST.year:
+        raise ValueError(f"must lie between 1990 and {LATEST.year}")
     return parsed.replace(tzinfo=VIETNAM).astimezone(UTC)
 
 
 def _number(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().isdigit():
+    """A number sent as text (`"2"`) is the number; empty means absent."""
+    if isinstance(value, str) and _digits(value.strip()):
         return int(value)
-    if value == "":
-        return None
-    return value
+    return _absent(value)
+
+
+def _storable(value: str) -> str:
+    """Text that can be stored and echoed back: no control character, no lone UTF-16 surrogate."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError("is not valid Unicode text (a lone surrogate)") from exc
+    return text_without_controls(value)
+
+
+def _list(value: Any) -> Any:
+    return [] if value is None or value == "" else value
 
 
 PortalTime = Annotated[datetime | None, BeforeValidator(_portal_time)]
-Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
+Code = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$"), AfterValidator(_storable)
+]
+OptionalCode = Annotated[Code | None, BeforeValidator(_absent)]
 
 
 class SupplementRequest(BaseModel):
@@ -64,8 +93,8 @@ class SupplementRequest(BaseModel):
 
     HoSoBoSungId: Annotated[
         str,
-        BeforeValidator(lambda v: str(v) if isinstance(v, int) else v),
-        AfterValidator(text_without_controls),
+        BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
+        AfterValidator(_storable),
     ] = Field(min_length=1, max_length=100)
     NgayBoSung: PortalTime = Field(description="When the papers were asked for")
     NgayTiepNhanBoSung: PortalTime = Field(default=None, description="When they came back")
@@ -79,8 +108,8 @@ class PortalRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     MaHoSo: DossierCode
-    MaTTHC: Code | None = None
-    DonViXuLy: Code | None = None
+    MaTTHC: OptionalCode = None
+    DonViXuLy: OptionalCode = None
     NgayNopHoSo: PortalTime = None
     NgayTiepNhan: PortalTime = None
     NgayHenTra: PortalTime = None
@@ -89,13 +118,15 @@ class PortalRecord(BaseModel):
     NgayTuChoi: PortalTime = None
     TrangThaiHoSo: Annotated[int, BeforeValidator(_number), Field(ge=1, le=10)]
     KenhThucHien: Annotated[Literal[1, 2, 3] | None, BeforeValidator(_number)] = None
-    MucDo: Annotated[int | None, BeforeValidator(_number), Field(ge=1, le=4)] = None
-    DanhSachHoSoBoSung: list[SupplementRequest] = Field(default_factory=list, max_length=100)
+    MucDo: Annotated[Annotated[int, Field(ge=1, le=4)] | None, BeforeValidator(_number)] = None
+    DanhSachHoSoBoSung: Annotated[list[SupplementRequest], BeforeValidator(_list), Field(max_length=100)] = (
+        Field(default_factory=list)
+    )
 
 
 class SyncBody(BaseModel):
     service: Literal["DongBoHoSoMC"]
-    isUpdating: bool | None = Field(
+    isUpdating: Annotated[bool | None, BeforeValidator(_absent)] = Field(
         default=None,
         description="Accepted as sent; a record replaces what its dossier's code described before",
     )
@@ -167,6 +198,7 @@ def record_events(record: PortalRecord, online_level_of: Any) -> list[dict[str, 
     """
     code = record.MaHoSo
     status = record.TrangThaiHoSo
+    _check_supplement_ids(record)
     if status == 1:
         return []
     for name in ("MaTTHC", "DonViXuLy", "KenhThucHien"):
@@ -211,18 +243,14 @@ def record_events(record: PortalRecord, online_level_of: Any) -> list[dict[str, 
     if status != 2:
         events.append(_event(code, "processing", "processing", received_at))
 
-    finished_at = record.NgayKetThucXuLy
+    finished_at = None
     if status in _ENDINGS:
+        finished_at, source = end_of(record)
         if finished_at is None:
-            raise _invalid(
-                "NgayKetThucXuLy", f"A dossier in status {status} needs NgayKetThucXuLy", "missing"
-            )
+            needed = "NgayKetThucXuLy or NgayTra" if status == 10 else "NgayKetThucXuLy"
+            raise _invalid("NgayKetThucXuLy", f"A dossier in status {status} needs {needed}", "missing")
         if finished_at < received_at:
-            raise _invalid(
-                "NgayKetThucXuLy", "The dossier cannot end before NgayTiepNhan", "before_reception"
-            )
-    else:
-        finished_at = None
+            raise _invalid(source, "The dossier cannot end before NgayTiepNhan", "before_reception")
     events += _supplement_events(record, received_at, finished_at)
     if finished_at is not None:
         events.append(_event(code, "finished", _ENDINGS[status], finished_at))
@@ -234,6 +262,30 @@ def record_events(record: PortalRecord, online_level_of: Any) -> list[dict[str, 
                 )
             events.append(_event(code, "returned", "returned", returned_at))
     return events
+
+
+def end_of(record: PortalRecord) -> tuple[datetime | None, str]:
+    """When the dossier ended, and the record's field that says so: `NgayKetThucXuLy`, or for a
+    returned dossier (status 10) that does not name it, `NgayTra` (it ended when it was returned)."""
+    if record.NgayKetThucXuLy is None and record.TrangThaiHoSo == 10 and record.NgayTra is not None:
+        return record.NgayTra, "NgayTra"
+    return record.NgayKetThucXuLy, "NgayKetThucXuLy"
+
+
+def _check_supplement_ids(record: PortalRecord) -> None:
+    """Each supplement request's parts take their event ids from its `HoSoBoSungId`: one repeated
+    within the record would make two parts of one id (SPEC §4: the record's 422)."""
+    first_of: dict[str, int] = {}
+    for number, request in enumerate(record.DanhSachHoSoBoSung):
+        key = _supplement_key(request)
+        if key in first_of:
+            raise _invalid(
+                f"DanhSachHoSoBoSung.{number}.HoSoBoSungId",
+                f"HoSoBoSungId {request.HoSoBoSungId!r} is repeated within the record "
+                f"(already at DanhSachHoSoBoSung.{first_of[key]})",
+                "duplicate",
+            )
+        first_of[key] = number
 
 
 def _event(code: str, part: str, kind: str, at: datetime) -> dict[str, Any]:
@@ -269,7 +321,8 @@ def _supplement_events(
         if asked < previous_end:
             raise _invalid(
                 f"{field}.NgayBoSung",
-                "A supplement is asked for after the reception and after the previous one came back",
+                "A supplement is asked for after the reception and after the previous request "
+                "(after its papers came back, when they did)",
                 "out_of_order",
             )
         if finished_at is not None and asked > finished_at:
@@ -279,13 +332,10 @@ def _supplement_events(
         key = _supplement_key(request)
         events.append(_event(code, f"bs:{key}", "supplement_requested", asked))
         if back is None:
-            if number != len(requests) - 1:
-                raise _invalid(
-                    f"{field}.NgayTiepNhanBoSung",
-                    "Only the last supplement request may still be open",
-                    "missing",
-                )
-            if status in (2, 4, 6):
+            # Not the last: a further request followed while the dossier waited (SPEC §3: it
+            # counts, and the pause runs on until papers come back).
+            previous_end = asked
+            if number == len(requests) - 1 and status in (2, 4, 6):
                 raise _invalid(
                     "TrangThaiHoSo",
                     f"Status {status} contradicts a supplement request still open",

@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
 
 from app.core.errors import (
+    Conflict,
     DomainError,
     FieldError,
     InvalidInput,
@@ -15,7 +17,14 @@ from app.core.errors import (
     problem_of,
 )
 from app.core.timezone import local, utcnow
-from app.dossiers.dvcqg import RECORD_FIELDS, PortalRecord, RecordResult, event_prefix, record_events
+from app.dossiers.dvcqg import (
+    RECORD_FIELDS,
+    PortalRecord,
+    RecordResult,
+    end_of,
+    event_prefix,
+    record_events,
+)
 from app.dossiers.ingestion.batch import Batch
 from app.dossiers.ingestion.catalogue import Catalogue, load_catalogue
 from app.dossiers.ingestion.events import rounds, with_retries
@@ -29,7 +38,7 @@ from app.dossiers.ingestion.work import (
     history_event,
 )
 from app.dossiers.ingestion.writes import write_batch
-from app.dossiers.models import Outcome
+from app.dossiers.models import DossierEvent, Outcome
 from app.dossiers.schemas import DossierEventIn
 
 
@@ -44,7 +53,7 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
     answers: dict[int, Answer] = {}
     for index, raw in enumerate(items):
         raw_code = raw.get("MaHoSo") if isinstance(raw, dict) else None
-        codes.append(raw_code if isinstance(raw_code, str) else None)
+        codes.append(raw_code if isinstance(raw_code, str) and _echoable(raw_code) else None)
         try:
             records.append((index, _RECORD.validate_python(raw)))
         except ValidationError as exc:
@@ -65,6 +74,17 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
 
 
 _RECORD = TypeAdapter(PortalRecord)
+
+
+def _echoable(text: str) -> bool:
+    """A code that can be sent back in the answer (JSON in UTF-8): not one with a lone surrogate."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # Where the event's fields come from in a record, to name the record's field in a problem.
 _OCCURRED_AT = {
     "received": "NgayTiepNhan",
@@ -95,7 +115,7 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
     for work in batch.work.values():
         work.replay = True
     await batch.load_histories()
-    existed: dict[int, bool] = {}
+    changes: list[tuple[int, DossierWork, list[Arrival]]] = []
     for index, record in records:
         work = batch.work[record.MaHoSo]
         try:
@@ -107,6 +127,25 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
         if not arrivals:
             batch.answer(index, "unchanged")
             continue
+        changes.append((index, work, arrivals))
+    taken = await _taken_elsewhere(
+        sender, [a for _, _, arrivals in changes for a in arrivals if a.target is None]
+    )
+    existed: dict[int, bool] = {}
+    for index, work, arrivals in changes:
+        clash = next((a.event_id for a in arrivals if a.event_id in taken), None)
+        if clash is not None:
+            # Stored, the part would break the unique key of the client's event ids, and the
+            # whole request would fail however often it was replayed.
+            batch.answer(
+                index,
+                "error",
+                Conflict(
+                    f"The event id {clash!r} this record's part takes already names an event of "
+                    f"dossier {taken[clash]!r} this client sent"
+                ),
+            )
+            continue
         work.arrivals += arrivals
         existed[index] = work.state is not None
     await batch.apply(strict_groups=frozenset(existed))
@@ -115,6 +154,28 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
         if batch.answers[index].outcome != "error":
             batch.answer(index, "updated" if was_there else "created")
     return batch.answers
+
+
+_IDS_PER_QUERY = 5000
+
+
+async def _taken_elsewhere(sender: Sender, arrivals: list[Arrival]) -> dict[str, str]:
+    """Of the new parts' event ids, those the client already sent for another dossier (as events:
+    a record's parts are named after its own dossier), with that dossier's code."""
+    wanted = {a.event_id: a.dossier_code for a in arrivals}
+    ids = sorted(wanted)
+    taken: dict[str, str] = {}
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        rows = await sender.session.execute(
+            select(DossierEvent.event_id, DossierEvent.dossier_code).where(
+                DossierEvent.client_id == sender.principal.client_id,
+                DossierEvent.event_id.in_(ids[start : start + _IDS_PER_QUERY]),
+            )
+        )
+        for event_id, dossier_code in rows:
+            if dossier_code != wanted[event_id]:
+                taken[event_id] = dossier_code
+    return taken
 
 
 def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[DossierEventIn]:
@@ -141,22 +202,29 @@ def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[Dossie
         return str(offered)
 
     now = utcnow()
+    ended_by = end_of(record)[1]
     events = []
     for part in record_events(record, online_level_of):
+        # An instant of the event comes from this field of the record (the end's, NgayTra when
+        # a returned dossier's record does not name NgayKetThucXuLy).
+        source = _OCCURRED_AT.get(str(part["type"]), ended_by)
         try:
             event = EVENT_INPUT.validate_python(part)
         except ValidationError as exc:
-            raise InvalidInput(
-                "The record is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
-            ) from exc
+            errors = FieldError.from_pydantic(exc.errors(), whole="event")
+            raise InvalidInput("The record is invalid", errors=_named(errors, source)) from exc
         problems = event.problems(now)
-        for problem in problems:
-            if problem.field == "occurred_at":
-                problem.field = _OCCURRED_AT.get(event.type.value, "NgayKetThucXuLy")
         if problems:
-            raise InvalidInput("The record is invalid", errors=problems)
+            raise InvalidInput("The record is invalid", errors=_named(problems, source))
         events.append(event)
     return events
+
+
+def _named(errors: list[FieldError], source: str) -> list[FieldError]:
+    for error in errors:
+        if error.field == "occurred_at":
+            error.field = source
+    return errors
 
 
 def _record_changes(
