@@ -41,20 +41,31 @@ def parse_working_hours(text: str) -> list[tuple[time, time]]:
     return periods
 
 
-class Index766Settings(BaseModel):
-    """Weights and thresholds of the Decision 766 scorecard; the national rules revise them."""
+Weight766 = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Threshold766 = Annotated[float, Field(gt=0, le=100)]
 
-    publicity: float = 18
-    progress: float = 20
-    online_service: float = 12
-    digitisation: float = 22
-    satisfaction: float = 18
-    online_payment: float = 10
-    online_full_threshold: float = Field(
+
+class Index766Settings(BaseModel):
+    """Weights and thresholds of the Decision 766 scorecard; the national rules revise them.
+
+    The scores take each number as the decimal written (a weight of 0.1 is 1/10, never the nearest
+    binary float) and round only their exact result (app/stats/index766.py)."""
+
+    publicity: Weight766 = 18
+    progress: Weight766 = 20
+    online_service: Weight766 = 12
+    digitisation: Weight766 = 22
+    satisfaction: Weight766 = 18
+    online_payment: Weight766 = 10
+    online_full_threshold: Threshold766 = Field(
         default=50, description="% of online full-service dossiers for full points"
     )
-    online_payment_threshold: float = Field(default=50, description="% paid online for full points")
-    satisfaction_threshold: float = Field(default=90, description="% dossier satisfaction for full points")
+    online_payment_threshold: Threshold766 = Field(default=50, description="% paid online for full points")
+    satisfaction_threshold: Threshold766 = Field(
+        default=90,
+        description="% of received dossiers handled to the citizen's satisfaction for the full dossier "
+        "satisfaction part: min(part, part × r / (threshold / 100))",
+    )
 
 
 DEVELOPMENT_SECRET_KEY = "tthc-development-secret-change-me"
