@@ -144,3 +144,13 @@ def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
 async def _refuse(problem: FieldError, scope: Scope, receive: Receive, send: Send) -> None:
     response = problem_response(None, 422, detail=problem.message, slug="invalid-input", errors=[problem])
     await response(scope, receive, send)
+
+
+def is_unicode_text(value: str) -> bool:
+    """Whether the text can be sent back in a JSON answer (UTF-8): not with a lone UTF-16
+    surrogate, which a JSON body may carry as an escape."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -215,3 +215,23 @@ async def test_a_dossier_still_waiting_after_two_requests_waits_once(
     counts = await quarter(portal)
     assert (counts["waiting_supplement"], counts["in_progress"], counts["in_progress_overdue"]) == (1, 1, 0)
     await assert_counters_equal_a_rebuild(app)
+
+
+# --- one faulty item fails itself only ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["event_id", "lookup_secret"])
+async def test_a_lone_surrogate_is_that_items_422(portal: AsyncClient, field: str) -> None:
+    """JSON may carry a lone UTF-16 surrogate as an escape: it can be neither stored nor echoed."""
+    bad = received("SURROGATE", MONDAY_0900) | {field: "ab\\ud800cd"}
+    good = received("BESIDE", MONDAY_0900)
+    body = json.dumps({"events": [good]})[:-2] + ", " + json.dumps(bad).replace("\\\\ud800", "\\ud800") + "]}"
+    response = await portal.post(
+        "/api/v1/dossier-events/batch", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    beside, faulty = response.json()["results"]
+    assert beside["status"] == "created"
+    assert (faulty["status"], faulty["problem"]["status"]) == ("error", 422)
+    assert faulty["event_id"] == (None if field == "event_id" else "SURROGATE-received")
+    assert (await portal.get("/api/v1/dossiers/SURROGATE")).status_code == 404

@@ -19,6 +19,7 @@ from app.core.errors import (
     InvalidInput,
     problem_of,
 )
+from app.core.hygiene import is_unicode_text
 from app.core.security import Principal
 from app.core.timezone import utcnow
 from app.dossiers.history import RECEPTIONS, Verdict
@@ -154,7 +155,7 @@ def parse(items: list[Any], secret_key: str, now: datetime) -> ParsedRequest:
     request = ParsedRequest()
     for index, raw in enumerate(items):
         raw_id = raw.get("event_id") if isinstance(raw, dict) else getattr(raw, "event_id", None)
-        request.event_ids.append(raw_id if isinstance(raw_id, str) else None)
+        request.event_ids.append(raw_id if isinstance(raw_id, str) and is_unicode_text(raw_id) else None)
         try:
             event = EVENT_INPUT.validate_python(raw)
         except ValidationError as exc:
