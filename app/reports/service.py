@@ -133,7 +133,7 @@ async def reform_report(
     unit = (await session.execute(select(Unit.name, Unit.level).where(Unit.code == unit_code))).one()
     year = _year_of(period)
     levels, total = await _levels(session, units, period, now)
-    _groups, feedback = await feedback_counts(session, set(units), period, [])
+    _groups, feedback = await feedback_counts(session, set(units), period, [], now)
     report = ReformReport(
         unit_code=unit_code,
         unit_name=unit.name,

@@ -90,7 +90,7 @@ async def feedback_stats(
 ) -> FeedbackStats:
     """Feedback counts per group and in total, and the dossier satisfaction ratings of the period."""
     units = set(await service.unit_scope(session, unit))
-    rows, total = await feedback_counts(session, units, period, group_by)
+    rows, total = await feedback_counts(session, units, period, group_by, now)
     ratings = await satisfaction_counts(session, units, period)
     satisfied = sum(ratings["by_level"][level] for level in SATISFIED)
     return FeedbackStats.model_validate(

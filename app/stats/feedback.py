@@ -2,6 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, func, select
@@ -11,6 +12,7 @@ from app.calendar.periods import Period
 from app.dossiers.models import Dossier, DossierRating, SatisfactionLevel
 from app.feedback.models import Feedback
 from app.stats.index766 import Inputs
+from app.stats.service import as_of
 
 UNSATISFIED = {SatisfactionLevel.unsatisfied.value, SatisfactionLevel.very_unsatisfied.value}
 SATISFIED = {SatisfactionLevel.very_satisfied.value, SatisfactionLevel.satisfied.value}
@@ -19,10 +21,16 @@ Key = tuple[tuple[str, str], ...]
 
 
 async def feedback_counts(
-    session: AsyncSession, units: set[str], period: Period, group_by: Sequence[str]
+    session: AsyncSession, units: set[str], period: Period, group_by: Sequence[str], now: datetime
 ) -> tuple[dict[Key, dict[str, int]], dict[str, int]]:
-    """Feedback received in the period, answered on time or late in it, open and overdue at its end."""
+    """Feedback received in the period, answered on time or late in it, open at its end, and of those
+    open the `overdue`: the ones whose answer deadline lies before E′ = min(E, ``now``) (SPEC §8).
+
+    A period still running is judged as of now, like dossiers: an item received an hour ago is not
+    overdue, one whose deadline passed a minute ago is. What happened in the period (received,
+    answered, rejected, still open) is counted as recorded, as the dossier counters count it."""
     start, end = period.start_at, period.end_at
+    judged_at = as_of(period, now)
     feedback = (
         await session.scalars(
             select(Feedback).where(Feedback.unit_code.in_(units), Feedback.received_at < end)
@@ -45,7 +53,7 @@ async def feedback_counts(
             and item.answered_at > item.answer_due_at,
             "rejected": item.rejected_at is not None and start <= item.rejected_at < end,
             "open": closed_at is None or closed_at >= end,
-            "overdue": (closed_at is None or closed_at >= end) and item.answer_due_at < end,
+            "overdue": (closed_at is None or closed_at >= end) and item.answer_due_at < judged_at,
         }
         for target in (groups[key], total):
             for name, flag in counts.items():
@@ -72,7 +80,11 @@ async def satisfaction_counts(session: AsyncSession, units: set[str], period: Pe
 async def index_inputs(
     session: AsyncSession, units: set[str], period: Period, counts: dict[str, int]
 ) -> Inputs:
-    """The data of the 766 formulas, counted from dossiers, feedback and ratings of the period."""
+    """The data of the 766 formulas, counted from dossiers, feedback and ratings of the period.
+
+    The dossiers' on-time count comes judged at E′ (``counts``). Feedback here is judged only once
+    closed, by its closing instant against its deadline ("closed within its deadline"): an item still
+    open is neither on time nor overdue, so no instant of judgement enters these inputs."""
     start, end = period.start_at, period.end_at
     received = and_(Dossier.received_at >= start, Dossier.received_at < end)
     finished = and_(Dossier.finished_at >= start, Dossier.finished_at < end)

@@ -121,7 +121,7 @@ class FeedbackStatsRow(BaseModel):
 class FeedbackStatsTotal(BaseModel):
     counts: Counts = Field(
         description="received (in the period), answered_on_time, answered_late, rejected (in the period), "
-        "open and overdue (at its end)"
+        "open and overdue (at E′ = min(end, now): a running period is judged as of now)"
     )
 
 
