@@ -1,25 +1,32 @@
 """Counters kept during ingestion == counters rebuilt from the dossiers == SPEC §5 computed directly."""
 
 import asyncio
+import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from random import Random
 from typing import Any
 
+import pytest
 from httpx import ASGITransport, AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.calendar.periods import Scheme, choose_period
 from app.calendar.working_time import TimeUnit, WorkingCalendar
 from app.clients.schemas import ClientCreate
-from app.clients.service import create_client
+from app.clients.service import create_client, get_client_by_name
 from app.core.base import Base
 from app.core.config import Settings
+from app.core.security import Principal
 from app.core.timezone import VIETNAM
+from app.dossiers.bulk import Source, import_file
 from app.dossiers.counters import load_facts
 from app.dossiers.facts import Pause
 from app.dossiers.history import HistoryEvent, facts_of, replay
+from app.dossiers.ingestion.work import Sender
 from app.dossiers.lifecycle import DossierState, Reception
 from app.dossiers.models import Dossier, Outcome
 from app.main import create_app
@@ -56,7 +63,8 @@ PROCEDURES: dict[str, dict[str, Any]] = {
 LEVEL = {u["code"]: u["level"] for u in UNITS}
 ORIGIN = datetime(2023, 6, 1, tzinfo=VIETNAM)
 
-pause = st.tuples(st.floats(0.1, 200), st.one_of(st.none(), st.floats(0.1, 300)))
+# (hours before the request, hours the papers take or None: still waiting, a further request while waiting)
+pause = st.tuples(st.floats(0.1, 200), st.one_of(st.none(), st.floats(0.1, 300)), st.booleans())
 dossier = st.fixed_dictionaries(
     {
         "unit": st.sampled_from(["313", "314", "11680", "11683", "11737", "11999"]),
@@ -111,12 +119,17 @@ def events_of(number: int, spec: dict[str, Any], *, processing: bool = False) ->
         )
     if not spec["refused"]:
         waiting = False
-        for gap, length in spec["pauses"]:
+        for gap, length, again in spec["pauses"]:
             clock = (clock + timedelta(hours=gap)).replace(microsecond=0)
             events.append(
                 {"dossier_code": code, "type": "supplement_requested", "occurred_at": clock.isoformat()}
             )
             waiting = True
+            if again:  # SPEC §3: it counts, and the pause runs on from the first request
+                clock = (clock + timedelta(hours=(length or 50) / 2)).replace(microsecond=0)
+                events.append(
+                    {"dossier_code": code, "type": "supplement_requested", "occurred_at": clock.isoformat()}
+                )
             if length is None:
                 break
             clock = (clock + timedelta(hours=length)).replace(microsecond=0)
@@ -329,15 +342,42 @@ async def assert_history_in_time_order(
     await assert_counters_equal_a_rebuild(application)
 
 
-def field_delivery(events: list[dict[str, Any]], rng: Random) -> tuple[list[dict[str, Any]], set[str]]:
+def wrong_reception(event: dict[str, Any], rng: Random) -> dict[str, Any]:
+    """The reception as first sent wrong, before its correction (SPEC §4: a correction replaces the
+    event whole): local time sent as UTC (7 hours late), a due date the true event does not carry,
+    a refusal, or the true event's due date dropped."""
+    mistakes = ["offset", "refusal", "due_at"]
+    local_as_utc = datetime.fromisoformat(event["occurred_at"]).replace(tzinfo=UTC)
+    if event["type"] == "refused":
+        return {**event, "occurred_at": local_as_utc.isoformat()}
+    mistake = rng.choice(mistakes)
+    if mistake == "offset":
+        wrong = {**event, "occurred_at": local_as_utc.isoformat()}
+        if "due_at" in event:  # the same mistake in the due date, which stays after the reception
+            wrong["due_at"] = datetime.fromisoformat(event["due_at"]).replace(tzinfo=UTC).isoformat()
+        return wrong
+    if mistake == "refusal":
+        return {key: value for key, value in event.items() if key != "due_at"} | {"type": "refused"}
+    if "due_at" in event:
+        return {key: value for key, value in event.items() if key != "due_at"}
+    bogus_due = datetime.fromisoformat(event["occurred_at"]) + timedelta(days=rng.randint(1, 60))
+    return {**event, "due_at": bogus_due.isoformat()}
+
+
+def field_delivery(events: list[dict[str, Any]], rng: Random) -> tuple[list[list[dict[str, Any]]], set[str]]:
     """The true events as a sync pipeline delivers them: shuffled, some first sent wrong and then
-    corrected (revision 2), some bogus and then cancelled, some resent. Returns the messages and
-    the keys of those that must never be refused (the true events and their corrections)."""
+    corrected (revision 2), some bogus and then cancelled, some resent. Returns the packets (the
+    messages a packet holds travel in one request) and the keys of the messages that must never
+    be refused (the true events and their corrections).
+
+    A reception sent wrong travels with its correction, and sometimes with the events that lie
+    between the wrong instant and the true one: the outcome must not depend on the batching."""
     last_of: dict[str, str] = {}
     for event in events:
         last_of[event["dossier_code"]] = event["event_id"]
-    messages: list[dict[str, Any]] = []
+    packets: list[list[dict[str, Any]]] = []
     trusted: set[str] = set()
+    between: dict[str, tuple[datetime, datetime, list[dict[str, Any]]]] = {}
 
     def key(message: dict[str, Any]) -> str:
         return f"{message['event_id']}@{message.get('revision', 1)}"
@@ -345,20 +385,33 @@ def field_delivery(events: list[dict[str, Any]], rng: Random) -> tuple[list[dict
     for event in events:
         kind = event["type"]
         roll = rng.random()
-        if roll < 0.2 and kind in ("processing", "supplement_requested", "supplement_received"):
-            shifted = datetime.fromisoformat(event["occurred_at"]) + timedelta(hours=rng.uniform(-60, 60))
-            messages.append({**event, "occurred_at": shifted.isoformat()})
+        span = between.get(event["dossier_code"])
+        packet = [event]
+        if kind in ("received", "refused") and roll < 0.3:
+            wrong = wrong_reception(event, rng)
             event = {**event, "revision": 2}
+            packet = [wrong, event]
+            low, high = sorted(datetime.fromisoformat(e["occurred_at"]) for e in (wrong, event))
+            if low != high and rng.random() < 0.5:
+                between[event["dossier_code"]] = (low, high, packet)
+        elif roll < 0.2 and kind in ("processing", "supplement_requested", "supplement_received"):
+            shifted = datetime.fromisoformat(event["occurred_at"]) + timedelta(hours=rng.uniform(-60, 60))
+            packets.append([{**event, "occurred_at": shifted.isoformat()}])
+            event = {**event, "revision": 2}
+            packet = [event]
         elif (
             roll < 0.3
             and kind in ("resolved", "stopped", "withdrawn")
             and last_of[event["dossier_code"]] == event["event_id"]
         ):
-            messages.append(
-                {**event, "type": rng.choice([t for t in ("resolved", "stopped", "withdrawn") if t != kind])}
-            )
+            other = rng.choice([t for t in ("resolved", "stopped", "withdrawn") if t != kind])
+            packets.append([{**event, "type": other}])
             event = {**event, "revision": 2}
-        messages.append(event)
+            packet = [event]
+        if span is not None and span[0] <= datetime.fromisoformat(event["occurred_at"]) <= span[1]:
+            span[2].append(event)  # in the request of the wrong reception and its correction
+        else:
+            packets.append(packet)
         trusted.add(key(event))
         if rng.random() < 0.1:
             at = datetime.fromisoformat(event["occurred_at"]) + timedelta(hours=rng.uniform(-30, 30))
@@ -368,25 +421,28 @@ def field_delivery(events: list[dict[str, Any]], rng: Random) -> tuple[list[dict
                 "type": "processing",
                 "occurred_at": at.isoformat(),
             }
-            messages += [bogus, {**bogus, "revision": 2, "cancelled": True}]
-            trusted.add(key(messages[-1]))
-    rng.shuffle(messages)
-    messages += rng.sample(messages, k=len(messages) // 5)
-    return messages, trusted
+            packets += [[bogus], [{**bogus, "revision": 2, "cancelled": True}]]
+            trusted.add(key(packets[-1][0]))
+    for packet in packets:
+        rng.shuffle(packet)
+    rng.shuffle(packets)
+    packets += rng.sample(packets, k=len(packets) // 5)
+    return packets, trusted
 
 
 async def _check_field_delivery(application: Any, dossiers: list[dict[str, Any]], rng: Random) -> None:
     headers = await _setup(application)
     events = [e for number, spec in enumerate(dossiers) for e in events_of(number, spec, processing=True)]
-    messages, trusted = field_delivery(events, rng)
+    packets, trusted = field_delivery(events, rng)
+    messages = [message for packet in packets for message in packet]
     async with AsyncClient(
         transport=ASGITransport(app=application), base_url="http://t", headers=headers
     ) as http:
         answers = []
         start = 0
-        while start < len(messages):
-            size = rng.randint(1, 60)
-            chunk = messages[start : start + size]
+        while start < len(packets):
+            size = rng.randint(1, 20)
+            chunk = [message for packet in packets[start : start + size] for message in packet]
             response = await http.post("/api/v1/dossier-events/batch", json={"events": chunk})
             assert response.status_code == 200, response.text
             answers += response.json()["results"]
@@ -414,6 +470,58 @@ def test_late_shuffled_and_corrected_delivery_equals_the_history_in_time_order(
     database_url: str, dossiers: list[dict[str, Any]], seed: int
 ) -> None:
     asyncio.run(_in_empty_app(database_url, _check_field_delivery, dossiers, Random(seed)))
+
+
+async def _check_bulk_delivery(
+    application: Any, dossiers: list[dict[str, Any]], rng: Random, folder: Path
+) -> None:
+    """The field delivery as a file for `tthc dossiers import`: what the events API gives."""
+    await _setup(application)
+    events = [e for number, spec in enumerate(dossiers) for e in events_of(number, spec, processing=True)]
+    packets, trusted = field_delivery(events, rng)
+    messages = [message for packet in packets for message in packet]
+    path = folder / f"delivery-{rng.randrange(1 << 30)}.jsonl"
+    path.write_text("".join(json.dumps(message) + "\n" for message in messages))
+    async with application.state.sessionmaker() as session:
+        client = await get_client_by_name(session, "loader")
+    principal = Principal(client.id, client.name, frozenset(client.scopes), client.unit_code)
+
+    def sender_of(session: AsyncSession) -> Sender:
+        return Sender(session, principal, application.state.calendar, application.state.settings.secret_key)
+
+    source = Source.of(path)
+    await import_file(application.state.sessionmaker, sender_of, source, chunk_size=rng.randint(5, 80))
+    rejected = [json.loads(line) for line in source.rejects.read_text().splitlines()]
+    for reject in rejected:
+        message = messages[reject["line"] - 1]
+        assert f"{message['event_id']}@{message.get('revision', 1)}" not in trusted, (message, reject)
+    async with AsyncClient(
+        transport=ASGITransport(app=application), base_url="http://t", headers=await _reader(application)
+    ) as http:
+        await assert_history_in_time_order(http, application, events)
+        pending = (await http.get("/api/v1/dossier-events", params={"pending": "true"})).json()
+        assert [e for e in pending["items"] if not e["event_id"].endswith("-bogus")] == []
+
+
+async def _reader(application: Any) -> dict[str, str]:
+    async with application.state.sessionmaker() as session, session.begin():
+        _client, secret = await create_client(
+            session, ClientCreate.model_validate({"name": "reader", "scopes": ["dossiers:read"]})
+        )
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(dossiers=st.lists(dossier, min_size=1, max_size=25), seed=st.integers(0, 2**32 - 1))
+def test_the_bulk_import_of_a_field_delivery_equals_the_history_in_time_order(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, dossiers: list[dict[str, Any]], seed: int
+) -> None:
+    folder = tmp_path_factory.mktemp("delivery")
+    asyncio.run(_in_empty_app(database_url, _check_bulk_delivery, dossiers, Random(seed), folder))
 
 
 # --- the same histories as DVCQG whole-state records, mid-way and final --------------------------
@@ -488,7 +596,8 @@ async def _check_records(application: Any, dossiers: list[dict[str, Any]], rng: 
         )
         assert response.status_code == 200, response.text
         results = response.json()["results"]
-        assert [r for r in results if r["status"] == "error"] == []
+        sent = {record["MaHoSo"]: record for record in records}
+        assert [(r, sent[r["MaHoSo"]]) for r in results if r["status"] == "error"] == []
         return list(results)
 
     async with AsyncClient(
