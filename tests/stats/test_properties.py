@@ -575,6 +575,34 @@ def record_of(code: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     return record
 
 
+_OPTIONAL = ("MucDo", "NgayHenTra", "NgayKetThucXuLy", "NgayTra", "NgayTuChoi", "NgayNopHoSo")
+
+
+def loosened(record: dict[str, Any], rng: Random) -> dict[str, Any]:
+    """The record as portals really send it (SPEC §4): absent optional fields as empty strings or
+    nulls, status 10 with `NgayTra` and no `NgayKetThucXuLy` when the two are the same instant."""
+    loose = {**record}
+    for name in _OPTIONAL:
+        if name not in loose and rng.random() < 0.3:
+            loose[name] = rng.choice(["", None])
+    same_end = loose.get("NgayKetThucXuLy") == loose.get("NgayTra")
+    if loose.get("TrangThaiHoSo") == 10 and same_end and rng.random() < 0.5:
+        loose["NgayKetThucXuLy"] = rng.choice(["", None, "absent"])
+        if loose["NgayKetThucXuLy"] == "absent":
+            del loose["NgayKetThucXuLy"]
+    requests = loose.get("DanhSachHoSoBoSung")
+    if requests == [] and rng.random() < 0.3:
+        loose["DanhSachHoSoBoSung"] = rng.choice(["", None])
+    elif requests:
+        loose["DanhSachHoSoBoSung"] = [
+            {**request, "NgayTiepNhanBoSung": rng.choice(["", None])}
+            if "NgayTiepNhanBoSung" not in request and rng.random() < 0.5
+            else request
+            for request in requests
+        ]
+    return loose
+
+
 async def _check_records(application: Any, dossiers: list[dict[str, Any]], rng: Random) -> None:
     headers = await _setup(application)
     histories = [events_of(number, spec, processing=True) for number, spec in enumerate(dossiers)]
@@ -589,7 +617,7 @@ async def _check_records(application: Any, dossiers: list[dict[str, Any]], rng: 
     ]
 
     async def deliver(http: AsyncClient, stage: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-        records = [record_of(f"P-{n:04d}", events) for n, events in enumerate(stage)]
+        records = [loosened(record_of(f"P-{n:04d}", events), rng) for n, events in enumerate(stage)]
         rng.shuffle(records)
         response = await http.post(
             "/api/v1/sync/dvcqg", json={"service": "DongBoHoSoMC", "isUpdating": True, "data": records}
