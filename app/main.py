@@ -30,7 +30,6 @@ from app.core.openapi import install_openapi
 from app.core.pagination import use_cursor_key
 from app.core.replicas import LONGEST_CHECK, ReadReplicas
 from app.core.timezone import utcnow
-from app.dossiers.recalendar import CalendarGuard
 from app.dossiers.router import BATCH_PATHS, dossiers_router, events_router, public_router, sync_router
 from app.feedback.router import ratings_router
 from app.feedback.router import router as feedback_router
@@ -39,6 +38,7 @@ from app.health.router import router as health_router
 from app.procedures.router import procedures_router, sectors_router
 from app.proposals.router import router as proposals_router
 from app.reports.router import router as reports_router
+from app.stats.calendar_in_force import CalendarGuard
 from app.stats.router import router as stats_router
 from app.units.router import router as units_router
 
@@ -90,9 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.rate_limiter = RateLimiter(settings)
         app.state.stats_cache = answer_cache(settings.stats_cache_bytes)
         # Before any statistics are served: due dates and counters on the calendar in force.
-        app.state.calendar_guard = CalendarGuard(
-            app.state.sessionmaker, app.state.calendar, settings.secret_key
-        )
+        app.state.calendar_guard = CalendarGuard(settings, app.state.calendar)
         await app.state.calendar_guard.at_start()
         app.state.replicas = None
         watch: asyncio.Task[None] | None = None

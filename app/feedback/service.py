@@ -254,3 +254,23 @@ async def rate(
     except IntegrityError as exc:
         raise Conflict(f"Dossier {code!r} has been rated already") from exc
     return rating
+
+
+async def recount_deadlines(
+    session: AsyncSession, calendar: WorkingCalendar, received_before: datetime | None
+) -> int:
+    """The 766 deadlines of the feedback received before ``received_before`` (all: None) counted
+    again on ``calendar``, after a change of working calendar (SPEC §3); returns how many items."""
+    query = select(Feedback).order_by(Feedback.id)
+    if received_before is not None:
+        query = query.where(Feedback.received_at < received_before)
+    counted = 0
+    for feedback in await session.scalars(query):
+        feedback.reject_due_at = _deadline(calendar, feedback.received_at, REJECT_DAYS)
+        feedback.info_due_at = _deadline(calendar, feedback.received_at, INFO_DAYS)
+        feedback.answer_due_at = _deadline(calendar, feedback.received_at, ANSWER_DAYS)
+        if feedback.answered_at is not None:
+            feedback.publish_due_at = _deadline(calendar, feedback.answered_at, PUBLISH_DAYS)
+        counted += 1
+    await session.flush()
+    return counted

@@ -13,8 +13,8 @@ from app.core.data_version import versions_of
 from app.core.db import SessionDep
 from app.core.http_caching import newest_generation_seen, versioned_etag
 from app.core.replicas import reads_standby, use_primary
-from app.dossiers.recalendar import CalendarGuard
 from app.stats import service
+from app.stats.calendar_in_force import CalendarGuard
 from app.units.access import provinces_of
 
 UnitQuery = Annotated[

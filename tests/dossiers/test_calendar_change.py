@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import delete, update
 
 from app.calendar.working_time import (
     CalendarChange,
@@ -20,10 +21,13 @@ from app.calendar.working_time import (
     calendar_description,
 )
 from app.core.config import Settings
-from app.dossiers.recalendar import follow_calendar
+from app.dossiers.counters import rebuild_counters
+from app.dossiers.models import CalendarInForce, Dossier, DossierEvent
 from app.main import create_app
-from tests.conftest import assert_counters_equal_a_rebuild
+from app.stats.calendar_in_force import follow_calendar
+from tests.conftest import KeyFactory, assert_counters_equal_a_rebuild
 from tests.dossiers.conftest import dossier, received, send, step
+from tests.feedback.test_feedback import feedback
 
 pytestmark = pytest.mark.usefixtures("world")
 
@@ -98,7 +102,7 @@ async def test_a_day_off_added_moves_due_dates_and_counters_with_no_event_sent(
         await assert_counters_equal_a_rebuild(moved)
 
     # Started again on the same calendar: nothing to do.
-    assert await follow_calendar(moved.state.sessionmaker, moved.state.calendar, "x") is None
+    assert await follow_calendar(moved.state.settings, moved.state.calendar) is None
 
     # And back to the first calendar: the first figures again.
     async with restarted(database_url) as (back, http):
@@ -132,3 +136,59 @@ def test_the_days_two_calendars_differ_on() -> None:
     shorter = calendar_description(WorkingCalendar("08:00-12:00,13:00-16:30"))
     assert calendar_change(plain, shorter) == CalendarChange(everywhere=True)
     assert calendar_change({**plain, "holidays": "0.1"}, plain) == CalendarChange(everywhere=True)
+
+
+async def test_feedback_deadlines_follow_the_calendar(
+    app: FastAPI, api_key: KeyFactory, database_url: str
+) -> None:
+    headers = await api_key("feedback:write", name="desk")
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t", headers=headers) as desk:
+        created = await desk.post(
+            "/api/v1/feedback", json=feedback(external_ref="PAKN-CAL", received_at=MONDAY_0900)
+        )
+        assert created.status_code == 201, created.text
+        # 15 working days from Monday 7 August 09:00: Monday 28 August 09:00.
+        assert created.json()["answer_due_at"] == "2023-08-28T02:00:00Z"
+    async with restarted(database_url, extra_days_off=[DAY_OFF]) as (_moved, http):
+        http.headers.update(headers)
+        found = await http.get(f"/api/v1/feedback/{created.json()['id']}")
+        assert found.status_code == 200, found.text
+        assert (found.json()["answer_due_at"], found.json()["reject_due_at"]) == (
+            "2023-08-29T02:00:00Z",
+            "2023-08-10T02:00:00Z",  # 2 working days: Thursday, the Wednesday off skipped
+        )
+
+
+async def test_a_further_request_stored_pending_before_it_counted_is_replayed_once(
+    app: FastAPI, portal: AsyncClient, database_url: str
+) -> None:
+    """Data stored by an earlier version kept a request made while waiting as pending (it did not
+    count): the first start with this version replays such dossiers under SPEC §3."""
+    second = step("OLD", "supplement_requested", "2023-08-09T09:00:00+07:00")
+    await send(
+        portal,
+        received("OLD", MONDAY_0900, channel="direct"),
+        step("OLD", "supplement_requested", "2023-08-08T09:00:00+07:00"),
+        second,
+        step("OLD", "supplement_received", "2023-08-11T09:00:00+07:00"),
+        step("OLD", "resolved", "2023-08-14T09:00:00+07:00"),
+    )
+    async with app.state.sessionmaker() as session, session.begin():  # as the earlier version left it
+        await session.execute(
+            update(DossierEvent)
+            .where(DossierEvent.event_id == second["event_id"])
+            .values(status="pending", reason="Dossier 'OLD' is already waiting for a supplement")
+        )
+        await session.execute(
+            update(Dossier).where(Dossier.code == "OLD").values(supplement_count=1, on_time=True, early=True)
+        )
+        await rebuild_counters(session, app.state.calendar)
+        await session.execute(delete(CalendarInForce))
+    async with restarted(database_url) as (again, http):
+        http.headers.update(portal.headers)
+        body = await dossier(http, "OLD")
+        assert (body["supplement_count"], body["on_time"]) == (2, False)
+        assert [e["status"] for e in body["timeline"]] == ["applied"] * 5
+        quarter = await http.get("/api/v1/stats/dossiers", params={"period": "2023-Q3"})
+        assert quarter.json()["total"]["counts"]["resolved_late"] == 1
+        await assert_counters_equal_a_rebuild(again)

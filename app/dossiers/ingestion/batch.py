@@ -76,8 +76,12 @@ class Batch:
 
     async def open(self, codes: Sequence[str]) -> None:
         """Lock the dossiers (in code order), load their states and what waits on them."""
-        await plan_with_values(self.session)
         await lock_dossiers(self.session, codes)
+        await self.load(codes)
+
+    async def load(self, codes: Sequence[str]) -> None:
+        """Load the dossiers' states and what waits on them (locked by the caller)."""
+        await plan_with_values(self.session)
         states: dict[str, DossierState] = {}
         if codes:
             rows = await self.session.execute(select(*_STATE_COLUMNS).where(_DOSSIERS.c.code.in_(codes)))
