@@ -110,12 +110,15 @@ def replay(
     reception_of: Callable[[HistoryEvent], Reception],
     may_act: Callable[[HistoryEvent, str], DomainError | None],
     calendar: WorkingCalendar,
+    owner: int | None = None,
 ) -> Replayed:
     """The dossier its events make, taken in time order (then arrival), and each event's verdict.
 
     ``reception_of`` gives what the reception needs from the catalogue (it may raise: the
     reception is then rejected and everything else waits); ``may_act`` says whether an event's
     sender may act on the dossier's unit (an event may arrive before the reception tells it).
+    ``owner`` is the client whose stored reception made the dossier: another client's reception
+    never displaces it, whatever its time (SPEC §4); None while no reception is stored.
     """
     ordered = sorted(events, key=lambda event: event.order)
     verdicts: dict[int, Verdict] = {}
@@ -125,6 +128,11 @@ def replay(
         if state is not None:
             verdicts[event.position] = Verdict(
                 Outcome.rejected, Conflict(f"Dossier {code!r} was already received")
+            )
+            continue
+        if owner is not None and event.client_id != owner:
+            verdicts[event.position] = Verdict(
+                Outcome.rejected, Conflict(f"Dossier {code!r} was received by another client")
             )
             continue
         try:

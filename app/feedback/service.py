@@ -230,7 +230,7 @@ async def rate(
         ):
             raise NotFound("No dossier matches this code and PIN")
     elif dossier is None:
-        raise NotFound(f"Dossier {code!r} does not exist")
+        raise NotFound("Not found")  # the same answer as a dossier outside the key's reach
     else:
         await ensure_reach(session, actor, dossier.unit_code, conceal=True)
     if dossier.finished_at is None or dossier.status not in (

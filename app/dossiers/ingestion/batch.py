@@ -114,7 +114,8 @@ class Batch:
         )
         if reach is None or unit_code in reach:
             return None
-        return Forbidden(f"The sending client is bound to another unit and cannot act on unit {unit_code!r}")
+        # The unit is not named: a bound client must not learn where another unit's dossier lies.
+        return Forbidden("The sending client is bound to another unit and cannot act on this dossier")
 
     async def _load_bindings(self, client_ids: set[int]) -> None:
         others = client_ids - {self.principal.client_id} - set(self.bindings)
@@ -273,7 +274,28 @@ class Batch:
             reception_of=lambda event: self.reception_of(work, event, kept_at),
             may_act=self.may_act,
             calendar=self.calendar,
+            owner=self._owner(work, arrivals),
         )
+
+    @staticmethod
+    def _owner(work: DossierWork, arrivals: list[Arrival]) -> int | None:
+        """The client whose stored reception made the dossier, unless this batch cancels that
+        reception or corrects it into another type (its client then no longer holds the dossier)."""
+        if work.state is None:
+            return None
+        made_by = next(
+            (s for s in work.stored if s.status == Outcome.applied and s.payload["type"] in RECEPTIONS),
+            None,
+        )
+        if made_by is None:
+            return None
+        released = any(
+            arrival.target is not None
+            and arrival.target.id == made_by.id
+            and (arrival.cancelled or arrival.event.type not in RECEPTIONS)
+            for arrival in arrivals
+        )
+        return None if released else made_by.client_id
 
     async def rework(self, work: DossierWork, *, strict_groups: frozenset[int] = frozenset()) -> None:
         """Replay the dossier's history with the arrivals; an arrival that cannot take its place is

@@ -243,6 +243,10 @@ def _arrived(batch: Batch, item: Parsed) -> None:
     arrival = Arrival(
         item.index, event.event_id, event.dossier_code, arriving, item.payload, item.digest, revision
     )
+    refused = batch.may_act(arriving, work.state.unit_code) if work.state is not None else None
+    if refused is not None:
+        batch.answer(item.index, "error", refused)
+        return
     if event.cancelled:
         # Revisions arrive out of order too: kept as cancelled, the event that arrives later
         # is an older revision, and changes nothing.
@@ -251,10 +255,6 @@ def _arrived(batch: Batch, item: Parsed) -> None:
         return
     if event.type in RECEPTIONS and work.state is not None:
         batch.answer(item.index, "error", Conflict(f"Dossier {event.dossier_code!r} was already received"))
-        return
-    refused = batch.may_act(arriving, work.state.unit_code) if work.state is not None else None
-    if refused is not None:
-        batch.answer(item.index, "error", refused)
         return
     work.arrivals.append(arrival)
 
