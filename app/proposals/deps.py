@@ -32,11 +32,12 @@ ProposalDrafter = Annotated[Principal, Depends(drafter)]
 async def reachable_proposal(
     session: SessionDep, client: ProposalClient, proposal_id: RowId, request: Request
 ) -> Proposal:
-    """The proposal of the path, within the client's binding (404 otherwise, as if absent);
-    locked until the request ends when the request changes it."""
+    """The proposal of the path, within the client's binding: outside it a read is 404 (as if absent)
+    and a change (edit, any transition) 403 naming the binding; locked until the request ends when
+    the request changes it."""
     for_update = request.method not in SAFE_METHODS
     proposal = await service.get_proposal(session, proposal_id, for_update=for_update)
-    await ensure_reach(session, client, proposal.unit_code, conceal=True)
+    await ensure_reach(session, client, proposal.unit_code, conceal=not for_update)
     return proposal
 
 
@@ -55,9 +56,11 @@ async def permitted_transition(
 ) -> PermittedTransition:
     """The move asked for, if the workflow allows it from the proposal's state (409) and the client
     holds the scope it needs (403): submitting and withdrawing need proposals:write, approving,
-    rejecting and implementing proposals:decide."""
+    rejecting and implementing proposals:decide; implementing also a client bound to no unit (403),
+    as the catalogue it changes is national (SPEC §7)."""
     service.ensure_allowed(proposal, data.to)
     needed = Scope.proposals_decide if data.to in service.DECISIONS else Scope.proposals_write
     if not client.has(needed):
         raise Forbidden(f"Moving a proposal to {data.to.value} needs the scope {needed.value}")
+    service.ensure_reach_of_decision(client, data.to)
     return PermittedTransition(proposal, data, client)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.core.db import load_for_update, where_equal
-from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.core.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import Principal
 from app.core.timezone import local, start_of_day, utcnow
@@ -173,11 +173,24 @@ def ensure_allowed(proposal: Proposal, to: ProposalState) -> None:
         raise Conflict(f"A proposal cannot go from {current.value} to {to.value}")
 
 
+def ensure_reach_of_decision(actor: Principal, to: ProposalState) -> None:
+    """Implementing changes the catalogue, which is national: only a decider bound to no unit may
+    (403 otherwise). A bound decider approves or rejects the proposals of its subtree (the route
+    keeps it to them); the approved proposal then waits for a national decider."""
+    if to is S.implemented and actor.unit_code is not None:
+        raise Forbidden(
+            "Implementing a proposal changes the national catalogue and needs a decider bound to no "
+            f"unit; this client is bound to unit {actor.unit_code}, so it may approve or reject the "
+            "proposals of that unit's subtree and leave implementing to a national decider"
+        )
+
+
 async def transition(
     session: AsyncSession, proposal: Proposal, data: TransitionIn, actor: Principal
 ) -> Proposal:
     """Move the proposal (the actor's scope for this move was checked by the route's dependency)."""
     ensure_allowed(proposal, data.to)
+    ensure_reach_of_decision(actor, data.to)
     current = proposal.state
     now = utcnow()
     at = (data.occurred_at or now).astimezone(UTC)

@@ -58,6 +58,14 @@ async def province(app: FastAPI, api_key: KeyFactory, catalogue: None) -> AsyncI
         yield http
 
 
+@pytest.fixture
+async def national(app: FastAPI, api_key: KeyFactory, catalogue: None) -> AsyncIterator[AsyncClient]:
+    """A decider bound to no unit: the only kind that may implement (SPEC §7)."""
+    headers = await api_key("proposals:decide", name="cuc-kiem-soat-tthc")
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t", headers=headers) as http:
+        yield http
+
+
 def proposal(kind: str, code: str = "P-1", level: str = "district", **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": kind,
@@ -86,7 +94,9 @@ async def move(client: AsyncClient, proposal_id: int, to: str, **extra: Any) -> 
     return await client.post(f"{PROPOSALS}/{proposal_id}/transitions", json={"to": to, **extra})
 
 
-async def test_the_workflow_and_who_may_move_it(district: AsyncClient, province: AsyncClient) -> None:
+async def test_the_workflow_and_who_may_move_it(
+    district: AsyncClient, province: AsyncClient, national: AsyncClient
+) -> None:
     made = await create(district, proposal("reduce_fee", cost_before_vnd=1_000_000, cost_after_vnd=400_000))
     assert (made["state"], made["savings_vnd"], made["sector_code"]) == ("draft", 600_000, "tu-phap")
     number = made["id"]
@@ -98,12 +108,14 @@ async def test_the_workflow_and_who_may_move_it(district: AsyncClient, province:
     assert (await move(province, number, "approved", comment="Đồng ý")).status_code == 200
     for forbidden in ("draft", "submitted", "rejected", "withdrawn"):
         assert (await move(province, number, forbidden)).status_code in (403, 409)
-    implemented = (await move(province, number, "implemented")).json()
+    refused = await move(province, number, "implemented")  # bound to a unit: no national reach
+    assert refused.status_code == 403, refused.text
+    implemented = (await move(national, number, "implemented")).json()
     assert implemented["state"] == "implemented"
     assert [(t["from_state"], t["to_state"], t["client_name"]) for t in implemented["transitions"]] == [
         ("draft", "submitted", "kien-thuy"),
         ("submitted", "approved", "hai-phong"),
-        ("approved", "implemented", "hai-phong"),
+        ("approved", "implemented", "cuc-kiem-soat-tthc"),
     ]
     assert implemented["transitions"][0]["comment"] == "Gửi tỉnh"
     for state in ("submitted", "approved", "rejected", "implemented", "withdrawn", "draft"):
@@ -131,26 +143,26 @@ async def test_other_endings(
 
 
 async def test_a_fee_cut_makes_a_catalogue_version_from_its_date(
-    district: AsyncClient, province: AsyncClient, client: AsyncClient
+    district: AsyncClient, province: AsyncClient, national: AsyncClient, client: AsyncClient
 ) -> None:
     number = (await create(district, proposal("reduce_fee", effective_from="2024-01-01")))["id"]
     await move(district, number, "submitted", occurred_at="2023-07-10T09:00:00+07:00")
     await move(province, number, "approved", occurred_at="2023-08-10T09:00:00+07:00")
-    done = (await move(province, number, "implemented", occurred_at="2023-12-01T09:00:00+07:00")).json()
+    done = (await move(national, number, "implemented", occurred_at="2023-12-01T09:00:00+07:00")).json()
     assert done["implemented_version"] == 2
     old = (await client.get("/api/v1/procedures/P-1", params={"as_of": "2023-12-31"})).json()
     new = (await client.get("/api/v1/procedures/P-1", params={"as_of": "2024-01-01"})).json()
     assert (old["fees"][0]["amount_vnd"], new["fees"][0]["amount_vnd"]) == (50000, 20000)
     history = (await client.get("/api/v1/procedures/P-1/history")).json()["items"]
-    assert history[0]["changed_by"] == "hai-phong"
+    assert history[0]["changed_by"] == "cuc-kiem-soat-tthc"
 
 
 async def test_abolishing_refuses_later_dossiers(
-    district: AsyncClient, province: AsyncClient, api_key: KeyFactory, app: FastAPI
+    district: AsyncClient, province: AsyncClient, national: AsyncClient, api_key: KeyFactory, app: FastAPI
 ) -> None:
     number = (await create(district, proposal("abolish", effective_from="2024-01-01")))["id"]
     assert (await district.post(PROPOSALS, json=proposal("abolish"))).status_code == 409  # one open at a time
-    for mover, state in ((district, "submitted"), (province, "approved"), (province, "implemented")):
+    for mover, state in ((district, "submitted"), (province, "approved"), (national, "implemented")):
         assert (await move(mover, number, state)).status_code == 200
     assert (await district.post(PROPOSALS, json=proposal("abolish"))).status_code == 409  # already abolished
     headers = await api_key("dossiers:write", name="portal")
@@ -217,4 +229,90 @@ async def test_proposals_need_a_key_and_stay_in_the_binding(
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t", headers=headers) as other:
         assert (await other.get(f"{PROPOSALS}/{number}")).status_code == 404
         assert (await other.get(PROPOSALS)).json()["items"] == []
-        assert (await move(other, number, "withdrawn")).status_code == 404
+        # A change outside the binding is refused and says why (a read there stays a 404).
+        withdrawn = await move(other, number, "withdrawn")
+        assert withdrawn.status_code == 403
+        assert "bound to unit 314" in withdrawn.json()["detail"]
+        edit = await other.patch(f"{PROPOSALS}/{number}", json={"title": "x"}, headers={"If-Match": "*"})
+        assert edit.status_code == 403
+    assert (await district.get(f"{PROPOSALS}/{number}")).json()["state"] == "draft"
+
+
+async def received(app: FastAPI, api_key: KeyFactory, code: str, unit: str, on: str) -> Any:
+    """A dossier of P-1 received at ``unit`` on the day ``on``, sent by an unbound portal."""
+    headers = await api_key("dossiers:write", name=f"portal-{code}")
+    event = {
+        "event_id": code,
+        "dossier_code": code,
+        "type": "received",
+        "procedure_code": "P-1",
+        "unit_code": unit,
+        "channel": "direct",
+        "occurred_at": f"{on}T09:00:00+07:00",
+    }
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t", headers=headers) as portal:
+        return await portal.post("/api/v1/dossier-events", json=event)
+
+
+@pytest.mark.parametrize("kind", ["abolish", "reduce_fee", "simplify"])
+async def test_a_decider_bound_to_a_unit_cannot_implement(
+    kind: str,
+    app: FastAPI,
+    api_key: KeyFactory,
+    province: AsyncClient,
+    national: AsyncClient,
+    client: AsyncClient,
+) -> None:
+    """Issue 27, item 10: a client bound to district 313 with proposals:decide drafted, approved and
+    implemented the abolition of a national procedure, and every commune lost it. Implementing is
+    for a decider bound to no unit; a bound one approves within its subtree and the catalogue waits."""
+    headers = await api_key("proposals:write", "proposals:decide", unit="313", name="kien-thuy-decides")
+    catalogue_before = (await client.get("/api/v1/procedures/P-1")).json()
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t", headers=headers) as own:
+        number = (await create(own, proposal(kind, effective_from="2024-01-01")))["id"]
+        assert (await move(own, number, "submitted")).status_code == 200
+        assert (await move(own, number, "approved")).status_code == 200  # its own subtree: it decides
+        for bound, unit in ((own, "313"), (province, "31")):
+            refused = await move(bound, number, "implemented", comment="Bãi bỏ toàn quốc")
+            assert refused.status_code == 403, refused.text
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            problem = refused.json()
+            assert "national" in problem["detail"] and f"bound to unit {unit}" in problem["detail"]
+    kept = (await national.get(f"{PROPOSALS}/{number}")).json()
+    assert (kept["state"], kept["implemented_version"], len(kept["transitions"])) == ("approved", None, 2)
+    assert (await client.get("/api/v1/procedures/P-1")).json() == catalogue_before
+    assert len((await client.get("/api/v1/procedures/P-1/history")).json()["items"]) == 1
+    # A commune of the district, and one elsewhere, still receive dossiers of the procedure.
+    assert (await received(app, api_key, "A", "11680", "2024-01-02")).status_code == 201
+    assert (await received(app, api_key, "B", "314", "2024-01-02")).status_code == 201
+
+    done = await move(national, number, "implemented")
+    assert done.status_code == 200, done.text
+    assert done.json()["transitions"][-1]["client_name"] == "cuc-kiem-soat-tthc"
+    assert len((await client.get("/api/v1/procedures/P-1/history")).json()["items"]) == 2
+    later = await received(app, api_key, "C", "11680", "2024-01-03")
+    if kind == "abolish":
+        assert later.status_code == 422 and later.json()["errors"][0]["type"] == "procedure_abolished"
+    else:
+        assert later.status_code == 201
+
+
+async def test_a_bound_decider_decides_only_the_proposals_of_its_subtree(
+    app: FastAPI, api_key: KeyFactory, district: AsyncClient, province: AsyncClient
+) -> None:
+    number = (await create(district, proposal("simplify")))["id"]
+    assert (await move(district, number, "submitted")).status_code == 200
+    # A sibling district, and a commune below the proposing district: neither reaches 313's proposal.
+    for unit in ("314", "11680"):
+        headers = await api_key("proposals:decide", unit=unit, name=f"decider-{unit}")
+        async with AsyncClient(
+            transport=ASGITransport(app=app), base_url="http://t", headers=headers
+        ) as other:
+            for to in ("approved", "rejected"):
+                refused = await move(other, number, to)
+                assert refused.status_code == 403, refused.text
+                assert f"bound to unit {unit}" in refused.json()["detail"]
+            assert (await other.get(f"{PROPOSALS}/{number}")).status_code == 404  # reads stay concealed
+    body = (await district.get(f"{PROPOSALS}/{number}")).json()
+    assert (body["state"], len(body["transitions"])) == ("submitted", 1)
+    assert (await move(province, number, "approved")).status_code == 200  # 313 lies in 31's subtree
