@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
-from app.core.db import load_for_update, where_equal
+from app.core.db import load_for_update, take_write_lock, where_equal
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import Principal
@@ -90,20 +90,12 @@ async def receive(
         )
     # The binding before the reference: a bound client cannot learn, or take, another unit's.
     await ensure_reach(session, actor, data.unit_code)
-    if data.external_ref is not None:
-        known = await session.scalar(
-            select(Feedback).where(
-                Feedback.unit_code == data.unit_code, Feedback.external_ref == data.external_ref
-            )
-        )
-        if known is not None:
-            if known.content_hash != digest:
-                raise InvalidInput.for_field(
-                    "body.external_ref",
-                    "This reference was received with other content",
-                    "external_ref_reused",
-                )
-            return known, False
+    # SQLite: the one writer from here on, so the reference is read as it stands (and the savepoint
+    # below nests in a real transaction). PostgreSQL: the unique key settles a race, below.
+    await take_write_lock(session)
+    known = await _by_reference(session, data)
+    if known is not None:
+        return _resent(known, digest), False
     if data.procedure_code is not None and await session.get(Procedure, data.procedure_code) is None:
         raise InvalidInput.for_field(
             "body.procedure_code", f"Procedure {data.procedure_code!r} does not exist", "unknown_reference"
@@ -124,12 +116,40 @@ async def receive(
         info_due_at=_deadline(calendar, received_at, INFO_DAYS),
         answer_due_at=_deadline(calendar, received_at, ANSWER_DAYS),
     )
-    session.add(feedback)
     try:
-        await session.flush()
+        async with session.begin_nested():
+            session.add(feedback)
+            await session.flush()
     except IntegrityError as exc:
-        raise Conflict("The same external reference is being received concurrently; retry") from exc
+        # A concurrent request stored the same reference after our read and committed (PostgreSQL's
+        # unique index waits for the other insert's outcome), so it is visible now: answer as a
+        # resend after it would — the same content is that item, other content a 422.
+        known = await _by_reference(session, data)
+        if known is None:
+            raise Conflict("The same external reference is being received concurrently; retry") from exc
+        return _resent(known, digest), False
     return feedback, True
+
+
+async def _by_reference(session: AsyncSession, data: FeedbackCreate) -> Feedback | None:
+    """The feedback already received under the unit's reference, if any (none without a reference)."""
+    if data.external_ref is None:
+        return None
+    found: Feedback | None = await session.scalar(
+        select(Feedback).where(
+            Feedback.unit_code == data.unit_code, Feedback.external_ref == data.external_ref
+        )
+    )
+    return found
+
+
+def _resent(known: Feedback, digest: str) -> Feedback:
+    """The item a resend names; a reference received with other content is a 422."""
+    if known.content_hash != digest:
+        raise InvalidInput.for_field(
+            "body.external_ref", "This reference was received with other content", "external_ref_reused"
+        )
+    return known
 
 
 async def get_feedback(session: AsyncSession, feedback_id: int, *, for_update: bool = False) -> Feedback:
