@@ -3,21 +3,27 @@
 PostgreSQL cannot store NUL in text, and no field of this API has a use for control characters
 other than tab and line breaks; JSON nested deeper than any real document only costs recursion.
 Such requests are answered 422 before routing, so nothing downstream has to guard against them.
+
+The check must never read the headers differently from the code that parses the body: a request
+may carry several `Content-Type` lines (the application parses by the first), and a CSV cell may
+itself hold JSON. So JSON escapes are looked for in every body but a multipart one, and the raw
+bytes of a body are exempt only when every `Content-Type` it declares is multipart.
 """
 
 import asyncio
 import re
+from collections.abc import Sequence
 from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.asgi import HTTPMiddleware
 from app.core.errors import FieldError, problem_response
+from app.core.text import CONTROL_CHARACTERS
 
 MAX_JSON_DEPTH = 32
 # Control characters other than tab, line feed and carriage return (and DEL), as raw bytes …
-CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL_BYTES = re.compile(CONTROL_CHARACTERS.pattern.encode())
 # … and as JSON escapes, unless the backslash is itself escaped.
 _JSON_CONTROL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F]|7[fF])")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
@@ -44,24 +50,35 @@ def text_without_controls(value: str) -> str:
     return value
 
 
-def body_problem(body: bytes, content_type: bytes, *, per_item: bool = False) -> FieldError | None:
-    """What is wrong with a request body's text, if anything. ``per_item``: a batch whose items
-    check their own text (one bad item must not fail the others)."""
-    if CONTROL_BYTES.search(body) and not content_type.startswith(b"multipart/"):
+def body_problem(
+    body: bytes, content_type: bytes | Sequence[bytes], *, per_item: bool = False
+) -> FieldError | None:
+    """What is wrong with a request body's text, if anything. ``content_type``: every value of the
+    request's `Content-Type` lines. ``per_item``: a batch whose items check their own text (one bad
+    item must not fail the others)."""
+    declared = [content_type] if isinstance(content_type, bytes) else list(content_type)
+    media_types = [value.strip().lower() for value in declared]
+    if media_types and all(value.startswith(b"multipart/") for value in media_types):
+        # File parts may be binary; the one route taking a form inspects its file itself.
+        return None
+    if CONTROL_BYTES.search(body):
         return FieldError(
             field="body", message="The body contains control characters", type="control_character"
         )
-    if b"json" in content_type:
-        if not per_item and _JSON_CONTROL_ESCAPE.search(body):
-            return FieldError(
-                field="body",
-                message="A text contains a control character (e.g. NUL)",
-                type="control_character",
-            )
-        if json_depth(body) > MAX_JSON_DEPTH:
-            return FieldError(
-                field="body", message=f"The JSON nests deeper than {MAX_JSON_DEPTH} levels", type="too_deep"
-            )
+    # Whatever the media type says: a body labelled text/plain may still be parsed as JSON (another
+    # Content-Type line), and the JSON cells of a catalogue CSV are decoded as JSON too.
+    if not per_item and _JSON_CONTROL_ESCAPE.search(body):
+        return FieldError(
+            field="body",
+            message="A text contains a control character (e.g. NUL)",
+            type="control_character",
+        )
+    # Depth only where JSON may be parsed: a CSV may hold unbalanced brackets in as many cells as it likes.
+    may_be_json = not media_types or any(b"json" in value for value in media_types)
+    if may_be_json and json_depth(body) > MAX_JSON_DEPTH:
+        return FieldError(
+            field="body", message=f"The JSON nests deeper than {MAX_JSON_DEPTH} levels", type="too_deep"
+        )
     return None
 
 
@@ -120,8 +137,9 @@ class TextHygieneMiddleware(HTTPMiddleware):
             await response(scope, receive, send)
             return
         body = b"".join(chunks)
-        content_type = dict(scope["headers"]).get(b"content-type", b"").lower()
-        problem = body_problem(body, content_type, per_item=scope["path"] in self.per_item_paths)
+        # Every Content-Type line, not one of them: dict() would keep the last, the parser reads the first.
+        content_types = [value for name, value in scope["headers"] if name.lower() == b"content-type"]
+        problem = body_problem(body, content_types, per_item=scope["path"] in self.per_item_paths)
         if problem is not None:
             await _refuse(problem, scope, receive, send)
             return

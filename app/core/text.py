@@ -1,9 +1,13 @@
-"""Vietnamese text folding for case- and accent-insensitive search."""
+"""Vietnamese text folding for case- and accent-insensitive search, and text fit to print."""
 
 import re
 import unicodedata
 
 _SPACES = re.compile(r"\s+")
+# Control characters other than tab, line feed and carriage return, and DEL: no field has a use
+# for them, PostgreSQL cannot store NUL, and XML (so XLSX) cannot hold most of the others.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+REPLACEMENT_CHARACTER = "\ufffd"
 
 
 def fold(text: str) -> str:
@@ -16,3 +20,12 @@ def fold(text: str) -> str:
 def like_escape(term: str) -> str:
     """Escape LIKE wildcards so user input matches literally (use with ``escape='\\\\'``)."""
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def printable(text: str) -> str:
+    """The text with each control character replaced by U+FFFD, for exports of stored text.
+
+    The edge refuses control characters, but rows written before it did, or by hand, may hold them;
+    an export must not fail on them (openpyxl refuses them outright), nor pass them to a reader.
+    Replaced rather than dropped, so the damage stays visible and words are not run together."""
+    return CONTROL_CHARACTERS.sub(REPLACEMENT_CHARACTER, text)

@@ -1,5 +1,6 @@
 """Numbers, periods and names written the way Vietnamese administrative reports print them."""
 
+import re
 from datetime import date, timedelta
 
 from app.calendar.periods import Period
@@ -7,6 +8,10 @@ from app.calendar.periods import Period
 LEVEL_NAMES = {"province": "cấp tỉnh", "district": "cấp huyện", "commune": "cấp xã"}
 LEVEL_ORDER = ("province", "district", "commune")
 ROMAN_QUARTERS = {1: "I", 2: "II", 3: "III", 4: "IV"}
+_LINE_BREAKS = re.compile(r"[\t\n\r]+")
+# What makes inline Markdown (CommonMark and GitHub's tables and strikethrough) of plain text:
+# emphasis, code, links and images (`!` needs a `[`), table cells, entity references, escapes.
+_MARKDOWN_SPECIALS = re.compile(r"[\\`*_\[\]|~&]")
 
 
 def number(value: int) -> str:
@@ -49,3 +54,14 @@ def quarter_label(label: str) -> str:
     """A short axis label: ``2023-Q3`` → ``Q3/2023``."""
     year, _, part = label.partition("-")
     return f"{part}/{year}" if part else year
+
+
+def markdown_text(text: str) -> str:
+    """Text printed in a Markdown heading or sentence exactly as it reads, whatever it contains.
+
+    On one line, so nothing in it starts a block of its own (a heading, a list, a quote); Markdown
+    punctuation escaped with a backslash; ``<`` and ``>`` as entity references, so no HTML tag (a
+    ``<script>``) is left in the text, not even in renderers without backslash escapes for them.
+    """
+    escaped = _MARKDOWN_SPECIALS.sub(lambda special: "\\" + special[0], _LINE_BREAKS.sub(" ", text))
+    return escaped.replace("<", "&lt;").replace(">", "&gt;")

@@ -1,6 +1,8 @@
 """The reform report as Markdown, HTML (with inline SVG charts) and an XLSX workbook."""
 
+import dataclasses
 import io
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -10,6 +12,7 @@ from openpyxl.styles import Font
 
 from app.calendar.periods import Scheme
 from app.core.export import safe_row
+from app.core.text import printable
 from app.reports import formatting
 from app.reports.charts import Chart, bar_chart
 from app.reports.service import ReformReport
@@ -43,6 +46,20 @@ def _environment(html: bool) -> Environment:
     return environment
 
 
+def _with_texts(report: ReformReport, write: Callable[[str], str]) -> ReformReport:
+    """The report with its stored texts (the unit's code and name, the sectors' names) passed through
+    ``write``; everything else in it is the report's own wording."""
+    return dataclasses.replace(
+        report,
+        unit_code=write(report.unit_code),
+        unit_name=write(report.unit_name),
+        proposals=[
+            dataclasses.replace(item, by_sector=[(write(name), n) for name, n in item.by_sector])
+            for item in report.proposals
+        ],
+    )
+
+
 def _context(report: ReformReport) -> dict[str, Any]:
     return {
         "report": report,
@@ -72,12 +89,18 @@ def charts(report: ReformReport) -> list[Chart]:
 
 
 def markdown(report: ReformReport) -> str:
-    return _environment(html=False).get_template("reform.md.j2").render(_context(report))
+    # Names are the users' text: printed as they read, never as Markdown or HTML of their own.
+    printed = _with_texts(report, lambda text: formatting.markdown_text(printable(text)))
+    return _environment(html=False).get_template("reform.md.j2").render(_context(printed))
 
 
 def html(report: ReformReport) -> str:
+    # The templates escape (autoescape); control characters have no place in a page either.
+    printed = _with_texts(report, printable)
     return (
-        _environment(html=True).get_template("reform.html.j2").render(_context(report), charts=charts(report))
+        _environment(html=True)
+        .get_template("reform.html.j2")
+        .render(_context(printed), charts=charts(printed))
     )
 
 
@@ -156,12 +179,18 @@ def xlsx(report: ReformReport) -> bytes:
     return buffer.getvalue()
 
 
+def _cells(values: list[Any]) -> list[Any]:
+    # openpyxl raises on control characters (XML cannot hold them): stored text must not break the
+    # workbook. Replaced before the formula check, which then sees the text as it will be read.
+    return safe_row([printable(value) if isinstance(value, str) else value for value in values])
+
+
 def _table(sheet: Any, headers: list[str], rows: list[list[Any]]) -> None:
-    sheet.append(safe_row(headers))
+    sheet.append(_cells(headers))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in rows:
-        sheet.append(safe_row(row))
+        sheet.append(_cells(row))
         for cell in sheet[sheet.max_row]:
             if isinstance(cell.value, str):
                 cell.data_type = "s"  # text stays text, whatever it starts with
