@@ -8,7 +8,7 @@ from typing import Any
 
 from app.calendar.working_time import TimeUnit
 from app.core.errors import FieldError
-from app.core.export import safe_row, unquote_cell
+from app.core.export import FORMULA_STARTS
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.procedures.schemas import ProcedureRead
 
@@ -35,7 +35,31 @@ CSV_COLUMNS = (
 )
 _LIST_COLUMNS = ("levels", "channels")
 _JSON_COLUMNS = ("fees", "required_documents", "results", "legal_basis")
+# Free text whose schema keeps surrounding whitespace: its cell is taken as written, so that an
+# export imports back to the same text (other cells are trimmed, for hand-edited files).
+_VERBATIM_COLUMNS = ("description",)
 BOM = "\ufeff"
+
+
+def export_cell(value: str) -> str:
+    """The cell of a text: one a spreadsheet cannot run as a formula, and that imports back to
+    exactly the text.
+
+    A text starting with a formula start gets a leading apostrophe (OWASP, as
+    ``app.core.export.safe_cell``), and the import takes one away. A text that already starts with
+    apostrophes before a formula start (``'=1+1``) gets one more too, so the apostrophe the import
+    takes away is always one the export added; any other text is its own cell.
+    """
+    if value.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def import_cell(cell: str) -> str:
+    """The text an exported cell stands for: the inverse of ``export_cell``."""
+    if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
 
 
 def _number(value: float) -> int | float:
@@ -61,7 +85,10 @@ def procedure_to_row(procedure: ProcedureRead) -> dict[str, str]:
 
 def row_to_object(row: dict[str, str | None], number: int) -> dict[str, Any] | FieldError:
     """A CSV row as the object the API takes; a cell that is not even readable gives an error."""
-    values = {key.strip(): unquote_cell((value or "").strip()) for key, value in row.items() if key}
+    values = {
+        name: import_cell(text if name in _VERBATIM_COLUMNS else text.strip())
+        for name, text in ((key.strip(), value or "") for key, value in row.items() if key)
+    }
     obj: dict[str, Any] = {}
     for column, value in values.items():
         if column in ("processing_time_value", "processing_time_unit"):
@@ -96,7 +123,9 @@ def row_to_object(row: dict[str, str | None], number: int) -> dict[str, Any] | F
     return obj
 
 
-def read_csv(text: str) -> list[dict[str, Any] | FieldError]:
+def read_csv(text: str, max_rows: int) -> list[dict[str, Any] | FieldError]:
+    """The rows of the file as objects (or errors), read no further than ``max_rows`` + 1 rows:
+    a file with too many is refused for its size, whatever the rows beyond hold."""
     reader = csv.DictReader(io.StringIO(text.removeprefix(BOM)))
     missing = {"code", "name"} - set(reader.fieldnames or ())
     if missing:
@@ -107,6 +136,8 @@ def read_csv(text: str) -> list[dict[str, Any] | FieldError]:
     try:
         for number, row in enumerate(reader, start=1):
             rows.append(row_to_object(row, number))
+            if number > max_rows:
+                break
     except csv.Error as exc:  # a cell over the csv module's field size limit (128 KiB), say
         rows.append(
             FieldError(field="body", message=f"Unreadable CSV: {exc}", type="csv_invalid", row=len(rows) + 1)
@@ -117,9 +148,8 @@ def read_csv(text: str) -> list[dict[str, Any] | FieldError]:
 def _csv_line(values: list[str] | dict[str, str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(
-        safe_row(values if isinstance(values, list) else [values[column] for column in CSV_COLUMNS])
-    )
+    cells = values if isinstance(values, list) else [values[column] for column in CSV_COLUMNS]
+    writer.writerow([export_cell(cell) for cell in cells])
     return buffer.getvalue()
 
 

@@ -1,9 +1,12 @@
 """The bulk import of procedures (from a JSON array or a CSV file): every row or none.
 
 Phases: parse the rows into procedures, resolve what they refer to (sectors, the procedures they
-change), refuse the whole import if any row is wrong, then write.
+change), refuse the whole import if any row is wrong, then write. Parsing and building what is
+written take a second or so for the largest import: they run in a worker thread, so the event loop
+keeps serving other requests meanwhile.
 """
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -50,7 +53,7 @@ async def import_procedures(
     versions written.
     """
     _check_size(rows)
-    parsed = _parse(rows)
+    parsed = await asyncio.to_thread(_parse, rows)
     unreadable = [row for row in rows if isinstance(row, FieldError)]
     errors = [*unreadable, *parsed.errors, *await _unknown_sectors(session, parsed.rows)]
     existing = await _existing(session, [row.data.code for row in parsed.rows])
@@ -159,26 +162,39 @@ async def _write(
     actor: Principal | None,
 ) -> tuple[ImportResult, list[ProcedureVersion]]:
     """Create the new procedures and move the changed ones to a new version in force ``today``."""
-    result = ImportResult()
-    new_procedures: list[Procedure] = []
-    versions: list[ProcedureVersion] = []
+    # The session is not used while the thread runs (this coroutine waits for it), and nothing the
+    # thread touches is loaded lazily: `existing` holds every column, and autoflush is off.
+    planned = await asyncio.to_thread(_plan, rows, existing, today, actor)
+    session.add_all(planned.new_procedures)
+    await session.flush()
+    session.add_all(planned.versions)
+    await session.flush()
+    return planned.result, planned.versions
+
+
+@dataclass
+class _Planned:
+    result: ImportResult
+    new_procedures: list[Procedure]
+    versions: list[ProcedureVersion]
+
+
+def _plan(rows: list[_Row], existing: dict[str, Procedure], today: date, actor: Principal | None) -> _Planned:
+    """The new procedures, and the changed ones moved to their new version, with the versions."""
+    planned = _Planned(ImportResult(), [], [])
     for row in rows:
         current = existing.get(row.data.code)
         if current is None:
             procedure, version = new_procedure(row.data, actor)
-            new_procedures.append(procedure)
-            versions.append(version)
-            result.created += 1
+            planned.new_procedures.append(procedure)
+            planned.versions.append(version)
+            planned.result.created += 1
             continue
         fields = ProcedureFields.model_validate(row.data.model_dump(exclude={"code"}))
         changed = next_version(current, fields, today, actor)
         if changed is None:
-            result.unchanged += 1
+            planned.result.unchanged += 1
         else:
-            versions.append(changed)
-            result.updated += 1
-    session.add_all(new_procedures)
-    await session.flush()
-    session.add_all(versions)
-    await session.flush()
-    return result, versions
+            planned.versions.append(changed)
+            planned.result.updated += 1
+    return planned

@@ -1,10 +1,14 @@
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import UploadFile
+from starlette.types import Message, Send
 
 from app.clients.deps import require
 from app.core.audit import record, record_many
@@ -33,6 +37,8 @@ sectors_router = APIRouter(prefix="/api/v1/sectors", tags=["catalogue"], route_c
 procedures_router = APIRouter(
     prefix="/api/v1/procedures", tags=["catalogue"], route_class=AnonymousStandbyReads
 )
+
+logger = logging.getLogger("tthc.procedures")
 
 CatalogueWriter = Annotated[Principal, require(Scope.catalogue_write)]
 JSON_LD = "application/ld+json"
@@ -173,25 +179,99 @@ async def list_procedures(session: SessionDep, page: PageDep, filters: FiltersDe
 async def export_procedures(
     request: Request, filters: FiltersDep, format: Literal["csv", "json"] = "csv"
 ) -> StreamingResponse:
-    sessionmaker = request.app.state.sessionmaker
-
-    async def chunks() -> AsyncIterator[list[ProcedureRead]]:
-        # The response outlives the request's session, so the stream reads with its own.
-        async with sessionmaker() as session:
-            async for chunk in search.procedure_chunks(session, filters):
-                yield chunk
-
+    chunks = _chunks_apart(request.app.state.sessionmaker, filters)
+    # Read before the answer starts, so that a database out of reach is a 503 problem, not a cut.
+    first = await anext(chunks, None)
     if format == "csv":
-        return StreamingResponse(
-            exchange.csv_stream(chunks()),
+        return PacedStreamingResponse(
+            exchange.csv_stream(_starting_with(first, chunks)),
+            send_timeout=EXPORT_SEND_TIMEOUT,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="procedures.csv"'},
         )
-    return StreamingResponse(
-        exchange.json_stream(chunks()),
+    return PacedStreamingResponse(
+        exchange.json_stream(_starting_with(first, chunks)),
+        send_timeout=EXPORT_SEND_TIMEOUT,
         media_type="application/json",
         headers={"Content-Disposition": 'attachment; filename="procedures.json"'},
     )
+
+
+async def _chunks_apart(
+    sessionmaker: async_sessionmaker[AsyncSession], filters: search.ProcedureFilters
+) -> AsyncIterator[list[ProcedureRead]]:
+    """The export's chunks, each read in a transaction of its own that ends before it is sent.
+
+    The answer outlives the request's session, and its client may read slowly or not at all: a
+    transaction (and the pooled connection under it) held across the sending would be held as long
+    as the client likes. The commit only gives the connection back; the session's objects stay
+    loaded (``expire_on_commit=False``), which the next chunk's query starts from.
+    """
+    async with sessionmaker() as session:
+        async for chunk in search.procedure_chunks(session, filters):
+            await session.commit()
+            yield chunk
+
+
+async def _starting_with(
+    first: list[ProcedureRead] | None, rest: AsyncIterator[list[ProcedureRead]]
+) -> AsyncIterator[list[ProcedureRead]]:
+    if first is None:
+        return
+    yield first
+    async for chunk in rest:
+        yield chunk
+
+
+EXPORT_SEND_TIMEOUT = 30.0
+"""Seconds a streamed export gives its client to take each piece of at most ``_PIECE`` bytes: a
+client that stops reading is cut within this long of the buffers filling; one that keeps reading
+8 KB a second or more never is."""
+_PIECE = 64 * 1024
+
+
+class _ClientStoppedReading(Exception):
+    pass
+
+
+class PacedStreamingResponse(StreamingResponse):
+    """A streamed answer sent in pieces of at most 64 KiB, each of which the client must take
+    within ``send_timeout`` seconds; a client that stops reading is cut off.
+
+    Cut off means the connection is closed before the end of the body (the server logs that the
+    answer was not completed): the client sees a truncated transfer, never a file that looks
+    whole.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        *,
+        send_timeout: float,
+        media_type: str,
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(_pieces(content), media_type=media_type, headers=headers)
+        self.send_timeout = send_timeout
+
+    async def stream_response(self, send: Send) -> None:
+        async def bounded(message: Message) -> None:
+            try:
+                async with asyncio.timeout(self.send_timeout):
+                    await send(message)
+            except TimeoutError as exc:
+                raise _ClientStoppedReading from exc
+
+        try:
+            await super().stream_response(bounded)
+        except _ClientStoppedReading:
+            logger.warning("streamed answer cut: the client took nothing for %s s", self.send_timeout)
+
+
+async def _pieces(content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for block in content:
+        for start in range(0, len(block), _PIECE):
+            yield block[start : start + _PIECE]
 
 
 _IMPORT_BODY = {
@@ -230,6 +310,11 @@ async def _uploaded_rows(request: Request) -> list[dict[str, Any] | Any]:
         is_json = media_type == "application/json"
     else:
         raise UnsupportedMediaType("Send the catalogue as application/json, text/csv or multipart/form-data")
+    # Up to the body limit of text, read in a worker thread: the event loop keeps serving others.
+    return await asyncio.to_thread(_rows_of, raw, is_json)
+
+
+def _rows_of(raw: bytes, is_json: bool) -> list[dict[str, Any] | Any]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -239,7 +324,7 @@ async def _uploaded_rows(request: Request) -> list[dict[str, Any] | Any]:
     if problem is not None:
         raise InvalidInput(problem.message, errors=[problem])
     if not is_json:
-        return list(exchange.read_csv(text))
+        return exchange.read_csv(text, max_rows=importing.MAX_IMPORT_ROWS)
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as exc:
