@@ -14,7 +14,7 @@ from app.clients.deps import require
 from app.core.audit import record, record_many
 from app.core.bounds import Day
 from app.core.db import SessionDep
-from app.core.errors import InvalidInput, UnsupportedMediaType, problem_responses
+from app.core.errors import Forbidden, InvalidInput, UnsupportedMediaType, problem_responses
 from app.core.http_caching import cached_json, require_match
 from app.core.hygiene import body_problem
 from app.core.pagination import Page, PageDep
@@ -40,7 +40,17 @@ procedures_router = APIRouter(
 
 logger = logging.getLogger("tthc.procedures")
 
-CatalogueWriter = Annotated[Principal, require(Scope.catalogue_write)]
+
+async def _national_writer(writer: Annotated[Principal, require(Scope.catalogue_write)]) -> Principal:
+    """The catalogue is national (SPEC §7): a client bound to a unit may not change it for the country."""
+    if writer.unit_code is not None:
+        raise Forbidden(
+            f"The catalogue is national: this client is bound to unit {writer.unit_code} and cannot change it"
+        )
+    return writer
+
+
+CatalogueWriter = Annotated[Principal, Depends(_national_writer)]
 JSON_LD = "application/ld+json"
 _ETAG = {"ETag": {"description": "Entity tag of the representation", "schema": {"type": "string"}}}
 _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not Modified"}}
