@@ -1,17 +1,24 @@
 """Engine, sessions and the declarative base shared by every domain."""
 
+import asyncio
 import json
+import random
+import re
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
 from operator import itemgetter
 from typing import Annotated, Any, TypeVar, TypeVarTuple
 
 import asyncpg
 from fastapi import Depends, Path, Request
 from sqlalchemy import JSON, Select, Table, event, insert, text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
 
 from app.core.config import Settings
 from app.core.data_version import bump_version
@@ -21,20 +28,41 @@ _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+# Without a command timeout (the CLI), a write waits this long for another process's.
+_SQLITE_BUSY_MS = 5000
+
+
+def _sqlite_pragmas(busy_ms: int) -> Any:
+    def pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.close()
+
+    return pragmas
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, echo=settings.database_echo)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        bound = settings.database_command_timeout
+        busy_ms = _SQLITE_BUSY_MS if bound is None else max(1, round(bound * 1000))
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_ms))
+        if bound is not None:
+            _take_turns_to_write(engine.sync_engine, bound, busy_ms)
         return engine
-    return create_async_engine(
+    bound = settings.database_command_timeout
+    connect_args: dict[str, Any] = {
+        "timeout": settings.database_connect_timeout,
+        "command_timeout": bound,
+    }
+    pool_timeout = settings.database_pool_timeout
+    if bound is not None:
+        connect_args["connection_class"] = _BoundedConnection
+        # The wait for a pooled connection is part of the first statement's wait.
+        pool_timeout = min(pool_timeout, bound)
+    engine = create_async_engine(
         settings.database_url,
         echo=settings.database_echo,
         pool_size=settings.database_pool_size,
@@ -42,12 +70,220 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # A dead connection is found and replaced at checkout, so the service recovers by itself
         # after a database restart; the timeouts turn an outage into quick 503s instead of hangs.
         pool_pre_ping=True,
-        pool_timeout=settings.database_pool_timeout,
-        connect_args={
-            "timeout": settings.database_connect_timeout,
-            "command_timeout": settings.database_command_timeout,
-        },
+        pool_timeout=pool_timeout,
+        connect_args=connect_args,
+        **({} if bound is None else {"poolclass": _bounded_pool(bound)}),
     )
+    if bound is not None:
+        _bound_waits(engine.sync_engine, bound, settings.database_connect_timeout)
+    return engine
+
+
+# A request never waits longer than TTHC_DATABASE_COMMAND_TIMEOUT for PostgreSQL to answer. Each
+# step has a timeout of its own (the pool's, asyncpg's connect and command timeouts, SQLAlchemy's
+# 2 s graceful close of a failed connection), and added up they were twice the bound: the wait
+# for a pooled connection then the statement, or a pre-ping then the close of its connection. So
+# the steps of one wait share a deadline, a ``_Wait``: a checkout (pool, connect, pre-ping) and the
+# statement that asked for it; one statement (BEGIN, prepare, fetch) or COPY; a COMMIT; and with
+# each, the ROLLBACK and the close of a connection that failed in it. An answer ends the wait, so
+# time spent between statements (Python work) never counts.
+
+
+class _Wait:
+    __slots__ = ("checkout", "deadline")
+
+    def __init__(self, seconds: float, *, checkout: bool = False) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.checkout = checkout
+        """Begun by a checkout: the statement that asked for the connection continues it."""
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+# Per task: SQLAlchemy runs its synchronous side in greenlets that share the task's context.
+_waiting: ContextVar[_Wait | None] = ContextVar("database_wait", default=None)
+
+
+def _begin_wait(seconds: float) -> None:
+    wait = _waiting.get()
+    if wait is not None and wait.checkout:
+        wait.checkout = False
+    else:
+        _waiting.set(_Wait(seconds))
+
+
+def _answered(*_args: Any) -> None:
+    _waiting.set(None)
+
+
+# asyncpg reads a command's timeout from the connection's ``_config`` on every wait (commands,
+# pre-ping, BEGIN, COMMIT, ROLLBACK, COPY): the one place all of them can be given the deadline.
+_CONFIG_SLOT: Any = asyncpg.Connection._config
+
+
+class _BoundedConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no types
+    """asyncpg's connection, whose waits end with the current ``_Wait``."""
+
+    @property
+    def _config(self) -> Any:
+        config = _CONFIG_SLOT.__get__(self, type(self))
+        wait = _waiting.get()
+        if wait is None:
+            return config
+        # Never 0 or less: asyncpg reads that as "no timeout" in places.
+        return config._replace(command_timeout=max(wait.remaining(), 0.001))
+
+    @_config.setter
+    def _config(self, value: Any) -> None:
+        _CONFIG_SLOT.__set__(self, value)
+
+    def begin_wait(self) -> None:
+        """A wait for a command sent past SQLAlchemy (COPY)."""
+        _begin_wait(_CONFIG_SLOT.__get__(self, type(self)).command_timeout)
+
+    async def close(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncpg's signature)
+        # SQLAlchemy closes a failed connection gracefully, waiting up to 2 s for a server that
+        # may be the reason it failed: within the deadline, or not at all.
+        wait = _waiting.get()
+        if wait is not None and timeout is not None:
+            timeout = min(timeout, wait.remaining())
+            if timeout <= 0:
+                self.terminate()
+                return
+        await super().close(timeout=timeout)
+
+
+def _bounded_pool(seconds: float) -> type[AsyncAdaptedQueuePool]:
+    class BoundedPool(AsyncAdaptedQueuePool):
+        """Starts the wait when a connection is asked for: pool wait, connect and pre-ping are in it."""
+
+        def connect(self) -> PoolProxiedConnection:
+            _waiting.set(_Wait(seconds, checkout=True))
+            try:
+                return super().connect()
+            except BaseException:
+                _waiting.set(None)
+                raise
+
+    return BoundedPool
+
+
+def _bound_waits(engine: Engine, seconds: float, connect_timeout: float) -> None:
+    def statement(*_args: Any) -> None:
+        _begin_wait(seconds)
+
+    def failed(context: ExceptionContext) -> None:
+        # A connection that failed is closed within what is left of the wait; one that only
+        # refused a statement (a constraint, a conflict) answered, and carries on.
+        if not context.is_disconnect:
+            _waiting.set(None)
+
+    def committing(*_args: Any) -> None:
+        _waiting.set(_Wait(seconds))
+
+    def rolling_back(*_args: Any) -> None:
+        # Right after a failure that got no answer, the rollback is part of the same wait.
+        if _waiting.get() is None:
+            _waiting.set(_Wait(seconds))
+
+    def connecting(
+        _dialect: Dialect, _record: ConnectionPoolEntry, _args: Any, cparams: dict[str, Any]
+    ) -> None:
+        wait = _waiting.get()
+        if wait is not None:
+            cparams["timeout"] = max(min(connect_timeout, wait.remaining()), 0.001)
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "after_cursor_execute", _answered)
+    event.listen(engine, "handle_error", failed)
+    event.listen(engine, "commit", committing)
+    event.listen(engine, "rollback", rolling_back)
+    event.listen(engine, "do_connect", connecting)
+    event.listen(engine, "checkin", _answered)
+
+
+# SQLite has one writer at a time, and its busy handler lets the others poll for the lock, every
+# 100 ms once they have waited a little: under steady writes a writer can miss every turn until
+# its timeout runs out (issue 27: 2 of 398 writes from 16 writers were 503 "database is locked").
+# So the writers of this process queue for their turn, first come first served, and the one whose
+# turn it is takes the lock itself (BEGIN IMMEDIATE), retrying every few milliseconds against
+# other processes' writers; the whole wait is bounded by the command timeout (a 503 beyond it).
+_TURN = "sqlite_write_turn"
+_WRITES = re.compile(r"\s*(?:WITH\b.*?\)\s*)?(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE | re.DOTALL)
+
+
+class _WriteTurns:
+    def __init__(self, bound: float, busy_ms: int) -> None:
+        self.bound = bound
+        self.busy_ms = busy_ms
+        self.queue = asyncio.Lock()  # wakes its waiters in arrival order
+
+    async def take(self, driver: Any) -> None:
+        """Wait for this process's turn, then for SQLite's write lock (``driver``: aiosqlite's)."""
+        deadline = time.monotonic() + self.bound
+        try:
+            async with asyncio.timeout(self.bound):
+                await self.queue.acquire()
+        except TimeoutError:
+            raise TimeoutError(f"no turn to write to SQLite within {self.bound} s") from None
+        try:
+            if not driver.in_transaction:
+                await self._lock(driver, deadline)
+        except BaseException:
+            self.queue.release()
+            raise
+
+    async def _lock(self, driver: Any, deadline: float) -> None:
+        # SQLite's own polling is what starved writers: here it fails at once, and the retry
+        # comes after a few milliseconds, with jitter so that two processes do not stay in step.
+        await _run(driver, "PRAGMA busy_timeout=0")
+        try:
+            while True:
+                try:
+                    await _run(driver, "BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                        raise
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"SQLite's write lock not free within {self.bound} s")
+                await asyncio.sleep(random.uniform(0.001, 0.005))
+        finally:
+            await _run(driver, f"PRAGMA busy_timeout={self.busy_ms}")
+
+    def release(self, info: dict[Any, Any]) -> None:
+        if info.pop(_TURN, None) is not None:
+            self.queue.release()
+
+
+async def _run(driver: Any, statement: str) -> None:
+    cursor = await driver.execute(statement)
+    await cursor.close()
+
+
+def _take_turns_to_write(engine: Engine, bound: float, busy_ms: int) -> None:
+    turns = _WriteTurns(bound, busy_ms)
+
+    def writing(connection: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if _TURN in connection.info or not _WRITES.match(statement):
+            return
+        dbapi_connection = connection.connection.dbapi_connection
+        assert dbapi_connection is not None
+        dbapi_connection.run_async(turns.take)
+        connection.info[_TURN] = True
+
+    def ended(connection: Connection) -> None:
+        turns.release(connection.info)
+
+    def returned(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        turns.release(record.info)
+
+    event.listen(engine, "before_cursor_execute", writing)
+    # Before SQLite's COMMIT: the next writer's first try may find it still running, and retries.
+    event.listen(engine, "commit", ended)
+    event.listen(engine, "rollback", ended)
+    event.listen(engine, "checkin", returned)
 
 
 class RoutingSession(Session):
@@ -176,8 +412,13 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
+    # Not isinstance: asyncpg's metaclass makes every connection an instance of every subclass.
+    if type(driver) is _BoundedConnection:
+        driver.begin_wait()
     try:
         await driver.copy_records_to_table(table.name, records=records, columns=columns)
     except asyncpg.UniqueViolationError as exc:
+        _answered()
         # Raised by the driver itself here: make it the error every caller already handles.
         raise IntegrityError(f"COPY INTO {table.name}", None, exc) from exc
+    _answered()

@@ -3,11 +3,12 @@
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
@@ -23,22 +24,27 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Probes and scrapers must never be throttled.
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
+_R = TypeVar("_R")
+
 
 class RateLimiter:
-    """Fixed-window counters, in this process or — with ``TTHC_REDIS_URL`` — shared in Redis."""
+    """Fixed-window counters, in this process or — with ``TTHC_REDIS_URL`` — shared in Redis.
+
+    While Redis cannot be reached, this process counts on its own (as without Redis): a limit
+    held by each worker instead of by all of them together, never no limit at all. The PIN
+    protections (``pin_attempt``) must hold through an outage of the counters' store.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.storage: Storage
+        self._local = FixedWindowRateLimiter(MemoryStorage())
+        self._shared: FixedWindowRateLimiter | None = None
         if settings.redis_url:
             uri = settings.redis_url.replace("redis://", "async+redis://", 1)
             # Short timeouts: an unresponsive Redis must cost a request a fraction of a second.
-            self.storage = RedisStorage(
+            storage = RedisStorage(
                 uri, implementation="redispy", socket_timeout=0.25, socket_connect_timeout=0.25
             )
-        else:
-            self.storage = MemoryStorage()
-        self.shared = settings.redis_url is not None
-        self._strategy = FixedWindowRateLimiter(self.storage)
+            self._shared = FixedWindowRateLimiter(storage)
         self.rules: dict[str, RateLimitItem | None] = {
             "ip:read": _rule(settings.rate_limit_ip_reads),
             "ip:write": _rule(settings.rate_limit_ip_writes),
@@ -47,67 +53,74 @@ class RateLimiter:
             "lookup:read": _rule(settings.rate_limit_lookup),
             "pin-failures:read": _rule(settings.pin_failures_per_dossier),
         }
-        # While the storage is unreachable, requests pass unthrottled until this instant, and
-        # the outage is logged once, not once per request.
+        # While Redis is unreachable, it is not asked again until this instant (each request would
+        # otherwise pay its timeout), and the outage is logged once, not once per request.
         self._down_until = 0.0
         self._down = False
 
     async def hit(self, kind: str, method: str, identity: str) -> None:
-        """Count one request of ``identity``; raise 429 when its window is used up.
-
-        A limiter that cannot reach Redis lets the request through: throttling is a safeguard, and
-        losing it must not take the service down.
-        """
+        """Count one request of ``identity``; raise 429 when its window is used up."""
         name = f"{kind}:{'read' if method in READ_METHODS else 'write'}"
-        rule = self.rules[name]
-        if rule is None or time.monotonic() < self._down_until:
-            return
-        try:
-            if await self._strategy.hit(rule, name, identity):
-                self._recovered()
-                return
-            reset_at, _remaining = await self._strategy.get_window_stats(rule, name, identity)
-        except Exception as exc:
-            self._unavailable(exc)
-            return
-        raise TooManyRequests(max(1, math.ceil(reset_at - time.time())))
+        await self._check(name, identity, count=True)
 
     async def refuse_if_locked(self, kind: str, identity: str) -> None:
         """429 when ``identity`` has used up its allowance of failures (e.g. wrong PINs on a dossier)."""
-        rule = self.rules[f"{kind}:read"]
-        if rule is None or time.monotonic() < self._down_until:
-            return
-        try:
-            if await self._strategy.test(rule, f"{kind}:read", identity):
-                return
-            reset_at, _remaining = await self._strategy.get_window_stats(rule, f"{kind}:read", identity)
-        except Exception as exc:
-            self._unavailable(exc)
-            return
-        raise TooManyRequests(max(1, math.ceil(reset_at - time.time())))
+        await self._check(f"{kind}:read", identity, count=False)
 
     async def count_failure(self, kind: str, identity: str) -> None:
-        rule = self.rules[f"{kind}:read"]
-        if rule is None or time.monotonic() < self._down_until:
+        name = f"{kind}:read"
+        rule = self.rules[name]
+        if rule is not None:
+            await self._counted(lambda strategy: strategy.hit(rule, name, identity))
+
+    async def _check(self, name: str, identity: str, *, count: bool) -> None:
+        rule = self.rules[name]
+        if rule is None:
             return
-        try:
-            await self._strategy.hit(rule, f"{kind}:read", identity)
-        except Exception as exc:
-            self._unavailable(exc)
+        reset_at = await self._counted(
+            lambda strategy: _refused_until(strategy, rule, name, identity, count=count)
+        )
+        if reset_at is not None:
+            raise TooManyRequests(max(1, math.ceil(reset_at - time.time())))
+
+    async def _counted(self, use: Callable[[FixedWindowRateLimiter], Awaitable[_R]]) -> _R:
+        """``use`` on Redis's counters, or on this process's while Redis cannot be reached."""
+        if self._shared is not None and time.monotonic() >= self._down_until:
+            try:
+                result = await use(self._shared)
+            except Exception as exc:
+                self._unavailable(exc)
+            else:
+                self._recovered()
+                return result
+        return await use(self._local)
 
     def _unavailable(self, exc: Exception) -> None:
-        # Throttling is a safeguard: losing it must not take the service down, nor slow it.
         self._down_until = time.monotonic() + 5
         if not self._down:
             self._down = True
             logger.warning(
-                "rate limiter unavailable (%s: %s); requests pass unthrottled", type(exc).__name__, exc
+                "rate limiter's Redis unavailable (%s: %s); this process counts on its own until it is back",
+                type(exc).__name__,
+                exc,
             )
 
     def _recovered(self) -> None:
         if self._down:
             self._down = False
-            logger.warning("rate limiter available again")
+            logger.warning("rate limiter's Redis available again; counting shared by every process")
+
+
+async def _refused_until(
+    strategy: FixedWindowRateLimiter, rule: RateLimitItem, name: str, identity: str, *, count: bool
+) -> float | None:
+    """When ``identity``'s window of ``rule`` ends if it is used up (counting this request when
+    ``count``), else None."""
+    allowed = await (strategy.hit if count else strategy.test)(rule, name, identity)
+    if allowed:
+        return None
+    reset_at, _remaining = await strategy.get_window_stats(rule, name, identity)
+    return reset_at
 
 
 def _rule(value: str) -> RateLimitItem | None:

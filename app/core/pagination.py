@@ -12,7 +12,7 @@ from typing import Annotated, Any, Generic, TypeVar, TypeVarTuple
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Row, Select, and_, or_
+from sqlalchemy import BigInteger, ColumnElement, Integer, Row, Select, SmallInteger, String, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
@@ -78,7 +78,34 @@ def decode_cursor(cursor: str) -> list[Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _foreign() from exc
-    if not isinstance(value, list):
+    # Signed is not enough: whoever knows the key (the development default is in the source) signs
+    # anything. A sort key is codes, names, ids and ranks: whole numbers and text, nothing else.
+    if not isinstance(value, list) or not all(_scalar(item) for item in value):
+        raise _foreign()
+    return value
+
+
+def _scalar(value: object) -> bool:
+    if isinstance(value, str):
+        return _storable(value)
+    return type(value) is int  # bool is an int subclass, and never a sort key
+
+
+def _storable(text: str) -> bool:
+    """Text every backend can take as a parameter: no NUL (PostgreSQL refuses it in text), and no
+    lone surrogate (JSON's `\\ud800` decodes to one, which no driver can encode)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def cursor_int(value: object, low: int = 0, high: int = 2**31 - 1) -> int:
+    """A whole number of a cursor outside the sort columns (a search rank): ``low``–``high``, or 422."""
+    if type(value) is not int or not low <= value <= high:
         raise _foreign()
     return value
 
@@ -108,7 +135,7 @@ class SortKey:
     def after(self, values: Sequence[Any]) -> ColumnElement[bool]:
         """Rows past ``values`` in this order (written out column by column: row-value comparison
         is not served by every index on every backend)."""
-        if len(values) != len(self.columns):
+        if len(values) != len(self.columns) or not all(map(_fits, self.columns, values)):
             raise _foreign()
         past: ColumnElement[bool] | None = None
         for position in reversed(range(len(self.columns))):
@@ -119,6 +146,22 @@ class SortKey:
             past = step if past is None else or_(step, past)
         assert past is not None
         return past
+
+
+def _fits(column: ColumnElement[Any] | QueryableAttribute[Any], value: object) -> bool:
+    """Whether ``value`` is one of ``column``'s: what a driver would refuse (a 500) is a 422 here."""
+    column_type = column.type
+    if isinstance(column_type, Integer):
+        # PostgreSQL's widths (SQLite's integers are 64-bit, so a bound that holds there holds here).
+        bits = 31
+        if isinstance(column_type, BigInteger):
+            bits = 63
+        elif isinstance(column_type, SmallInteger):
+            bits = 15
+        return type(value) is int and -(2**bits) <= value < 2**bits
+    if isinstance(column_type, String):
+        return isinstance(value, str) and _storable(value)
+    raise TypeError(f"cursors cannot check a sort column of type {column_type!r}: add it to _fits")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, Select, Text, and_, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import plan_with_values
-from app.core.pagination import PageParams, SortKey, Window, keyset_rows, window_of
+from app.core.pagination import PageParams, SortKey, Window, cursor_int, keyset_rows, window_of
 from app.core.text import fold, like_escape
 from app.procedures.models import Channel, OnlineService, Procedure, ProcedureStatus
 from app.procedures.schemas import ProcedureRead
@@ -143,7 +143,7 @@ async def _searched_page(
     start_rank, in_rank_after = 0, None
     if page.after is not None:
         in_rank_after = _IN_RANK_ORDER.after(page.after[1:])
-        start_rank = int(page.after[0])
+        start_rank = cursor_int(page.after[0])
     wanted = page.limit + 1
     found: list[_Ranked] = []
     for rank, condition in enumerate(_search_ranks(q)):

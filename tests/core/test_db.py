@@ -1,10 +1,15 @@
+import asyncio
+
+import pytest
 from fastapi import FastAPI
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import func, select, text
 
-from app.core.db import SessionDep
+from app.core.config import Settings
+from app.core.db import SessionDep, take_write_lock
 from app.core.errors import Conflict
 from app.units.models import Unit
+from tests.conftest import running_app
 
 
 async def test_session_commits_on_success_and_rolls_back_on_error(app: FastAPI, client: AsyncClient) -> None:
@@ -35,3 +40,111 @@ async def test_sqlite_has_foreign_keys_and_wal(app: FastAPI) -> None:
     async with engine.connect() as connection:
         assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
         assert (await connection.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+
+
+WRITERS = 16
+WRITES_EACH = 24
+
+
+async def test_sixteen_concurrent_writers_all_succeed(writer: AsyncClient) -> None:
+    """Issue 27 #16b: on SQLite, 2 of 398 writes from 16 concurrent writers were 503 "database is
+    locked". Every writer waits for the database's one write lock instead."""
+    assert (
+        await writer.post("/api/v1/units", json={"code": "31", "name": "Hải Phòng", "level": "province"})
+    ).status_code == 201
+
+    async def write(n: int) -> list[int]:
+        statuses = []
+        for k in range(WRITES_EACH):
+            if k % 2:
+                response = await writer.post(
+                    "/api/v1/feedback",
+                    json={
+                        "external_ref": f"W-{n}-{k}",
+                        "channel": "portal",
+                        "subject": "unit",
+                        "unit_code": "31",
+                        "content": "Hồ sơ trả chậm",
+                        "received_at": "2025-08-01T09:00:00+07:00",
+                    },
+                )
+            else:
+                response = await writer.post(
+                    "/api/v1/units",
+                    json={
+                        "code": f"9{n:02d}{k:02d}",
+                        "name": f"Xã {n} {k}",
+                        "level": "commune",
+                        "parent_code": "31",
+                    },
+                )
+            statuses.append(response.status_code)
+        return statuses
+
+    results = await asyncio.gather(*(write(n) for n in range(WRITERS)))
+    assert [status for statuses in results for status in statuses if status != 201] == []
+    units = (await writer.get("/api/v1/units", params={"parent": "31", "limit": 500})).json()["items"]
+    assert len(units) == WRITERS * WRITES_EACH // 2
+
+
+HOLD = 0.15
+
+
+def with_slow_writes(application: FastAPI) -> FastAPI:
+    """A write whose transaction holds SQLite's write lock for a while (a slow disk, work inside
+    the transaction)."""
+
+    async def slow_write(session: SessionDep, code: str) -> dict[str, str]:
+        await take_write_lock(session)
+        await asyncio.sleep(HOLD)
+        session.add(Unit(code=code, name="Xã", level="commune", search_name="xa"))
+        return {"code": code}
+
+    application.add_api_route("/slow-write", slow_write, methods=["POST"])
+    return application
+
+
+async def slow_writers(application: FastAPI, prefix: str, writers: int, writes_each: int) -> list[int]:
+    """The statuses of ``writers`` concurrent clients each writing ``writes_each`` times in a row."""
+    async with AsyncClient(transport=ASGITransport(app=application), base_url="http://t") as http:
+
+        async def write(n: int) -> list[int]:
+            return [
+                (await http.post("/slow-write", params={"code": f"{prefix}{n:02d}{k}"})).status_code
+                for k in range(writes_each)
+            ]
+
+        results = await asyncio.gather(*(write(n) for n in range(writers)))
+    return [status for statuses in results for status in statuses]
+
+
+async def count_units(application: FastAPI) -> int | None:
+    async with application.state.sessionmaker() as session:
+        return await session.scalar(select(func.count()).select_from(Unit))
+
+
+@pytest.mark.only_backend("sqlite")
+async def test_sqlite_writers_take_turns_in_arrival_order(database_url: str) -> None:
+    """Issue 27 #16b, the cause: SQLite's busy handler lets waiting writers poll the lock every
+    100 ms, so under steady writes one of them could miss every turn until its 5 s ran out
+    ("database is locked", 503). Writers whose transactions take a while show it at once."""
+    # The longest fair wait is one turn of every other writer (15 × 0.15 s): within the bound.
+    settings = Settings(database_url=database_url, database_command_timeout=8.0)
+    async with running_app(settings) as application:
+        statuses = await slow_writers(with_slow_writes(application), "1", writers=16, writes_each=4)
+        assert [status for status in statuses if status != 200] == []
+        assert await count_units(application) == 16 * 4
+
+
+@pytest.mark.only_backend("sqlite")
+async def test_two_processes_of_sqlite_writers_share_the_lock_fairly(database_url: str) -> None:
+    """Two apps on one file (as two workers are): each queues its own writers, and the writer
+    whose turn it is competes with the other app's every few milliseconds, not every 100 ms."""
+    settings = Settings(database_url=database_url, database_command_timeout=8.0)
+    async with running_app(settings) as first, running_app(settings) as second:
+        statuses = await asyncio.gather(
+            slow_writers(with_slow_writes(first), "1", writers=8, writes_each=3),
+            slow_writers(with_slow_writes(second), "2", writers=8, writes_each=3),
+        )
+        assert [status for both in statuses for status in both if status != 200] == []
+        assert await count_units(first) == 2 * 8 * 3

@@ -1,6 +1,7 @@
 """Body-size and rate limits (OWASP API4), in this process and shared through Redis."""
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ from httpx import ASGITransport, AsyncClient
 from app.core.config import Settings
 from app.main import create_app
 from tests.conftest import KeyFactory
+from tests.dossiers.conftest import received, send
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
@@ -131,13 +133,60 @@ async def test_redis_limits_are_shared_by_all_workers_and_recover(sqlite_file_ur
         assert (await worker_b.get("/openapi.json")).status_code == 200
 
 
-async def test_unreachable_redis_lets_requests_through(
+def closed_redis_url() -> str:
+    """A Redis URL on a local port nothing listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+async def test_unreachable_redis_falls_back_to_counting_in_process(
     sqlite_file_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with serving(
-        sqlite_file_url, redis_url="redis://127.0.0.1:9/0", rate_limit_ip_reads="1/minute"
-    ) as (_a, http):
-        assert [(await http.get("/openapi.json")).status_code for _ in range(3)] == [200, 200, 200]
+    async with serving(sqlite_file_url, redis_url=closed_redis_url(), rate_limit_ip_reads="1/minute") as (
+        _a,
+        http,
+    ):
+        # A limit held by this process instead of by every worker, never no limit at all.
+        statuses = [(await http.get("/openapi.json")).status_code for _ in range(3)]
+        assert statuses == [200, 429, 429]
+        assert (await http.get("/healthz")).status_code == 200
     # One warning for the outage, not one (with a traceback) per request.
     warnings = [r for r in caplog.records if r.name == "tthc.limits"]
     assert len(warnings) == 1 and warnings[0].exc_info is None
+
+
+async def test_pin_guessing_stays_limited_without_redis(database_url: str, portal: AsyncClient) -> None:
+    """Issue 27 #9: with Redis unreachable, 60 wrong PINs and then the right one gave 200."""
+    await send(
+        portal,
+        received("PIN-R", "2023-08-07T09:00:00+07:00", lookup_secret="482913"),
+        received("PIN-S", "2023-08-07T09:00:00+07:00", lookup_secret="111111"),
+    )
+    # The defaults: 30 attempts a minute per address, 10 wrong PINs an hour per dossier.
+    async with serving(database_url, redis_url=closed_redis_url()) as (_app, citizen):
+        lookup = "/api/v1/public/dossiers/PIN-R"
+        statuses = [(await citizen.get(lookup, params={"secret": f"{n:06d}"})).status_code for n in range(60)]
+        # Ten wrong PINs lock the dossier; from the 31st attempt the address is refused as well.
+        assert statuses == [404] * 10 + [429] * 50
+        right = await citizen.get(lookup, params={"secret": "482913"})
+        assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+        rating = await citizen.post(
+            "/api/v1/dossiers/PIN-R/rating", json={"level": "satisfied", "secret": "1"}
+        )
+        assert rating.status_code == 429
+        # The address's allowance is spent too: another dossier, even with its right PIN.
+        other = await citizen.get("/api/v1/public/dossiers/PIN-S", params={"secret": "111111"})
+        assert other.status_code == 429
+    # Another process (its own counters) with the address limit off: the dossier's lock is the
+    # per-dossier count alone, and holds for the right PIN.
+    async with serving(database_url, redis_url=closed_redis_url(), rate_limit_lookup="") as (_app, citizen):
+        lookup = "/api/v1/public/dossiers/PIN-S"
+        wrong = [(await citizen.get(lookup, params={"secret": f"{n:06d}"})).status_code for n in range(12)]
+        assert wrong == [404] * 10 + [429] * 2
+        assert (await citizen.get(lookup, params={"secret": "111111"})).status_code == 429
+        # The lock is per dossier: one without wrong PINs counted here still answers its right PIN.
+        assert (
+            await citizen.get("/api/v1/public/dossiers/PIN-R", params={"secret": "482913"})
+        ).status_code == 200
