@@ -136,10 +136,11 @@ async def dossier_series(
     scheme: Scheme,
     now: datetime,
 ) -> DossierSeries:
-    """The total counts and rates of each period, for charts."""
+    """The total counts and rates of each period, for charts (a few statements for all of them)."""
     units = await service.unit_scope(session, unit)
-    points = []
-    for period in periods:
-        _rows, total = await service.period_counts(session, units, period, [], now)
-        points.append(SeriesPoint(period=PeriodRead.of(period, now), counts=total, rates=rates(total)))
+    totals = await service.series_counts(session, units, periods, now)
+    points = [
+        SeriesPoint(period=PeriodRead.of(period, now), counts=counts, rates=rates(counts))
+        for period, counts in zip(periods, totals, strict=True)
+    ]
     return DossierSeries(unit=unit, interval=interval, scheme=scheme, points=points)

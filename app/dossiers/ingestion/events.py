@@ -1,7 +1,7 @@
 """The events endpoint: parse the request, then rounds of batches (one event id per round)."""
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -105,6 +105,7 @@ def rounds(items: list[_Item], key: Callable[[_Item], str]) -> list[list[_Item]]
 
 async def _ingest_once(sender: Sender, items: list[Any]) -> list[EventResult]:
     request = parse(items, sender.secret_key, utcnow())
+    _refuse_beyond_limits(request)
     answers: dict[int, Answer] = {}
     to_judge = request.parsed
     for _ in range(JUDGEMENTS):
@@ -148,6 +149,44 @@ def judged_again(judged: list[list[Parsed]], answers: dict[int, Answer]) -> list
                 again.append(item)
     again.sort(key=lambda item: item.index)
     return again
+
+
+MAX_SAME_EVENT_ID = 50
+"""Items of one request that share an ``event_id`` (revisions): each is taken in a round of its own
+(locks, its dossier replayed, a write), so they are bounded. A sync pipeline sends an event's latest
+revision, or a few it queued; the 51st is that item's 422."""
+MAX_SAME_DOSSIER = 200
+"""Items of one request naming one ``dossier_code``: a dossier's whole history with 50 supplement
+requests (the most a portal record may carry) is about 105 events; the 201st is that item's 422."""
+
+
+def _refuse_beyond_limits(request: ParsedRequest) -> None:
+    """The items past ``MAX_SAME_EVENT_ID`` of one event id, or past ``MAX_SAME_DOSSIER`` of one dossier,
+    in the order sent, are each their own 422; the others are judged as usual (SPEC §4)."""
+    per_event: Counter[str] = Counter()
+    per_dossier: Counter[str] = Counter()
+    kept: list[Parsed] = []
+    for item in request.parsed:
+        event_id, code = item.event.event_id, item.event.dossier_code
+        if per_event[event_id] >= MAX_SAME_EVENT_ID:
+            request.errors[item.index] = InvalidInput.for_field(
+                "event_id",
+                f"At most {MAX_SAME_EVENT_ID} items of one request may share an event_id; "
+                "send the later revisions in another request",
+                "too_many_in_request",
+            )
+        elif per_dossier[code] >= MAX_SAME_DOSSIER:
+            request.errors[item.index] = InvalidInput.for_field(
+                "dossier_code",
+                f"At most {MAX_SAME_DOSSIER} items of one request may name the same dossier_code; "
+                "send the others in another request",
+                "too_many_in_request",
+            )
+        else:
+            per_event[event_id] += 1
+            per_dossier[code] += 1
+            kept.append(item)
+    request.parsed = kept
 
 
 def parse(items: list[Any], secret_key: str, now: datetime) -> ParsedRequest:

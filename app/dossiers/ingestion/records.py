@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -51,11 +52,15 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
     codes: list[str | None] = []
     records: list[tuple[int, PortalRecord]] = []
     answers: dict[int, Answer] = {}
+    per_dossier: Counter[str] = Counter()
     for index, raw in enumerate(items):
         raw_code = raw.get("MaHoSo") if isinstance(raw, dict) else None
         codes.append(raw_code if isinstance(raw_code, str) and _echoable(raw_code) else None)
+        if (too_many := _too_many_supplements(raw)) is not None:
+            answers[index] = Answer("error", too_many)
+            continue
         try:
-            records.append((index, _RECORD.validate_python(raw)))
+            record = _RECORD.validate_python(raw)
         except ValidationError as exc:
             answers[index] = Answer(
                 "error",
@@ -63,6 +68,20 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
                     "The record is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
                 ),
             )
+            continue
+        if per_dossier[record.MaHoSo] >= MAX_SAME_DOSSIER:
+            answers[index] = Answer(
+                "error",
+                InvalidInput.for_field(
+                    "MaHoSo",
+                    f"At most {MAX_SAME_DOSSIER} records of one request may name the same MaHoSo; "
+                    "send the others in another request",
+                    "too_many_in_request",
+                ),
+            )
+            continue
+        per_dossier[record.MaHoSo] += 1
+        records.append((index, record))
     for records_of_round in rounds(records, lambda item: item[1].MaHoSo):
         answers |= await _records_round(sender, records_of_round)
     results = []
@@ -74,6 +93,26 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
 
 
 _RECORD = TypeAdapter(PortalRecord)
+
+MAX_SAME_DOSSIER = 20
+"""Records of one request naming one ``MaHoSo``: each is a round of its own (locks, the dossier's
+history replayed, a write), so they are bounded. A record is a dossier's whole state, so a sync
+sends its latest, or the few states it queued; the 21st is that record's 422."""
+MAX_SUPPLEMENTS = 50
+"""Entries of one record's ``DanhSachHoSoBoSung``: each is two events of the dossier's history,
+replayed whenever the record changes. Two requests already make a dossier late (SPEC §3); the 51st
+is that record's 422, checked before the record is read."""
+
+
+def _too_many_supplements(raw: Any) -> InvalidInput | None:
+    supplements = raw.get("DanhSachHoSoBoSung") if isinstance(raw, dict) else None
+    if not isinstance(supplements, list) or len(supplements) <= MAX_SUPPLEMENTS:
+        return None
+    return InvalidInput.for_field(
+        "DanhSachHoSoBoSung",
+        f"A record carries at most {MAX_SUPPLEMENTS} supplement requests (this one has {len(supplements)})",
+        "too_long",
+    )
 
 
 def _echoable(text: str) -> bool:
