@@ -4,20 +4,18 @@ grows with its number of points times the number of units.
 
 Asserted on limits, answers and statement counts, never on seconds (speed belongs to bench/)."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import event
 
 from app.dossiers.ingestion.events import MAX_SAME_DOSSIER as MAX_EVENTS_OF_A_DOSSIER
 from app.dossiers.ingestion.events import MAX_SAME_EVENT_ID
 from app.dossiers.ingestion.records import MAX_SAME_DOSSIER as MAX_RECORDS_OF_A_DOSSIER
 from app.dossiers.ingestion.records import MAX_SUPPLEMENTS
+from tests.core.test_list_statements import counted_statements
 from tests.dossiers.conftest import received, send, step
 
 SYNC = "/api/v1/sync/dvcqg"
@@ -152,21 +150,6 @@ async def test_a_record_with_too_many_supplement_requests_is_its_own_422(portal:
 # --- The statistics series ---------------------------------------------------------------------
 
 
-@contextmanager
-def _statements(app: FastAPI) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engine = app.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 @pytest.fixture
 async def two_years(app: FastAPI, portal: AsyncClient) -> None:
     """Dossiers received, paused, finished and still open over 2023–2024, on both sides of the 15th
@@ -248,7 +231,7 @@ async def test_a_series_costs_the_same_statements_whatever_its_length(
         {"from": "2014-06-20", "to": "2024-05-10", "scheme": "report"},  # days 1–14 read too
         {"from": "2015-01-01", "to": "2024-12-31"},  # running on 10 June 2024: the open dossiers too
     ):
-        with _statements(app) as statements:
+        with counted_statements(app) as statements:
             response = await client.get(SERIES, params=params)
         assert response.status_code == 200, response.text
         counted.append(len(statements))
