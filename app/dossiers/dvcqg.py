@@ -25,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from app.core.bounds import LATEST
 from app.core.errors import FieldError, InvalidInput, Problem
-from app.core.hygiene import text_without_controls
+from app.core.hygiene import is_unicode_text, text_without_controls
 from app.core.timezone import VIETNAM
 from app.dossiers.schemas import DossierCode
 
@@ -68,10 +68,8 @@ def _number(value: Any) -> Any:
 
 def _storable(value: str) -> str:
     """Text that can be stored and echoed back: no control character, no lone UTF-16 surrogate."""
-    try:
-        value.encode()
-    except UnicodeEncodeError as exc:
-        raise ValueError("is not valid Unicode text (a lone surrogate)") from exc
+    if not is_unicode_text(value):
+        raise ValueError("is not valid Unicode text (a lone surrogate)")
     return text_without_controls(value)
 
 

@@ -244,21 +244,14 @@ class Batch:
         )
 
     @staticmethod
-    def _kept_reception(work: DossierWork, arrivals: list[Arrival]) -> int | None:
-        """The position of the stored reception the dossier's state was made from, unless an
-        arrival replaces or cancels it."""
+    def _made_by(work: DossierWork) -> Stored | None:
+        """The stored reception (or refusal) the dossier's state was made from: the one applied."""
         if work.state is None:
             return None
-        replaced = {a.position for a in arrivals if a.target is not None}
         made_by = EventType.received if work.state.received_at is not None else EventType.refused
-        for stored in work.stored:
-            if (
-                stored.status == Outcome.applied
-                and stored.payload["type"] == made_by
-                and stored.id not in replaced
-            ):
-                return stored.id
-        return None
+        return next(
+            (s for s in work.stored if s.status == Outcome.applied and s.payload["type"] == made_by), None
+        )
 
     def _replay_with(self, work: DossierWork, arrivals: list[Arrival]) -> Replayed:
         events = {s.id: s.history_event() for s in work.stored if s.status != Outcome.cancelled}
@@ -267,35 +260,21 @@ class Batch:
                 events.pop(arrival.position, None)
             else:
                 events[arrival.position] = arrival.event
-        kept_at = self._kept_reception(work, arrivals)
+        made_by = self._made_by(work)
+        # A correction replaces the event whole (SPEC §4): a reception it replaces is not kept.
+        replacing = [a for a in arrivals if made_by is not None and a.position == made_by.id]
+        kept_at = made_by.id if made_by is not None and not replacing else None
+        # Its client owns the dossier, unless this batch cancels it or corrects it into another type.
+        released = any(a.cancelled or a.event.type not in RECEPTIONS for a in replacing)
+        owner = made_by.client_id if made_by is not None and not released else None
         return replay(
             work.code,
             events.values(),
             reception_of=lambda event: self.reception_of(work, event, kept_at),
             may_act=self.may_act,
             calendar=self.calendar,
-            owner=self._owner(work, arrivals),
+            owner=owner,
         )
-
-    @staticmethod
-    def _owner(work: DossierWork, arrivals: list[Arrival]) -> int | None:
-        """The client whose stored reception made the dossier, unless this batch cancels that
-        reception or corrects it into another type (its client then no longer holds the dossier)."""
-        if work.state is None:
-            return None
-        made_by = next(
-            (s for s in work.stored if s.status == Outcome.applied and s.payload["type"] in RECEPTIONS),
-            None,
-        )
-        if made_by is None:
-            return None
-        released = any(
-            arrival.target is not None
-            and arrival.target.id == made_by.id
-            and (arrival.cancelled or arrival.event.type not in RECEPTIONS)
-            for arrival in arrivals
-        )
-        return None if released else made_by.client_id
 
     async def rework(self, work: DossierWork, *, strict_groups: frozenset[int] = frozenset()) -> None:
         """Replay the dossier's history with the arrivals; an arrival that cannot take its place is

@@ -168,25 +168,28 @@ def _refuse_beyond_limits(request: ParsedRequest) -> None:
     kept: list[Parsed] = []
     for item in request.parsed:
         event_id, code = item.event.event_id, item.event.dossier_code
-        if per_event[event_id] >= MAX_SAME_EVENT_ID:
-            request.errors[item.index] = InvalidInput.for_field(
-                "event_id",
-                f"At most {MAX_SAME_EVENT_ID} items of one request may share an event_id; "
-                "send the later revisions in another request",
-                "too_many_in_request",
-            )
-        elif per_dossier[code] >= MAX_SAME_DOSSIER:
-            request.errors[item.index] = InvalidInput.for_field(
-                "dossier_code",
-                f"At most {MAX_SAME_DOSSIER} items of one request may name the same dossier_code; "
-                "send the others in another request",
-                "too_many_in_request",
-            )
-        else:
-            per_event[event_id] += 1
-            per_dossier[code] += 1
-            kept.append(item)
+        problem = beyond_limit(per_event, event_id, MAX_SAME_EVENT_ID, "event_id") or beyond_limit(
+            per_dossier, code, MAX_SAME_DOSSIER, "dossier_code"
+        )
+        if problem is not None:
+            request.errors[item.index] = problem
+            continue
+        per_event[event_id] += 1
+        per_dossier[code] += 1
+        kept.append(item)
     request.parsed = kept
+
+
+def beyond_limit(seen: Counter[str], key: str, limit: int, field: str) -> InvalidInput | None:
+    """The 422 of an item when ``limit`` items of its request already named ``key`` in ``field``
+    (each is a round of its own: the work of one request is bounded)."""
+    if seen[key] < limit:
+        return None
+    return InvalidInput.for_field(
+        field,
+        f"At most {limit} items of one request may name the same {field}; send the others in another request",
+        "too_many_in_request",
+    )
 
 
 def parse(items: list[Any], secret_key: str, now: datetime) -> ParsedRequest:

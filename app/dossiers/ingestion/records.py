@@ -17,6 +17,7 @@ from app.core.errors import (
     Problem,
     problem_of,
 )
+from app.core.hygiene import is_unicode_text
 from app.core.timezone import local, utcnow
 from app.dossiers.dvcqg import (
     RECORD_FIELDS,
@@ -28,7 +29,7 @@ from app.dossiers.dvcqg import (
 )
 from app.dossiers.ingestion.batch import Batch
 from app.dossiers.ingestion.catalogue import Catalogue, load_catalogue
-from app.dossiers.ingestion.events import rounds, with_retries
+from app.dossiers.ingestion.events import beyond_limit, rounds, with_retries
 from app.dossiers.ingestion.work import (
     EVENT_INPUT,
     Answer,
@@ -55,7 +56,7 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
     per_dossier: Counter[str] = Counter()
     for index, raw in enumerate(items):
         raw_code = raw.get("MaHoSo") if isinstance(raw, dict) else None
-        codes.append(raw_code if isinstance(raw_code, str) and _echoable(raw_code) else None)
+        codes.append(raw_code if isinstance(raw_code, str) and is_unicode_text(raw_code) else None)
         if (too_many := _too_many_supplements(raw)) is not None:
             answers[index] = Answer("error", too_many)
             continue
@@ -69,16 +70,10 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
                 ),
             )
             continue
-        if per_dossier[record.MaHoSo] >= MAX_SAME_DOSSIER:
-            answers[index] = Answer(
-                "error",
-                InvalidInput.for_field(
-                    "MaHoSo",
-                    f"At most {MAX_SAME_DOSSIER} records of one request may name the same MaHoSo; "
-                    "send the others in another request",
-                    "too_many_in_request",
-                ),
-            )
+        if (
+            too_many_records := beyond_limit(per_dossier, record.MaHoSo, MAX_SAME_DOSSIER, "MaHoSo")
+        ) is not None:
+            answers[index] = Answer("error", too_many_records)
             continue
         per_dossier[record.MaHoSo] += 1
         records.append((index, record))
@@ -113,15 +108,6 @@ def _too_many_supplements(raw: Any) -> InvalidInput | None:
         f"A record carries at most {MAX_SUPPLEMENTS} supplement requests (this one has {len(supplements)})",
         "too_long",
     )
-
-
-def _echoable(text: str) -> bool:
-    """A code that can be sent back in the answer (JSON in UTF-8): not one with a lone surrogate."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # Where the event's fields come from in a record, to name the record's field in a problem.
