@@ -172,30 +172,31 @@ def live_server(database_url: str) -> Iterator[str]:
     thread.join(timeout=20)
 
 
+async def nonzero_counters(app: FastAPI) -> dict[tuple[Any, ...], tuple[int, ...]]:
+    """Every counter row with a count that is not zero, by its key (a row of zeros reads the same
+    figures as no row)."""
+    async with app.state.sessionmaker() as session:
+        found = {}
+        for (counter,) in await session.execute(select(DossierCounter)):
+            values = tuple(getattr(counter, name) for name in COUNTERS)
+            if any(values):
+                key = (
+                    counter.unit_code,
+                    counter.sector_code,
+                    counter.procedure_code,
+                    counter.grain,
+                    counter.bucket,
+                )
+                found[key] = values
+        return found
+
+
 async def assert_counters_equal_a_rebuild(app: FastAPI) -> None:
     """The statistics counters kept by ingestion are exactly those `tthc stats rebuild` computes
     from the dossiers (compared row by row, zero rows aside: answers may come from a cache)."""
-
-    async def snapshot() -> dict[tuple[Any, ...], tuple[int, ...]]:
-        async with app.state.sessionmaker() as session:
-            rows = await session.execute(select(DossierCounter))
-            found = {}
-            for (counter,) in rows:
-                values = tuple(getattr(counter, name) for name in COUNTERS)
-                if any(values):
-                    key = (
-                        counter.unit_code,
-                        counter.sector_code,
-                        counter.procedure_code,
-                        counter.grain,
-                        counter.bucket,
-                    )
-                    found[key] = values
-            return found
-
-    kept = await snapshot()
+    kept = await nonzero_counters(app)
     async with app.state.sessionmaker() as session, session.begin():
         await rebuild_counters(session, app.state.calendar)
-    rebuilt = await snapshot()
+    rebuilt = await nonzero_counters(app)
     assert {k: v for k, v in kept.items() if rebuilt.get(k) != v} == {}
     assert kept == rebuilt

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar, TypeVarTuple
 
 import asyncpg
 from fastapi import Depends, Path, Request
-from sqlalchemy import JSON, Select, Table, event, insert, text
+from sqlalchemy import JSON, Select, Table, bindparam, event, insert, text, update
 from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -343,7 +343,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
         except BaseException:
-            await session.rollback()
+            try:
+                await session.rollback()
+            except Exception:
+                # The connection was lost mid-command (a deadline cancelled it): the original error
+                # answers the request, and the connection is discarded rather than pooled.
+                await session.invalidate()
             raise
         else:
             if request.method not in SAFE_METHODS and session.in_transaction():
@@ -409,12 +414,7 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
             tuple(json.dumps(value) if n in json_positions else value for n, value in enumerate(record))
             for record in records
         ]
-    connection = await session.connection()
-    driver = (await connection.get_raw_connection()).driver_connection
-    assert driver is not None
-    # Not isinstance: asyncpg's metaclass makes every connection an instance of every subclass.
-    if type(driver) is _BoundedConnection:
-        driver.begin_wait()
+    driver = await _waiting_driver(session)
     try:
         await driver.copy_records_to_table(table.name, records=records, columns=columns)
     except asyncpg.UniqueViolationError as exc:
@@ -422,3 +422,52 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
         # Raised by the driver itself here: make it the error every caller already handles.
         raise IntegrityError(f"COPY INTO {table.name}", None, exc) from exc
     _answered()
+
+
+async def bulk_update(session: AsyncSession, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
+    """Update many rows, each found by its ``key`` column and given its own values (every row names
+    the same columns): on PostgreSQL one statement over one array per column (an executemany of
+    20,000 rows waited on 20,000 round trips), else executemany. JSON columns as JSON text or values.
+    """
+    columns = [name for name in rows[0] if name != key]
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
+        statement = (
+            update(table)
+            .where(table.c[key] == bindparam("_key"))
+            .values({name: bindparam(name) for name in columns})
+        )
+        await session.execute(statement, [{**row, "_key": row[key]} for row in rows])
+        return
+    names = [key, *columns]
+    arrays: list[list[Any]] = []
+    for name in names:
+        values = [row[name] for row in rows]
+        if isinstance(table.c[name].type, JSON):
+            values = [
+                value if value is None or isinstance(value, str) else json.dumps(value) for value in values
+            ]
+        arrays.append(values)
+    kinds = [table.c[name].type.compile(dialect=dialect) for name in names]
+    sql = (
+        f"UPDATE {table.name} AS t SET {', '.join(f'{name} = u.{name}' for name in columns)} "
+        f"FROM unnest({', '.join(f'${n}::{kind}[]' for n, kind in enumerate(kinds, start=1))}) "
+        f"AS u({', '.join(names)}) WHERE t.{key} = u.{key}"
+    )
+    driver = await _waiting_driver(session)
+    try:
+        await driver.execute(sql, *arrays)
+    finally:
+        _answered()
+
+
+async def _waiting_driver(session: AsyncSession) -> Any:
+    """The session's asyncpg connection, its wait for the next answer begun under the request's
+    deadline (the caller marks the answer with ``_answered``)."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    # Not isinstance: asyncpg's metaclass makes every connection an instance of every subclass.
+    if type(driver) is _BoundedConnection:
+        driver.begin_wait()
+    return driver

@@ -29,12 +29,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.data_version import bump_version, touch
 from app.core.db import bulk_insert
 from app.core.errors import InvalidInput, problem_of
+from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.core.timezone import utcnow
-from app.dossiers.counters import DayKey, merge_staged_counters, stage_counters, staged_units
+from app.dossiers.counters import merge_staged_counters, stage_counters, staged_units
 from app.dossiers.ingestion.events import parse
 from app.dossiers.ingestion.folding import STAGED_COLUMNS, Outcome, StagedLine, fold, through_api
 from app.dossiers.ingestion.records import ingest_records
 from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.writes import DaySums
 from app.dossiers.models import ImportCheckpoint, ImportStagedEvent
 from app.units.access import provinces_of
 
@@ -77,7 +79,8 @@ def file_identity(path: Path) -> str:
 
 
 def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
-    """(the file as read, the lines): gzip is recognised by its magic bytes, whatever the name."""
+    """(the file as read, the lines): gzip is recognised by its magic bytes, whatever the name.
+    Read the lines with ``_lines``, never by iterating: a line is only ever held up to its bound."""
     raw = path.open("rb")
     if raw.read(2) == b"\x1f\x8b":
         raw.seek(0)
@@ -86,28 +89,92 @@ def _open(path: Path) -> tuple[IO[bytes], IO[bytes]]:
     return raw, raw
 
 
+MAX_LINE_BYTES = 1 << 20
+"""The longest line read, its line break aside. An event is a few hundred bytes and a record a few
+KB (it carries at most 50 supplement requests): a longer line is that line's error, found without
+ever holding it — a gzipped line may decompress to gigabytes."""
+_DISCARDED_BYTES = 1 << 16
+"""The piece in which the rest of a line longer than ``MAX_LINE_BYTES`` is read and dropped."""
+
+
+class _TooLong(bytes):
+    """Stands in for a line longer than ``MAX_LINE_BYTES``, in its place among the lines."""
+
+
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Every line of the stream, each at most ``MAX_LINE_BYTES`` (and its line break) held; a
+    longer one is read to its end in bounded pieces, dropped, and given as a ``_TooLong``."""
+    while line := stream.readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := stream.readline(_DISCARDED_BYTES)) and not rest.endswith(b"\n"):
+            pass
+        yield _TooLong()
+
+
+def _object_of(line: bytes) -> dict[str, Any]:
+    """The JSON object of a line; ValueError saying why the line is not one. Nesting is bounded as
+    the API bounds a request's (``MAX_JSON_DEPTH``), before parsing: ``json.loads`` would recurse."""
+    if isinstance(line, _TooLong):
+        raise ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
+    # Counting brackets is cheap; only a line with many of them is measured (strings skipped).
+    if line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH and json_depth(line) > MAX_JSON_DEPTH:
+        raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(line)
+    except RecursionError as exc:
+        raise ValueError(f"the JSON nests too deeply to parse ({exc})") from exc
+    except ValueError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"not a JSON object but {_KINDS_OF_JSON.get(type(value), 'a value')}")
+    return value
+
+
+_KINDS_OF_JSON: dict[type, str] = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
+_LINES_TO_DECIDE = 100
+"""How many lines (blank ones aside) are looked at for one that names its kind."""
+
+
 def detect_kind(path: Path) -> Kind:
-    """Records name their dossier ``MaHoSo``; events carry an ``event_id``."""
+    """Records name their dossier ``MaHoSo``; events carry an ``event_id``. The first line that is
+    an object naming either decides: a faulty line before it is that line's error at the load."""
     raw, lines = _open(path)
     with raw:
-        for line in lines:
-            if line.strip():
-                try:
-                    first = json.loads(line)
-                except ValueError as exc:
-                    raise InvalidInput(f"{path.name}: the first line is not JSON") from exc
-                if isinstance(first, dict) and "MaHoSo" in first:
-                    return "records"
-                if isinstance(first, dict) and "event_id" in first:
-                    return "events"
+        looked = 0
+        for line in _lines(lines):
+            if not isinstance(line, _TooLong) and not line.strip():
+                continue
+            looked += 1
+            if looked > _LINES_TO_DECIDE:
                 break
-    raise InvalidInput(f"{path.name}: neither dossier events (event_id) nor DongBoHoSoMC records (MaHoSo)")
+            try:
+                first = _object_of(line)
+            except ValueError:
+                continue
+            if "MaHoSo" in first:
+                return "records"
+            if "event_id" in first:
+                return "events"
+    raise InvalidInput(
+        f"{path.name}: neither dossier events (event_id) nor DongBoHoSoMC records (MaHoSo) "
+        f"in its first {_LINES_TO_DECIDE} lines"
+    )
 
 
 def _chunks(lines: IO[bytes], skip: int, size: int) -> Iterator[list[tuple[int, bytes]]]:
-    """(line number, line) in chunks, after the first ``skip`` lines; blank lines are left out."""
+    """(line number, line) in chunks, after the first ``skip`` lines; a line longer than
+    ``MAX_LINE_BYTES`` is a ``_TooLong`` under its number (``_lines``)."""
     chunk: list[tuple[int, bytes]] = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(_lines(lines), start=1):
         if number <= skip:
             continue
         chunk.append((number, line))
@@ -119,18 +186,19 @@ def _chunks(lines: IO[bytes], skip: int, size: int) -> Iterator[list[tuple[int, 
 
 
 def _parsed(chunk: list[tuple[int, bytes]]) -> tuple[list[int], list[Any], dict[int, str]]:
-    """Line numbers and values of the JSON lines; the reason for each line that is not JSON."""
+    """Line numbers and values of the lines that are JSON objects; the reason for each other line
+    (blank lines aside): not JSON, nested too deeply, too long, or JSON but not an object."""
     numbers: list[int] = []
     values: list[Any] = []
     broken: dict[int, str] = {}
     for number, line in chunk:
-        if not line.strip():
+        if not isinstance(line, _TooLong) and not line.strip():
             continue
         try:
-            values.append(json.loads(line))
+            values.append(_object_of(line))
             numbers.append(number)
         except ValueError as exc:
-            broken[number] = f"not JSON: {exc}"
+            broken[number] = str(exc)
     return numbers, values, broken
 
 
@@ -280,10 +348,10 @@ class _Load:
         """One chunk's outcomes: folded, or through the API when the fold's writes clash."""
         if not lines:
             return {}
-        day_sums: dict[DayKey, list[int]] = {}
+        day_sums = DaySums()
         try:
             outcomes = await fold(self.sender_of(session), lines, day_sums)
-            await stage_counters(session, self.source.identity, day_sums)
+            await stage_counters(session, self.source.identity, day_sums.sums)
         except IntegrityError:
             await session.rollback()
             outcomes = await through_api(self.sender_of(session), lines)

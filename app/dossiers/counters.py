@@ -22,7 +22,7 @@ from app.core.base import Base
 from app.core.db import bulk_insert
 from app.core.timezone import local
 from app.dossiers.facts import DossierFacts, facts_marks
-from app.dossiers.history import facts_of, pauses_of
+from app.dossiers.history import PAUSE_EVENTS, facts_of, pauses_of
 from app.dossiers.lifecycle import DossierState, Mark
 from app.dossiers.models import Dossier, DossierEvent
 
@@ -290,7 +290,7 @@ async def load_facts(session: AsyncSession, dossiers: Sequence[DossierState | Do
             select(DossierEvent.dossier_code, DossierEvent.type, DossierEvent.occurred_at)
             .where(
                 DossierEvent.dossier_code.in_(codes[start : start + 1000]),
-                DossierEvent.type.in_(_PAUSE_EVENTS),
+                DossierEvent.type.in_([kind.value for kind in PAUSE_EVENTS]),
                 DossierEvent.status == "applied",
             )
             .order_by(DossierEvent.dossier_code, DossierEvent.occurred_at, DossierEvent.id)
@@ -304,9 +304,6 @@ async def load_facts(session: AsyncSession, dossiers: Sequence[DossierState | Do
         )
         for dossier in dossiers
     ]
-
-
-_PAUSE_EVENTS = ("supplement_requested", "supplement_received")
 
 
 REBUILD_CHUNK = 2000

@@ -26,7 +26,7 @@ from app.dossiers.lifecycle import FLAGS, DossierState, EventType, Mark, OutOfSe
 from app.dossiers.models import Dossier, Outcome
 
 RECEPTIONS = frozenset({EventType.received, EventType.refused})
-_PAUSE_EVENTS = frozenset({EventType.supplement_requested, EventType.supplement_received})
+PAUSE_EVENTS = frozenset({EventType.supplement_requested, EventType.supplement_received})
 
 
 @dataclass
@@ -173,7 +173,7 @@ def replay(
             verdicts[event.position] = Verdict(Outcome.rejected, exc)
             continue
         verdicts[event.position] = APPLIED
-        if event.type in _PAUSE_EVENTS:
+        if event.type in PAUSE_EVENTS:
             applied_pauses.append((event.type, event.occurred_at))
     return Replayed(state, verdicts, pauses_of(applied_pauses, state.finished_at or state.withdrawn_at))
 

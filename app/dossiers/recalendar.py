@@ -18,10 +18,10 @@ from app.calendar.working_time import CalendarChange
 from app.core.db import take_write_lock
 from app.core.security import Principal
 from app.core.timezone import VIETNAM
-from app.dossiers.ingestion.batch import Batch
 from app.dossiers.ingestion.catalogue import load_catalogue
+from app.dossiers.ingestion.pipeline import load_stored, open_round, settle
 from app.dossiers.ingestion.work import Sender
-from app.dossiers.ingestion.writes import write_batch
+from app.dossiers.ingestion.writes import DaySums, LiveCounters
 from app.dossiers.lifecycle import EventType
 from app.dossiers.models import Dossier, DossierEvent
 
@@ -87,20 +87,15 @@ async def replay_dossiers(
     makes them); otherwise the counters change by each dossier's new marks minus its old ones.
     """
     for start in range(0, len(codes), CHUNK):
-        batch = Batch(sender)
-        batch.keeps_due_dates = not calendar_changed
-        await batch.load(codes[start : start + CHUNK])
-        states = [work.state for work in batch.work.values() if work.state is not None]
-        batch.catalogue = await load_catalogue(
+        chunk = codes[start : start + CHUNK]
+        opened = await open_round(sender, chunk, lock=False)
+        states = opened.states.values()
+        catalogue = await load_catalogue(
             sender.session, {s.procedure_code for s in states}, {s.unit_code for s in states}
         )
-        for work in batch.work.values():
-            work.replay = True
-        await batch.load_histories()
-        for work in batch.work.values():
-            await batch.rework(work)
-        if calendar_changed:
-            await write_batch(batch, day_sums={})  # summed and dropped: the counters are rebuilt
-        else:
-            await write_batch(batch)
+        histories = await load_stored(sender.session, chunk)
+        dossiers = [opened.dossier(code, stored=histories[code], replayed=True) for code in chunk]
+        context = opened.context(sender, catalogue, keeps_due_dates=not calendar_changed)
+        # On a changed calendar the counters are rebuilt afterwards: the sums are dropped.
+        await settle(sender, dossiers, context, DaySums() if calendar_changed else LiveCounters())
         progress(min(start + CHUNK, len(codes)), len(codes))

@@ -5,6 +5,10 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
+from app.clients.service import get_client_by_name
+from app.core.security import Principal
+from bench import dossier_data
+from bench.catalogue import SECTORS
 from tests.conftest import KeyFactory
 
 BATCH = "/api/v1/dossier-events/batch"
@@ -128,3 +132,27 @@ async def dossier(client: AsyncClient, code: str) -> dict[str, Any]:
     response = await client.get(f"/api/v1/dossiers/{code}")
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+@pytest.fixture
+async def bench_procedures(writer: AsyncClient) -> list[dict[str, Any]]:
+    """The bench province's units, sectors and 30 procedures (bench.dossier_data), and one more like
+    the first with no online service (an online record of it must name MucDo)."""
+    for unit in dossier_data.units():
+        assert (await writer.post("/api/v1/units", json=unit)).status_code == 201
+    for code, name in SECTORS:
+        assert (await writer.post("/api/v1/sectors", json={"code": code, "name": name})).status_code == 201
+    procedures = dossier_data.procedures(30, seed=7)
+    offline = {**procedures[0], "code": "9.999999", "online_service": "none"}
+    assert (await writer.post("/api/v1/procedures/import", json=[*procedures, offline])).status_code == 200
+    return procedures
+
+
+@pytest.fixture
+async def loader(app: FastAPI, api_key: KeyFactory) -> AsyncIterator[tuple[AsyncClient, Principal]]:
+    """A one-stop system's HTTP client, and its principal for the bulk import."""
+    headers = await api_key("dossiers:write", "dossiers:read", name="one-stop")
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t", headers=headers) as http:
+        async with app.state.sessionmaker() as session:
+            client = await get_client_by_name(session, "one-stop")
+        yield http, Principal(client.id, client.name, frozenset(client.scopes), client.unit_code)

@@ -4,17 +4,15 @@ and a load killed at any point finishes on rerun with nothing lost or doubled.""
 import gzip
 import json
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.clients.service import get_client_by_name
 from app.core.data_version import bump_version
 from app.core.security import Principal
 from app.dossiers.bulk import FileProgress, Source, import_file
@@ -28,32 +26,16 @@ from app.dossiers.models import (
     ImportStagedEvent,
 )
 from bench import dossier_data
-from bench.catalogue import SECTORS
 from bench.ingestion import portal_record
-from tests.conftest import KeyFactory, assert_counters_equal_a_rebuild
+from tests.conftest import assert_counters_equal_a_rebuild
 
 BATCH = "/api/v1/dossier-events/batch"
 SYNC = "/api/v1/sync/dvcqg"
 
 
 @pytest.fixture
-async def province(writer: AsyncClient) -> list[list[dict[str, Any]]]:
-    for unit in dossier_data.units():
-        assert (await writer.post("/api/v1/units", json=unit)).status_code == 201
-    for code, name in SECTORS:
-        assert (await writer.post("/api/v1/sectors", json={"code": code, "name": name})).status_code == 201
-    procedures = dossier_data.procedures(30, seed=7)
-    assert (await writer.post("/api/v1/procedures/import", json=procedures)).status_code == 200
-    return list(dossier_data.dossier_events(80, procedures, seed=11))
-
-
-@pytest.fixture
-async def loader(app: FastAPI, api_key: KeyFactory) -> AsyncIterator[tuple[AsyncClient, Principal]]:
-    headers = await api_key("dossiers:write", "dossiers:read", name="one-stop")
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t", headers=headers) as http:
-        async with app.state.sessionmaker() as session:
-            client = await get_client_by_name(session, "one-stop")
-        yield http, Principal(client.id, client.name, frozenset(client.scopes), client.unit_code)
+def province(bench_procedures: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    return list(dossier_data.dossier_events(80, bench_procedures, seed=11))
 
 
 def _lines(histories: list[list[dict[str, Any]]], seed: int) -> list[str]:

@@ -430,6 +430,20 @@ def field_delivery(events: list[dict[str, Any]], rng: Random) -> tuple[list[list
     return packets, trusted
 
 
+async def send_in_batches(http: AsyncClient, packets: list[list[Any]], rng: Random) -> list[Any]:
+    """The packets sent a random number (1–20) per batch request; every message's answer."""
+    answers: list[Any] = []
+    start = 0
+    while start < len(packets):
+        size = rng.randint(1, 20)
+        chunk = [message for packet in packets[start : start + size] for message in packet]
+        response = await http.post("/api/v1/dossier-events/batch", json={"events": chunk})
+        assert response.status_code == 200, response.text
+        answers += response.json()["results"]
+        start += size
+    return answers
+
+
 async def _check_field_delivery(application: Any, dossiers: list[dict[str, Any]], rng: Random) -> None:
     headers = await _setup(application)
     events = [e for number, spec in enumerate(dossiers) for e in events_of(number, spec, processing=True)]
@@ -438,15 +452,7 @@ async def _check_field_delivery(application: Any, dossiers: list[dict[str, Any]]
     async with AsyncClient(
         transport=ASGITransport(app=application), base_url="http://t", headers=headers
     ) as http:
-        answers = []
-        start = 0
-        while start < len(packets):
-            size = rng.randint(1, 20)
-            chunk = [message for packet in packets[start : start + size] for message in packet]
-            response = await http.post("/api/v1/dossier-events/batch", json={"events": chunk})
-            assert response.status_code == 200, response.text
-            answers += response.json()["results"]
-            start += size
+        answers = await send_in_batches(http, packets, rng)
         for message, answer in zip(messages, answers, strict=True):
             if f"{message['event_id']}@{message.get('revision', 1)}" in trusted:
                 assert answer["status"] != "error", (message, answer)

@@ -1,19 +1,16 @@
 """The events endpoint: parse the request, then rounds of batches (one event id per round)."""
 
-import logging
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import (
-    Conflict,
     DomainError,
     FieldError,
     InvalidInput,
@@ -22,9 +19,9 @@ from app.core.errors import (
 from app.core.hygiene import is_unicode_text
 from app.core.security import Principal
 from app.core.timezone import utcnow
-from app.dossiers.history import RECEPTIONS, Verdict
-from app.dossiers.ingestion.batch import Batch
 from app.dossiers.ingestion.catalogue import load_catalogue
+from app.dossiers.ingestion.decide import arriving_positions
+from app.dossiers.ingestion.pipeline import open_round, rounds, settle, with_retries
 from app.dossiers.ingestion.work import (
     EVENT_INPUT,
     STORED_COLUMNS,
@@ -35,15 +32,9 @@ from app.dossiers.ingestion.work import (
     canonical,
     history_event,
 )
-from app.dossiers.ingestion.writes import write_batch
-from app.dossiers.models import DossierEvent, Outcome
+from app.dossiers.ingestion.writes import LiveCounters
+from app.dossiers.models import DossierEvent
 from app.dossiers.schemas import DossierEventIn, EventResult
-
-logger = logging.getLogger("tthc.dossiers")
-
-ATTEMPTS = 3
-_T = TypeVar("_T")
-_Item = TypeVar("_Item")
 
 
 @dataclass(frozen=True)
@@ -75,32 +66,6 @@ async def ingest_in_transaction(sender: Sender, items: list[Any]) -> list[EventR
     """As ``ingest``, without the replay after a lost race: for a caller whose transaction holds
     other writes too (the bulk fold); the IntegrityError is then the caller's to handle."""
     return await _ingest_once(sender, items)
-
-
-async def with_retries(session: AsyncSession, attempt: Callable[[], Awaitable[_T]]) -> _T:
-    """When two requests store the same event id at the same moment, the loser's transaction fails
-    on a unique key: it is rolled back and replayed (it then sees the winner's rows)."""
-    for number in range(1, ATTEMPTS + 1):
-        try:
-            return await attempt()
-        except IntegrityError:
-            await session.rollback()
-            logger.warning("concurrent ingestion of the same events; replaying (attempt %d)", number)
-    raise Conflict("The same events are being ingested concurrently; retry the request")
-
-
-def rounds(items: list[_Item], key: Callable[[_Item], str]) -> list[list[_Item]]:
-    """Items split so that each round holds one item per key, in the order sent: a key sent twice
-    in one request is then taken after its first occurrence was stored, like a later request."""
-    rounds: list[list[_Item]] = []
-    seen: dict[str, int] = defaultdict(int)
-    for item in items:
-        occurrence = seen[key(item)]
-        seen[key(item)] += 1
-        if occurrence == len(rounds):
-            rounds.append([])
-        rounds[occurrence].append(item)
-    return rounds
 
 
 async def _ingest_once(sender: Sender, items: list[Any]) -> list[EventResult]:
@@ -226,79 +191,70 @@ def results(request: ParsedRequest, answers: dict[int, Answer]) -> list[EventRes
 
 
 async def _ingest_round(sender: Sender, parsed: list[Parsed]) -> dict[int, Answer]:
-    """Lock the dossiers, resolve what the events refer to, sort each event, apply, write."""
-    batch = Batch(sender)
-    await batch.open(sorted({item.event.dossier_code for item in parsed}))
+    """One round through the pipeline: each event a resend of one this client sent before, or new."""
+    opened = await open_round(sender, sorted({item.event.dossier_code for item in parsed}))
     known = await _sent_before(sender.session, sender.principal, {item.event.event_id for item in parsed})
-    batch.catalogue = await load_catalogue(
+    catalogue = await load_catalogue(
         sender.session,
         {item.event.procedure_code for item in parsed if item.event.procedure_code},
         {item.event.unit_code for item in parsed if item.event.unit_code},
     )
+    answers: dict[int, Answer] = {}
+    arrivals: dict[str, list[Arrival]] = defaultdict(list)
+    positions = arriving_positions()
     for item in parsed:
         stored = known.get(item.event.event_id)
-        if stored is not None:
-            _resent(batch, item, stored)
+        arrival = _resent(sender, item, stored) if stored is not None else _arrived(sender, item, positions)
+        if isinstance(arrival, Answer):
+            answers[item.index] = arrival
         else:
-            _arrived(batch, item)
-    await batch.apply()
-    await write_batch(batch)
-    return batch.answers
+            arrivals[arrival.dossier_code].append(arrival)
+    dossiers = [opened.dossier(code, mine) for code, mine in arrivals.items()]
+    return answers | await settle(sender, dossiers, opened.context(sender, catalogue), LiveCounters())
 
 
-def _resent(batch: Batch, item: Parsed, stored: Stored) -> None:
+def _resent(sender: Sender, item: Parsed, stored: Stored) -> Arrival | Answer:
     """An event id this client sent before: a resend, an older revision, or a correction."""
     event, revision = item.event, item.event.revision or 1
     if item.digest == stored.payload_hash or revision < stored.revision:
-        batch.answer(item.index, "duplicate")
-    elif revision == stored.revision:
+        return Answer("duplicate")
+    if revision == stored.revision:
         reused = InvalidInput.for_field(
             "event_id", "This event_id was already used for a different event", "event_id_reused"
         )
-        batch.answer(item.index, "error", reused)
-    elif stored.dossier_code != event.dossier_code:
+        return Answer("error", reused)
+    if stored.dossier_code != event.dossier_code:
         moved = InvalidInput.for_field(
             "dossier_code", "A correction cannot move an event to another dossier", "immutable"
         )
-        batch.answer(item.index, "error", moved)
-    else:
-        batch.work[event.dossier_code].arrivals.append(
-            Arrival(
-                item.index,
-                event.event_id,
-                event.dossier_code,
-                history_event(event, stored.id, batch.principal.client_id, batch.secret_key),
-                item.payload,
-                item.digest,
-                revision,
-                target=stored,
-                cancelled=bool(event.cancelled),
-            )
-        )
-
-
-def _arrived(batch: Batch, item: Parsed) -> None:
-    """An event id new to this client: kept as cancelled, refused, or queued for its dossier."""
-    event, revision = item.event, item.event.revision or 1
-    work = batch.work[event.dossier_code]
-    arriving = history_event(event, batch.next_position(), batch.principal.client_id, batch.secret_key)
-    arrival = Arrival(
-        item.index, event.event_id, event.dossier_code, arriving, item.payload, item.digest, revision
+        return Answer("error", moved)
+    return Arrival(
+        item.index,
+        event.event_id,
+        event.dossier_code,
+        history_event(event, stored.id, sender.principal.client_id, sender.secret_key),
+        item.payload,
+        item.digest,
+        revision,
+        target=stored,
+        cancelled=bool(event.cancelled),
     )
-    refused = batch.may_act(arriving, work.state.unit_code) if work.state is not None else None
-    if refused is not None:
-        batch.answer(item.index, "error", refused)
-        return
-    if event.cancelled:
-        # Revisions arrive out of order too: kept as cancelled, the event that arrives later
-        # is an older revision, and changes nothing.
-        batch.store_new(arrival, Verdict(Outcome.cancelled))
-        batch.answer(item.index, "updated")
-        return
-    if event.type in RECEPTIONS and work.state is not None:
-        batch.answer(item.index, "error", Conflict(f"Dossier {event.dossier_code!r} was already received"))
-        return
-    work.arrivals.append(arrival)
+
+
+def _arrived(sender: Sender, item: Parsed, positions: Iterator[int]) -> Arrival:
+    """An event id new to this client."""
+    event = item.event
+    arriving = history_event(event, next(positions), sender.principal.client_id, sender.secret_key)
+    return Arrival(
+        item.index,
+        event.event_id,
+        event.dossier_code,
+        arriving,
+        item.payload,
+        item.digest,
+        event.revision or 1,
+        cancelled=bool(event.cancelled),
+    )
 
 
 async def _sent_before(session: AsyncSession, principal: Principal, event_ids: set[str]) -> dict[str, Stored]:

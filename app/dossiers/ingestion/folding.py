@@ -19,14 +19,14 @@ from typing import Any
 from sqlalchemy import Table, select
 
 from app.core.errors import Problem, problem_of
-from app.dossiers.counters import DayKey
 from app.dossiers.history import HistoryEvent
-from app.dossiers.ingestion.batch import Batch
 from app.dossiers.ingestion.catalogue import load_catalogue
+from app.dossiers.ingestion.decide import arriving_positions
 from app.dossiers.ingestion.events import ingest, ingest_in_transaction
 from app.dossiers.ingestion.locks import lock_dossiers
-from app.dossiers.ingestion.work import Arrival, DossierWork, Sender
-from app.dossiers.ingestion.writes import write_batch
+from app.dossiers.ingestion.pipeline import open_round, settle
+from app.dossiers.ingestion.work import Arrival, Sender
+from app.dossiers.ingestion.writes import DaySums
 from app.dossiers.models import Dossier, DossierEvent, ImportStagedEvent
 
 Outcome = tuple[str, Problem | None]
@@ -54,9 +54,7 @@ class StagedLine:
         return cls(*row)
 
 
-async def fold(
-    sender: Sender, lines: Sequence[StagedLine], day_sums: dict[DayKey, list[int]]
-) -> dict[int, Outcome]:
+async def fold(sender: Sender, lines: Sequence[StagedLine], day_sums: DaySums) -> dict[int, Outcome]:
     """Each line's outcome; ``lines`` are whole dossiers, in code order. The new dossiers' counter
     increments are added to ``day_sums`` (the others' counters are written). Raises IntegrityError when
     a concurrent writer or an event id already stored elsewhere stands in the way: the caller rolls
@@ -108,29 +106,32 @@ async def _known(sender: Sender, first: str, last: str) -> set[str]:
 
 
 async def _fold_fresh(
-    sender: Sender, dossiers: dict[str, list[StagedLine]], day_sums: dict[DayKey, list[int]]
+    sender: Sender, dossiers: dict[str, list[StagedLine]], day_sums: DaySums
 ) -> dict[int, Outcome]:
+    """Dossiers the database has never seen, each with all its lines at once: the arrivals of one
+    request on an empty dossier (locked and known to be new, so nothing stored is loaded)."""
     if not dossiers:
         return {}
-    batch = Batch(sender)
-    await batch.open([])  # the sender's reach; the dossiers are locked and known to be new
-    payloads: dict[int, dict[str, Any]] = {}
+    client_id = sender.principal.client_id
+    positions = arriving_positions()
+    procedures: set[str] = set()
+    units: set[str] = set()
+    arrivals: dict[str, list[Arrival]] = {}
     for code, lines in dossiers.items():
-        work = batch.work[code] = DossierWork(code, None)
+        mine = arrivals[code] = []
         for line in lines:
-            payload = payloads[line.line] = json.loads(line.payload)
-            event = HistoryEvent.from_payload(batch.next_position(), sender.principal.client_id, payload)
-            work.arrivals.append(
+            payload = json.loads(line.payload)
+            procedures.add(payload.get("procedure_code") or "")
+            units.add(payload.get("unit_code") or "")
+            event = HistoryEvent.from_payload(next(positions), client_id, payload)
+            mine.append(
                 Arrival(line.line, line.event_id, code, event, line.payload, line.payload_hash, line.revision)
             )
-    batch.catalogue = await load_catalogue(
-        sender.session,
-        {p["procedure_code"] for p in payloads.values() if p.get("procedure_code")},
-        {p["unit_code"] for p in payloads.values() if p.get("unit_code")},
-    )
-    await batch.apply()
-    await write_batch(batch, day_sums)
+    opened = await open_round(sender, [], lock=False)
+    catalogue = await load_catalogue(sender.session, procedures - {""}, units - {""})
+    fresh = [opened.dossier(code, mine, stored=()) for code, mine in arrivals.items()]
+    answers = await settle(sender, fresh, opened.context(sender, catalogue), day_sums)
     return {
         line: (answer.outcome, problem_of(answer.problem) if answer.problem is not None else None)
-        for line, answer in batch.answers.items()
+        for line, answer in answers.items()
     }

@@ -2,7 +2,8 @@
 
 import hashlib
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -27,19 +28,20 @@ from app.dossiers.dvcqg import (
     event_prefix,
     record_events,
 )
-from app.dossiers.ingestion.batch import Batch
 from app.dossiers.ingestion.catalogue import Catalogue, load_catalogue
-from app.dossiers.ingestion.events import beyond_limit, rounds, with_retries
+from app.dossiers.ingestion.decide import arriving_positions
+from app.dossiers.ingestion.events import beyond_limit
+from app.dossiers.ingestion.pipeline import load_stored, open_round, rounds, settle, with_retries
 from app.dossiers.ingestion.work import (
     EVENT_INPUT,
     Answer,
     Arrival,
-    DossierWork,
     Sender,
+    Stored,
     canonical,
     history_event,
 )
-from app.dossiers.ingestion.writes import write_batch
+from app.dossiers.ingestion.writes import LiveCounters
 from app.dossiers.models import DossierEvent, Outcome
 from app.dossiers.schemas import DossierEventIn
 
@@ -130,40 +132,40 @@ def _record_problem(exc: DomainError) -> Problem:
 
 
 async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]) -> dict[int, Answer]:
-    batch = Batch(sender)
-    await batch.open(sorted({record.MaHoSo for _, record in records}))
-    batch.catalogue = await load_catalogue(
+    """One round through the pipeline: each record's parts compared with those an earlier record of
+    this client stored, the differences its group of arrivals, which applies whole or not at all."""
+    codes = sorted({record.MaHoSo for _, record in records})
+    opened = await open_round(sender, codes)
+    catalogue = await load_catalogue(
         sender.session,
         {r.MaTTHC for _, r in records if r.MaTTHC},
         {r.DonViXuLy for _, r in records if r.DonViXuLy},
     )
-    for work in batch.work.values():
-        work.replay = True
-    await batch.load_histories()
-    changes: list[tuple[int, DossierWork, list[Arrival]]] = []
+    histories = await load_stored(sender.session, codes)
+    answers: dict[int, Answer] = {}
+    changes: list[tuple[int, str, list[Arrival]]] = []
+    positions = arriving_positions()
     for index, record in records:
-        work = batch.work[record.MaHoSo]
         try:
-            events = _record_as_events(batch.catalogue, record)
+            events = _record_as_events(catalogue, record)
         except InvalidInput as exc:
-            batch.answer(index, "error", exc)
+            answers[index] = Answer("error", exc)
             continue
-        arrivals = _record_changes(batch, work, index, events)
+        arrivals = _record_changes(sender, record.MaHoSo, histories[record.MaHoSo], index, events, positions)
         if not arrivals:
-            batch.answer(index, "unchanged")
+            answers[index] = Answer("unchanged")
             continue
-        changes.append((index, work, arrivals))
+        changes.append((index, record.MaHoSo, arrivals))
     taken = await _taken_elsewhere(
         sender, [a for _, _, arrivals in changes for a in arrivals if a.target is None]
     )
-    existed: dict[int, bool] = {}
-    for index, work, arrivals in changes:
+    by_dossier: dict[str, list[Arrival]] = defaultdict(list)
+    for index, code, arrivals in changes:
         clash = next((a.event_id for a in arrivals if a.event_id in taken), None)
         if clash is not None:
             # Stored, the part would break the unique key of the client's event ids, and the
             # whole request would fail however often it was replayed.
-            batch.answer(
-                index,
+            answers[index] = Answer(
                 "error",
                 Conflict(
                     f"The event id {clash!r} this record's part takes already names an event of "
@@ -171,14 +173,15 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
                 ),
             )
             continue
-        work.arrivals += arrivals
-        existed[index] = work.state is not None
-    await batch.apply(strict_groups=frozenset(existed))
-    await write_batch(batch)
-    for index, was_there in existed.items():
-        if batch.answers[index].outcome != "error":
-            batch.answer(index, "updated" if was_there else "created")
-    return batch.answers
+        by_dossier[code] += arrivals
+    applied = {index for index, code, _ in changes if index not in answers}
+    dossiers = [opened.dossier(code, mine, stored=histories[code]) for code, mine in by_dossier.items()]
+    context = opened.context(sender, catalogue, strict_groups=frozenset(applied))
+    decided = await settle(sender, dossiers, context, LiveCounters())
+    for index, code, _ in changes:
+        if index in applied and decided[index].outcome != "error":
+            decided[index] = Answer("updated" if code in opened.states else "created")
+    return answers | decided
 
 
 _IDS_PER_QUERY = 5000
@@ -253,20 +256,25 @@ def _named(errors: list[FieldError], source: str) -> list[FieldError]:
 
 
 def _record_changes(
-    batch: Batch, work: DossierWork, group: int, events: list[DossierEventIn]
+    sender: Sender,
+    code: str,
+    history: tuple[Stored, ...],
+    group: int,
+    events: list[DossierEventIn],
+    positions: Iterator[int],
 ) -> list[Arrival]:
     """What differs between the record's parts and those an earlier record of this client stored:
     new parts, parts changed (a higher revision) and parts no longer there (cancelled)."""
-    client_id, secret_key = batch.principal.client_id, batch.secret_key
-    prefix = event_prefix(work.code)
-    mine = {s.event_id: s for s in work.stored if s.client_id == client_id and s.event_id.startswith(prefix)}
+    client_id, secret_key = sender.principal.client_id, sender.secret_key
+    prefix = event_prefix(code)
+    mine = {s.event_id: s for s in history if s.client_id == client_id and s.event_id.startswith(prefix)}
     arrivals: list[Arrival] = []
     for event in events:
         stored = mine.pop(event.event_id, None)
         if stored is None:
             payload, digest = canonical(event, secret_key)
-            arriving = history_event(event, batch.next_position(), client_id, secret_key)
-            arrivals.append(Arrival(group, event.event_id, work.code, arriving, payload, digest, 1))
+            arriving = history_event(event, next(positions), client_id, secret_key)
+            arrivals.append(Arrival(group, event.event_id, code, arriving, payload, digest, 1))
             continue
         same = event.model_copy(update={"revision": stored.revision if stored.revision > 1 else None})
         if canonical(same, secret_key)[1] == stored.payload_hash:
@@ -278,7 +286,7 @@ def _record_changes(
             Arrival(
                 group,
                 event.event_id,
-                work.code,
+                code,
                 arriving,
                 payload,
                 digest,
@@ -295,7 +303,7 @@ def _record_changes(
             Arrival(
                 group,
                 stored.event_id,
-                work.code,
+                code,
                 stored.history_event(),
                 payload,
                 hashlib.sha256(payload.encode()).hexdigest(),

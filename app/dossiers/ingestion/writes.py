@@ -1,55 +1,178 @@
-"""Write: the batch's rows stored set-based (COPY on PostgreSQL), the data versions moved, counters
-last (or, for a bulk load's fold, their increments summed by day for its merge)."""
+"""Write: what a round decided, stored set-based (COPY on PostgreSQL), the data versions moved, and
+the counters' difference handed to a sink — added to the counters as a request goes, or summed by
+day for a bulk load's merge."""
 
-from typing import Any
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, delete, insert, update
+from sqlalchemy import Table, bindparam, delete, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.data_version import touch
-from app.core.db import bulk_insert
+from app.core.db import bulk_insert, bulk_update
 from app.dossiers import counters
-from app.dossiers.ingestion.batch import STATE_FIELDS, Batch
-from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection
+from app.dossiers.history import Verdict
+from app.dossiers.ingestion.decide import DossierDecision
+from app.dossiers.ingestion.work import Arrival
+from app.dossiers.lifecycle import DossierState
+from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection, Outcome
 from app.units.access import provinces_of
 
 _DOSSIERS: Table = Dossier.__table__  # type: ignore[assignment]
 _EVENTS: Table = DossierEvent.__table__  # type: ignore[assignment]
 _CORRECTIONS: Table = DossierEventCorrection.__table__  # type: ignore[assignment]
+STATE_FIELDS = list(DossierState.__dataclass_fields__)
 
 
-async def write_batch(batch: Batch, day_sums: dict[counters.DayKey, list[int]] | None = None) -> None:
-    """Store what the batch decided: dossiers, events and corrections set-based, then the counters
-    — or, for a bulk load that merges its counters when it ends, their increments in ``day_sums``."""
-    session = batch.session
-    now = batch.now
+class CounterSink(Protocol):
+    """Where a round's counter increments go."""
+
+    async def add(self, session: AsyncSession, marks: Sequence[counters.MarkOf]) -> None: ...
+
+
+class LiveCounters:
+    """Added to the counters in the round's transaction (a request)."""
+
+    async def add(self, session: AsyncSession, marks: Sequence[counters.MarkOf]) -> None:
+        rows = [row for row in counters.counter_rows(marks) if any(row[1])]
+        await counters.add_counters(session, rows)
+
+
+@dataclass
+class DaySums:
+    """Summed by unit, sector, procedure and day, for a merge when the load ends (a bulk load), or
+    dropped (a replay whose counters are rebuilt afterwards)."""
+
+    sums: dict[counters.DayKey, list[int]] = field(default_factory=dict)
+
+    async def add(self, session: AsyncSession, marks: Sequence[counters.MarkOf]) -> None:
+        counters.add_day_marks(self.sums, marks)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Who wrote a round's rows, in which request, when."""
+
+    client_id: int
+    request_id: str | None
+    now: datetime
+
+
+async def write(
+    session: AsyncSession, decisions: Sequence[DossierDecision], stamp: Stamp, sink: CounterSink
+) -> None:
+    """Store the decisions: dossiers, events and corrections set-based, then the counters (last, so
+    that the counter rows every round of a unit shares stay locked for the shortest time)."""
+    new: list[DossierState] = []
+    changed: list[DossierState] = []
+    gone: list[str] = []
+    event_rows: list[dict[str, Any]] = []
+    corrected: list[dict[str, Any]] = []
+    correction_rows: list[dict[str, Any]] = []
+    verdicts: list[dict[str, Any]] = []
+    marks: list[counters.MarkOf] = []
+    units: set[str] = set()
+    for decision in decisions:
+        old, state = decision.old, decision.new
+        if state is not None and old is None:
+            new.append(state)
+        elif state is None and old is not None:
+            gone.append(decision.code)
+        elif state is not None and old is not None and state != old:
+            changed.append(state)
+        if state != old:
+            units |= {s.unit_code for s in (old, state) if s is not None}
+        for arrival, verdict in decision.stored:
+            if arrival.target is None:
+                event_rows.append(_event_row(arrival, verdict, stamp))
+            else:
+                corrected.append(_corrected_row(arrival, verdict))
+                correction_rows.append(_correction_row(arrival, stamp))
+        for event, verdict in decision.verdicts_changed:
+            verdicts.append({"id": event.id, "status": verdict.outcome.value, "reason": _reason(verdict)})
+        marks.extend(decision.marks)
     # The statistics of these provinces change; nothing of the others (data_version).
-    changed_units = {s.unit_code for s in (*batch.new_dossiers, *batch.changed_dossiers)}
-    changed_units |= {unit for unit, *_rest in batch.marks}
-    touch(session, await provinces_of(session, changed_units))
-    if batch.new_dossiers:
-        await bulk_insert(
-            session,
-            _DOSSIERS,
-            [{**state.as_row(), "created_at": now, "updated_at": now} for state in batch.new_dossiers],
-        )
-    if batch.changed_dossiers:
+    units |= {unit for unit, *_rest in marks}
+    touch(session, await provinces_of(session, units))
+    if new:
+        rows = [{**state.as_row(), "created_at": stamp.now, "updated_at": stamp.now} for state in new]
+        await bulk_insert(session, _DOSSIERS, rows)
+    if changed:
         values: dict[str, Any] = {name: bindparam(name) for name in STATE_FIELDS if name != "code"}
         await session.execute(
             update(_DOSSIERS).where(_DOSSIERS.c.code == bindparam("dossier_code")).values(values),
-            [{**state.as_row(), "dossier_code": state.code} for state in batch.changed_dossiers],
+            [{**state.as_row(), "dossier_code": state.code} for state in changed],
         )
-    if batch.gone_dossiers:
-        await session.execute(delete(_DOSSIERS).where(_DOSSIERS.c.code.in_(batch.gone_dossiers)))
-    if batch.event_rows:
-        await bulk_insert(session, _EVENTS, batch.event_rows)
-    for row in batch.event_updates:
-        values = {name: value for name, value in row.items() if name != "row_id"}
-        await session.execute(update(_EVENTS).where(_EVENTS.c.id == row["row_id"]).values(values))
-    if batch.correction_rows:
-        await session.execute(insert(_CORRECTIONS), batch.correction_rows)
-    if day_sums is not None:
-        counters.add_day_marks(day_sums, batch.marks)
-        return
-    # Last, so that the rows every batch of a unit shares stay locked for the shortest time.
-    rows = [row for row in counters.counter_rows(batch.marks) if any(row[1])]
-    await counters.add_counters(session, rows)
+    if gone:
+        await session.execute(delete(_DOSSIERS).where(_DOSSIERS.c.code.in_(gone)))
+    if event_rows:
+        await bulk_insert(session, _EVENTS, event_rows)
+    # One statement per shape of update, for all its rows (a request of records that changes many
+    # dossiers changes the verdicts of many of their events).
+    for rows in (verdicts, corrected):
+        if rows:
+            await bulk_update(session, _EVENTS, "id", rows)
+    if correction_rows:
+        await bulk_insert(session, _CORRECTIONS, correction_rows)
+    await sink.add(session, marks)
+
+
+def _event_row(arrival: Arrival, verdict: Verdict, stamp: Stamp) -> dict[str, Any]:
+    return {
+        "client_id": stamp.client_id,
+        "event_id": arrival.event_id,
+        "dossier_code": arrival.dossier_code,
+        "type": arrival.event.type.value,
+        "occurred_at": arrival.event.occurred_at,
+        "payload": arrival.payload,
+        "payload_hash": arrival.digest,
+        "request_id": stamp.request_id,
+        "ingested_at": stamp.now,
+        "revision": arrival.revision,
+        "status": verdict.outcome.value,
+        "reason": _reason(verdict),
+    }
+
+
+def _corrected_row(arrival: Arrival, verdict: Verdict) -> dict[str, Any]:
+    assert arrival.target is not None
+    return {
+        "id": arrival.target.id,
+        "status": Outcome.cancelled.value if arrival.cancelled else verdict.outcome.value,
+        "reason": None if arrival.cancelled else _reason(verdict),
+        "type": arrival.event.type.value,
+        "occurred_at": arrival.event.occurred_at,
+        "payload": json.loads(arrival.payload),
+        "payload_hash": arrival.digest,
+        "revision": arrival.revision,
+    }
+
+
+def _correction_row(arrival: Arrival, stamp: Stamp) -> dict[str, Any]:
+    target = arrival.target
+    assert target is not None
+    after = json.loads(arrival.payload)
+    changes = {
+        name: [target.payload.get(name), after.get(name)]
+        for name in sorted(set(target.payload) | set(after))
+        if target.payload.get(name) != after.get(name)
+    }
+    return {
+        "event_row_id": target.id,
+        "dossier_code": target.dossier_code,
+        "client_id": stamp.client_id,
+        "from_revision": target.revision,
+        "to_revision": arrival.revision,
+        "cancelled": arrival.cancelled,
+        "changes": changes,
+        "request_id": stamp.request_id,
+        "corrected_at": stamp.now,
+    }
+
+
+def _reason(verdict: Verdict) -> str | None:
+    reason = verdict.reason
+    return reason[:500] if reason else None
