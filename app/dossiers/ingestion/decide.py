@@ -282,13 +282,11 @@ def _replayed(
                 arrival.group, Answer("created" if verdict.outcome is Outcome.applied else "pending")
             )
     touched = {a.position for a in active}
+    untouched = (s for s in stored if s.id not in touched and s.status != Outcome.cancelled)
     changed = tuple(
-        (event, replayed.verdicts[event.id])
-        for event in stored
-        if event.id not in touched
-        and event.status != Outcome.cancelled
-        and (replayed.verdicts[event.id].outcome.value, replayed.verdicts[event.id].reason)
-        != (event.status, event.reason)
+        (event, verdict)
+        for event, verdict in ((s, replayed.verdicts[s.id]) for s in untouched)
+        if (verdict.outcome.value, verdict.reason) != (event.status, event.reason)
     )
     old = _contribution(dossier.state, _stored_pauses(dossier.state, stored), -1, context.calendar)
     new = _contribution(replayed.state, replayed.pauses, 1, context.calendar)
