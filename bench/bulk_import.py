@@ -24,7 +24,7 @@ import asyncpg
 
 from bench import dossier_data
 from bench.harness import DEFAULT_DATABASE, fresh_database, log, machine, make_key, serve
-from bench.ingestion import _arrival, _setup, portal_record
+from bench.ingestion import _arrival, portal_record, setup
 from bench.profile import summarise
 
 CLIENT = "bench-portal"
@@ -78,7 +78,7 @@ def main() -> None:
         fresh_database(args.database_url)
         key = make_key(args.database_url, CLIENT, ["dossiers:write", "units:write", "catalogue:write"])
         with serve(args.database_url) as server:
-            _setup(server.url, key, procedure_rows)
+            setup(server.url, key, procedure_rows)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / f"{order}.jsonl"
             path.write_text("\n".join(lines) + "\n")

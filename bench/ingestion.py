@@ -28,7 +28,7 @@ from bench.catalogue import SECTORS
 from bench.harness import DEFAULT_DATABASE, fresh_database, log, machine, make_key, serve
 
 
-def _setup(base_url: str, key: str, procedure_rows: list[dict[str, Any]]) -> None:
+def setup(base_url: str, key: str, procedure_rows: list[dict[str, Any]]) -> None:
     with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
         for unit in dossier_data.units():
             http.post("/api/v1/units", json=unit).raise_for_status()
@@ -178,7 +178,7 @@ def main() -> None:
                 args.database_url, "bench-portal", ["dossiers:write", "units:write", "catalogue:write"]
             )
             with serve(args.database_url, workers=workers) as server:
-                _setup(server.url, key, procedure_rows)
+                setup(server.url, key, procedure_rows)
                 log(f"{order}: {workers} worker(s), {args.senders} senders, batches of {args.batch}")
                 created, errors, seconds = asyncio.run(push(server.url, key, bodies, path))
                 rss = max(server.worker_rss_mb())

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import dossier_data
 from bench.harness import DEFAULT_DATABASE, Request, fresh_database, log, make_key, serve, wrk
-from bench.ingestion import _setup, batches_for, push
+from bench.ingestion import batches_for, push, setup
 from bench.stats_query import stats_paths
 from bench.suite import BASELINE, PORTAL_SCOPES, etags_of
 
@@ -91,7 +91,7 @@ def main() -> None:
     cache = {"stats_cache_bytes": "0"} if args.no_cache else {}
     with serve(args.database_url, workers=1, benchmark_baseline="true", **cache) as server:
         if args.scenario == "ingest":
-            _setup(server.url, key, procedure_rows)
+            setup(server.url, key, procedure_rows)
 
             def drive() -> None:
                 asyncio.run(push(server.url, key, bodies))

@@ -33,7 +33,7 @@ from bench.harness import (
     serve,
     wrk,
 )
-from bench.ingestion import _setup
+from bench.ingestion import setup
 from bench.stats_query import load, stats_paths
 from bench.suite import (
     BASELINE,
@@ -66,7 +66,7 @@ def ensure_data(url: str, size: int, seed: int) -> None:
     key = make_key(url, "bench-portal", PORTAL_SCOPES)
     procedure_rows = dossier_data.procedures(100, seed)
     with serve(url, workers=2) as server:
-        _setup(server.url, key, procedure_rows)
+        setup(server.url, key, procedure_rows)
         events, seconds = asyncio.run(load(server.url, key, size, seed, procedure_rows))
         log(f"loaded {size:,} dossiers: {events:,} events in {seconds:.0f} s")
     analyze(url)

@@ -24,7 +24,7 @@ import asyncpg
 from app.core import migrations
 from bench import dossier_data
 from bench.harness import DEFAULT_DATABASE, analyze, fresh_database, log, machine, make_key, serve
-from bench.ingestion import _setup, batches_for, push
+from bench.ingestion import batches_for, push, setup
 
 CLIENT = "bench-portal"
 BUILD_CHUNK = 1_000_000
@@ -183,7 +183,7 @@ def _prepare(url: str, size: int, procedure_rows: list[dict[str, Any]]) -> str:
     fresh_database(url)
     key = make_key(url, CLIENT, ["dossiers:write", "units:write", "catalogue:write"])
     with serve(url) as server:
-        _setup(server.url, key, procedure_rows)
+        setup(server.url, key, procedure_rows)
     log(f"{size:,} past dossiers: building")
     asyncio.run(_build_history(url, size, procedure_rows))
     analyze(url)

@@ -18,7 +18,7 @@ import httpx
 
 from bench import dossier_data
 from bench.harness import DEFAULT_DATABASE, analyze, fresh_database, log, machine, make_key, serve, wrk
-from bench.ingestion import _setup
+from bench.ingestion import setup
 
 BATCH = 1000
 
@@ -97,7 +97,7 @@ def main() -> None:
             args.database_url, "bench-portal", ["dossiers:write", "units:write", "catalogue:write"]
         )
         with serve(args.database_url, workers=2) as server:
-            _setup(server.url, key, procedure_rows)
+            setup(server.url, key, procedure_rows)
             asyncio.run(load(server.url, key, size, args.seed, procedure_rows))
         analyze(args.database_url)
         for workers in [int(w) for w in args.workers.split(",")]:

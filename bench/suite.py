@@ -47,7 +47,7 @@ from bench.harness import (
     serve,
     wrk,
 )
-from bench.ingestion import _setup, batches_for, push
+from bench.ingestion import batches_for, push, setup
 from bench.stats_query import load, stats_paths
 
 BASELINE = "/api/v1/_baseline"
@@ -162,7 +162,7 @@ def ingestion(bench: Bench, url: str, workers_list: list[int], seed: int, proced
         fresh_database(url)
         key = make_key(url, "bench-portal", PORTAL_SCOPES)
         with serve(url, workers=workers, benchmark_baseline="true") as server:
-            _setup(server.url, key, procedure_rows)
+            setup(server.url, key, procedure_rows)
             baseline = bench.baseline(server, 2)
             log(f"ingesting 20,000 dossiers: {workers} worker(s), 2 senders, batches of 1,000")
             before = cpu_seconds(server)
@@ -214,7 +214,7 @@ def at_size(
         fresh_database(url)
         key = make_key(url, "bench-portal", PORTAL_SCOPES)
         with serve(url, workers=2, benchmark_baseline="true") as server:
-            _setup(server.url, key, procedure_rows)
+            setup(server.url, key, procedure_rows)
             baseline = bench.baseline(server, 2)
             events, seconds = asyncio.run(load(server.url, key, size, seed, procedure_rows))
             bench.add("1 ingestion (load)", data, 2, 2, events / seconds, "events/s", None, baseline, server)

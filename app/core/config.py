@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     body_read_timeout: float = Field(
         default=20.0, gt=0, description="Seconds a request body may take to arrive before a 408"
     )
+    export_send_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a streamed export gives its client to take each piece of at most 64 KiB: a "
+        "client that stops reading is cut this long after the buffers fill",
+    )
     # Rate limits in the `limits` notation ("600/minute", "10/second"); an empty value disables one.
     rate_limit_ip_reads: str = "6000/minute"
     rate_limit_ip_writes: str = "1200/minute"

@@ -7,19 +7,19 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextvars import ContextVar
 from operator import itemgetter
 from typing import Annotated, Any, TypeVar, TypeVarTuple
 
 import asyncpg
 from fastapi import Depends, Path, Request
 from sqlalchemy import JSON, Select, Table, bindparam, event, insert, text, update
-from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute, Session
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 
+from app.core.bounded_engine import BoundedConnection, answered, postgres_engine
 from app.core.config import Settings
 from app.core.data_version import bump_version
 from app.core.replicas import READ_FROM, route_reads
@@ -52,155 +52,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
         if bound is not None:
             _take_turns_to_write(engine.sync_engine, bound, busy_ms)
         return engine
-    bound = settings.database_command_timeout
-    connect_args: dict[str, Any] = {
-        "timeout": settings.database_connect_timeout,
-        "command_timeout": bound,
-    }
-    pool_timeout = settings.database_pool_timeout
-    if bound is not None:
-        connect_args["connection_class"] = _BoundedConnection
-        # The wait for a pooled connection is part of the first statement's wait.
-        pool_timeout = min(pool_timeout, bound)
-    engine = create_async_engine(
+    return postgres_engine(
         settings.database_url,
-        echo=settings.database_echo,
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
-        # A dead connection is found and replaced at checkout, so the service recovers by itself
-        # after a database restart; the timeouts turn an outage into quick 503s instead of hangs.
-        pool_pre_ping=True,
-        pool_timeout=pool_timeout,
-        connect_args=connect_args,
-        **({} if bound is None else {"poolclass": _bounded_pool(bound)}),
+        pool_timeout=settings.database_pool_timeout,
+        connect_timeout=settings.database_connect_timeout,
+        command_timeout=settings.database_command_timeout,
+        echo=settings.database_echo,
     )
-    if bound is not None:
-        _bound_waits(engine.sync_engine, bound, settings.database_connect_timeout)
-    return engine
-
-
-# A request never waits longer than TTHC_DATABASE_COMMAND_TIMEOUT for PostgreSQL to answer. Each
-# step has a timeout of its own (the pool's, asyncpg's connect and command timeouts, SQLAlchemy's
-# 2 s graceful close of a failed connection), and added up they were twice the bound: the wait
-# for a pooled connection then the statement, or a pre-ping then the close of its connection. So
-# the steps of one wait share a deadline, a ``_Wait``: a checkout (pool, connect, pre-ping) and the
-# statement that asked for it; one statement (BEGIN, prepare, fetch) or COPY; a COMMIT; and with
-# each, the ROLLBACK and the close of a connection that failed in it. An answer ends the wait, so
-# time spent between statements (Python work) never counts.
-
-
-class _Wait:
-    __slots__ = ("checkout", "deadline")
-
-    def __init__(self, seconds: float, *, checkout: bool = False) -> None:
-        self.deadline = time.monotonic() + seconds
-        self.checkout = checkout
-        """Begun by a checkout: the statement that asked for the connection continues it."""
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-
-# Per task: SQLAlchemy runs its synchronous side in greenlets that share the task's context.
-_waiting: ContextVar[_Wait | None] = ContextVar("database_wait", default=None)
-
-
-def _begin_wait(seconds: float) -> None:
-    wait = _waiting.get()
-    if wait is not None and wait.checkout:
-        wait.checkout = False
-    else:
-        _waiting.set(_Wait(seconds))
-
-
-def _answered(*_args: Any) -> None:
-    _waiting.set(None)
-
-
-# asyncpg reads a command's timeout from the connection's ``_config`` on every wait (commands,
-# pre-ping, BEGIN, COMMIT, ROLLBACK, COPY): the one place all of them can be given the deadline.
-_CONFIG_SLOT: Any = asyncpg.Connection._config
-
-
-class _BoundedConnection(asyncpg.Connection):  # type: ignore[misc]  # asyncpg ships no types
-    """asyncpg's connection, whose waits end with the current ``_Wait``."""
-
-    @property
-    def _config(self) -> Any:
-        config = _CONFIG_SLOT.__get__(self, type(self))
-        wait = _waiting.get()
-        if wait is None:
-            return config
-        # Never 0 or less: asyncpg reads that as "no timeout" in places.
-        return config._replace(command_timeout=max(wait.remaining(), 0.001))
-
-    @_config.setter
-    def _config(self, value: Any) -> None:
-        _CONFIG_SLOT.__set__(self, value)
-
-    def begin_wait(self) -> None:
-        """A wait for a command sent past SQLAlchemy (COPY)."""
-        _begin_wait(_CONFIG_SLOT.__get__(self, type(self)).command_timeout)
-
-    async def close(self, *, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncpg's signature)
-        # SQLAlchemy closes a failed connection gracefully, waiting up to 2 s for a server that
-        # may be the reason it failed: within the deadline, or not at all.
-        wait = _waiting.get()
-        if wait is not None and timeout is not None:
-            timeout = min(timeout, wait.remaining())
-            if timeout <= 0:
-                self.terminate()
-                return
-        await super().close(timeout=timeout)
-
-
-def _bounded_pool(seconds: float) -> type[AsyncAdaptedQueuePool]:
-    class BoundedPool(AsyncAdaptedQueuePool):
-        """Starts the wait when a connection is asked for: pool wait, connect and pre-ping are in it."""
-
-        def connect(self) -> PoolProxiedConnection:
-            _waiting.set(_Wait(seconds, checkout=True))
-            try:
-                return super().connect()
-            except BaseException:
-                _waiting.set(None)
-                raise
-
-    return BoundedPool
-
-
-def _bound_waits(engine: Engine, seconds: float, connect_timeout: float) -> None:
-    def statement(*_args: Any) -> None:
-        _begin_wait(seconds)
-
-    def failed(context: ExceptionContext) -> None:
-        # A connection that failed is closed within what is left of the wait; one that only
-        # refused a statement (a constraint, a conflict) answered, and carries on.
-        if not context.is_disconnect:
-            _waiting.set(None)
-
-    def committing(*_args: Any) -> None:
-        _waiting.set(_Wait(seconds))
-
-    def rolling_back(*_args: Any) -> None:
-        # Right after a failure that got no answer, the rollback is part of the same wait.
-        if _waiting.get() is None:
-            _waiting.set(_Wait(seconds))
-
-    def connecting(
-        _dialect: Dialect, _record: ConnectionPoolEntry, _args: Any, cparams: dict[str, Any]
-    ) -> None:
-        wait = _waiting.get()
-        if wait is not None:
-            cparams["timeout"] = max(min(connect_timeout, wait.remaining()), 0.001)
-
-    event.listen(engine, "before_cursor_execute", statement)
-    event.listen(engine, "after_cursor_execute", _answered)
-    event.listen(engine, "handle_error", failed)
-    event.listen(engine, "commit", committing)
-    event.listen(engine, "rollback", rolling_back)
-    event.listen(engine, "do_connect", connecting)
-    event.listen(engine, "checkin", _answered)
 
 
 # SQLite has one writer at a time, and its busy handler lets the others poll for the lock, every
@@ -418,10 +277,10 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
     try:
         await driver.copy_records_to_table(table.name, records=records, columns=columns)
     except asyncpg.UniqueViolationError as exc:
-        _answered()
+        answered()
         # Raised by the driver itself here: make it the error every caller already handles.
         raise IntegrityError(f"COPY INTO {table.name}", None, exc) from exc
-    _answered()
+    answered()
 
 
 async def bulk_update(session: AsyncSession, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
@@ -458,16 +317,16 @@ async def bulk_update(session: AsyncSession, table: Table, key: str, rows: list[
     try:
         await driver.execute(sql, *arrays)
     finally:
-        _answered()
+        answered()
 
 
 async def _waiting_driver(session: AsyncSession) -> Any:
     """The session's asyncpg connection, its wait for the next answer begun under the request's
-    deadline (the caller marks the answer with ``_answered``)."""
+    deadline (the caller marks the answer with ``answered``)."""
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
     # Not isinstance: asyncpg's metaclass makes every connection an instance of every subclass.
-    if type(driver) is _BoundedConnection:
+    if type(driver) is BoundedConnection:
         driver.begin_wait()
     return driver

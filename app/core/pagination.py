@@ -5,9 +5,11 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar, TypeVarTuple
 
 from fastapi import Depends, Query, Request
@@ -16,6 +18,7 @@ from sqlalchemy import BigInteger, ColumnElement, Integer, Row, Select, SmallInt
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
+from app.core.base import UTCDateTime
 from app.core.errors import InvalidInput
 
 DEFAULT_LIMIT = 50
@@ -57,8 +60,26 @@ def _signature(raw: bytes) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+@contextmanager
+def cursors_for(path: str) -> Iterator[None]:
+    """Cursors made inside are those of the list at ``path``, not of the request's own path: a
+    resource showing the first page of a list of its own hands out a cursor that list takes."""
+    token = _list_path.set(path)
+    try:
+        yield
+    finally:
+        _list_path.reset(token)
+
+
+def _as_json(value: object) -> str:
+    # An instant travels as ISO 8601 text; SortKey.after reads it back for its column.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"a sort key cannot carry {value!r}")
+
+
 def encode_cursor(sort_key: list[Any]) -> str:
-    raw = json.dumps(sort_key, separators=(",", ":"), ensure_ascii=False).encode()
+    raw = json.dumps(sort_key, separators=(",", ":"), ensure_ascii=False, default=_as_json).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=") + "." + _signature(raw)
 
 
@@ -79,7 +100,8 @@ def decode_cursor(cursor: str) -> list[Any]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise _foreign() from exc
     # Signed is not enough: whoever knows the key (the development default is in the source) signs
-    # anything. A sort key is codes, names, ids and ranks: whole numbers and text, nothing else.
+    # anything. A sort key is codes, names, ids, ranks and instants: whole numbers and text (an
+    # instant as ISO 8601), nothing else.
     if not isinstance(value, list) or not all(_scalar(item) for item in value):
         raise _foreign()
     return value
@@ -135,17 +157,27 @@ class SortKey:
     def after(self, values: Sequence[Any]) -> ColumnElement[bool]:
         """Rows past ``values`` in this order (written out column by column: row-value comparison
         is not served by every index on every backend)."""
-        if len(values) != len(self.columns) or not all(map(_fits, self.columns, values)):
+        if len(values) != len(self.columns):
             raise _foreign()
+        bound = [_parameter(column, value) for column, value in zip(self.columns, values, strict=True)]
         past: ColumnElement[bool] | None = None
         for position in reversed(range(len(self.columns))):
-            column, value = self.columns[position], values[position]
+            column, value = self.columns[position], bound[position]
             beyond = column < value if self.descending else column > value
-            equal_before = [self.columns[i] == values[i] for i in range(position)]
+            equal_before = [self.columns[i] == bound[i] for i in range(position)]
             step = and_(*equal_before, beyond) if equal_before else beyond
             past = step if past is None else or_(step, past)
         assert past is not None
         return past
+
+
+def _parameter(column: ColumnElement[Any] | QueryableAttribute[Any], value: object) -> object:
+    """``value`` of a cursor as a parameter of ``column``, or a 422."""
+    if isinstance(column.type, UTCDateTime):
+        return _instant(value)
+    if not _fits(column, value):
+        raise _foreign()
+    return value
 
 
 def _fits(column: ColumnElement[Any] | QueryableAttribute[Any], value: object) -> bool:
@@ -161,7 +193,24 @@ def _fits(column: ColumnElement[Any] | QueryableAttribute[Any], value: object) -
         return type(value) is int and -(2**bits) <= value < 2**bits
     if isinstance(column_type, String):
         return isinstance(value, str) and _storable(value)
-    raise TypeError(f"cursors cannot check a sort column of type {column_type!r}: add it to _fits")
+    raise TypeError(f"cursors cannot check a sort column of type {column_type!r}: add it to _parameter")
+
+
+def _instant(value: object) -> datetime:
+    """An instant of a cursor, bound as a datetime (SQLite keeps instants as text in its own format,
+    which an ISO string would not compare with); one without its offset is no instant we issued."""
+    if not isinstance(value, str):
+        raise _foreign()
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise _foreign() from exc
+    if instant.tzinfo is None:
+        raise _foreign()
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError as exc:  # year 1 or 9999 with an offset: beyond the calendar in UTC
+        raise _foreign() from exc
 
 
 @dataclass(frozen=True)

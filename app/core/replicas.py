@@ -34,6 +34,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from app.core.bounded_engine import answered, postgres_engine
+
 logger = logging.getLogger("tthc.replicas")
 
 # A standby that does not answer a check within this long (or the check interval, if shorter) is
@@ -168,17 +170,16 @@ class ReadReplicas:
     ) -> "ReadReplicas":
         standbys = []
         for url in urls:
-            engine = create_async_engine(
+            # Bounded as the primary's requests are; a standby that gives no connection within the
+            # time a check allows is down, as the check would find it, and the primary answers.
+            engine = postgres_engine(
                 url,
                 pool_size=pool_size,
-                max_overflow=pool_size,
-                pool_pre_ping=True,
                 pool_timeout=check_timeout,
-                connect_args={
-                    "timeout": check_timeout,
-                    "command_timeout": command_timeout,
-                    "server_settings": {"application_name": READS_APPLICATION_NAME},
-                },
+                connect_timeout=check_timeout,
+                command_timeout=command_timeout,
+                checkout_timeout=check_timeout,
+                server_settings={"application_name": READS_APPLICATION_NAME},
             )
             probe = _probe_engine(url, check_timeout)
             name = engine.url.render_as_string(hide_password=True)
@@ -284,7 +285,9 @@ async def route_reads(request: Request, session: AsyncSession) -> None:
     """Point a safe request's session at a standby when its route allows one and one is usable.
 
     The standby is reached before the request reads anything, so one that went down since its last
-    check costs the request nothing: it is marked down and the next one, or the primary, is used.
+    check costs the request no error: it is marked down and the primary is used. Reaching it takes at
+    most the check's timeout (its engine's ``checkout_timeout``): a read whose standby fails there
+    waits that long, then up to the primary's own bound for its first answer.
     """
     replicas: ReadReplicas | None = getattr(request.app.state, "replicas", None)
     if replicas is None:
@@ -295,20 +298,25 @@ async def route_reads(request: Request, session: AsyncSession) -> None:
     if policy is ReadsFrom.standby_when_anonymous and "authorization" in request.headers:
         replicas.counted("primary")
         return
-    while (standby := replicas.choose()) is not None:
+    standby = replicas.choose()
+    if standby is not None:
         session.info[READ_FROM] = standby.engine
         try:
             await session.connection()
         except PoolTimeout:
             # A standby whose pool is busy is well, only full: this request reads the primary.
             await use_primary(session)
-            break
         except (OSError, SQLAlchemyError, TimeoutError) as exc:
+            # The primary, not the next standby: each one tried could take the request another
+            # check timeout before the primary's wait even begins.
             await use_primary(session)
             replicas.mark_down(standby, f"unreachable: {type(exc).__name__}")
-            continue
-        replicas.counted("standby")
-        return
+        else:
+            # Reached: the connect or the pre-ping was its answer. The request's first statement
+            # may come after other work (the calendar guard, say), and waits on its own.
+            answered()
+            replicas.counted("standby")
+            return
     replicas.counted("primary")
 
 

@@ -262,6 +262,13 @@ def record_events(record: PortalRecord, online_level_of: Any) -> list[dict[str, 
     return events
 
 
+def history_parts(raw: Any) -> int:
+    """The most events ``record_events`` makes of a record as sent, found without reading it: its
+    reception, processing, end and return, and two per supplement request (asked, answered)."""
+    supplements = raw.get("DanhSachHoSoBoSung") if isinstance(raw, dict) else None
+    return 4 + 2 * (len(supplements) if isinstance(supplements, list) else 0)
+
+
 def end_of(record: PortalRecord) -> tuple[datetime | None, str]:
     """When the dossier ended, and the record's field that says so: `NgayKetThucXuLy`, or for a
     returned dossier (status 10) that does not name it, `NgayTra` (it ended when it was returned)."""

@@ -21,6 +21,7 @@ from app.dossiers.ingestion.records import ingest_records
 from app.dossiers.ingestion.work import Sender
 from app.dossiers.schemas import (
     MAX_BATCH,
+    TIMELINE_SHOWN,
     BatchResult,
     DossierCode,
     DossierEventIn,
@@ -31,6 +32,7 @@ from app.dossiers.schemas import (
     EventResult,
     PendingEvent,
     PublicDossier,
+    TimelineEntry,
 )
 from app.units.access import listing_scope
 
@@ -202,10 +204,26 @@ async def list_dossiers(
     operation_id="get_dossier",
     response_model=DossierRead,
     responses={304: {"description": "Not Modified"}, **problem_responses(404)},
-    summary="A dossier with its status, due date, classification and timeline",
+    summary="A dossier with its status, due date, classification and the start of its timeline",
 )
 async def get_dossier(session: SessionDep, dossier: ReadableDossier, request: Request) -> Response:
-    return cached_json(request, await service.dossier_with_timeline(session, dossier))
+    timeline_path = request.url_for("list_dossier_timeline", code=dossier.code).path
+    return cached_json(request, await service.dossier_with_timeline(session, dossier, timeline_path))
+
+
+@dossiers_router.get(
+    "/{code}/timeline",
+    operation_id="list_dossier_timeline",
+    response_model=Page[TimelineEntry],
+    responses=problem_responses(404, 422),
+    summary="A dossier's stored events in time order, page by page, each with its latest corrections",
+    description=f"The dossier's `timeline` goes on here: its first {TIMELINE_SHOWN} events come with "
+    "`GET /dossiers/{code}`, whose `timeline_next_cursor` is this list's `cursor`.",
+)
+async def list_dossier_timeline(
+    session: SessionDep, dossier: ReadableDossier, page: PageDep
+) -> Page[TimelineEntry]:
+    return (await service.timeline(session, dossier.code, page)).page(lambda entry: entry)
 
 
 @public_router.get(

@@ -14,6 +14,9 @@ from app.procedures.models import Channel
 from app.procedures.schemas import ProcedureCode
 
 MAX_BATCH = 1000
+# A dossier's events and an event's corrections grow with every request: a read shows a bounded part.
+TIMELINE_SHOWN = 100
+CORRECTIONS_SHOWN = 20
 MAX_REVISION = 2**31 - 1
 # Clocks of sending systems drift; an event further ahead than this is a mistake.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -185,7 +188,11 @@ class TimelineEntry(BaseModel):
     reason: str | None = None
     revision: int
     client_name: str | None = None
-    corrections: list[Correction] = Field(default_factory=list)
+    corrections: list[Correction] = Field(
+        default_factory=list,
+        description=f"The latest {CORRECTIONS_SHOWN} corrections at most, oldest of them first",
+    )
+    corrections_total: int = Field(description="How many corrections the event went through, all told")
 
 
 class PendingEvent(BaseModel):
@@ -262,7 +269,11 @@ class DossierSummary(BaseModel):
 
 class DossierRead(DossierSummary):
     timeline: list[TimelineEntry] = Field(
-        description="Every stored event in time order, including pending, rejected and corrected ones"
+        description=f"The first {TIMELINE_SHOWN} stored events in time order, including pending, rejected "
+        "and corrected ones; `GET /dossiers/{code}/timeline` with `timeline_next_cursor` pages on"
+    )
+    timeline_next_cursor: str | None = Field(
+        description="Set when the dossier has more events: the `cursor` of `GET /dossiers/{code}/timeline`"
     )
 
 

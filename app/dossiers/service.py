@@ -2,20 +2,23 @@
 
 import hashlib
 import hmac
-from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, literal_column, or_, select
+from sqlalchemy import RowMapping, Table, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.clients.models import ApiClient
 from app.core.errors import NotFound
-from app.core.pagination import PageParams, SortKey, Window, keyset_rows, keyset_window
+from app.core.pagination import PageParams, SortKey, Window, cursors_for, keyset_rows, keyset_window
 from app.core.timezone import start_of_day, utcnow
 from app.dossiers.lifecycle import NATIONAL_STATUS_NAMES_VI, STATUS_NAMES_VI, Status
 from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection
 from app.dossiers.schemas import (
+    CORRECTIONS_SHOWN,
+    TIMELINE_SHOWN,
     Correction,
     DossierQuery,
     DossierRead,
@@ -62,28 +65,13 @@ async def get_dossier(session: AsyncSession, code: str) -> Dossier:
     return dossier
 
 
-async def dossier_with_timeline(session: AsyncSession, dossier: Dossier) -> DossierRead:
-    """The dossier and every stored event in time order: applied, pending, rejected or cancelled,
-    each with the corrections it went through."""
-    corrections: dict[int, list[Correction]] = defaultdict(list)
-    found = await session.execute(
-        select(DossierEventCorrection, ApiClient.name)
-        .outerjoin(ApiClient, ApiClient.id == DossierEventCorrection.client_id)
-        .where(DossierEventCorrection.dossier_code == dossier.code)
-        .order_by(DossierEventCorrection.id)
-    )
-    for correction, client_name in found:
-        corrections[correction.event_row_id].append(
-            Correction(
-                from_revision=correction.from_revision,
-                to_revision=correction.to_revision,
-                cancelled=correction.cancelled,
-                changes=correction.changes,
-                corrected_at=correction.corrected_at,
-                client_name=client_name,
-            )
-        )
-    events = await session.execute(
+_TIME_ORDER = SortKey([DossierEvent.occurred_at, DossierEvent.id])
+
+
+async def timeline(session: AsyncSession, code: str, page: PageParams) -> Window[TimelineEntry]:
+    """A page of the dossier's stored events in time order: applied, pending, rejected or
+    cancelled, each with its latest corrections."""
+    query = (
         select(
             DossierEvent.id,
             DossierEvent.event_id,
@@ -96,14 +84,72 @@ async def dossier_with_timeline(session: AsyncSession, dossier: Dossier) -> Doss
             ApiClient.name.label("client_name"),
         )
         .outerjoin(ApiClient, ApiClient.id == DossierEvent.client_id)
-        .where(DossierEvent.dossier_code == dossier.code)
-        .order_by(DossierEvent.occurred_at, DossierEvent.id)
+        .where(DossierEvent.dossier_code == code)
     )
-    timeline = [
-        TimelineEntry.model_validate({**row._mapping, "corrections": corrections.get(row.id, [])})
-        for row in events
-    ]
-    return DossierRead.model_validate({**summary(dossier), "timeline": timeline})
+    window = await keyset_rows(session, query, _TIME_ORDER, page, lambda row: [row.occurred_at, row.id])
+    corrections = await _latest_corrections(session, [row.id for row in window.items])
+    return window.map(lambda row: _entry(row._mapping, corrections.get(row.id) or _Corrections([], 0)))
+
+
+@dataclass
+class _Corrections:
+    latest: list[Correction]
+    total: int
+
+
+def _entry(event: RowMapping, corrections: _Corrections) -> TimelineEntry:
+    return TimelineEntry.model_validate(
+        {**event, "corrections": corrections.latest, "corrections_total": corrections.total}
+    )
+
+
+async def _latest_corrections(session: AsyncSession, event_row_ids: list[int]) -> dict[int, _Corrections]:
+    """The latest ``CORRECTIONS_SHOWN`` corrections of each of these events, oldest first, and how
+    many it has in all, by event row: one statement, whatever the number of events, that returns no
+    more rows than are shown."""
+    if not event_row_ids:
+        return {}
+    ranked = (
+        select(
+            DossierEventCorrection,
+            func.row_number()
+            .over(partition_by=DossierEventCorrection.event_row_id, order_by=DossierEventCorrection.id.desc())
+            .label("newness"),
+            func.count().over(partition_by=DossierEventCorrection.event_row_id).label("total"),
+        )
+        .where(DossierEventCorrection.event_row_id.in_(event_row_ids))
+        .subquery()
+    )
+    correction = aliased(DossierEventCorrection, ranked)
+    found = await session.execute(
+        select(correction, ranked.c.total, ApiClient.name)
+        .outerjoin(ApiClient, ApiClient.id == correction.client_id)
+        .where(ranked.c.newness <= CORRECTIONS_SHOWN)
+        .order_by(correction.id)
+    )
+    shown: dict[int, _Corrections] = {}
+    for row, total, client_name in found:
+        shown.setdefault(row.event_row_id, _Corrections([], total)).latest.append(
+            Correction(
+                from_revision=row.from_revision,
+                to_revision=row.to_revision,
+                cancelled=row.cancelled,
+                changes=row.changes,
+                corrected_at=row.corrected_at,
+                client_name=client_name,
+            )
+        )
+    return shown
+
+
+async def dossier_with_timeline(session: AsyncSession, dossier: Dossier, timeline_path: str) -> DossierRead:
+    """The dossier and the first page of its timeline, whose next cursor is one of the timeline's
+    own list at ``timeline_path``."""
+    with cursors_for(timeline_path):
+        first = await timeline(session, dossier.code, PageParams(limit=TIMELINE_SHOWN, after=None))
+    return DossierRead.model_validate(
+        {**summary(dossier), "timeline": first.items, "timeline_next_cursor": first.next_cursor}
+    )
 
 
 _BY_ID = SortKey([DossierEvent.id])

@@ -192,16 +192,17 @@ async def export_procedures(
     chunks = _chunks_apart(request.app.state.sessionmaker, filters)
     # Read before the answer starts, so that a database out of reach is a 503 problem, not a cut.
     first = await anext(chunks, None)
+    send_timeout: float = request.app.state.settings.export_send_timeout
     if format == "csv":
         return PacedStreamingResponse(
             exchange.csv_stream(_starting_with(first, chunks)),
-            send_timeout=EXPORT_SEND_TIMEOUT,
+            send_timeout=send_timeout,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="procedures.csv"'},
         )
     return PacedStreamingResponse(
         exchange.json_stream(_starting_with(first, chunks)),
-        send_timeout=EXPORT_SEND_TIMEOUT,
+        send_timeout=send_timeout,
         media_type="application/json",
         headers={"Content-Disposition": 'attachment; filename="procedures.json"'},
     )
@@ -233,10 +234,8 @@ async def _starting_with(
         yield chunk
 
 
-EXPORT_SEND_TIMEOUT = 30.0
-"""Seconds a streamed export gives its client to take each piece of at most ``_PIECE`` bytes: a
-client that stops reading is cut within this long of the buffers filling; one that keeps reading
-8 KB a second or more never is."""
+# Each piece is due within TTHC_EXPORT_SEND_TIMEOUT: with the default 30 s, a client that keeps
+# reading 8 KB a second or more is never cut.
 _PIECE = 64 * 1024
 
 

@@ -43,3 +43,15 @@ def test_unusable_database_url_fails_fast_with_a_clear_message(given: str, messa
     with pytest.raises(ValidationError) as error:
         Settings(database_url=given)
     assert message in str(error.value)
+
+
+def test_the_export_send_timeout_is_seconds_above_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TTHC_EXPORT_SEND_TIMEOUT", raising=False)
+    assert Settings(_env_file=None).export_send_timeout == 30
+    monkeypatch.setenv("TTHC_EXPORT_SEND_TIMEOUT", "2.5")
+    assert Settings(_env_file=None).export_send_timeout == 2.5
+    # Zero or less would cut every export at once, and "inf" would never cut a client that stops.
+    for unusable in ("0", "-1", "inf"):
+        monkeypatch.setenv("TTHC_EXPORT_SEND_TIMEOUT", unusable)
+        with pytest.raises(ValidationError, match="export_send_timeout"):
+            Settings(_env_file=None)

@@ -14,9 +14,10 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from tests.dossiers.conftest import received, send
 from tests.procedures.conftest import procedure
 
-Shape = Literal["int", "str", "ranked"]
+Shape = Literal["int", "str", "ranked", "timeline"]
 
 # Every GET route with a cursor: where to ask, with what query, and what its cursors carry.
 PAGED: dict[str, tuple[str, dict[str, str], Shape]] = {
@@ -24,6 +25,7 @@ PAGED: dict[str, tuple[str, dict[str, str], Shape]] = {
     "/api/v1/clients": ("/api/v1/clients", {}, "int"),
     "/api/v1/dossier-events": ("/api/v1/dossier-events", {"pending": "true"}, "int"),
     "/api/v1/dossiers": ("/api/v1/dossiers", {}, "str"),
+    "/api/v1/dossiers/{code}/timeline": ("/api/v1/dossiers/HS-1/timeline", {}, "timeline"),
     "/api/v1/feedback": ("/api/v1/feedback", {}, "int"),
     "/api/v1/procedures": ("/api/v1/procedures", {}, "str"),
     "/api/v1/procedures/{code}/history": ("/api/v1/procedures/1.000894/history", {}, "int"),
@@ -52,9 +54,32 @@ NOT_RANKED: list[Any] = [
     [0, "x", "y", "z"],
     ["x", "y"],
 ]
+# A timeline's cursor is (occurred_at as ISO 8601 with its offset, row id).
+NOT_TIMELINE: list[Any] = [
+    [1, 1],
+    ["abc", 1],
+    ["", 1],
+    ["2023-08-01T09:15:00", 1],
+    ["2023-08-01", 1],
+    ["2023-02-30T09:15:00+07:00", 1],
+    ["0001-01-01T00:00:00+01:00", 1],
+    ["9999-12-31T23:59:59-01:00", 1],
+    ["2023-08-01T09:15:00+07:00\u0000", 1],
+    ["\ud800", 1],
+    ["2023-08-01T09:15:00+07:00", "1"],
+    ["2023-08-01T09:15:00+07:00", 2**64],
+    ["2023-08-01T09:15:00+07:00", None],
+    ["2023-08-01T09:15:00+07:00"],
+    ["2023-08-01T09:15:00+07:00", 1, 1],
+]
 # The rank is read by the search itself (app/procedures/search.py), not by a sort column.
 RANK_NOT_A_RANK: list[Any] = [["abc", "x", "y"], ["1", "x", "y"], [-1, "x", "y"], [2**64, "x", "y"]]
-WELL_FORMED = {"int": [1], "str": ["abc"], "ranked": [0, "dang", "1.000000"]}
+WELL_FORMED = {
+    "int": [1],
+    "str": ["abc"],
+    "ranked": [0, "dang", "1.000000"],
+    "timeline": ["2023-08-01T09:15:00+07:00", 1],
+}
 
 
 def forge(secret_key: str, path: str, sort_key: Any) -> str:
@@ -80,9 +105,7 @@ def test_every_paged_list_is_tried(app: FastAPI) -> None:
 
 
 def wrong_shapes(shape: Shape) -> list[Any]:
-    if shape == "ranked":
-        return NEVER + NOT_RANKED
-    return NEVER + (NOT_INT if shape == "int" else NOT_STR)
+    return NEVER + {"int": NOT_INT, "str": NOT_STR, "ranked": NOT_RANKED, "timeline": NOT_TIMELINE}[shape]
 
 
 @pytest.fixture
@@ -94,9 +117,13 @@ async def listed(writer: AsyncClient) -> None:
     assert (
         await writer.post("/api/v1/sectors", json={"code": "ho-tich", "name": "Hộ tịch"})
     ).status_code == 201
-    assert (
-        await writer.post("/api/v1/procedures", json=procedure("1.000894", "Đăng ký kết hôn"))
-    ).status_code == 201
+    # Carried out at the province, so that the province receives a dossier (its timeline is a list).
+    body = procedure("1.000894", "Đăng ký kết hôn", levels=["province"])
+    assert (await writer.post("/api/v1/procedures", json=body)).status_code == 201
+    (reception,) = await send(
+        writer, received("HS-1", "2023-08-01T08:00:00+07:00", unit="31", channel="direct")
+    )
+    assert reception["status"] == "created", reception
 
 
 async def refusals(

@@ -11,12 +11,14 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from app.core.pagination import MAX_LIMIT
 from app.dossiers.ingestion.events import MAX_SAME_DOSSIER as MAX_EVENTS_OF_A_DOSSIER
 from app.dossiers.ingestion.events import MAX_SAME_EVENT_ID
+from app.dossiers.ingestion.records import MAX_HISTORY_PARTS, MAX_SUPPLEMENTS
 from app.dossiers.ingestion.records import MAX_SAME_DOSSIER as MAX_RECORDS_OF_A_DOSSIER
-from app.dossiers.ingestion.records import MAX_SUPPLEMENTS
 from tests.core.test_list_statements import counted_statements
 from tests.dossiers.conftest import received, send, step
+from tests.dossiers.test_timeline_paging import walk
 
 SYNC = "/api/v1/sync/dvcqg"
 SERIES = "/api/v1/stats/dossiers/series"
@@ -80,7 +82,7 @@ async def test_events_of_one_dossier_beyond_the_limit_fail_themselves_only(porta
     for result in results[MAX_EVENTS_OF_A_DOSSIER:-1]:
         assert _problem_fields(result) == [("dossier_code", "too_many_in_request")]
     assert results[-1]["status"] == "created"
-    assert len((await _dossier(portal, "MANY"))["timeline"]) == MAX_EVENTS_OF_A_DOSSIER
+    assert len(await walk(portal, "MANY", MAX_EVENTS_OF_A_DOSSIER)) == MAX_EVENTS_OF_A_DOSSIER
 
 
 # --- DVCQG records: one MaHoSo, supplement requests per record -----------------------------------
@@ -144,7 +146,31 @@ async def test_a_record_with_too_many_supplement_requests_is_its_own_422(portal:
     assert str(MAX_SUPPLEMENTS) in results[1]["problem"]["errors"][0]["message"]
     assert results[1]["MaHoSo"] == "SUP-OVER"
     assert (await portal.get("/api/v1/dossiers/SUP-OVER")).status_code == 404
-    assert len((await _dossier(portal, "SUP-MAX"))["timeline"]) == 2 + 2 * MAX_SUPPLEMENTS
+    assert len(await walk(portal, "SUP-MAX", MAX_LIMIT)) == 2 + 2 * MAX_SUPPLEMENTS
+
+
+async def test_records_past_the_requests_history_budget_fail_themselves_only(portal: AsyncClient) -> None:
+    heavy = 4 + 2 * MAX_SUPPLEMENTS  # the parts a record with the most supplement requests may hold
+    fitting = MAX_HISTORY_PARTS // heavy
+    records = [_record(f"BUDGET-{n}", MAX_SUPPLEMENTS) for n in range(fitting + 2)]
+    light = _record("BUDGET-LIGHT", 0)
+    # Refused for what it says, a record takes nothing of the budget.
+    invalid = {**_record("BUDGET-INVALID", MAX_SUPPLEMENTS), "KenhThucHien": "by pigeon"}
+    assert fitting * heavy + 4 <= MAX_HISTORY_PARTS < (fitting + 1) * heavy
+    invalid_result, *results = await _sync(portal, invalid, *records, light)
+
+    assert [field for field, _ in _problem_fields(invalid_result)] == ["KenhThucHien"]
+    assert [r["status"] for r in results[:fitting]] == ["created"] * fitting
+    for beyond in results[fitting:-1]:
+        assert _problem_fields(beyond) == [("DanhSachHoSoBoSung", "request_budget")]
+        assert str(MAX_HISTORY_PARTS) in beyond["problem"]["errors"][0]["message"]
+    # What is left of the budget still takes a record that fits in it.
+    assert results[-1]["status"] == "created"
+    assert (await portal.get(f"/api/v1/dossiers/BUDGET-{fitting}")).status_code == 404
+
+    # In a request of its own, a refused record is taken as usual.
+    (again,) = await _sync(portal, records[fitting])
+    assert again["status"] == "created"
 
 
 # --- The statistics series ---------------------------------------------------------------------

@@ -3,15 +3,20 @@
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import pytest
+from fastapi import APIRouter
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import QueuePool
 
 from app.core.config import Settings
 from app.core.db import SessionDep
+from app.core.replicas import ReadReplicas, Standby, StandbyReads
 from app.main import create_app
 from app.units.models import Unit
 
@@ -30,6 +35,7 @@ class TcpProxy:
         self.frozen = False
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self, *, hang: bool = False) -> None:
         self.hang = hang
@@ -43,8 +49,16 @@ class TcpProxy:
             writer.close()
         self._writers.clear()
         await self._server.wait_closed()
+        # Their sockets closed, the connections end at once: before the test's event loop does,
+        # even one opened a moment ago (asyncpg cancels a timed-out command on a connection of its own).
+        if self._connections:
+            await asyncio.wait(self._connections, timeout=5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = asyncio.current_task()
+        assert connection is not None
+        self._connections.add(connection)
+        connection.add_done_callback(self._connections.discard)
         self._writers.add(writer)
         if self.hang:
             return
@@ -252,3 +266,119 @@ async def test_the_bound_is_on_each_wait_not_on_the_request(database_url: str) -
         finally:
             async with application.state.sessionmaker() as session, session.begin():
                 await session.execute(delete(Unit))
+
+
+async def _never_checked(_replicas: ReadReplicas) -> None:
+    """In place of the standbys' checks: a standby stays as the test left it."""
+
+
+@pytest.fixture
+async def standby_proxy(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TcpProxy]:
+    """A proxy to the test PostgreSQL, to be named as a standby. The primary itself stands in for
+    one (only how long reaching it may take is at stake) and standbys go unchecked, so it serves
+    reads from the start of ``_reading_standby`` until a request marks it down."""
+    monkeypatch.setattr(ReadReplicas, "check", _never_checked)
+    target = make_url(database_url)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.frozen = False
+        await proxy.stop()
+
+
+@asynccontextmanager
+async def _reading_standby(
+    database_url: str, proxy: TcpProxy, reads: APIRouter | None = None, **settings: Any
+) -> AsyncIterator[tuple[AsyncClient, Standby]]:
+    """The app with ``proxy`` as its usable standby, and ``reads`` (routes a standby answers)."""
+    standby_url = make_url(database_url).set(port=proxy.port).render_as_string(False)
+    application = create_app(
+        Settings(database_url=database_url, database_read_urls=[standby_url], **settings)
+    )
+    if reads is not None:
+        application.include_router(reads)
+    async with (
+        application.router.lifespan_context(application),
+        AsyncClient(transport=ASGITransport(app=application), base_url="http://testserver") as http,
+    ):
+        (standby,) = application.state.replicas.standbys
+        standby.usable = True
+        yield http, standby
+
+
+def _pooled_by(standby: Standby) -> int:
+    pool = standby.engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedin()
+
+
+@pytest.mark.only_backend("postgresql")
+async def test_a_frozen_standby_costs_a_read_at_most_the_check_timeout_then_the_primary_answers(
+    database_url: str, standby_proxy: TcpProxy
+) -> None:
+    """A standby that stopped answering on its pooled connection held a read for the pre-ping's
+    command timeout and SQLAlchemy's 2 s graceful close (4 s with the defaults) before the primary
+    answered it: its engine stacked the waits the primary's no longer did. Now reaching it takes at
+    most the check's timeout, as the background check would judge it, then the primary answers."""
+    # A check then waits at most LONGEST_CHECK, 1 s; the command timeout is the default 2 s.
+    async with _reading_standby(database_url, standby_proxy, replica_check_interval=3600) as (http, standby):
+        assert (await http.get("/api/v1/units")).status_code == 200
+        assert _pooled_by(standby) == 1, "the standby answered, and its connection is pooled"
+        standby_proxy.frozen = True
+        status, _content_type, elapsed = await _timed_get(http, "/api/v1/units")
+        assert status == 200
+        assert not standby.usable and standby.problem == "unreachable: TimeoutError"
+        # 1 s on the standby, then the primary's answer; a busy machine's second more, and still
+        # well under the 4 s before.
+        assert elapsed < 2.5, elapsed
+
+
+@pytest.mark.only_backend("postgresql")
+async def test_a_standby_that_freezes_mid_request_is_503_within_the_command_timeout(
+    database_url: str, standby_proxy: TcpProxy
+) -> None:
+    """Once a read has its standby's connection, the standby's waits are bounded as the primary's:
+    the statement it stops answering, and what follows its failure, share the bound; before, their
+    waits added up to twice the command timeout (4 s with the defaults)."""
+    frozen_at: list[float] = []
+
+    async def freezing(session: SessionDep) -> dict[str, str]:
+        await session.execute(text("SELECT 1"))
+        standby_proxy.frozen = True
+        frozen_at.append(time.monotonic())
+        await session.execute(text("SELECT 1"))
+        return {"status": "never"}
+
+    reads = APIRouter(route_class=StandbyReads)
+    reads.add_api_route("/freezing", freezing)
+    async with _reading_standby(database_url, standby_proxy, reads) as (http, _standby):
+        response = await http.get("/freezing")
+        elapsed = time.monotonic() - frozen_at[0]
+        assert (response.status_code, response.headers["content-type"]) == (503, "application/problem+json")
+        # 2 s promised; a second more for a busy machine, and still well under the 4 s before.
+        assert elapsed < 3, elapsed
+
+
+@pytest.mark.only_backend("postgresql")
+async def test_work_before_a_read_of_the_standby_is_not_part_of_its_wait(
+    database_url: str, standby_proxy: TcpProxy
+) -> None:
+    """The standby is reached before the endpoint runs; whatever the request does before its first
+    statement is not a wait on the standby, as work between statements never is."""
+    bound = 0.5
+
+    async def paced(session: SessionDep) -> dict[str, int]:
+        await asyncio.sleep(1.5 * bound)
+        # Long enough for a wait that began with the checkout to have run out.
+        return {"answer": (await session.execute(text("SELECT 1 FROM pg_sleep(0.1)"))).scalar_one()}
+
+    reads = APIRouter(route_class=StandbyReads)
+    reads.add_api_route("/paced", paced)
+    async with _reading_standby(
+        database_url, standby_proxy, reads, database_command_timeout=bound, database_pool_timeout=bound
+    ) as (http, standby):
+        response = await http.get("/paced")
+        assert (response.status_code, response.json()) == (200, {"answer": 1})
+        assert standby.usable and _pooled_by(standby) == 1, "the standby answered"

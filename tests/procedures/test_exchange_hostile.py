@@ -22,7 +22,7 @@ from app.core.config import Settings
 from app.core.errors import FieldError
 from app.core.export import FORMULA_STARTS
 from app.main import create_app
-from app.procedures import exchange, importing, router
+from app.procedures import exchange, importing
 from app.procedures.schemas import ProcedureCreate
 from app.procedures.service import new_procedure
 from tests.procedures.conftest import procedure
@@ -279,13 +279,12 @@ async def test_clients_that_stop_reading_the_export_hold_no_database_connection(
 
 @pytest.mark.usefixtures("sectors")
 async def test_an_export_whose_client_stops_reading_is_cut(
-    app: FastAPI, database_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    app: FastAPI, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     await big_catalogue(app)
-    monkeypatch.setattr(router, "EXPORT_SEND_TIMEOUT", 1.0)
     caplog.set_level(logging.WARNING, logger="tthc.procedures")
     with (
-        serving(Settings(database_url=database_url)) as (url, _app),
+        serving(Settings(database_url=database_url, export_send_timeout=1.0)) as (url, _app),
         dawdler(url) as (sock, received),
     ):
         await eventually(

@@ -26,6 +26,7 @@ from app.dossiers.dvcqg import (
     RecordResult,
     end_of,
     event_prefix,
+    history_parts,
     record_events,
 )
 from app.dossiers.ingestion.catalogue import Catalogue, load_catalogue
@@ -56,11 +57,17 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
     records: list[tuple[int, PortalRecord]] = []
     answers: dict[int, Answer] = {}
     per_dossier: Counter[str] = Counter()
+    parts_taken = 0
     for index, raw in enumerate(items):
         raw_code = raw.get("MaHoSo") if isinstance(raw, dict) else None
         codes.append(raw_code if isinstance(raw_code, str) and is_unicode_text(raw_code) else None)
         if (too_many := _too_many_supplements(raw)) is not None:
             answers[index] = Answer("error", too_many)
+            continue
+        # Before the record is read: a record past the budget costs nothing.
+        parts = history_parts(raw)
+        if (over_budget := _beyond_budget(parts_taken, parts)) is not None:
+            answers[index] = Answer("error", over_budget)
             continue
         try:
             record = _RECORD.validate_python(raw)
@@ -77,6 +84,7 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
         ) is not None:
             answers[index] = Answer("error", too_many_records)
             continue
+        parts_taken += parts
         per_dossier[record.MaHoSo] += 1
         records.append((index, record))
     for records_of_round in rounds(records, lambda item: item[1].MaHoSo):
@@ -99,6 +107,27 @@ MAX_SUPPLEMENTS = 50
 """Entries of one record's ``DanhSachHoSoBoSung``: each is two events of the dossier's history,
 replayed whenever the record changes. Two requests already make a dossier late (SPEC §3); the 51st
 is that record's 422, checked before the record is read."""
+
+
+MAX_HISTORY_PARTS = 5000
+"""The parts of dossier history (``history_parts``) the records of one request may carry in all.
+Their cost is per part: the 2 MiB body of 419 records with 50 supplement requests each (43,576
+parts) took 5.5 s of CPU on PostgreSQL and 7.8 s on SQLite when every part changed; within this
+budget, 1.3 s and 1.1 s (docs/benchmarks.md, ``bench.request_cost``). 5,000 still takes the 1,000
+records of the largest request when they carry no supplements; a record that would
+pass it is that record's 422 (found before the record is read), and the records after it are judged
+on what is left; a record refused for another reason takes nothing of it."""
+
+
+def _beyond_budget(taken: int, parts: int) -> InvalidInput | None:
+    if taken + parts <= MAX_HISTORY_PARTS:
+        return None
+    return InvalidInput.for_field(
+        "DanhSachHoSoBoSung",
+        f"The records of one request may carry at most {MAX_HISTORY_PARTS} parts of dossier history "
+        f"(this one has {parts}, the records before it {taken}); send this record in another request",
+        "request_budget",
+    )
 
 
 def _too_many_supplements(raw: Any) -> InvalidInput | None:
