@@ -5,29 +5,50 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite lint migrate install clean bench openapi
+.PHONY: run test test-sqlite lint migrate install install-runtime lock clean bench openapi container-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[dev]'
+# Installs come from the lock files only (exact versions, checked against their hashes): what
+# `make run` installs today is what it installs in six months. `make lock` refreshes them.
+$(VENV)/.runtime: $(BIN)/python requirements/runtime.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements/runtime.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+$(VENV)/.installed: $(VENV)/.runtime requirements/dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	touch $@
+
+install-runtime: $(VENV)/.runtime
 
 install: $(VENV)/.installed
 
-run: install
+run: install-runtime
 	$(BIN)/tthc migrate
 	$(BIN)/tthc serve --host $(HOST) --port $(PORT)
 
-migrate: install
+migrate: install-runtime
 	$(BIN)/tthc migrate
 
-# The whole suite, against SQLite and PostgreSQL (127.0.0.1:5432, database `test`).
+# The lock files from pyproject.toml: the newest versions its ranges allow, with their hashes; the
+# development set is the runtime set plus the tools. Commit both, then `make install`.
+LOCK := CUSTOM_COMPILE_COMMAND='make lock' $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+	--no-emit-find-links --no-emit-trusted-host
+lock: install
+	$(LOCK) --upgrade --output-file requirements/runtime.txt pyproject.toml
+	$(LOCK) --upgrade --extra dev --constraint requirements/runtime.txt --output-file requirements/dev.txt \
+		pyproject.toml
+	for set in runtime dev; do cat requirements/below-3.11.3.txt >> requirements/$$set.txt; done
+
+# The whole suite, against SQLite and PostgreSQL (127.0.0.1:5432, database `test`), then the
+# clients generated from openapi.json by three generators, type-checked and run (Node.js and npm).
 test: install
 	bash scripts/ensure-chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+	bash scripts/check-clients
 
 test-sqlite: install
 	bash scripts/ensure-chromium
@@ -47,6 +68,11 @@ openapi: install
 bench: install
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python -m bench.suite --output docs/benchmark-results.md
+
+# The image built on a local Debian base and run with podman (as root; PostgreSQL on 127.0.0.1:5432):
+# readiness, a write and a read, the non-root user, the HEALTHCHECK. Not in CI; see docs/deployment.md.
+container-check:
+	bash scripts/container-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tthc.db tthc.db-shm tthc.db-wal

@@ -1,39 +1,58 @@
-"""The ``tthc`` command: serve, migrate, and data imports."""
+"""The ``tthc`` command: serve, migrate, and data imports.
+
+Only the standard library is imported here at module level: ``tthc --help`` and a mistyped command
+answer at once, and each command imports what it uses when it runs (the app, SQLAlchemy and
+pydantic take seconds to import on a small machine). tests/test_cli.py holds that line.
+"""
+
+from __future__ import annotations
 
 import argparse
-import asyncio
+import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import uvicorn
-from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Awaitable, Callable, Sequence
 
-from app.calendar.working_time import calendar_from_settings
-from app.clients.models import ApiClient
-from app.clients.schemas import ClientCreate
-from app.clients.service import add_key, create_client, get_client_by_name, revoke_all_keys, revoke_key
-from app.core.audit import record
-from app.core.config import Settings, get_settings
-from app.core.data_version import bump_version
-from app.core.db import create_engine, create_sessionmaker
-from app.core.errors import DomainError, Forbidden
-from app.core.logging import configure_logging
-from app.core.migrations import upgrade
-from app.core.openapi import document_text
-from app.core.security import Principal, Scope
-from app.dossiers.bulk import DEFAULT_CHUNK, FileProgress, Source, import_file
-from app.dossiers.counters import rebuild_counters
-from app.dossiers.ingestion.work import Sender
-from app.main import create_app
-from app.units.service import import_official_units
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.core.config import Settings
+    from app.dossiers.bulk import FileProgress, Source
+
+# app.dossiers.bulk.DEFAULT_CHUNK, which the help shows without importing the loader
+# (tests/test_cli.py checks that the two agree).
+_DEFAULT_CHUNK = 2000
+
+EXIT_LOADED = 0
+EXIT_FAILED = 1
+EXIT_REJECTED = 3
+"""Loaded, with rejected lines (in the files' rejects files)."""
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+_IMPORT_EPILOG = f"""\
+exit status:
+  {EXIT_LOADED}    every line loaded
+  {EXIT_REJECTED}    loaded, with rejected lines: each with its problem in FILE.rejected.jsonl
+  {EXIT_FAILED}    failed: a file unreadable or of no known kind, an unknown client or one without
+       dossiers:write, an invalid configuration, an unreachable database
+  2    the command line is wrong
+  {EXIT_INTERRUPTED}  stopped by SIGINT (Ctrl-C), {EXIT_TERMINATED} by SIGTERM: after the chunk under way was
+       committed with its checkpoint; a second signal stops at once, rolling that chunk back.
+       Rerun the same command to continue where it stopped.
+Each file's checkpoint is committed with every chunk: a load killed in any way continues on rerun,
+with no line loaded twice; a finished file's rerun does nothing (its exit status is again 0 or 3)."""
 
 
 def _settings_or_exit() -> Settings:
+    from pydantic import ValidationError
+
+    from app.core.config import get_settings
+
     try:
         return get_settings()
     except ValidationError as exc:
@@ -42,8 +61,11 @@ def _settings_or_exit() -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.core.logging import uvicorn_log_config
+
     settings = _settings_or_exit()
-    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -51,7 +73,8 @@ def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
-        log_config=None,  # keep the service's log format (with request ids)
+        # Applied in every worker process: uvicorn's lines in the service's format (with request ids).
+        log_config=uvicorn_log_config(settings.log_level, settings.log_format),
         access_log=False,  # the service writes its own access line, with the client's name
         # X-Forwarded-For is believed only from the proxies named in TTHC_TRUSTED_PROXIES: from
         # anyone else it would let a client pick the address its rate limits count against.
@@ -66,12 +89,18 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> None:
+    from app.core.logging import configure_logging
+    from app.core.migrations import upgrade
+
     settings = _settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
     upgrade(settings.database_url, args.revision)
     print(f"tthc: database at {args.revision}")
 
 
 def _units_import(_args: argparse.Namespace) -> None:
+    from app.units.service import import_official_units
+
     def progress(done: int, total: int) -> None:
         print(f"\r  units {done:>5}/{total} ({100 * done // total:>3}%)", end="", flush=True)
 
@@ -92,6 +121,13 @@ def _units_import(_args: argparse.Namespace) -> None:
 
 def _with_session(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
     """Run ``work`` in one transaction against the configured database."""
+    import asyncio
+
+    # Every mapper, so that a query of one model finds the tables its foreign keys name.
+    import app.models  # noqa: F401
+    from app.core.data_version import bump_version
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.errors import DomainError
 
     settings = _settings_or_exit()
 
@@ -112,6 +148,12 @@ def _with_session(work: Callable[[AsyncSession], Awaitable[None]]) -> None:
 
 
 def _clients_create(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from app.clients.schemas import ClientCreate
+    from app.clients.service import create_client
+    from app.core.audit import record
+
     try:
         data = ClientCreate(name=args.name, scopes=args.scope, unit_code=args.unit)
     except ValidationError as exc:
@@ -133,6 +175,9 @@ def _clients_create(args: argparse.Namespace) -> None:
 
 
 def _clients_key(args: argparse.Namespace) -> None:
+    from app.clients.service import add_key, get_client_by_name
+    from app.core.audit import record
+
     async def work(session: AsyncSession) -> None:
         client = await get_client_by_name(session, args.name)
         key, secret = await add_key(session, client)
@@ -144,6 +189,11 @@ def _clients_key(args: argparse.Namespace) -> None:
 
 
 def _clients_list(_args: argparse.Namespace) -> None:
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from app.clients.models import ApiClient
+
     async def work(session: AsyncSession) -> None:
         clients = (
             await session.scalars(
@@ -161,6 +211,9 @@ def _clients_list(_args: argparse.Namespace) -> None:
 
 
 def _clients_revoke(args: argparse.Namespace) -> None:
+    from app.clients.service import get_client_by_name, revoke_all_keys, revoke_key
+    from app.core.audit import record
+
     async def work(session: AsyncSession) -> None:
         client = await get_client_by_name(session, args.name)
         if args.key is not None:
@@ -177,6 +230,9 @@ def _clients_revoke(args: argparse.Namespace) -> None:
 
 
 def _stats_rebuild(_args: argparse.Namespace) -> None:
+    from app.calendar.working_time import calendar_from_settings
+    from app.dossiers.counters import rebuild_counters
+
     calendar = calendar_from_settings(_settings_or_exit())
     started = time.monotonic()
 
@@ -199,16 +255,29 @@ def _stats_rebuild(_args: argparse.Namespace) -> None:
     _with_session(work)
 
 
-def _dossiers_import(args: argparse.Namespace) -> None:
-    """Load files of events or DongBoHoSoMC records as the named client sent them."""
+def _dossiers_import(args: argparse.Namespace) -> int:
+    """Load files of events or DongBoHoSoMC records as the named client sent them; the exit status
+    is ``_IMPORT_EPILOG``'s."""
+    import asyncio
+
+    from app.calendar.working_time import calendar_from_settings
+    from app.clients.service import get_client_by_name
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.errors import DomainError, Forbidden
+    from app.core.security import Principal, Scope
+    from app.dossiers.bulk import Source, Stopped, import_file
+    from app.dossiers.ingestion.work import Sender
+
     settings = _settings_or_exit()
     calendar = calendar_from_settings(settings)
     try:
         sources = [Source.of(Path(name)) for name in args.files]
     except (OSError, DomainError) as exc:
         sys.exit(f"tthc: {getattr(exc, 'detail', exc)}")
+    stop = _StopOnSignal()
 
-    async def run() -> list[FileProgress]:
+    async def run() -> int:
+        stop.install()
         engine = create_engine(settings.model_copy(update={"database_command_timeout": None}))
         sessionmaker = create_sessionmaker(engine)
         try:
@@ -221,23 +290,92 @@ def _dossiers_import(args: argparse.Namespace) -> None:
             def sender_of(session: AsyncSession) -> Sender:
                 return Sender(session, principal, calendar, settings.secret_key)
 
-            done = []
+            status = EXIT_LOADED
             for source in sources:
+                if stop.asked.is_set():
+                    _say(f"tthc: stopped before {source.path.name}; rerun the same command to continue")
+                    return stop.status
                 meter = _ImportMeter(source)
-                done.append(
-                    await import_file(
-                        sessionmaker, sender_of, source, chunk_size=args.chunk, on_progress=meter.show
+                try:
+                    progress = await import_file(
+                        sessionmaker,
+                        sender_of,
+                        source,
+                        chunk_size=args.chunk,
+                        on_progress=meter.show,
+                        stop=stop.asked,
                     )
-                )
-                meter.summary(done[-1])
-            return done
+                except Stopped as stopped:
+                    meter.stopped(stopped.progress)
+                    return stop.status
+                meter.summary(progress)
+                if _has_rejects(source):
+                    status = EXIT_REJECTED
+            return status
         finally:
             await engine.dispose()
 
     try:
-        asyncio.run(run())
+        return asyncio.run(run())
     except DomainError as exc:
         sys.exit(f"tthc: {exc.detail}")
+    except asyncio.CancelledError:
+        # The second signal: the chunk under way was rolled back (its rejects beyond the checkpoint
+        # are cut off on rerun), so the checkpoint still says where to continue. The first one's
+        # line was the last written: no progress line to end.
+        print(
+            "tthc: stopped at once, the chunk under way rolled back; rerun the same command to continue",
+            file=sys.stderr,
+        )
+        return stop.status
+
+
+def _has_rejects(source: Source) -> bool:
+    """Whether the file, over all the runs of its load, has rejected lines: its rejects file holds
+    exactly those its checkpoint counted (a run resumed after a stop counts the earlier runs' too)."""
+    return source.rejects.exists() and source.rejects.stat().st_size > 0
+
+
+def _say(message: str) -> None:
+    """A line on stderr, after the progress line (which ends without a line break)."""
+    print(f"\n{message}", file=sys.stderr, flush=True)
+
+
+class _StopOnSignal:
+    """SIGINT and SIGTERM during an import: the first asks the load to stop after the chunk under
+    way (``asked``, which bulk.import_file checks after every committed chunk); a second cancels it
+    at once — an operator who presses Ctrl-C twice means it."""
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.asked = asyncio.Event()
+        self.signal: int | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def install(self) -> None:
+        """On the running loop, for its current task (the loop removes them when it closes)."""
+        import asyncio
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach the main thread only: a caller running main() elsewhere keeps its own
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, self._received, number)
+
+    @property
+    def status(self) -> int:
+        return 128 + (self.signal or signal.SIGINT)
+
+    def _received(self, number: int) -> None:
+        if self.signal is None:
+            self.signal = number
+            self.asked.set()
+            _say("tthc: stopping after the chunk under way (signal again to stop at once)")
+        elif self._task is not None:
+            self._task.cancel()
 
 
 class _ImportMeter:
@@ -281,11 +419,20 @@ class _ImportMeter:
         print(
             f"tthc: {self.source.path.name}: {progress.kind}, {progress.lines_done:,} lines{resumed} "
             f"in {seconds:.1f}s: {outcomes or 'nothing new'}"
-            + (f"; rejected lines in {self.source.rejects}" if progress.outcomes["error"] else "")
+            + (f"; rejected lines in {self.source.rejects}" if _has_rejects(self.source) else "")
         )
+
+    def stopped(self, progress: FileProgress) -> None:
+        where = f"line {progress.lines_done:,}"
+        if progress.phase == "folding":
+            where += f", every line read and the dossiers folded through {progress.folded_through}"
+        _say(f"tthc: {self.source.path.name}: stopped after {where}; rerun the same command to continue")
 
 
 def _openapi(args: argparse.Namespace) -> None:
+    from app.core.openapi import document_text
+    from app.main import create_app
+
     text = document_text(create_app())
     if args.output:
         Path(args.output).write_text(text)
@@ -294,8 +441,42 @@ def _openapi(args: argparse.Namespace) -> None:
         sys.stdout.write(text)
 
 
+def _version() -> str:
+    """The installed distribution's version; from pyproject.toml in a source tree never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tthc")
+    except PackageNotFoundError:
+        import tomllib
+
+        try:
+            pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+        except OSError:
+            return "unknown"
+        return str(pyproject["project"]["version"])
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, its lookup (importlib.metadata) made only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tthc", description="Administrative-procedure reform service")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve the HTTP API")
@@ -324,15 +505,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     dossiers = commands.add_parser("dossiers", help="dossiers and their events")
     dossiers_commands = dossiers.add_subparsers(dest="dossiers_command", required=True)
+    summary = "load JSON Lines of dossier events or DongBoHoSoMC records (.gz too), resumable"
     dossiers_import = dossiers_commands.add_parser(
         "import",
-        help="load JSON Lines of dossier events or DongBoHoSoMC records (.gz too), resumable",
+        help=summary,
+        description=summary,
+        epilog=_IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     dossiers_import.add_argument("files", nargs="+", help="files of one kind each; kind is detected")
     dossiers_import.add_argument(
         "--client", required=True, help="the API client that sends them (event ids are per client)"
     )
-    dossiers_import.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="lines per transaction")
+    dossiers_import.add_argument(
+        "--chunk", type=_positive, default=_DEFAULT_CHUNK, help="lines per transaction (default %(default)s)"
+    )
     dossiers_import.set_defaults(handler=_dossiers_import)
 
     clients = commands.add_parser("clients", help="API clients and their keys")
@@ -354,10 +541,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; its exit status (a failure exits through SystemExit with its message)."""
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    try:
+        status: int | None = args.handler(args)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the import's own handling (which ends it cleanly): a line, not a traceback.
+        print("\ntthc: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return status or 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

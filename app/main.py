@@ -1,8 +1,10 @@
 """Application factory: ``uvicorn --factory app.main:create_app`` serves the app configured from the
-environment (importing this module creates nothing, so commands that only need the factory load
-without reading settings)."""
+environment, and so do ``uvicorn app.main:app`` and ``fastapi run app/main.py``, whose ``app`` is
+built on first access (importing this module creates nothing, so tests, which build apps of their
+own, and commands that only need the factory load without reading settings)."""
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -13,14 +15,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.audit.router import router as audit_router
 from app.calendar.working_time import calendar_from_settings
 from app.clients.router import router as clients_router
+from app.core.asgi import HeadAsGetMiddleware
+from app.core.compression import CompressionMiddleware
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
+from app.core.docs import install_docs
 from app.core.errors import RequestIdMiddleware, UnhandledErrorMiddleware, install_exception_handlers
 from app.core.headers import ResponseHeadersMiddleware
 from app.core.http_caching import answer_cache
 from app.core.hygiene import TextHygieneMiddleware
 from app.core.idempotency import IdempotencyMiddleware
-from app.core.limits import BodySizeMiddleware, RateLimiter, RateLimitMiddleware
+from app.core.limits import UNLIMITED_PATHS, BodySizeMiddleware, RateLimiter, RateLimitMiddleware
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.metrics import router as metrics_router
@@ -69,7 +74,7 @@ that provinces, ministries and the national public-service portal poll.
 
 Reads of units, the catalogue and statistics are public. Every write needs an API key with the
 right scope (`Authorization: Bearer <key>`); a key bound to a unit reaches only that unit's subtree.
-Errors are RFC 9457 `application/problem+json` documents.
+Errors are RFC 9457 `application/problem+json` documents, in Vietnamese for `Accept-Language: vi`.
 """
 
 
@@ -126,6 +131,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         # One schema per model: generated clients choke on FastAPI's "-Input"/"-Output" pairs.
         separate_input_output_schemas=False,
+        # Served by install_docs from local assets instead of FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     # What "now" is for statistics of a running period; tests put a clock of their own here.
@@ -135,9 +143,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.migration_head = head_revision()
     install_exception_handlers(app)
     install_openapi(app)
+    install_docs(app)
     # Added innermost first: requests pass the request id, observation (access log, metrics),
-    # response headers, the last-resort problem, CORS, the rate limit, the body size, text hygiene
-    # and idempotency, then the routes.
+    # response headers, HEAD on the probes (the never limited paths; outside compression, so that
+    # its headers are the GET's to the letter), compression, the last-resort problem, CORS, the rate
+    # limit, the body size, text hygiene and idempotency, then the routes.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(
         TextHygieneMiddleware, body_timeout=settings.body_read_timeout, per_item_paths=BATCH_PATHS
@@ -150,9 +160,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID"],
-            expose_headers=["ETag", "Location", "Retry-After", "X-Request-ID"],
+            expose_headers=[
+                "ETag",
+                "Link",
+                "Location",
+                "RateLimit",
+                "RateLimit-Policy",
+                "Retry-After",
+                "X-Request-ID",
+            ],
         )
     app.add_middleware(UnhandledErrorMiddleware)
+    app.add_middleware(CompressionMiddleware)
+    app.add_middleware(HeadAsGetMiddleware, paths=UNLIMITED_PATHS)
     app.add_middleware(ResponseHeadersMiddleware)
     app.add_middleware(ObservedRequestsMiddleware, observers=[log_access, record_metrics])
     app.add_middleware(RequestIdMiddleware)
@@ -179,3 +199,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.benchmark_baseline:
         app.include_router(baseline_router)
     return app
+
+
+@functools.cache
+def _app_from_environment() -> FastAPI:
+    return create_app()
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `app` on first access only: `uvicorn app.main:app` and `fastapi run` read it, tests never do.
+    if name == "app":
+        return _app_from_environment()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # `fastapi run` looks for its app among dir(module), which a module __getattr__ does not add to.
+    return [*globals(), "app"]

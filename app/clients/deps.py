@@ -9,7 +9,7 @@ from app.clients import service
 from app.clients.models import ApiClient
 from app.core.db import RowId, SessionDep
 from app.core.errors import Forbidden, Unauthorized
-from app.core.limits import RateLimiter
+from app.core.limits import RateLimiter, quotas_of
 from app.core.security import Principal, Scope
 
 bearer_scheme = HTTPBearer(
@@ -35,7 +35,7 @@ async def authenticate(
     if missing:
         raise Forbidden(f"This operation needs the scope {', '.join(missing)}")
     limiter: RateLimiter = request.app.state.rate_limiter
-    await limiter.hit("client", request.method, str(principal.client_id))
+    await limiter.hit("client", request.method, str(principal.client_id), quotas_of(request.scope))
     return principal
 
 

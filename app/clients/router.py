@@ -7,6 +7,7 @@ from app.core.audit import record
 from app.core.db import RowId, SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import cached_json
+from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 
 router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
@@ -17,14 +18,17 @@ router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
     operation_id="create_client",
     status_code=status.HTTP_201_CREATED,
     response_model=ClientCreated,
-    responses=problem_responses(400, 409, 422),
+    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
     summary="Create an API client and its first key (the key is shown only here)",
 )
-async def create_client(session: SessionDep, admin: AdminDep, data: ClientCreate) -> ClientCreated:
+async def create_client(
+    session: SessionDep, admin: AdminDep, data: ClientCreate, request: Request, response: Response
+) -> ClientCreated:
     client, secret = await service.create_client(session, data)
     await record(
         session, admin, "create", "client", client.id, {"name": client.name, "scopes": client.scopes}
     )
+    locate(request, response, "get_client", client_id=client.id)
     return ClientCreated.model_validate({**ClientRead.model_validate(client).model_dump(), "key": secret})
 
 
@@ -55,12 +59,16 @@ async def get_client(_admin: AdminDep, client: ClientDep, request: Request) -> R
     operation_id="create_client_key",
     status_code=status.HTTP_201_CREATED,
     response_model=KeyCreated,
-    responses=problem_responses(404),
+    responses={**CREATED_WITH_LOCATION, **problem_responses(404)},
     summary="Add a key to a client (the key is shown only here)",
 )
-async def create_client_key(session: SessionDep, admin: AdminDep, client: ClientDep) -> KeyCreated:
+async def create_client_key(
+    session: SessionDep, admin: AdminDep, client: ClientDep, request: Request, response: Response
+) -> KeyCreated:
     key, secret = await service.add_key(session, client)
     await record(session, admin, "create", "client_key", key.id, {"client_id": client.id})
+    # The key's own path: the one that revokes it (DELETE); its secret is never shown again.
+    locate(request, response, "revoke_client_key", client_id=client.id, key_id=key.id)
     return KeyCreated.model_validate({**KeyRead.model_validate(key).model_dump(), "key": secret})
 
 

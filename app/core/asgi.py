@@ -1,6 +1,8 @@
 """The base of the service's middleware: pure ASGI, for HTTP requests only."""
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from collections.abc import Collection
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class HTTPMiddleware:
@@ -21,3 +23,27 @@ class HTTPMiddleware:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         raise NotImplementedError
+
+
+class HeadAsGetMiddleware(HTTPMiddleware):
+    """``HEAD`` on ``paths`` answered as ``GET`` is, without the body (RFC 9110 §9.3.2): probes
+    (load balancers, uptime checks) that ask with HEAD get the GET's status and headers instead
+    of a 405. FastAPI's routes take only the methods they declare, and declaring HEAD beside GET
+    would describe every such route twice in the OpenAPI document."""
+
+    def __init__(self, app: ASGIApp, paths: Collection[str]) -> None:
+        super().__init__(app)
+        self.paths = frozenset(paths)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "HEAD" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                # Content-Length stays the GET's, as HEAD's should.
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)

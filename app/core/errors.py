@@ -5,18 +5,21 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import Message, Receive, Scope, Send
 
+from app.core import i18n
 from app.core.asgi import HTTPMiddleware
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -29,10 +32,18 @@ _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="Dotted path of the offending input, e.g. `body.parent_code`")
-    message: str
+    field: str = Field(
+        description="The offending input. In a request: its location and dotted path, as FastAPI names "
+        "it (`body.parent_code`, `query.cursor`, `path.code`, `header.Idempotency-Key`; the location "
+        "alone for the whole of it). In an item of a batch or a row of an import: the name within the "
+        "item (`unit_code`, `DanhSachHoSoBoSung.0.NgayBoSung`), which `results` or `row` place"
+    )
+    message: str = Field(description="In the problem's language (see `Accept-Language`)")
     type: str = Field(description="Machine-readable error kind, e.g. `missing`, `unknown_reference`")
     row: int | None = Field(default=None, description="For uploads of many rows: the 1-based row")
+    # pydantic's ``ctx`` when pydantic found the error ({} when it gave none): the message is then
+    # rebuilt from ``type`` in another language, rather than matched as English text.
+    _pydantic_context: dict[str, Any] | None = PrivateAttr(default=None)
 
     @classmethod
     def from_pydantic(
@@ -40,28 +51,58 @@ class FieldError(BaseModel):
     ) -> list["FieldError"]:
         """Pydantic's errors as ours: ``loc`` joined with dots under ``prefix`` (``body.change``);
         an error about the whole input (empty ``loc``) is named ``whole``, or the prefix itself."""
-        return [
-            cls(
+        found = []
+        for err in errors:
+            error = cls(
                 field=".".join([*([prefix] if prefix else []), *(str(part) for part in err.get("loc", ()))])
                 or whole,
                 message=str(err.get("msg", "")),
                 type=str(err["type"]),
                 row=row,
             )
-            for err in errors
-        ]
+            error._pydantic_context = dict(err.get("ctx") or {})
+            found.append(error)
+        return found
+
+    def in_language(self, language: i18n.Language) -> "FieldError":
+        """This error with its message in ``language``."""
+        if language == i18n.DEFAULT_LANGUAGE:
+            return self
+        if self._pydantic_context is not None:
+            message = i18n.pydantic_message(self.type, self._pydantic_context, self.message, language)
+        else:
+            message = i18n.text(self.message, language)
+        return self.model_copy(update={"message": message})
 
 
 class Problem(BaseModel):
-    """An RFC 9457 problem document (`application/problem+json`)."""
+    """An RFC 9457 problem document (`application/problem+json`). `title` and `detail` (and the
+    `message` of `errors`) are in English, or in Vietnamese for `Accept-Language: vi`."""
 
     type: str = Field(examples=["urn:tthc:problem:not-found"])
     title: str = Field(examples=["Not Found"])
     status: int = Field(examples=[404])
-    detail: str | None = Field(default=None, examples=["Unit '31' does not exist"])
-    instance: str | None = Field(default=None, examples=["/api/v1/units/31"])
-    request_id: str | None = None
+    detail: str = Field(examples=["Unit '31' does not exist"])
+    instance: str | None = Field(
+        default=None,
+        examples=["/api/v1/units/31"],
+        description="The path of the request answered (for an item of a batch: of the batch's request). "
+        "Absent only from the rejects file of `tthc dossiers import`, which answers no request",
+    )
+    request_id: str | None = Field(
+        default=None,
+        description="The request's `X-Request-ID`, as in the server log; absent only where `instance` "
+        "is absent",
+    )
     errors: list[FieldError] | None = None
+
+    def located(self, location: str) -> "Problem":
+        """This problem of an item as the problem of a request the item was the body of: its fields
+        named under ``location`` (``body``), as FastAPI names the request's own."""
+        if not self.errors:
+            return self
+        errors = [error.model_copy(update={"field": f"{location}.{error.field}"}) for error in self.errors]
+        return self.model_copy(update={"errors": errors})
 
 
 class ProblemResponse(JSONResponse):
@@ -72,31 +113,87 @@ def problem_type(slug: str) -> str:
     return f"urn:tthc:problem:{slug}"
 
 
-def _slug_for_status(status: int) -> str:
+def slug_for_status(status: int) -> str:
     return HTTPStatus(status).phrase.lower().replace(" ", "-").replace("'", "")
 
 
-def problem_response(
-    request: Request | None,
+@dataclass(frozen=True)
+class ProblemContext:
+    """What a problem takes from the request it answers: the path (`instance`) and the language."""
+
+    instance: str | None
+    language: i18n.Language
+
+    @classmethod
+    def of(cls, scope: Scope) -> "ProblemContext":
+        asked = b",".join(value for name, value in scope.get("headers", ()) if name == b"accept-language")
+        return cls(instance=scope.get("path"), language=i18n.negotiate(asked.decode("latin-1")))
+
+
+NO_REQUEST = ProblemContext(instance=None, language=i18n.DEFAULT_LANGUAGE)
+# Set by RequestIdMiddleware for each request, so that problems built anywhere during it (in a
+# middleware, a handler, the items of a batch) answer it without being handed the request.
+problem_context_var: ContextVar[ProblemContext] = ContextVar("problem_context", default=NO_REQUEST)
+
+# Details for the problems that come without one (Starlette's 404 and 405, a bare HTTPException).
+_GENERIC_DETAILS = {
+    400: "The request could not be understood",
+    404: "No resource exists at this address",
+    405: "This method is not allowed on this resource; the Allow header lists those that are",
+}
+
+
+def problem(
     status: int,
     *,
     detail: str | None = None,
     slug: str | None = None,
-    title: str | None = None,
     errors: Sequence[FieldError] | None = None,
-    headers: dict[str, str] | None = None,
-) -> ProblemResponse:
-    body = Problem(
-        type=problem_type(slug or _slug_for_status(status)),
-        title=title or HTTPStatus(status).phrase,
+    context: ProblemContext | None = None,
+) -> Problem:
+    """The problem document: every problem of the service, whole or of a batch's item, is built
+    here, in the language of the request it answers (``context``; by default the current one)."""
+    context = context or problem_context_var.get()
+    language = context.language
+    phrase = HTTPStatus(status).phrase
+    slug = slug or slug_for_status(status)
+    return Problem(
+        type=problem_type(slug),
+        title=i18n.title(slug, slug_for_status(status), phrase, language),
         status=status,
-        detail=detail,
-        instance=request.url.path if request is not None else None,
+        detail=i18n.text(detail or _GENERIC_DETAILS.get(status, phrase), language),
+        instance=context.instance,
         request_id=request_id_var.get(),
-        errors=list(errors) if errors else None,
+        errors=[error.in_language(language) for error in errors] if errors else None,
     )
-    document = body.model_dump(exclude_none=True)
-    return ProblemResponse(document, status_code=status, headers=headers)
+
+
+def problem_answer(
+    document: Problem, *, headers: Mapping[str, str] | None = None, context: ProblemContext | None = None
+) -> ProblemResponse:
+    """The response carrying ``document``, which was built for ``context`` (by default the current
+    request's): its language in `Content-Language`, and `Vary` saying the language was chosen."""
+    response = ProblemResponse(
+        document.model_dump(exclude_none=True), status_code=document.status, headers=headers
+    )
+    response.headers["Content-Language"] = (context or problem_context_var.get()).language
+    response.headers.add_vary_header("Accept-Language")
+    return response
+
+
+def problem_response(
+    request: HTTPConnection | None,
+    status: int,
+    *,
+    detail: str | None = None,
+    slug: str | None = None,
+    errors: Sequence[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ProblemResponse:
+    """A problem answer to ``request``, or (None) to the request in progress, as middlewares answer."""
+    context = ProblemContext.of(request.scope) if request is not None else None
+    document = problem(status, detail=detail, slug=slug, errors=errors, context=context)
+    return problem_answer(document, headers=headers, context=context)
 
 
 class DomainError(Exception):
@@ -185,13 +282,7 @@ class TooManyRequests(DomainError):
 
 def problem_of(exc: DomainError) -> Problem:
     """The problem document of a domain error, for answers that carry several (batch items)."""
-    return Problem(
-        type=problem_type(exc.slug),
-        title=HTTPStatus(exc.status).phrase,
-        status=exc.status,
-        detail=exc.detail,
-        errors=list(exc.errors) if exc.errors else None,
-    )
+    return problem(exc.status, detail=exc.detail, slug=exc.slug, errors=exc.errors)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -335,12 +426,14 @@ def _log_unhandled(scope: Scope) -> None:
 
 class RequestIdMiddleware(HTTPMiddleware):
     """Tags every request with an id (the client's ``X-Request-ID`` when acceptable) for logs,
-    problem documents, stored events and the response's own ``X-Request-ID``."""
+    problem documents, stored events and the response's own ``X-Request-ID``; and notes what the
+    problems answering it take from it (``ProblemContext``)."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.lower().encode(), b"").decode("latin-1")
         request_id = incoming if _ACCEPTABLE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        context_token = problem_context_var.set(ProblemContext.of(scope))
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
@@ -351,4 +444,5 @@ class RequestIdMiddleware(HTTPMiddleware):
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            problem_context_var.reset(context_token)
             request_id_var.reset(token)

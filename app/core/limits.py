@@ -3,11 +3,12 @@
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, WindowStats, parse
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,6 +26,44 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 _R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One policy's allowance as a request left it, for the ``RateLimit-Policy`` and ``RateLimit``
+    fields (draft-ietf-httpapi-ratelimit-headers): ``"ip-read";q=6000;w=60`` and
+    ``"ip-read";r=5990;t=42``."""
+
+    policy: str
+    quota: int
+    window: int
+    remaining: int
+    reset: int
+    """Seconds until the window starts afresh."""
+
+    @classmethod
+    def of(cls, name: str, rule: RateLimitItem, stats: WindowStats) -> "Quota":
+        return cls(
+            policy=name.replace(":", "-"),
+            quota=rule.amount,
+            window=rule.get_expiry(),
+            remaining=stats.remaining,
+            reset=max(0, math.ceil(stats.reset_time - time.time())),
+        )
+
+
+def quotas_of(scope: Scope) -> dict[str, Quota]:
+    """The allowances a request has drawn on, by policy: its answer shows them."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    quotas: dict[str, Quota] = state.setdefault("rate_limits", {})
+    return quotas
+
+
+def quota_headers(quotas: Iterable[Quota]) -> list[tuple[bytes, bytes]]:
+    shown = list(quotas)
+    policies = ", ".join(f'"{q.policy}";q={q.quota};w={q.window}' for q in shown)
+    states = ", ".join(f'"{q.policy}";r={q.remaining};t={q.reset}' for q in shown)
+    return [(b"ratelimit-policy", policies.encode()), (b"ratelimit", states.encode())]
 
 
 class RateLimiter:
@@ -58,10 +97,11 @@ class RateLimiter:
         self._down_until = 0.0
         self._down = False
 
-    async def hit(self, kind: str, method: str, identity: str) -> None:
-        """Count one request of ``identity``; raise 429 when its window is used up."""
+    async def hit(self, kind: str, method: str, identity: str, shown: dict[str, Quota] | None = None) -> None:
+        """Count one request of ``identity``; raise 429 when its window is used up. What is left
+        of the allowance goes into ``shown`` (``quotas_of`` the request), refused or not."""
         name = f"{kind}:{'read' if method in READ_METHODS else 'write'}"
-        await self._check(name, identity, count=True)
+        await self._check(name, identity, count=True, shown=shown)
 
     async def refuse_if_locked(self, kind: str, identity: str) -> None:
         """429 when ``identity`` has used up its allowance of failures (e.g. wrong PINs on a dossier)."""
@@ -73,15 +113,20 @@ class RateLimiter:
         if rule is not None:
             await self._counted(lambda strategy: strategy.hit(rule, name, identity))
 
-    async def _check(self, name: str, identity: str, *, count: bool) -> None:
+    async def _check(
+        self, name: str, identity: str, *, count: bool, shown: dict[str, Quota] | None = None
+    ) -> None:
         rule = self.rules[name]
         if rule is None:
             return
-        reset_at = await self._counted(
-            lambda strategy: _refused_until(strategy, rule, name, identity, count=count)
+        allowed, stats = await self._counted(
+            lambda strategy: _tried(strategy, rule, name, identity, count=count, stats=shown is not None)
         )
-        if reset_at is not None:
-            raise TooManyRequests(max(1, math.ceil(reset_at - time.time())))
+        if stats is not None and shown is not None:
+            shown[name] = Quota.of(name, rule, stats)
+        if not allowed:
+            assert stats is not None
+            raise TooManyRequests(max(1, math.ceil(stats.reset_time - time.time())))
 
     async def _counted(self, use: Callable[[FixedWindowRateLimiter], Awaitable[_R]]) -> _R:
         """``use`` on Redis's counters, or on this process's while Redis cannot be reached."""
@@ -111,16 +156,22 @@ class RateLimiter:
             logger.warning("rate limiter's Redis available again; counting shared by every process")
 
 
-async def _refused_until(
-    strategy: FixedWindowRateLimiter, rule: RateLimitItem, name: str, identity: str, *, count: bool
-) -> float | None:
-    """When ``identity``'s window of ``rule`` ends if it is used up (counting this request when
-    ``count``), else None."""
+async def _tried(
+    strategy: FixedWindowRateLimiter,
+    rule: RateLimitItem,
+    name: str,
+    identity: str,
+    *,
+    count: bool,
+    stats: bool,
+) -> tuple[bool, WindowStats | None]:
+    """Whether ``identity`` is within ``rule`` (counting this request when ``count``), and the
+    window's remaining allowance and end — read when refused or asked for (another round trip
+    to Redis)."""
     allowed = await (strategy.hit if count else strategy.test)(rule, name, identity)
-    if allowed:
-        return None
-    reset_at, _remaining = await strategy.get_window_stats(rule, name, identity)
-    return reset_at
+    if allowed and not stats:
+        return True, None
+    return allowed, await strategy.get_window_stats(rule, name, identity)
 
 
 def _rule(value: str) -> RateLimitItem | None:
@@ -133,18 +184,29 @@ class _BodyTooLarge(StarletteHTTPException):
 
 
 class RateLimitMiddleware(HTTPMiddleware):
-    """Counts every request against its client address (429 over the allowance)."""
+    """Counts every request against its client address (429 over the allowance), and shows in
+    the answer what is left of each allowance the request drew on: its address's here, its API
+    client's or its PIN look-ups' further in (``quotas_of``)."""
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limiter: RateLimiter | None = getattr(scope["app"].state, "rate_limiter", None)
-        if limiter is not None and scope["path"] not in UNLIMITED_PATHS:
-            client = scope.get("client")
-            try:
-                await limiter.hit("ip", scope["method"], client[0] if client else "unknown")
-            except TooManyRequests as exc:
-                await _reject(exc, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if limiter is None or scope["path"] in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        shown = quotas_of(scope)
+
+        async def send_with_quotas(message: Message) -> None:
+            if message["type"] == "http.response.start" and shown:
+                message["headers"] = [*message.get("headers", []), *quota_headers(shown.values())]
+            await send(message)
+
+        client = scope.get("client")
+        try:
+            await limiter.hit("ip", scope["method"], client[0] if client else "unknown", shown)
+        except TooManyRequests as exc:
+            await _reject(exc, scope, receive, send_with_quotas)
+            return
+        await self.app(scope, receive, send_with_quotas)
 
 
 class BodySizeMiddleware(HTTPMiddleware):
@@ -207,7 +269,8 @@ async def pin_attempt(request: Request, dossier_code: str) -> AsyncIterator[None
     """Around a check of a receipt PIN (look-up, rating): one allowance per address for both
     endpoints, and a dossier that collected too many wrong PINs is locked for the window."""
     limiter: RateLimiter = request.app.state.rate_limiter
-    await limiter.hit("lookup", "GET", request.client.host if request.client else "unknown")
+    client = request.client.host if request.client else "unknown"
+    await limiter.hit("lookup", "GET", client, quotas_of(request.scope))
     await limiter.refuse_if_locked("pin-failures", dossier_code)
     try:
         yield

@@ -18,6 +18,9 @@ def alembic_config(database_url: str) -> Config:
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     # '%' would be taken for interpolation by configparser.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    # The service's logging (JSON or text, UTC ISO 8601 times) is the caller's; alembic.ini's own
+    # stays for the `alembic` command run by hand.
+    config.attributes["configure_logging"] = False
     return config
 
 

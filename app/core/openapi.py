@@ -29,6 +29,28 @@ _BODY_RESPONSES = {
 }
 _LIMITED_RESPONSES = {"429": "Too Many Requests: see `Retry-After`"}
 
+# Headers the shared machinery adds to answers (rate limits, pagination), described once and
+# referred to from each answer that carries them.
+_HEADERS: dict[str, dict[str, Any]] = {
+    "RateLimit-Policy": {
+        "description": "The rate limits that applied to the request (draft-ietf-httpapi-ratelimit-headers): "
+        '`"<policy>";q=<requests>;w=<seconds>` for each, e.g. `"ip-read";q=6000;w=60`',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'What is left of each: `"<policy>";r=<remaining>;t=<seconds until the window resets>`',
+        "schema": {"type": "string"},
+    },
+    "Link": {
+        "description": 'The next page, when there is one: `<path?…&cursor=…>; rel="next"` (RFC 8288)',
+        "schema": {"type": "string"},
+    },
+}
+
+
+def _header_refs(*names: str) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
 
 def _add_shared_responses(path: str, operation: dict[str, Any]) -> None:
     extra: dict[str, str] = {}
@@ -41,6 +63,15 @@ def _add_shared_responses(path: str, operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
     for status, description in extra.items():
         responses.setdefault(status, {"description": description})
+    paged = any(parameter.get("name") == "cursor" for parameter in operation.get("parameters", []))
+    for status, response in responses.items():
+        headers: dict[str, Any] = {}
+        if path not in UNLIMITED_PATHS and status.startswith("2"):
+            headers |= _header_refs("RateLimit-Policy", "RateLimit")
+        if paged and status == "200":
+            headers |= _header_refs("Link")
+        if headers:
+            response["headers"] = {**response.get("headers", {}), **headers}
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -54,7 +85,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         tags=app.openapi_tags,
         separate_input_output_schemas=app.separate_input_output_schemas,
     )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    schema.setdefault("components", {})["headers"] = _HEADERS
+    components = schema["components"].setdefault("schemas", {})
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         components.pop(name, None)
     components.update(Problem.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs", {}))

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar, TypeVarTuple
 
-from fastapi import Depends, Query, Request
-from pydantic import BaseModel
+from fastapi import Depends, Query, Request, Response
+from pydantic import BaseModel, PrivateAttr
 from sqlalchemy import BigInteger, ColumnElement, Integer, Row, Select, SmallInteger, String, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
 from app.core.base import UTCDateTime
 from app.core.errors import InvalidInput
+from app.core.links import next_page_link
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -39,6 +40,18 @@ class PageParams(BaseModel):
     limit: int
     after: list[Any] | None
     """The sort key of the last item of the previous page, decoded from the cursor."""
+    # The answer of the list asked for (``page_params``), whose ``Link`` names the next page: none
+    # when a resource shows the first page of a list of its own.
+    _answer: tuple[Request, Response] | None = PrivateAttr(default=None)
+
+    def answered_in(self, request: Request, response: Response) -> "PageParams":
+        self._answer = (request, response)
+        return self
+
+    def link_next(self, cursor: str) -> None:
+        if self._answer is not None:
+            request, response = self._answer
+            response.headers["Link"] = next_page_link(request.url, cursor)
 
 
 # Cursors are signed, so a tampered one is refused here and never reaches a query (where a forged
@@ -134,11 +147,15 @@ def cursor_int(value: object, low: int = 0, high: int = 2**31 - 1) -> int:
 
 async def page_params(
     request: Request,
+    response: Response,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page")] = DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> PageParams:
     _list_path.set(request.url.path)
-    return PageParams(limit=limit, after=decode_cursor(cursor) if cursor else None)
+    params = PageParams(limit=limit, after=decode_cursor(cursor) if cursor else None)
+    # FastAPI copies this response's headers onto the answer; a route answering with a Response
+    # of its own passes them on itself.
+    return params.answered_in(request, response)
 
 
 PageDep = Annotated[PageParams, Depends(page_params)]
@@ -263,5 +280,9 @@ async def keyset_rows(
 def window_of(rows: list[T], page: PageParams, key_of: Callable[[T], Sequence[Any]]) -> Window[T]:
     """``limit + 1`` rows read in order → the page and, when the extra row came, the next cursor."""
     items = rows[: page.limit]
-    more = len(rows) > page.limit
-    return Window(items, encode_cursor(list(key_of(items[-1]))) if more else None)
+    if len(rows) <= page.limit:
+        return Window(items, None)
+    # The one place a list's next cursor is made: its Link header goes with it.
+    cursor = encode_cursor(list(key_of(items[-1])))
+    page.link_next(cursor)
+    return Window(items, cursor)

@@ -10,9 +10,11 @@ one whose lines resend or cancel an event, goes through the API's ingestion line
 
 Resumable: each chunk commits with its file's checkpoint (lines read, the last dossier folded,
 the size of the rejects file), so a load killed at any point continues on rerun from the last
-committed chunk, and the rejects file is cut back to what the checkpoint counted.
+committed chunk, and the rejects file is cut back to what the checkpoint counted. Asked to stop
+(``stop``), a load ends after the chunk under way, raising ``Stopped``.
 """
 
+import asyncio
 import gzip
 import hashlib
 import json
@@ -67,6 +69,14 @@ class FileProgress:
 
 
 Progress = Callable[[FileProgress], None]
+
+
+class Stopped(Exception):
+    """The load ended after a committed chunk because it was asked to stop: a rerun continues."""
+
+    def __init__(self, progress: FileProgress) -> None:
+        super().__init__(f"{progress.path.name}: stopped after line {progress.lines_done}")
+        self.progress = progress
 
 
 def file_identity(path: Path) -> str:
@@ -225,9 +235,11 @@ async def import_file(
     *,
     chunk_size: int = DEFAULT_CHUNK,
     on_progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
 ) -> FileProgress:
     """Load one file, a chunk per transaction; rejected lines go to ``source.rejects`` (JSON Lines:
-    line number and problem). Blocking file reads are the point of this job: it runs alone."""
+    line number and problem). Blocking file reads are the point of this job: it runs alone.
+    ``stop``, once set, ends the load with ``Stopped`` after the chunk under way is committed."""
     async with sessionmaker() as session, session.begin():
         checkpoint = await _checkpoint(session, source)
         progress = FileProgress(source.path, source.kind, source.size)
@@ -238,7 +250,7 @@ async def import_file(
         rejected.truncate(kept_rejects)  # what a killed run wrote past its last committed chunk
     if finished:
         return progress
-    load = _Load(sessionmaker, sender_of, source, progress, on_progress)
+    load = _Load(sessionmaker, sender_of, source, progress, on_progress, stop)
     with source.rejects.open("ab") as load.rejected:
         if not staged:
             await load.read(chunk_size)
@@ -259,12 +271,14 @@ class _Load:
         source: Source,
         progress: FileProgress,
         on_progress: Progress | None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.sender_of = sender_of
         self.source = source
         self.progress = progress
         self.on_progress = on_progress
+        self.stop = stop
 
     async def read(self, chunk_size: int) -> None:
         """Every line from the checkpoint on: records loaded through the API's ingestion, events
@@ -292,6 +306,7 @@ class _Load:
                 progress.lines_done = chunk[-1][0]
                 progress.position = raw.tell()
                 self._tell()
+                self._stop_if_asked()
         async with self.sessionmaker() as session, session.begin():
             checkpoint = await _checkpoint(session, self.source)
             checkpoint.staged = True
@@ -325,6 +340,7 @@ class _Load:
             progress.folded_through = lines[-1].dossier_code
             progress.folded_lines += len(lines)
             self._tell()
+            self._stop_if_asked()
         async with self.sessionmaker() as session, session.begin():
             # The entangled dossiers, the new dossiers' entry into the statistics, the staging
             # emptied and the checkpoint marked finished, together: a rerun does nothing.
@@ -375,6 +391,11 @@ class _Load:
     def _tell(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.progress)
+
+    def _stop_if_asked(self) -> None:
+        """Between chunks, the only point a load stops at: what it did is committed with its checkpoint."""
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped(self.progress)
 
 
 async def _checkpoint(session: AsyncSession, source: Source) -> ImportCheckpoint:

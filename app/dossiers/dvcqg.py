@@ -21,9 +21,10 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from app.core.bounds import LATEST
+from app.core.documented import DocumentedAs
 from app.core.errors import FieldError, InvalidInput, Problem
 from app.core.hygiene import is_unicode_text, text_without_controls
 from app.core.timezone import VIETNAM
@@ -77,11 +78,33 @@ def _list(value: Any) -> Any:
     return [] if value is None or value == "" else value
 
 
-PortalTime = Annotated[datetime | None, BeforeValidator(_portal_time)]
+# What the portal may send, for the contract (validation reads more: a time as a number, digits
+# with spaces). Portal data is loose (SPEC §4): an empty string in an optional field means absent.
+_PORTAL_TIME_TEXT = Annotated[
+    str,
+    StringConstraints(pattern=r"^([0-9]{14})?$"),
+    Field(description="`yyyyMMddHHmmss` in Vietnam time; empty means absent"),
+]
+
+
+def _number_or_text(number: Any, text_pattern: str) -> Any:
+    """A number field as the portal sends it: the number, or the same as text (`"2"`)."""
+    return number | Annotated[str, StringConstraints(pattern=text_pattern)]
+
+
+PortalTime = Annotated[
+    datetime | None, BeforeValidator(_portal_time, json_schema_input_type=_PORTAL_TIME_TEXT | None)
+]
 Code = Annotated[
     str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$"), AfterValidator(_storable)
 ]
-OptionalCode = Annotated[Code | None, BeforeValidator(_absent)]
+OptionalCode = Annotated[
+    Code | None,
+    BeforeValidator(
+        _absent,
+        json_schema_input_type=Annotated[str, Field(max_length=64, pattern=r"^[^\x00-\x1f]*$")] | None,
+    ),
+]
 
 
 class SupplementRequest(BaseModel):
@@ -91,35 +114,56 @@ class SupplementRequest(BaseModel):
 
     HoSoBoSungId: Annotated[
         str,
-        BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v),
+        BeforeValidator(
+            lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v,
+            json_schema_input_type=Annotated[str, Field(min_length=1, max_length=100)] | int,
+        ),
         AfterValidator(_storable),
     ] = Field(min_length=1, max_length=100)
     NgayBoSung: PortalTime = Field(description="When the papers were asked for")
     NgayTiepNhanBoSung: PortalTime = Field(default=None, description="When they came back")
-    NgayHenTraTruoc: PortalTime = None
-    NgayHenTraMoi: PortalTime = None
+    NgayHenTraTruoc: PortalTime = Field(default=None, description="The due date before the request")
+    NgayHenTraMoi: PortalTime = Field(default=None, description="The due date after it")
 
 
 class PortalRecord(BaseModel):
-    """A dossier's whole state as one-stop systems sync it to the national portal."""
+    """A dossier's whole state as one-stop systems sync it to the national portal (DVCQG `DongBoHoSoMC`)."""
 
     model_config = ConfigDict(extra="ignore")
 
     MaHoSo: DossierCode
-    MaTTHC: OptionalCode = None
-    DonViXuLy: OptionalCode = None
-    NgayNopHoSo: PortalTime = None
-    NgayTiepNhan: PortalTime = None
-    NgayHenTra: PortalTime = None
-    NgayKetThucXuLy: PortalTime = None
-    NgayTra: PortalTime = None
-    NgayTuChoi: PortalTime = None
-    TrangThaiHoSo: Annotated[int, BeforeValidator(_number), Field(ge=1, le=10)]
-    KenhThucHien: Annotated[Literal[1, 2, 3] | None, BeforeValidator(_number)] = None
-    MucDo: Annotated[Annotated[int, Field(ge=1, le=4)] | None, BeforeValidator(_number)] = None
-    DanhSachHoSoBoSung: Annotated[list[SupplementRequest], BeforeValidator(_list), Field(max_length=100)] = (
-        Field(default_factory=list)
-    )
+    MaTTHC: OptionalCode = Field(default=None, description="The procedure's code")
+    DonViXuLy: OptionalCode = Field(default=None, description="The handling unit's code")
+    NgayNopHoSo: PortalTime = Field(default=None, description="Submitted")
+    NgayTiepNhan: PortalTime = Field(default=None, description="Received")
+    NgayHenTra: PortalTime = Field(default=None, description="Due")
+    NgayKetThucXuLy: PortalTime = Field(default=None, description="Finished")
+    NgayTra: PortalTime = Field(default=None, description="Returned")
+    NgayTuChoi: PortalTime = Field(default=None, description="Refused")
+    TrangThaiHoSo: Annotated[
+        int,
+        Field(ge=1, le=10),
+        BeforeValidator(
+            _number,
+            json_schema_input_type=_number_or_text(Annotated[int, Field(ge=1, le=10)], "^(10|[1-9])$"),
+        ),
+    ] = Field(description="The national status 1–10 (SPEC §4)")
+    KenhThucHien: Annotated[
+        Literal[1, 2, 3] | None,
+        BeforeValidator(_number, json_schema_input_type=_number_or_text(Literal[1, 2, 3], "^[1-3]?$") | None),
+    ] = Field(default=None, description="1 direct, 2 online, 3 postal")
+    MucDo: Annotated[
+        Annotated[int, Field(ge=1, le=4)] | None,
+        BeforeValidator(
+            _number,
+            json_schema_input_type=_number_or_text(Annotated[int, Field(ge=1, le=4)], "^[1-4]?$") | None,
+        ),
+    ] = Field(default=None, description="The online service level; 3 partial, 4 full")
+    DanhSachHoSoBoSung: Annotated[
+        list[SupplementRequest],
+        BeforeValidator(_list, json_schema_input_type=list[SupplementRequest] | None),
+        Field(max_length=100),
+    ] = Field(default_factory=list, description="The supplement requests, in order")
 
 
 class SyncBody(BaseModel):
@@ -128,7 +172,8 @@ class SyncBody(BaseModel):
         default=None,
         description="Accepted as sent; a record replaces what its dossier's code described before",
     )
-    data: list[Any] = Field(min_length=1, max_length=MAX_RECORDS)
+    # Each record is validated by the route, which answers it alone (SPEC §4).
+    data: list[Annotated[Any, DocumentedAs(PortalRecord)]] = Field(min_length=1, max_length=MAX_RECORDS)
 
 
 class RecordResult(BaseModel):

@@ -6,9 +6,10 @@ from app.calendar.deps import CalendarDep
 from app.calendar.working_time import WorkingCalendar
 from app.core.audit import record
 from app.core.db import SessionDep
-from app.core.errors import InvalidInput, ProblemResponse, problem_responses
+from app.core.errors import InvalidInput, problem_answer, problem_responses
 from app.core.http_caching import cached_json
 from app.core.limits import pin_attempt
+from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal
@@ -70,6 +71,7 @@ async def _ingest(
     status_code=status.HTTP_201_CREATED,
     response_model=EventResult,
     responses={
+        **CREATED_WITH_LOCATION,
         200: {"model": EventResult, "description": "A correction (`updated`), or a resend: nothing changed"},
         202: {"model": EventResult, "description": "Kept, waiting for its dossier's reception (`pending`)"},
         **problem_responses(403, 409, 422),
@@ -82,37 +84,17 @@ async def ingest_dossier_event(
     (result,) = await _ingest(session, writer, calendar, request, [event])
     if result.status == "error":
         assert result.problem is not None
-        return ProblemResponse(
-            result.problem.model_dump(exclude_none=True), status_code=result.problem.status
-        )
-    return Response(
+        # The event is the request's body here: its fields are named as the request's own.
+        return problem_answer(result.problem.located("body"))
+    response = Response(
         result.model_dump_json(exclude_none=True),
         status_code=_STATUS_CODES[result.status],
         media_type="application/json",
     )
-
-
-_BATCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["events"],
-                    "properties": {
-                        "events": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": MAX_BATCH,
-                            "items": {"$ref": "#/components/schemas/DossierEventIn"},
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+    if result.status == "created":
+        # An event has no URL of its own: it is read in its dossier's timeline, from the dossier.
+        locate(request, response, "get_dossier", code=event.dossier_code)
+    return response
 
 
 @events_router.post(
@@ -120,7 +102,6 @@ _BATCH_BODY = {
     operation_id="ingest_dossier_events",
     response_model=BatchResult,
     responses=problem_responses(422),
-    openapi_extra=_BATCH_BODY,
     summary=f"Push up to {MAX_BATCH} dossier events, in any order",
     description="Events take their place in each dossier's history by `occurred_at`, whatever order "
     "they arrive in. Each is answered `created`, `updated` (a correction), `pending` (kept until its "

@@ -5,6 +5,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from app.core.bounds import Day, Moment
 from app.core.codes import UnitCode
+from app.core.documented import DocumentedAs
 from app.core.errors import FieldError, Problem
 from app.core.hygiene import text_without_controls
 from app.core.timezone import utcnow
@@ -135,7 +136,8 @@ class DossierEventIn(BaseModel):
 
 
 class EventBatch(BaseModel):
-    events: list[Any] = Field(min_length=1, max_length=MAX_BATCH)
+    # Each item is validated by the route, which answers it alone (SPEC §4).
+    events: list[Annotated[Any, DocumentedAs(DossierEventIn)]] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class EventResult(BaseModel):

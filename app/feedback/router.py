@@ -10,6 +10,7 @@ from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import cached_json
 from app.core.limits import pin_attempt
+from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
 from app.core.timezone import utcnow
@@ -36,6 +37,7 @@ ratings_router = APIRouter(prefix="/api/v1/dossiers", tags=["feedback"])
     status_code=status.HTTP_201_CREATED,
     response_model=FeedbackRead,
     responses={
+        **CREATED_WITH_LOCATION,
         200: {"model": FeedbackRead, "description": "Already received (same reference)"},
         **problem_responses(422),
     },
@@ -48,7 +50,11 @@ async def receive_feedback(
     if created:
         await record(session, writer, "create", "feedback", feedback.id)
     body = await service.read(session, feedback)
-    return cached_json(request, body, status_code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+    if not created:
+        return cached_json(request, body)
+    response = cached_json(request, body, status_code=status.HTTP_201_CREATED)
+    locate(request, response, "get_feedback", feedback_id=feedback.id)
+    return response
 
 
 @router.get(
@@ -116,6 +122,7 @@ async def optional_rater(
     operation_id="rate_dossier",
     status_code=status.HTTP_201_CREATED,
     response_model=RatingRead,
+    # No Location: a rating has no URL of its own (nothing reads one rating back).
     responses=problem_responses(401, 403, 404, 409, 422, 429),
     summary="Rate a finished dossier once (đánh giá sự hài lòng): receipt PIN or a dossiers:write key",
 )

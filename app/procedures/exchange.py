@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from app.calendar.working_time import TimeUnit
+from app.core.downloads import HeaderLabels
 from app.core.errors import FieldError
 from app.core.export import FORMULA_STARTS
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
@@ -33,6 +34,28 @@ CSV_COLUMNS = (
     "effective_to",
     "description",
 )
+# The header of an export with labels=vi: the terms of the national procedure database (CSDLQG TTHC).
+CSV_LABELS_VI = {
+    "code": "Mã thủ tục",
+    "name": "Tên thủ tục",
+    "sector_code": "Mã lĩnh vực",
+    "levels": "Cấp thực hiện",
+    "implementing_agency": "Cơ quan thực hiện",
+    "procedure_type": "Loại thủ tục",
+    "channels": "Cách thức thực hiện",
+    "processing_time_value": "Thời hạn giải quyết",
+    "processing_time_unit": "Đơn vị thời hạn",
+    "fees": "Phí, lệ phí",
+    "online_service": "Dịch vụ công trực tuyến",
+    "required_documents": "Thành phần hồ sơ",
+    "results": "Kết quả thực hiện",
+    "legal_basis": "Căn cứ pháp lý",
+    "status": "Trạng thái",
+    "effective_from": "Ngày có hiệu lực",
+    "effective_to": "Ngày hết hiệu lực",
+    "description": "Mô tả",
+}
+_COLUMN_OF_LABEL = {label: column for column, label in CSV_LABELS_VI.items()}
 _LIST_COLUMNS = ("levels", "channels")
 _JSON_COLUMNS = ("fees", "required_documents", "results", "legal_basis")
 # Free text whose schema keeps surrounding whitespace: its cell is taken as written, so that an
@@ -123,10 +146,21 @@ def row_to_object(row: dict[str, str | None], number: int) -> dict[str, Any] | F
     return obj
 
 
+def _is_label_row(row: dict[str, str | None]) -> bool:
+    return all(
+        (row.get(column) or "").strip() == label for column, label in CSV_LABELS_VI.items() if column in row
+    )
+
+
 def read_csv(text: str, max_rows: int) -> list[dict[str, Any] | FieldError]:
     """The rows of the file as objects (or errors), read no further than ``max_rows`` + 1 rows:
-    a file with too many is refused for its size, whatever the rows beyond hold."""
+    a file with too many is refused for its size, whatever the rows beyond hold.
+
+    The header holds the column names or their Vietnamese terms (an export with ``labels=vi``); a
+    row of the Vietnamese terms under the names (a second header row) is passed over.
+    """
     reader = csv.DictReader(io.StringIO(text.removeprefix(BOM)))
+    reader.fieldnames = [_COLUMN_OF_LABEL.get(name.strip(), name) for name in reader.fieldnames or ()]
     missing = {"code", "name"} - set(reader.fieldnames or ())
     if missing:
         return [
@@ -135,8 +169,10 @@ def read_csv(text: str, max_rows: int) -> list[dict[str, Any] | FieldError]:
     rows: list[dict[str, Any] | FieldError] = []
     try:
         for number, row in enumerate(reader, start=1):
-            rows.append(row_to_object(row, number))
-            if number > max_rows:
+            if number == 1 and _is_label_row(row):
+                continue  # a second header row, numbered with the header (row 0)
+            rows.append(row_to_object(row, len(rows) + 1))
+            if len(rows) > max_rows:
                 break
     except csv.Error as exc:  # a cell over the csv module's field size limit (128 KiB), say
         rows.append(
@@ -153,8 +189,11 @@ def _csv_line(values: list[str] | dict[str, str]) -> str:
     return buffer.getvalue()
 
 
-async def csv_stream(chunks: AsyncIterator[list[ProcedureRead]]) -> AsyncIterator[bytes]:
-    yield (BOM + _csv_line(list(CSV_COLUMNS))).encode()
+async def csv_stream(
+    chunks: AsyncIterator[list[ProcedureRead]], labels: HeaderLabels
+) -> AsyncIterator[bytes]:
+    header = [CSV_LABELS_VI[column] for column in CSV_COLUMNS] if labels == "vi" else list(CSV_COLUMNS)
+    yield (BOM + _csv_line(header)).encode()
     async for chunk in chunks:
         yield "".join(_csv_line(procedure_to_row(p)) for p in chunk).encode()
 

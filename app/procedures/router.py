@@ -14,12 +14,15 @@ from app.clients.deps import require
 from app.core.audit import record, record_many
 from app.core.bounds import Day
 from app.core.db import SessionDep
+from app.core.downloads import DISPOSITION_HEADER, LabelsQuery, content_disposition, download_name
 from app.core.errors import Forbidden, InvalidInput, UnsupportedMediaType, problem_responses
 from app.core.http_caching import cached_json, require_match
 from app.core.hygiene import body_problem
+from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal, Scope
+from app.core.timezone import today_in_vietnam
 from app.procedures import exchange, importing, search, service
 from app.procedures.deps import ProcedureDep, SectorDep
 from app.procedures.schemas import (
@@ -64,12 +67,15 @@ _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not Modi
     operation_id="create_sector",
     status_code=status.HTTP_201_CREATED,
     response_model=SectorRead,
-    responses=problem_responses(400, 409, 422),
+    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
     summary="Create a sector (lĩnh vực)",
 )
-async def create_sector(session: SessionDep, writer: CatalogueWriter, data: SectorCreate) -> SectorRead:
+async def create_sector(
+    session: SessionDep, writer: CatalogueWriter, data: SectorCreate, request: Request, response: Response
+) -> SectorRead:
     sector = await service.create_sector(session, data)
     await record(session, writer, "create", "sector", sector.code)
+    locate(request, response, "get_sector", code=sector.code)
     return SectorRead.model_validate(sector)
 
 
@@ -133,7 +139,7 @@ FiltersDep = Annotated[search.ProcedureFilters, Depends(procedure_filters)]
     operation_id="create_procedure",
     status_code=status.HTTP_201_CREATED,
     response_model=ProcedureRead,
-    responses=problem_responses(400, 409, 422),
+    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
     summary="Add a procedure (thủ tục hành chính) to the catalogue",
 )
 async def create_procedure(
@@ -142,7 +148,7 @@ async def create_procedure(
     procedure = await service.create_procedure(session, data, writer)
     await record(session, writer, "create", "procedure", procedure.code)
     response = cached_json(request, service.to_read(procedure), status_code=status.HTTP_201_CREATED)
-    response.headers["Location"] = f"{procedures_router.prefix}/{procedure.code}"
+    locate(request, response, "get_procedure", code=procedure.code)
     return response
 
 
@@ -155,7 +161,9 @@ async def create_procedure(
     description="With `q`, results are ranked: exact code, then names starting with the words, "
     "then names containing them, then codes starting with `q`.",
 )
-async def list_procedures(session: SessionDep, page: PageDep, filters: FiltersDep) -> Response:
+async def list_procedures(
+    session: SessionDep, page: PageDep, filters: FiltersDep, response: Response
+) -> Response:
     window = await search.list_procedures(session, filters, page)
     # The hot path of every citizen app: stored JSON is spliced in rather than re-validated.
     body = (
@@ -165,7 +173,9 @@ async def list_procedures(session: SessionDep, page: PageDep, filters: FiltersDe
         + json.dumps(window.next_cursor)
         + "}"
     )
-    return Response(body.encode(), media_type="application/json")
+    # Answered with a Response of its own: the headers set on the injected one (the next page's
+    # Link) go with it by hand.
+    return Response(body.encode(), media_type="application/json", headers=response.headers)
 
 
 @procedures_router.get(
@@ -174,6 +184,7 @@ async def list_procedures(session: SessionDep, page: PageDep, filters: FiltersDe
     responses={
         200: {
             "description": "The catalogue, streamed",
+            "headers": DISPOSITION_HEADER,
             "content": {
                 "text/csv": {"schema": {"type": "string"}},
                 "application/json": {
@@ -185,26 +196,36 @@ async def list_procedures(session: SessionDep, page: PageDep, filters: FiltersDe
     },
     response_class=StreamingResponse,
     summary="Export the (filtered) catalogue as CSV (UTF-8 with BOM, for Excel) or JSON",
+    description="CSV has one header row: the column names the import reads, or their Vietnamese terms "
+    "with `labels=vi` (which the import reads too). Saved as `tthc-procedures-<day>.csv` or `.json`.",
 )
 async def export_procedures(
-    request: Request, filters: FiltersDep, format: Literal["csv", "json"] = "csv"
+    request: Request,
+    filters: FiltersDep,
+    format: Literal["csv", "json"] = "csv",
+    labels: LabelsQuery = "names",
 ) -> StreamingResponse:
     chunks = _chunks_apart(request.app.state.sessionmaker, filters)
     # Read before the answer starts, so that a database out of reach is a 503 problem, not a cut.
     first = await anext(chunks, None)
     send_timeout: float = request.app.state.settings.export_send_timeout
+    headers = {
+        "Content-Disposition": content_disposition(
+            download_name("tthc-procedures", today_in_vietnam().isoformat(), extension=format)
+        )
+    }
     if format == "csv":
         return PacedStreamingResponse(
-            exchange.csv_stream(_starting_with(first, chunks)),
+            exchange.csv_stream(_starting_with(first, chunks), labels),
             send_timeout=send_timeout,
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="procedures.csv"'},
+            headers=headers,
         )
     return PacedStreamingResponse(
         exchange.json_stream(_starting_with(first, chunks)),
         send_timeout=send_timeout,
         media_type="application/json",
-        headers={"Content-Disposition": 'attachment; filename="procedures.json"'},
+        headers=headers,
     )
 
 

@@ -188,15 +188,10 @@ class ProcedureCreate(ProcedureFields):
     code: ProcedureCode
 
 
-class ProcedureUpdate(BaseModel):
-    """The fields to change, plus the day the new version takes effect (default: today in Vietnam)."""
+class ProcedureChange(BaseModel):
+    """The fields of a procedure to change; a field left out keeps its value."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [{"fees": [{"name": "Lệ phí", "amount_vnd": 20000}], "in_force_from": "2026-12-01"}]
-        },
-    )
+    model_config = ConfigDict(extra="forbid")
 
     name: ShortText | None = None
     sector_code: SectorCode | None = None
@@ -214,10 +209,9 @@ class ProcedureUpdate(BaseModel):
     effective_from: Day | None = None
     effective_to: Day | None = None
     description: str | None = None
-    in_force_from: Day | None = Field(default=None, description="The day this version takes effect")
 
     @model_validator(mode="after")
-    def _required_not_null(self) -> "ProcedureUpdate":
+    def _required_not_null(self) -> "ProcedureChange":
         required = (
             "name",
             "sector_code",
@@ -233,6 +227,19 @@ class ProcedureUpdate(BaseModel):
         if cleared:
             raise ValueError(f"cannot be null: {', '.join(cleared)}")
         return self
+
+
+class ProcedureUpdate(ProcedureChange):
+    """The fields to change, plus the day the new version takes effect (default: today in Vietnam)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"fees": [{"name": "Lệ phí", "amount_vnd": 20000}], "in_force_from": "2026-12-01"}]
+        },
+    )
+
+    in_force_from: Day | None = Field(default=None, description="The day this version takes effect")
 
 
 class ProcedureRead(ProcedureFields):

@@ -6,6 +6,7 @@ from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import cached_json, require_match
+from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 from app.proposals import service
 from app.proposals.deps import (
@@ -16,7 +17,7 @@ from app.proposals.deps import (
     permitted_transition,
 )
 from app.proposals.schemas import (
-    ProposalCreate,
+    ProposalCreateBody,
     ProposalQuery,
     ProposalRead,
     ProposalUpdate,
@@ -31,18 +32,18 @@ router = APIRouter(prefix="/api/v1/proposals", tags=["proposals"])
     operation_id="create_proposal",
     status_code=status.HTTP_201_CREATED,
     response_model=ProposalRead,
-    responses=problem_responses(400, 409, 422),
+    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
     summary="Draft a reform proposal (phương án đơn giản hóa, bãi bỏ, giảm lệ phí)",
 )
 async def create_proposal(
-    session: SessionDep, client: ProposalDrafter, data: ProposalCreate, request: Request
+    session: SessionDep, client: ProposalDrafter, data: ProposalCreateBody, request: Request
 ) -> Response:
     proposal = await service.create_proposal(session, data, client)
     await record(session, client, "create", "proposal", proposal.id)
     response = cached_json(
         request, await service.read(session, proposal), status_code=status.HTTP_201_CREATED
     )
-    response.headers["Location"] = f"{router.prefix}/{proposal.id}"
+    locate(request, response, "get_proposal", proposal_id=proposal.id)
     return response
 
 

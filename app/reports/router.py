@@ -4,6 +4,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from app.core.db import SessionDep
+from app.core.downloads import DISPOSITION_HEADER, content_disposition, download_name
 from app.core.errors import NotAcceptable, problem_responses
 from app.core.http_caching import generation_of, not_modified, versioned_etag
 from app.core.replicas import StandbyReads
@@ -28,6 +29,7 @@ MEDIA_TYPES = {
     ReportFormat.html: "text/html",
     ReportFormat.xlsx: XLSX,
 }
+EXTENSIONS = {ReportFormat.markdown: "md", ReportFormat.html: "html", ReportFormat.xlsx: "xlsx"}
 
 
 def negotiate(accept: str | None) -> ReportFormat | None:
@@ -59,11 +61,16 @@ def negotiate(accept: str | None) -> ReportFormat | None:
     return best[2] if best else None
 
 
+_TEXT = {"type": "string"}
 _CONTENT: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The report: Markdown, HTML (with inline SVG charts) or an XLSX workbook",
-        "content": {media_type: {"schema": {"type": "string"}} for media_type in MEDIA_TYPES.values()},
-        "headers": {"ETag": {"schema": {"type": "string"}}},
+        # The workbook is bytes, not text: generated clients read it as a blob.
+        "content": {
+            media_type: {"schema": {"type": "string", "format": "binary"} if media_type == XLSX else _TEXT}
+            for media_type in MEDIA_TYPES.values()
+        },
+        "headers": {"ETag": {"schema": {"type": "string"}}, **DISPOSITION_HEADER},
     },
     304: {"description": "Not Modified"},
 }
@@ -110,9 +117,13 @@ async def get_reform_report(
     if (unchanged := not_modified(request, tag, headers)) is not None:
         return unchanged
     report = await reform_report(session, unit, chosen, now, with_quarters=chosen_format is ReportFormat.html)
+    filename = download_name("bao-cao-cai-cach", unit, chosen.label, extension=EXTENSIONS[chosen_format])
+    # A page or text a browser can show is shown (inline), and still saved under its name; the
+    # workbook is only ever saved.
+    headers["Content-Disposition"] = content_disposition(
+        filename, inline=chosen_format is not ReportFormat.xlsx
+    )
     if chosen_format is ReportFormat.xlsx:
-        filename = f"bao-cao-cai-cach-{unit}-{chosen.label}.xlsx"
-        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
         return Response(render.xlsx(report), media_type=XLSX, headers=headers)
     if chosen_format is ReportFormat.html:
         return Response(render.html(report), media_type="text/html; charset=utf-8", headers=headers)

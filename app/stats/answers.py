@@ -18,22 +18,23 @@ from app.stats.schemas import (
     FeedbackStats,
     Index766Scorecard,
     PeriodRead,
+    ProposalCounts,
+    ProposalStats,
     SeriesPoint,
-    StatsRow,
-    StatsTotal,
 )
 from app.stats.service import Key
 
 
 @dataclass(frozen=True)
 class Columns:
-    """The counts and rates a table shows, in this order (its CSV columns); no rates, none shown."""
+    """A table's answer, and the counts and rates it shows in this order (its CSV columns)."""
 
+    answer: type[DossierStats] | type[ProposalStats] = DossierStats
     counts: tuple[str, ...] = COUNT_NAMES
     rates: tuple[str, ...] = RATE_NAMES
 
 
-PROPOSAL_COLUMNS = Columns(counts=("count", "savings_vnd"), rates=())
+PROPOSAL_COLUMNS = Columns(ProposalStats, counts=tuple(ProposalCounts.model_fields), rates=())
 
 
 @dataclass(frozen=True)
@@ -47,23 +48,25 @@ class Table:
     total: dict[str, int]
     columns: Columns = field(default_factory=Columns)
 
-    def stats(self) -> DossierStats:
+    def stats(self) -> DossierStats | ProposalStats:
         """The table as the API shows it: rates only where there are some; without group_by, only the
         total."""
 
         def rates_of(counts: dict[str, int]) -> dict[str, float | None]:
             return rates(counts) if self.columns.rates else {}
 
-        return DossierStats(
-            unit=self.unit,
-            period=self.period,
-            group_by=self.group_by,
-            rows=[
-                StatsRow(key=dict(key), counts=counts, rates=rates_of(counts))
-                for key, counts in self.rows.items()
-                if key
-            ],
-            total=StatsTotal(counts=self.total, rates=rates_of(self.total)),
+        return self.columns.answer.model_validate(
+            {
+                "unit": self.unit,
+                "period": self.period,
+                "group_by": self.group_by,
+                "rows": [
+                    {"key": dict(key), "counts": counts, "rates": rates_of(counts)}
+                    for key, counts in self.rows.items()
+                    if key
+                ],
+                "total": {"counts": self.total, "rates": rates_of(self.total)},
+            }
         )
 
 

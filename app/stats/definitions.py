@@ -18,30 +18,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from app.dossiers.counters import CHANNELS
+from app.stats.schemas import DossierCounts, DossierRates
 
-COUNT_NAMES = (
-    "carried_over",
-    "received",
-    "received_direct",
-    "received_online",
-    "received_postal",
-    "total",
-    "resolved_on_time",
-    "resolved_early",
-    "resolved_late",
-    "resolved",
-    "withdrawn",
-    "in_progress",
-    "waiting_supplement",
-    "in_progress_overdue",
-    "online",
-    "online_partial",
-    "online_full",
-    "refused",
-    "due_in_period",
-    "due_in_period_on_time",
-)
-RATE_NAMES = ("on_time", "on_time_766", "online", "on_time_of_resolved", "on_time_of_due")
+# The answers' models name the counts and rates, in the order the API and the CSV columns show them.
+COUNT_NAMES = tuple(DossierCounts.model_fields)
+RATE_NAMES = tuple(DossierRates.model_fields)
 
 # The Vietnamese terms of the reports, for CSV headers and documentation.
 VIETNAMESE = {

@@ -12,6 +12,7 @@ from app.calendar.periods import Period
 from app.dossiers.models import Dossier, DossierRating, SatisfactionLevel
 from app.feedback.models import Feedback
 from app.stats.index766 import Inputs
+from app.stats.schemas import FeedbackCounts
 from app.stats.service import as_of
 
 UNSATISFIED = {SatisfactionLevel.unsatisfied.value, SatisfactionLevel.very_unsatisfied.value}
@@ -36,7 +37,7 @@ async def feedback_counts(
             select(Feedback).where(Feedback.unit_code.in_(units), Feedback.received_at < end)
         )
     ).all()
-    names = ("received", "answered_on_time", "answered_late", "rejected", "open", "overdue")
+    names = tuple(FeedbackCounts.model_fields)
     groups: dict[Key, dict[str, int]] = defaultdict(lambda: dict.fromkeys(names, 0))
     total = dict.fromkeys(names, 0)
     for item in feedback:

@@ -1,14 +1,22 @@
 """The statistics endpoints: query parameters in, answers (app.stats.answers) out as JSON or CSV."""
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel
 
-from app.calendar.periods import Interval, Scheme, series
+from app.calendar.periods import Interval, Period, Scheme, series
 from app.core.bounds import Day
 from app.core.db import SessionDep
+from app.core.downloads import (
+    DISPOSITION_HEADER,
+    HeaderLabels,
+    LabelsQuery,
+    content_disposition,
+    download_name,
+)
 from app.core.errors import InvalidInput, problem_responses
 from app.core.http_caching import etag_of, versioned_etag
 from app.core.replicas import StandbyReads
@@ -19,7 +27,14 @@ from app.stats.csv import CSV_MEDIA_TYPE, stats_csv
 from app.stats.deps import AnswerVersions, DataETag, NowDep, PeriodDep, SchemeQuery, UnitQuery, VersionsDep
 from app.stats.feedback import FEEDBACK_GROUPS
 from app.stats.proposals import PROPOSAL_GROUPS
-from app.stats.schemas import DossierSeries, DossierStats, FeedbackStats, Format, Index766Scorecard
+from app.stats.schemas import (
+    DossierSeries,
+    DossierStats,
+    FeedbackStats,
+    Format,
+    Index766Scorecard,
+    ProposalStats,
+)
 
 router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], route_class=StandbyReads)
 
@@ -27,11 +42,16 @@ _POLLED_HEADERS = {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"sc
 _CSV_OR_JSON: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The statistics; `Accept: text/csv` or `format=csv` for a spreadsheet",
-        "headers": _POLLED_HEADERS,
+        "headers": {**_POLLED_HEADERS, **DISPOSITION_HEADER},
         "content": {"text/csv": {"schema": {"type": "string"}}},
     },
     304: {"description": "Not Modified"},
 }
+_CSV_DESCRIPTION = (
+    "JSON, or CSV with `format=csv` or `Accept: text/csv`: UTF-8 with a byte order mark, one header row "
+    "(the field names; the Vietnamese terms of the reports with `labels=vi`), a row per group and a "
+    "`TOTAL` row, saved as `tthc-stats-<table>-<unit>-<period>[-report].csv` (`Content-Disposition`)."
+)
 _JSON: dict[int | str, dict[str, Any]] = {
     200: {"description": "The statistics", "headers": _POLLED_HEADERS},
     304: {"description": "Not Modified"},
@@ -53,12 +73,36 @@ def _wants_csv(request: Request, format: Format | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
-def _table(request: Request, table: Table, format: Format | None, etag: str) -> Response:
-    """The table as JSON, or as CSV when asked for, kept under its ETag."""
-    stats = table.stats()
-    if _wants_csv(request, format):
-        return polled_answer(request, stats_csv(stats, table.columns), CSV_MEDIA_TYPE, etag)
-    return polled_answer(request, stats, "application/json", etag)
+def _csv_name(table: str, unit: str | None, chosen: Period) -> str:
+    # The calendar scheme is the usual one: only the other is worth a word in the name.
+    scheme = "" if chosen.scheme is Scheme.calendar else chosen.scheme.value
+    return download_name("tthc-stats", table, unit or "", chosen.label, scheme, extension="csv")
+
+
+async def _table_answer(
+    request: Request,
+    etag: str,
+    table: Callable[[], Awaitable[Table]],
+    format: Format | None,
+    labels: HeaderLabels,
+    filename: str,
+) -> Response:
+    """The table as JSON, or as CSV saved as ``filename`` when asked for, kept under its ETag; computed
+    only when neither the client (304) nor the memory of answers has this version of it."""
+    as_csv = _wants_csv(request, format)
+    response = known_answer(request, etag)
+    if response is None:
+        computed = await table()
+        stats = computed.stats()
+        if as_csv:
+            response = polled_answer(
+                request, stats_csv(stats, computed.columns, labels), CSV_MEDIA_TYPE, etag
+            )
+        else:
+            response = polled_answer(request, stats, "application/json", etag)
+    if as_csv and response.status_code == 200:
+        response.headers["Content-Disposition"] = content_disposition(filename)
+    return response
 
 
 def _computed_answer(request: Request, body: BaseModel, versions: AnswerVersions) -> Response:
@@ -75,6 +119,7 @@ def _computed_answer(request: Request, body: BaseModel, versions: AnswerVersions
     response_model=DossierStats,
     responses={**_CSV_OR_JSON, **problem_responses(404, 422)},
     summary="Dossier statistics for a unit and period (SPEC §5), in total and by group",
+    description=_CSV_DESCRIPTION,
 )
 async def get_dossier_stats(
     session: SessionDep,
@@ -87,19 +132,26 @@ async def get_dossier_stats(
         str | None, Query(description="Comma-separated: `unit_level`, `unit`, `sector`, `procedure`")
     ] = None,
     format: Annotated[Format | None, Query(description="`csv` instead of JSON")] = None,
+    labels: LabelsQuery = "names",
 ) -> Response:
     groups = _group_by(group_by, service.GROUPINGS)
-    if (known := known_answer(request, etag)) is not None:
-        return known
-    return _table(request, await answers.dossier_table(session, unit, chosen, groups, now), format, etag)
+    return await _table_answer(
+        request,
+        etag,
+        lambda: answers.dossier_table(session, unit, chosen, groups, now),
+        format,
+        labels,
+        _csv_name("dossiers", unit, chosen),
+    )
 
 
 @router.get(
     "/proposals",
     operation_id="get_proposal_stats",
-    response_model=DossierStats,
+    response_model=ProposalStats,
     responses={**_CSV_OR_JSON, **problem_responses(404, 422)},
     summary="Reform proposals submitted in a period: `count` and summed yearly `savings_vnd`",
+    description=_CSV_DESCRIPTION,
 )
 async def get_proposal_stats(
     session: SessionDep,
@@ -111,11 +163,17 @@ async def get_proposal_stats(
         str | None, Query(description="Comma-separated: `kind`, `level`, `sector`, `state`")
     ] = None,
     format: Annotated[Format | None, Query()] = None,
+    labels: LabelsQuery = "names",
 ) -> Response:
     groups = _group_by(group_by, PROPOSAL_GROUPS)
-    if (known := known_answer(request, etag)) is not None:
-        return known
-    return _table(request, await answers.proposal_table(session, unit, chosen, groups), format, etag)
+    return await _table_answer(
+        request,
+        etag,
+        lambda: answers.proposal_table(session, unit, chosen, groups),
+        format,
+        labels,
+        _csv_name("proposals", unit, chosen),
+    )
 
 
 @router.get(

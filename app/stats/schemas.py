@@ -24,28 +24,64 @@ class PeriodRead(BaseModel):
         )
 
 
-Counts = dict[str, int]
-Rates = dict[str, float | None]
+class DossierCounts(BaseModel):
+    """The counts of SPEC §5 for a unit and period [S, E); E′ = min(E, now) judges open dossiers."""
+
+    # A count computed but not declared here is an error, not a figure silently left out.
+    model_config = ConfigDict(extra="forbid")
+
+    carried_over: int = Field(description="Received before S and not ended (finished or withdrawn) before S")
+    received: int = Field(description="Received in [S, E)")
+    received_direct: int = Field(description="Of `received`: at the desk")
+    received_online: int = Field(description="Of `received`: online")
+    received_postal: int = Field(description="Of `received`: by post")
+    total: int = Field(description="carried_over + received")
+    resolved_on_time: int = Field(description="Finished in [S, E) on time (early included)")
+    resolved_early: int = Field(description="The early part of resolved_on_time")
+    resolved_late: int = Field(description="Finished in [S, E) late")
+    resolved: int = Field(description="resolved_on_time + resolved_late")
+    withdrawn: int = Field(description="Withdrawn in [S, E)")
+    in_progress: int = Field(description="total − resolved − withdrawn: open at E")
+    waiting_supplement: int = Field(description="Open at E′ and waiting for a supplement")
+    in_progress_overdue: int = Field(description="Open at E′, not waiting, its due date before E′")
+    online: int = Field(description="Of `total`: online")
+    online_partial: int = Field(description="Of `online`: partly online")
+    online_full: int = Field(description="Of `online`: fully online")
+    refused: int = Field(description="Refused in [S, E); counted nowhere else")
+    due_in_period: int = Field(description="Due (as the due date stands, pauses included) in [S, E)")
+    due_in_period_on_time: int = Field(description="Of `due_in_period`: finished on time")
+
+
+Rate = Annotated[float | None, Field(description="A percentage, 2 decimals; null when the denominator is 0")]
+
+
+class DossierRates(BaseModel):
+    """Percentages with two decimals, rounded half up; null when the denominator is 0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    on_time: Rate = Field(description="resolved_on_time / total (district reports)")
+    on_time_766: Rate = Field(
+        description="(resolved_on_time + open within the deadline) / total (Decision 766)"
+    )
+    online: Rate = Field(description="online / total")
+    on_time_of_resolved: Rate = Field(
+        description="resolved_on_time / resolved (reports of the work finished in the period)"
+    )
+    on_time_of_due: Rate = Field(
+        description="due_in_period_on_time / due_in_period (reports of the deadlines in the period)"
+    )
 
 
 class StatsRow(BaseModel):
     key: dict[str, str] = Field(examples=[{"unit_level": "district"}])
-    counts: Counts
-    rates: Rates
+    counts: DossierCounts
+    rates: DossierRates
 
 
 class StatsTotal(BaseModel):
-    counts: Counts = Field(
-        description="carried_over, received (and _direct, _online, _postal), total, resolved_on_time, "
-        "resolved_early, resolved_late, resolved, withdrawn, in_progress, waiting_supplement, "
-        "in_progress_overdue, online, online_partial, online_full, refused"
-    )
-    rates: Rates = Field(
-        description="Percentages, 2 decimals, null when the denominator is 0: on_time = resolved_on_time / "
-        "total (district reports); on_time_766 = (resolved_on_time + open within the deadline) / total "
-        "(Decision 766); online = online / total; on_time_of_resolved = resolved_on_time / resolved "
-        "(reports of the work finished in the period)"
-    )
+    counts: DossierCounts
+    rates: DossierRates
 
 
 _DISTRICT_COUNTS: dict[str, JsonValue] = {
@@ -56,7 +92,15 @@ _DISTRICT_COUNTS: dict[str, JsonValue] = {
 }  # fmt: skip
 
 
-class DossierStats(BaseModel):
+class StatsTable(BaseModel):
+    """What a statistics table is about: a unit's subtree, a period, and the groups of its rows."""
+
+    unit: str | None = Field(description="The unit whose subtree is counted; null for every unit")
+    period: PeriodRead
+    group_by: list[str]
+
+
+class DossierStats(StatsTable):
     """Kiến Thụy, third quarter of 2023, district level: the figures of its press release."""
 
     model_config = ConfigDict(
@@ -87,17 +131,43 @@ class DossierStats(BaseModel):
         }
     )
 
-    unit: str | None = Field(description="The unit whose subtree is counted; null for every unit")
-    period: PeriodRead
-    group_by: list[str]
     rows: list[StatsRow]
     total: StatsTotal
 
 
+class ProposalCounts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(description="Proposals submitted in the period")
+    savings_vnd: int = Field(description="Their summed yearly savings (cost before − cost after), VND")
+
+
+class NoRates(BaseModel):
+    """Proposals have no rates: always empty, for the same shape as the dossier tables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProposalStatsRow(BaseModel):
+    key: dict[str, str] = Field(examples=[{"kind": "simplify"}])
+    counts: ProposalCounts
+    rates: NoRates
+
+
+class ProposalStatsTotal(BaseModel):
+    counts: ProposalCounts
+    rates: NoRates
+
+
+class ProposalStats(StatsTable):
+    rows: list[ProposalStatsRow]
+    total: ProposalStatsTotal
+
+
 class SeriesPoint(BaseModel):
     period: PeriodRead
-    counts: Counts
-    rates: Rates
+    counts: DossierCounts
+    rates: DossierRates
 
 
 class DossierSeries(BaseModel):
@@ -113,32 +183,47 @@ Number = Annotated[int | float, WithJsonSchema({"type": "number"})]
 """A number written as it was computed: ``18`` stays ``18``, ``12.5`` stays ``12.5``."""
 
 
+class FeedbackCounts(BaseModel):
+    """Feedback of a period [S, E); open items judged at E′ = min(E, now), as dossiers are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    received: int = Field(description="Received in [S, E)")
+    answered_on_time: int = Field(description="Answered in [S, E) within its deadline")
+    answered_late: int = Field(description="Answered in [S, E) after its deadline")
+    rejected: int = Field(description="Rejected in [S, E)")
+    open: int = Field(description="Neither answered nor rejected before E")
+    overdue: int = Field(description="Of `open`: its answer deadline before E′")
+
+
 class FeedbackStatsRow(BaseModel):
     key: dict[str, str] = Field(examples=[{"channel": "hotline"}])
-    counts: Counts
+    counts: FeedbackCounts
 
 
 class FeedbackStatsTotal(BaseModel):
-    counts: Counts = Field(
-        description="received (in the period), answered_on_time, answered_late, rejected (in the period), "
-        "open and overdue (at E′ = min(end, now): a running period is judged as of now)"
-    )
+    counts: FeedbackCounts
+
+
+class RatingsByLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    very_satisfied: int
+    satisfied: int
+    neutral: int
+    unsatisfied: int
+    very_unsatisfied: int
 
 
 class SatisfactionStats(BaseModel):
     ratings: int = Field(description="Dossier ratings given in the period")
-    by_level: dict[str, int] = Field(
-        description="Ratings per level: very_satisfied, satisfied, neutral, unsatisfied, very_unsatisfied"
-    )
+    by_level: RatingsByLevel = Field(description="Ratings per level")
     satisfied_share: float | None = Field(
         description="Percentage of ratings satisfied or very satisfied, 2 decimals; null without ratings"
     )
 
 
-class FeedbackStats(BaseModel):
-    unit: str | None = Field(description="The unit whose subtree is counted; null for every unit")
-    period: PeriodRead
-    group_by: list[str]
+class FeedbackStats(StatsTable):
     rows: list[FeedbackStatsRow]
     total: FeedbackStatsTotal
     satisfaction: SatisfactionStats

@@ -7,6 +7,7 @@ from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, problem_responses
 from app.core.http_caching import cached_json, require_match
+from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal, Scope
@@ -32,7 +33,7 @@ _CACHED: dict[int | str, dict[str, Any]] = {
     operation_id="create_unit",
     status_code=status.HTTP_201_CREATED,
     response_model=UnitRead,
-    responses=problem_responses(400, 409, 422),
+    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
     summary="Create an administrative unit (đơn vị hành chính)",
 )
 async def create_unit(
@@ -43,7 +44,7 @@ async def create_unit(
     unit = await service.create_unit(session, data)
     await record(session, writer, "create", "unit", unit.code)
     response = cached_json(request, UnitRead.model_validate(unit), status_code=status.HTTP_201_CREATED)
-    response.headers["Location"] = f"{router.prefix}/{unit.code}"
+    locate(request, response, "get_unit", code=unit.code)
     return response
 
 

@@ -91,9 +91,9 @@ async def test_a_generated_client_creates_ingests_and_reads(
             }
             for n in range(3)
         ]
-        ingested = await module("api.dossiers.ingest_dossier_events").asyncio_detailed(
-            client=api, body=models.EventBatch.from_dict({"events": events})
-        )
+        # The client's own models, as a typed caller builds them (not dictionaries it passes through).
+        batch = models.EventBatch(events=[models.DossierEventIn.from_dict(event) for event in events])
+        ingested = await module("api.dossiers.ingest_dossier_events").asyncio_detailed(client=api, body=batch)
         assert ingested.status_code == 200
         assert [result.status for result in ingested.parsed.results] == ["created"] * 3
 
@@ -101,8 +101,9 @@ async def test_a_generated_client_creates_ingests_and_reads(
             client=api, unit="31", period="2023-Q3"
         )
         assert isinstance(stats, models.DossierStats)
-        counts = stats.total.counts.additional_properties
-        assert counts["received"] == 3 and counts["online_full"] == 3
+        counts = stats.total.counts
+        assert counts.received == 3 and counts.online_full == 3
+        assert stats.total.rates.online == 100.0
 
         missing = await module("api.units.get_unit").asyncio(client=api, code="nowhere")
         assert isinstance(missing, models.Problem) and missing.status == 404

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
+from app.procedures.exchange import CSV_LABELS_VI
 from tests.procedures.conftest import procedure
 
 PROCEDURES = "/api/v1/procedures"
@@ -56,6 +57,41 @@ async def test_csv_round_trip(writer: AsyncClient, client: AsyncClient) -> None:
     again = await writer.post(f"{PROCEDURES}/import", content=exported, headers={"content-type": "text/csv"})
     assert again.json() == {"created": 0, "updated": 0, "unchanged": 300, "errors": []}
     assert await export_csv(client) == exported
+
+
+@pytest.mark.usefixtures("sectors")
+async def test_csv_with_vietnamese_labels_imports_back(writer: AsyncClient, client: AsyncClient) -> None:
+    await writer.post(f"{PROCEDURES}/import", json=many(4))
+    names = (await export_csv(client)).decode("utf-8-sig")
+    vietnamese = (await export_csv(client, labels="vi")).decode("utf-8-sig")
+    header, _, rows = vietnamese.partition("\r\n")
+    assert next(csv.reader([header])) == list(CSV_LABELS_VI.values())
+    assert header.startswith("Mã thủ tục,Tên thủ tục,") and rows == names.partition("\r\n")[2]
+    again = await writer.post(
+        f"{PROCEDURES}/import", content=vietnamese.encode(), headers={"content-type": "text/csv"}
+    )
+    assert again.json() == {"created": 0, "updated": 0, "unchanged": 4, "errors": []}
+
+
+@pytest.mark.usefixtures("sectors")
+async def test_a_file_with_the_old_second_header_row_imports(
+    writer: AsyncClient, client: AsyncClient
+) -> None:
+    # Spreadsheets kept from the days of two header rows (names, then the Vietnamese terms).
+    await writer.post(f"{PROCEDURES}/import", json=many(2))
+    header, _, rows = (await export_csv(client)).decode("utf-8-sig").partition("\r\n")
+    labels = ",".join(f'"{label}"' for label in CSV_LABELS_VI.values())
+    two_rows = f"{header}\r\n{labels}\r\n{rows.replace('Đăng ký kết hôn 0', '')}"
+    response = await writer.post(
+        f"{PROCEDURES}/import", content=two_rows.encode(), headers={"content-type": "text/csv"}
+    )
+    # Both header rows are row 0: the blanked name is on row 1.
+    assert [(e["row"], e["field"]) for e in response.json()["errors"]] == [(1, "name")]
+    fixed = two_rows.replace(",,ho-tich,", ",Đăng ký kết hôn 0,ho-tich,", 1)
+    response = await writer.post(
+        f"{PROCEDURES}/import", content=fixed.encode(), headers={"content-type": "text/csv"}
+    )
+    assert response.json() == {"created": 0, "updated": 0, "unchanged": 2, "errors": []}
 
 
 @pytest.mark.usefixtures("sectors")

@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from app.core.http_caching import answer_cache
 from app.dossiers.counters import DossierCounter
+from app.stats.definitions import COUNT_NAMES, RATE_NAMES
 from tests.dossiers.conftest import portal, received, send, step, world  # noqa: F401
 
 STATS = "/api/v1/stats/dossiers"
@@ -149,13 +150,53 @@ async def test_csv_has_the_same_rows(client: AsyncClient) -> None:
         assert response.headers["content-type"] == "text/csv; charset=utf-8"
         assert response.content.startswith("\ufeff".encode())
         lines = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
-        header, vietnamese, *rows = lines
+        header, *rows = lines
         assert header[:3] == ["period", "scheme", "unit_level"] and "resolved_on_time" in header
-        assert vietnamese[header.index("total")] == "Tổng số hồ sơ"
         assert [row[2] for row in rows] == ["commune", "district", "TOTAL"]
         total = dict(zip(header, rows[-1], strict=True))
         assert int(total["total"]) == as_json["total"]["counts"]["total"]
         assert total["on_time"] == "0.00" or float(total["on_time"]) == as_json["total"]["rates"]["on_time"]
+        disposition = response.headers["content-disposition"]
+        assert disposition == 'attachment; filename="tthc-stats-dossiers-313-2023-Q3.csv"'
+
+
+@pytest.mark.usefixtures("history")
+async def test_csv_reads_as_a_table_of_typed_columns(client: AsyncClient) -> None:
+    # What pandas.read_csv or a BI tool does: the first line names the columns, every other is data.
+    params = {"period": "2023-Q3", "group_by": "unit", "format": "csv"}
+    as_json = await stats(client, period="2023-Q3", group_by="unit")
+    response = await client.get(STATS, params=params)
+    reader = csv.DictReader(io.StringIO(response.content.decode("utf-8-sig")))
+    rows = list(reader)
+    assert reader.fieldnames is not None and reader.fieldnames[:3] == ["period", "scheme", "unit"]
+    assert len(rows) == len(as_json["rows"]) + 1 and rows[-1]["unit"] == "TOTAL"
+    for row in rows:
+        assert (row["period"], row["scheme"]) == ("2023-Q3", "calendar")
+        for name in COUNT_NAMES:
+            assert int(row[name]) >= 0  # every count column holds whole numbers, no header text
+        for name in RATE_NAMES:
+            header = "online_rate" if name == "online" else name
+            assert row[header] == "" or 0 <= float(row[header]) <= 100
+    total = as_json["total"]["counts"]
+    assert {name: int(rows[-1][name]) for name in COUNT_NAMES} == {name: total[name] for name in COUNT_NAMES}
+
+
+@pytest.mark.usefixtures("history")
+async def test_csv_with_vietnamese_labels_has_their_one_header_row(client: AsyncClient) -> None:
+    params = {"unit": "313", "period": "2023-Q3", "group_by": "unit_level", "format": "csv"}
+    names, vietnamese = [
+        list(csv.reader(io.StringIO((await client.get(STATS, params=query)).content.decode("utf-8-sig"))))
+        for query in (params, {**params, "labels": "vi"})
+    ]
+    assert vietnamese[0][:3] == ["Kỳ báo cáo", "Cách tính kỳ", "Cấp"]
+    assert vietnamese[0][names[0].index("total")] == "Tổng số hồ sơ"
+    assert vietnamese[0][names[0].index("online_rate")] == "Tỷ lệ trực tuyến (%)"
+    assert vietnamese[1:] == names[1:] and len(vietnamese) == len(names)
+    # The JSON answer does not change with labels.
+    assert (await client.get(STATS, params={"period": "2023-Q3", "labels": "vi"})).json() == await stats(
+        client, period="2023-Q3"
+    )
+    assert (await client.get(STATS, params={**params, "labels": "fr"})).status_code == 422
 
 
 @pytest.mark.usefixtures("history")
