@@ -441,22 +441,6 @@ def _openapi(args: argparse.Namespace) -> None:
         sys.stdout.write(text)
 
 
-def _version() -> str:
-    """The installed distribution's version; from pyproject.toml in a source tree never installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("tthc")
-    except PackageNotFoundError:
-        import tomllib
-
-        try:
-            pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
-        except OSError:
-            return "unknown"
-        return str(pyproject["project"]["version"])
-
-
 class _VersionAction(argparse.Action):
     """``--version``, its lookup (importlib.metadata) made only when asked for."""
 
@@ -470,7 +454,9 @@ class _VersionAction(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> NoReturn:
-        print(f"{parser.prog} {_version()}")
+        from app.core.version import package_version
+
+        print(f"{parser.prog} {package_version()}")
         parser.exit()
 
 

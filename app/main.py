@@ -35,6 +35,7 @@ from app.core.openapi import install_openapi
 from app.core.pagination import use_cursor_key
 from app.core.replicas import LONGEST_CHECK, ReadReplicas
 from app.core.timezone import utcnow
+from app.core.version import package_version
 from app.dossiers.router import BATCH_PATHS, dossiers_router, events_router, public_router, sync_router
 from app.feedback.router import ratings_router
 from app.feedback.router import router as feedback_router
@@ -125,7 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="tthc",
-        version="0.1.0",
+        version=package_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_tags=TAGS,

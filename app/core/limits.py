@@ -97,36 +97,43 @@ class RateLimiter:
         self._down_until = 0.0
         self._down = False
 
-    async def hit(self, kind: str, method: str, identity: str, shown: dict[str, Quota] | None = None) -> None:
+    async def hit(self, kind: str, method: str, identity: str, shown: dict[str, Quota]) -> None:
         """Count one request of ``identity``; raise 429 when its window is used up. What is left
         of the allowance goes into ``shown`` (``quotas_of`` the request), refused or not."""
         name = f"{kind}:{'read' if method in READ_METHODS else 'write'}"
-        await self._check(name, identity, count=True, shown=shown)
+        rule = self.rules[name]
+        if rule is None:
+            return
+
+        async def counted(strategy: FixedWindowRateLimiter) -> tuple[bool, WindowStats]:
+            allowed = await strategy.hit(rule, name, identity)
+            return allowed, await strategy.get_window_stats(rule, name, identity)
+
+        allowed, stats = await self._counted(counted)
+        shown[name] = Quota.of(name, rule, stats)
+        if not allowed:
+            raise TooManyRequests(_seconds_until(stats))
 
     async def refuse_if_locked(self, kind: str, identity: str) -> None:
         """429 when ``identity`` has used up its allowance of failures (e.g. wrong PINs on a dossier)."""
-        await self._check(f"{kind}:read", identity, count=False)
+        name = f"{kind}:read"
+        rule = self.rules[name]
+        if rule is None:
+            return
+
+        async def locked_for(strategy: FixedWindowRateLimiter) -> WindowStats | None:
+            if await strategy.test(rule, name, identity):
+                return None
+            return await strategy.get_window_stats(rule, name, identity)
+
+        if (stats := await self._counted(locked_for)) is not None:
+            raise TooManyRequests(_seconds_until(stats))
 
     async def count_failure(self, kind: str, identity: str) -> None:
         name = f"{kind}:read"
         rule = self.rules[name]
         if rule is not None:
             await self._counted(lambda strategy: strategy.hit(rule, name, identity))
-
-    async def _check(
-        self, name: str, identity: str, *, count: bool, shown: dict[str, Quota] | None = None
-    ) -> None:
-        rule = self.rules[name]
-        if rule is None:
-            return
-        allowed, stats = await self._counted(
-            lambda strategy: _tried(strategy, rule, name, identity, count=count, stats=shown is not None)
-        )
-        if stats is not None and shown is not None:
-            shown[name] = Quota.of(name, rule, stats)
-        if not allowed:
-            assert stats is not None
-            raise TooManyRequests(max(1, math.ceil(stats.reset_time - time.time())))
 
     async def _counted(self, use: Callable[[FixedWindowRateLimiter], Awaitable[_R]]) -> _R:
         """``use`` on Redis's counters, or on this process's while Redis cannot be reached."""
@@ -156,22 +163,9 @@ class RateLimiter:
             logger.warning("rate limiter's Redis available again; counting shared by every process")
 
 
-async def _tried(
-    strategy: FixedWindowRateLimiter,
-    rule: RateLimitItem,
-    name: str,
-    identity: str,
-    *,
-    count: bool,
-    stats: bool,
-) -> tuple[bool, WindowStats | None]:
-    """Whether ``identity`` is within ``rule`` (counting this request when ``count``), and the
-    window's remaining allowance and end — read when refused or asked for (another round trip
-    to Redis)."""
-    allowed = await (strategy.hit if count else strategy.test)(rule, name, identity)
-    if allowed and not stats:
-        return True, None
-    return allowed, await strategy.get_window_stats(rule, name, identity)
+def _seconds_until(stats: WindowStats) -> int:
+    """The ``Retry-After`` of a used-up window: whole seconds until it starts afresh, at least 1."""
+    return max(1, math.ceil(stats.reset_time - time.time()))
 
 
 def _rule(value: str) -> RateLimitItem | None:
