@@ -43,16 +43,23 @@ lock: install
 		pyproject.toml
 	for set in runtime dev; do cat requirements/below-3.11.3.txt >> requirements/$$set.txt; done
 
-# The whole suite, against SQLite and PostgreSQL (127.0.0.1:5432, database `test`), then the
-# clients generated from openapi.json by three generators, type-checked and run (Node.js and npm).
+# The whole suite, against SQLite and PostgreSQL (127.0.0.1:5432, database `test`, and one database
+# per worker beside it: test_gw0, …), in one process per core (pytest-xdist); then the tests of the
+# real hot standby, alone, since a standby replays the whole cluster and they read its lag; then
+# the clients generated from openapi.json by three generators, type-checked and run (Node.js and
+# npm). PYTEST_WORKERS=0 runs the first part in one process.
+PYTEST_WORKERS ?= auto
 test: install
 	bash scripts/ensure-chromium
-	$(BIN)/pytest $(PYTEST_ARGS)
+	bash scripts/ensure-libreoffice
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not standby" $(PYTEST_ARGS)
+	$(BIN)/pytest -m standby $(PYTEST_ARGS)
 	bash scripts/check-clients
 
 test-sqlite: install
 	bash scripts/ensure-chromium
-	$(BIN)/pytest --backends sqlite $(PYTEST_ARGS)
+	bash scripts/ensure-libreoffice
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --backends sqlite $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check app migrations tests bench

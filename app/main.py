@@ -26,7 +26,7 @@ from app.core.http_caching import answer_cache
 from app.core.hygiene import TextHygieneMiddleware
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.limits import UNLIMITED_PATHS, BodySizeMiddleware, RateLimiter, RateLimitMiddleware
-from app.core.logging import configure_logging
+from app.core.logging import configure_logging, take_over_uvicorn_defaults
 from app.core.metrics import Metrics
 from app.core.metrics import router as metrics_router
 from app.core.migrations import head_revision
@@ -204,7 +204,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @functools.cache
 def _app_from_environment() -> FastAPI:
-    return create_app()
+    settings = get_settings()
+    take_over_uvicorn_defaults(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def __getattr__(name: str) -> FastAPI:

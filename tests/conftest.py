@@ -26,8 +26,15 @@ from app.core.security import Scope
 from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
 from app.main import create_app
 from tests.standby import ReplicationNotPermitted, Standby, start_standby
+from tests.workers import ensure_database, worker_database
 
-POSTGRES_URL = os.environ.get("TTHC_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+# Under `pytest -n N` (pytest-xdist, as `make test` runs) each worker ("gw0", "gw1", …) has a
+# PostgreSQL database of its own beside the configured one ("test_gw0", …), created when missing.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+CONFIGURED_POSTGRES_URL = os.environ.get(
+    "TTHC_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+POSTGRES_URL = worker_database(CONFIGURED_POSTGRES_URL, WORKER)
 ALL_BACKENDS = ("sqlite", "postgresql")
 # CI sets this after permitting replication (scripts/allow-replication): there, no standby is a failure.
 REQUIRE_STANDBY = os.environ.get("TTHC_TEST_REQUIRE_STANDBY") == "1"
@@ -54,6 +61,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("database_url", backends, indirect=True, scope="session")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A standby replays the whole cluster, and its tests read its lag and replay position: they run
+    # apart from the parallel run (`make test`: `-m "not standby"`, then `-m standby` alone).
+    for item in items:
+        if "standby" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.standby)
+
+
 @pytest.fixture(scope="session")
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated, empty database of the requested backend."""
@@ -62,6 +77,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     else:
         url = POSTGRES_URL
         try:
+            asyncio.run(ensure_database(CONFIGURED_POSTGRES_URL, url))
             asyncio.run(migrations.wipe_postgres_schema(url))
         except OSError as exc:  # never a silent skip: PostgreSQL is part of the suite
             pytest.fail(f"PostgreSQL is required for the test suite and is unreachable at {url}: {exc}")
@@ -71,7 +87,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="session")
 def standby() -> Iterator[Standby]:
-    """A real hot standby of the test PostgreSQL on a free local port (tests.standby)."""
+    """A real hot standby of the test PostgreSQL on a free local port (tests.standby); one per
+    pytest-xdist worker that runs a test needing it, each with its own replication slot."""
     try:
         running = start_standby(POSTGRES_URL)
     except ReplicationNotPermitted as exc:
@@ -84,6 +101,12 @@ def standby() -> Iterator[Standby]:
         pytest.skip(message)
     yield running
     running.destroy()
+
+
+# The service's waits for a connection and for a statement (2 s each) are bounds for production;
+# the suite shares two cores between its workers and PostgreSQL, so a test whose subject is not
+# those bounds gets room (the tests of the bounds set their own).
+TEST_WAITS: dict[str, Any] = {"database_pool_timeout": 15.0, "database_command_timeout": 15.0}
 
 
 async def _empty_all_tables(app: FastAPI) -> None:
@@ -105,7 +128,7 @@ async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def app(database_url: str) -> AsyncIterator[FastAPI]:
-    async with running_app(Settings(database_url=database_url)) as application:
+    async with running_app(Settings(database_url=database_url, **TEST_WAITS)) as application:
         yield application
 
 

@@ -156,15 +156,32 @@ def _server_bin_dir(primary_url: str) -> Path:
     return Path(found).parent
 
 
+def _left_behind(slot: str) -> bool:
+    """Whether the run that made ``slot`` (named after its process) has ended."""
+    pid = slot.removeprefix(SLOT_PREFIX)
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, as another user
+        return False
+    return False
+
+
 def start_standby(primary_url: str) -> Standby:
     """Copy the primary with ``pg_basebackup -R`` and start it as a hot standby; raises
     ReplicationNotPermitted when the primary does not allow the copy."""
-    stale = query(
+    unused = query(
         primary_url,
         "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE $1 AND NOT active",
         SLOT_PREFIX + "%",
     )
-    _drop_slots(primary_url, [row["slot_name"] for row in stale])
+    # A slot is named after the process of its run: that of another run still going (another
+    # pytest-xdist worker, whose standby a test has stopped) is not stale.
+    stale = [row["slot_name"] for row in unused if _left_behind(row["slot_name"])]
+    _drop_slots(primary_url, stale)
     settings = {
         row["name"]: row["setting"]
         for row in query(

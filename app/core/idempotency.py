@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -82,6 +83,8 @@ class IdempotentAnswer(Base):
     status: Mapped[int] = mapped_column(Integer)
     content_type: Mapped[str] = mapped_column(String(100))
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    # The answer's ``Location`` (a 201's), replayed with it.
+    location: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("sender", "key", name="uq_idempotent_answers_sender_key"),)
@@ -157,27 +160,41 @@ class IdempotencyMiddleware(HTTPMiddleware):
         send: Send,
     ) -> None:
         try:
-            status, content_type, answer = await self._run(scope, body, send)
+            answered = await self._run(scope, body, send)
         except BaseException:
             await _unstoppable(_settle(sessionmaker, claim, None))
             raise
-        await _unstoppable(_settle(sessionmaker, claim, (status, content_type, answer)))
+        await _unstoppable(_settle(sessionmaker, claim, answered))
 
-    async def _run(self, scope: Scope, body: bytes, send: Send) -> tuple[int, str, bytes]:
+    async def _run(self, scope: Scope, body: bytes, send: Send) -> "_Answered":
         """Pass the request on, sending its answer as it comes and keeping a copy."""
-        status, content_type, chunks = 500, "", []
+        answered = _Answered(status=500, content_type="", body=b"", location=None)
+        chunks = []
 
         async def keep(message: Message) -> None:
-            nonlocal status, content_type
             if message["type"] == "http.response.start":
-                status = message["status"]
-                content_type = dict(message.get("headers", [])).get(b"content-type", b"").decode("latin-1")
+                headers = dict(message.get("headers", []))
+                answered.status = message["status"]
+                answered.content_type = headers.get(b"content-type", b"").decode("latin-1")
+                location = headers.get(b"location")
+                answered.location = None if location is None else location.decode("latin-1")
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
             await send(message)
 
         await self.app(scope, _replay(body), keep)
-        return status, content_type, b"".join(chunks)
+        answered.body = b"".join(chunks)
+        return answered
+
+
+@dataclass
+class _Answered:
+    """What the route answered, as it is kept for a retry."""
+
+    status: int
+    content_type: str
+    body: bytes
+    location: str | None
 
 
 class _Turn:
@@ -287,22 +304,27 @@ async def _key_is_active(session: AsyncSession, secret: str) -> bool:
 
 
 async def _settle(
-    sessionmaker: async_sessionmaker[AsyncSession], claim: int, answered: tuple[int, str, bytes] | None
+    sessionmaker: async_sessionmaker[AsyncSession], claim: int, answered: _Answered | None
 ) -> None:
     """Keep the successful answer in the claim's row, or free the key (an error, a failure)."""
     still_ours = (IdempotentAnswer.id == claim, IdempotentAnswer.status == IN_PROGRESS)
     try:
         async with sessionmaker() as session:
-            if answered is not None and 200 <= answered[0] < 300:
-                status, content_type, body = answered
-                if _KEY_SHAPED.search(body):
+            if answered is not None and 200 <= answered.status < 300:
+                if _KEY_SHAPED.search(answered.body):
                     # Stored, the key would outlive its own revocation and sit in clear in the
                     # database; the row still says the request was done.
-                    status, content_type, body = WITHHELD, "", b""
+                    answered = _Answered(status=WITHHELD, content_type="", body=b"", location=None)
                 await session.execute(
                     update(IdempotentAnswer)
                     .where(*still_ours)
-                    .values(status=status, content_type=content_type[:100], body=body, created_at=utcnow())
+                    .values(
+                        status=answered.status,
+                        content_type=answered.content_type[:100],
+                        body=answered.body,
+                        location=answered.location,
+                        created_at=utcnow(),
+                    )
                 )
             else:
                 await session.execute(delete(IdempotentAnswer).where(*still_ours))
@@ -337,7 +359,7 @@ async def _answer_again(
             slug="idempotent-answer-withheld",
         )(scope, receive, send)
         return
-    await _answer(send, kept.status, kept.content_type, kept.body)
+    await _answer(send, kept)
 
 
 def _bearer_secret(authorization: bytes | None) -> str | None:
@@ -374,12 +396,9 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-async def _answer(send: Send, status: int, content_type: str, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type.encode("latin-1")), (b"idempotent-replayed", b"true")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _answer(send: Send, kept: IdempotentAnswer) -> None:
+    headers = [(b"content-type", kept.content_type.encode("latin-1")), (b"idempotent-replayed", b"true")]
+    if kept.location is not None:
+        headers.append((b"location", kept.location.encode("latin-1")))
+    await send({"type": "http.response.start", "status": kept.status, "headers": headers})
+    await send({"type": "http.response.body", "body": kept.body})

@@ -6,6 +6,7 @@ JSON chokes on the one line that is not.
 """
 
 import logging
+import logging.config
 import time
 from typing import Any
 
@@ -95,3 +96,15 @@ def uvicorn_log_config(level: str, kind: str) -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "propagate": False},
         },
     }
+
+
+def take_over_uvicorn_defaults(level: str, kind: str) -> None:
+    """Log in the service's format under ``uvicorn app.main:app`` (and ``fastapi run``), as under
+    ``tthc serve``. uvicorn sets up its own coloured text handlers before it loads the app; they are
+    replaced by uvicorn_log_config's, unless uvicorn was given a logging configuration of its own
+    (``--log-config``), which is the operator's to keep."""
+    from uvicorn.logging import ColourizedFormatter
+
+    handlers = [*logging.getLogger("uvicorn").handlers, *logging.getLogger("uvicorn.access").handlers]
+    if handlers and all(isinstance(handler.formatter, ColourizedFormatter) for handler in handlers):
+        logging.config.dictConfig(uvicorn_log_config(level, kind))

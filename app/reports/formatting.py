@@ -14,6 +14,11 @@ _LINE_BREAKS = re.compile(r"[\t\n\r]+")
 _MARKDOWN_SPECIALS = re.compile(r"[\\`*_\[\]|~&]")
 
 
+def capitalize_first(text: str) -> str:
+    """The first letter in capitals (``cấp huyện`` → ``Cấp huyện``), the rest as it is."""
+    return text[:1].upper() + text[1:]
+
+
 def number(value: int) -> str:
     """Thousands separated by dots: 19497 → ``19.497``."""
     return f"{value:,}".replace(",", ".")
@@ -29,6 +34,20 @@ def percent(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value:.2f}".replace(".", ",") + "%"
+
+
+# The words that open a unit's official name (its kind), capitalised at the start of the name as
+# stored and written in lower case inside a sentence ("trên địa bàn huyện Kiến Thụy").
+_UNIT_KINDS = ("Thành phố", "Thị trấn", "Thị xã", "Đặc khu", "Phường", "Huyện", "Quận", "Tỉnh", "Xã")
+
+
+def in_sentence(name: str) -> str:
+    """A unit's name as written inside a sentence: its kind in lower case, the proper name as it is
+    (``Huyện Kiến Thụy`` → ``huyện Kiến Thụy``); a name of no known kind is left alone."""
+    for kind in _UNIT_KINDS:
+        if name.startswith(kind + " "):
+            return kind.lower() + name[len(kind) :]
+    return name
 
 
 def day(value: date) -> str:

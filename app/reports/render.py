@@ -1,4 +1,4 @@
-"""The reform report as Markdown, HTML (with inline SVG charts) and an XLSX workbook."""
+"""The reform report as Markdown, HTML (with inline SVG charts), an XLSX workbook and a Word document."""
 
 import dataclasses
 import io
@@ -13,16 +13,12 @@ from openpyxl.styles import Font
 from app.calendar.periods import Scheme
 from app.core.export import safe_row
 from app.core.text import printable
-from app.reports import formatting
+from app.reports import formatting, official, tables, word
 from app.reports.charts import Chart, bar_chart
+from app.reports.official import DocumentForm
 from app.reports.service import ReformReport
 
-KIND_NAMES = {"simplify": "Đơn giản hóa", "abolish": "Bãi bỏ", "reduce_fee": "Giảm phí, lệ phí"}
 SCHEME_NAMES = {Scheme.calendar: "kỳ theo lịch", Scheme.report: "kỳ báo cáo từ ngày 15 đến ngày 14"}
-
-
-def _capitalize_first(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 @cache
@@ -41,7 +37,8 @@ def _environment(html: bool) -> Environment:
         number=formatting.number,
         count=formatting.count,
         percent=formatting.percent,
-        capitalize_first=_capitalize_first,
+        capitalize_first=formatting.capitalize_first,
+        in_sentence=formatting.in_sentence,
     )
     return environment
 
@@ -65,7 +62,7 @@ def _context(report: ReformReport) -> dict[str, Any]:
         "report": report,
         "phrase": formatting.period_phrase(report.period),
         "level_names": [level.name for level in report.levels],
-        "kind_names": KIND_NAMES,
+        "kind_names": tables.KIND_NAMES,
         "scheme_name": SCHEME_NAMES[report.period.scheme],
     }
 
@@ -78,7 +75,8 @@ def charts(report: ReformReport) -> list[Chart]:
         bar_chart(
             title,
             labels,
-            {level: [getattr(quarter, rate)[level] for quarter in report.quarters] for level in names},
+            # A level that did not exist in a quarter (the district level after June 2025) has no bar.
+            {level: [getattr(quarter, rate).get(level) for quarter in report.quarters] for level in names},
             names,
         )
         for title, rate in (
@@ -94,13 +92,64 @@ def markdown(report: ReformReport) -> str:
     return _environment(html=False).get_template("reform.md.j2").render(_context(printed))
 
 
-def html(report: ReformReport) -> str:
+def html(report: ReformReport, form: DocumentForm) -> str:
+    """The page, which prints with the heading and closing of the official document (``form``)."""
     # The templates escape (autoescape); control characters have no place in a page either.
     printed = _with_texts(report, printable)
     return (
         _environment(html=True)
         .get_template("reform.html.j2")
-        .render(_context(printed), charts=charts(printed))
+        .render(_context(printed), charts=charts(printed), official=_official(_printed_form(form), printed))
+    )
+
+
+def _official(form: DocumentForm, report: ReformReport) -> dict[str, Any]:
+    """The lines of the official document's heading and closing (app.reports.official)."""
+    return {
+        "superior": (form.superior or "").upper(),
+        "issuer": form.issuer.upper(),
+        "national_title": official.NATIONAL_TITLE,
+        "motto": official.MOTTO,
+        "number": official.number_line(form),
+        "place_and_date": official.place_and_date(form),
+        "kind": official.DOCUMENT_KIND,
+        "subject": official.subject(report.period),
+        "recipients": official.recipient_lines(form),
+        "signer": official.signer_title(form),
+    }
+
+
+def docx(report: ReformReport, form: DocumentForm) -> bytes:
+    """The report as a Word document in the form of Decree 30/2020 (app.reports.word)."""
+    printed = _with_texts(report, printable)
+    form = _printed_form(form)
+    # The narrative's sentences as plain text: the Markdown environment leaves them unescaped.
+    say: Any = _environment(html=False).get_template("_narrative.j2").make_module()
+    phrase = formatting.period_phrase(printed.period)
+    sentences = {
+        "proposals": say.proposals(printed),
+        "dossiers": say.dossiers(printed, phrase),
+        "tiers": say.tiers(printed),
+        "online": say.online(printed),
+        "feedback": say.feedback(printed, phrase),
+    }
+    return word.document(printed, form, {part: str(text).strip() for part, text in sentences.items()})
+
+
+def _printed_form(form: DocumentForm) -> DocumentForm:
+    """The form's texts with control characters replaced: they are the caller's text."""
+
+    def text(value: str | None) -> str | None:
+        return None if value is None else printable(value)
+
+    return dataclasses.replace(
+        form,
+        issuer=printable(form.issuer),
+        superior=text(form.superior),
+        code=text(form.code),
+        place=text(form.place),
+        signer=text(form.signer),
+        recipients=tuple(printable(recipient) for recipient in form.recipients),
     )
 
 
@@ -114,55 +163,19 @@ def xlsx(report: ReformReport) -> bytes:
         proposals,
         ["Loại phương án", "Cấp", "Lĩnh vực", "Số thủ tục"],
         [
-            [KIND_NAMES[item.kind], _capitalize_first(level), "", n]
+            [tables.KIND_NAMES[item.kind], formatting.capitalize_first(level), "", n]
             for item in report.proposals
             for level, n in item.by_level
         ]
         + [
-            [KIND_NAMES[item.kind], "", sector, n]
+            [tables.KIND_NAMES[item.kind], "", sector, n]
             for item in report.proposals
             for sector, n in item.by_sector
         ]
-        + [[KIND_NAMES[item.kind], "Tổng", "", item.total] for item in report.proposals],
+        + [[tables.KIND_NAMES[item.kind], "Tổng", "", item.total] for item in report.proposals],
     )
-    rows = [*report.levels, report.total]
-    _table(
-        workbook.create_sheet("Giải quyết hồ sơ"),
-        [
-            "Cấp",
-            "Tổng số hồ sơ",
-            "Tiếp nhận trong kỳ",
-            "Chuyển từ kỳ trước",
-            "Giải quyết đúng hạn",
-            "Tỷ lệ đúng hạn (%)",
-            "Giải quyết quá hạn",
-            "Đang giải quyết",
-        ],
-        [
-            [
-                _capitalize_first(level.name),
-                *(level.counts[name] for name in ("total", "received", "carried_over", "resolved_on_time")),
-                level.rates["on_time"],
-                level.counts["resolved_late"],
-                level.counts["in_progress"],
-            ]
-            for level in rows
-        ],
-    )
-    _table(
-        workbook.create_sheet("Hồ sơ trực tuyến"),
-        ["Cấp", "Hồ sơ trực tuyến", "Tỷ lệ trực tuyến (%)", "Mức độ 3 (một phần)", "Mức độ 4 (toàn trình)"],
-        [
-            [
-                _capitalize_first(level.name),
-                level.counts["online"],
-                level.rates["online"],
-                level.counts["online_partial"],
-                level.counts["online_full"],
-            ]
-            for level in rows
-        ],
-    )
+    _table(workbook.create_sheet("Giải quyết hồ sơ"), tables.DOSSIER_HEADERS, tables.dossier_rows(report))
+    _table(workbook.create_sheet("Hồ sơ trực tuyến"), tables.ONLINE_HEADERS, tables.online_rows(report))
     feedback = report.feedback
     _table(
         workbook.create_sheet("Phản ánh kiến nghị"),

@@ -16,6 +16,7 @@ from app.stats.definitions import rates
 from app.stats.feedback import feedback_counts
 from app.stats.proposals import proposal_counts
 from app.units.models import Unit
+from app.units.service import TWO_TIERS_SINCE
 
 KIND_ORDER = (ProposalKind.simplify, ProposalKind.abolish, ProposalKind.reduce_fee)
 
@@ -58,6 +59,8 @@ class ReformReport:
     levels: list[LevelFigures]
     total: LevelFigures
     feedback: dict[str, int]
+    spans_the_reform: bool
+    """The period runs across 1 July 2025: its district level ends inside it (the report says so)."""
     quarters: list[QuarterRates] = field(default_factory=list)
 
 
@@ -81,13 +84,27 @@ def last_four_quarters(period: Period) -> list[Period]:
     return quarters[::-1]
 
 
+def levels_in_force(period: Period) -> tuple[str, ...]:
+    """The levels of administration that exist in ``period``, highest first: province, district
+    and commune, or only province and commune for a period that starts on or after 1 July 2025,
+    when the district level was abolished."""
+    if period.start >= TWO_TIERS_SINCE:
+        return tuple(level for level in LEVEL_ORDER if level != "district")
+    return LEVEL_ORDER
+
+
+def spans_the_reform(period: Period) -> bool:
+    """Whether ``period`` starts with three levels and ends with two."""
+    return period.start < TWO_TIERS_SINCE < period.end
+
+
 async def _levels(
     session: AsyncSession, units: dict[str, str], period: Period, now: datetime
 ) -> tuple[list[LevelFigures], LevelFigures]:
     rows, total = await stats.period_counts(session, units, period, ["unit_level"], now)
     present = set(units.values())
     figures = []
-    for level in LEVEL_ORDER:
+    for level in levels_in_force(period):
         if level not in present:
             continue
         counts = rows.get((("unit_level", level),)) or dict.fromkeys(total, 0)
@@ -144,6 +161,7 @@ async def reform_report(
         levels=levels,
         total=total,
         feedback=feedback,
+        spans_the_reform=spans_the_reform(period),
     )
     if with_quarters:
         for quarter in last_four_quarters(period):

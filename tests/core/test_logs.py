@@ -106,7 +106,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_tthc_serve_writes_only_json_and_one_access_line_per_request(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_command", ["tthc serve", "uvicorn app.main:app"])
+def test_the_server_writes_only_json_and_one_access_line_per_request(
+    server_command: str, tmp_path: Path
+) -> None:
+    """Served by ``tthc serve`` or straight by ``uvicorn app.main:app`` (whose own text logging is
+    set up before the app is loaded), the same lines."""
     env = {
         "TTHC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
         "TTHC_LOG_FORMAT": "json",
@@ -122,9 +127,11 @@ def test_tthc_serve_writes_only_json_and_one_access_line_per_request(tmp_path: P
     port = free_port()
     out_path, err_path = tmp_path / "stdout", tmp_path / "stderr"
     with out_path.open("w") as out, err_path.open("w") as err:
-        server = subprocess.Popen(
-            [*tthc, "serve", "--port", str(port)], stdout=out, stderr=err, cwd=ROOT, env=env
-        )
+        serve = {
+            "tthc serve": [*tthc, "serve", "--port", str(port)],
+            "uvicorn app.main:app": [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port)],
+        }[server_command]
+        server = subprocess.Popen(serve, stdout=out, stderr=err, cwd=ROOT, env=env)
         try:
             # Ready once it accepts connections (uvicorn listens after the app's startup): a bare
             # connection, not a request, so the only access lines are those of the two requests.

@@ -4,7 +4,8 @@ import pytest
 
 from app.calendar.periods import Period, Scheme, parse_period
 from app.reports.charts import bar_chart
-from app.reports.formatting import count, number, percent, period_phrase
+from app.reports.formatting import count, in_sentence, number, percent, period_phrase
+from app.reports.official import DocumentForm, number_line, place_and_date
 from app.reports.router import ReportFormat, negotiate
 
 
@@ -44,6 +45,7 @@ def test_a_custom_period_is_written_with_its_dates() -> None:
         ("text/markdown;q=0.5, text/html", ReportFormat.html),
         ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ReportFormat.xlsx),
         ("application/*;q=0.9, text/html;q=0.1", ReportFormat.xlsx),
+        ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", ReportFormat.docx),
         ("application/json", None),
         ("text/html;q=0", None),
     ],
@@ -64,3 +66,39 @@ def test_bars_are_as_tall_as_their_percentage() -> None:
     ]
     assert all(bar.y + bar.height == pytest.approx(chart.baseline, abs=0.1) for bar in chart.bars)
     assert chart.bars[0].label == "50,00"
+
+
+@pytest.mark.parametrize(
+    ("name", "written"),
+    [
+        ("Huyện Kiến Thụy", "huyện Kiến Thụy"),
+        ("Thành phố Hải Phòng", "thành phố Hải Phòng"),
+        ("Thị trấn Núi Đối", "thị trấn Núi Đối"),
+        ("Xã Tiên Thắng", "xã Tiên Thắng"),
+        ("Đặc khu Bạch Long Vĩ", "đặc khu Bạch Long Vĩ"),
+        ("Xãhội", "Xãhội"),  # a kind is a whole word
+        ("Hải Phòng", "Hải Phòng"),
+    ],
+)
+def test_unit_names_inside_a_sentence(name: str, written: str) -> None:
+    assert in_sentence(name) == written
+
+
+@pytest.mark.parametrize(
+    ("issued_on", "place", "line"),
+    [
+        (date(2023, 10, 5), "Kiến Thụy", "Kiến Thụy, ngày 05 tháng 10 năm 2023"),
+        (date(2024, 2, 15), "Hải Phòng", "Hải Phòng, ngày 15 tháng 02 năm 2024"),
+        (date(2024, 3, 1), None, "…, ngày 01 tháng 3 năm 2024"),
+        (None, "Kiến Thụy", "Kiến Thụy, ngày … tháng … năm …"),
+    ],
+)
+def test_place_and_date_as_the_decree_writes_them(
+    issued_on: date | None, place: str | None, line: str
+) -> None:
+    assert place_and_date(DocumentForm(issuer="X", place=place, issued_on=issued_on)) == line
+
+
+def test_the_number_is_always_left_to_the_registry() -> None:
+    assert number_line(DocumentForm(issuer="X", code="BC-PNV")) == "Số: …/BC-PNV"
+    assert number_line(DocumentForm(issuer="X")) == "Số: …/BC-…"

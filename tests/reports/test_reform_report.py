@@ -52,7 +52,7 @@ async def test_the_reference_report_in_markdown_html_and_xlsx(client: AsyncClien
     assert "Tổng số hồ sơ trực tuyến cấp huyện là 1.462 hồ sơ (đạt tỷ lệ 99,25%)" in text
     assert "mức độ 3 (một phần) là 16.509 hồ sơ, mức độ 4 (toàn trình) là 2.253 hồ sơ." in text
     assert (
-        "Năm 2023, Huyện Kiến Thụy đã đề xuất phương án đơn giản hóa 21 thủ tục hành chính (trong đó có "
+        "Năm 2023, huyện Kiến Thụy đã đề xuất phương án đơn giản hóa 21 thủ tục hành chính (trong đó có "
         "19 thủ tục cấp huyện, 02 thủ tục cấp xã): 08 thủ tục thuộc lĩnh vực nội vụ; 05 thủ tục thuộc lĩnh "
         "vực Tư pháp; 04 thủ tục" in text
     )
