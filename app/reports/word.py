@@ -8,9 +8,10 @@ from docx import Document
 from docx.document import Document as WordDocument
 from docx.enum.table import WD_TABLE_ALIGNMENT
 from docx.enum.text import WD_ALIGN_PARAGRAPH
+from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.shared import Cm, Length, Mm, Pt
-from docx.table import Table
+from docx.table import Table, _Cell
 from docx.text.paragraph import Paragraph
 
 from app.reports import formatting, official, tables
@@ -85,6 +86,49 @@ def _widths(table: Table, *widths: Length) -> None:
             cell.width = width
 
 
+def _rule(cell: _Cell, inset: Length) -> None:
+    """A centred rule under the cell's text: an empty paragraph's bottom border, ``inset`` from
+    each side."""
+    paragraph = cell.add_paragraph()
+    paragraph.paragraph_format.left_indent = inset
+    paragraph.paragraph_format.right_indent = inset
+    paragraph.paragraph_format.space_after = Pt(4)
+    paragraph.paragraph_format.line_spacing = Pt(4)  # the rule sits close under the text
+    borders = OxmlElement("w:pBdr")
+    bottom = OxmlElement("w:bottom")
+    for name, value in (("w:val", "single"), ("w:sz", "6"), ("w:space", "1"), ("w:color", "auto")):
+        bottom.set(qn(name), value)
+    borders.append(bottom)
+    # In the schema's order (CT_PPr): the borders come before shading, tabs, spacing and the rest.
+    paragraph._p.get_or_add_pPr().insert_element_before(
+        borders, "w:shd", "w:tabs", "w:suppressAutoHyphens", "w:kinsoku", "w:wordWrap", "w:overflowPunct",
+        "w:topLinePunct", "w:autoSpaceDE", "w:autoSpaceDN", "w:bidi", "w:adjustRightInd", "w:snapToGrid",
+        "w:spacing", "w:ind", "w:contextualSpacing", "w:mirrorIndents", "w:suppressOverlap", "w:jc",
+        "w:textDirection", "w:textAlignment", "w:textboxTightWrap", "w:outlineLvl", "w:divId", "w:cnfStyle",
+        "w:rPr", "w:sectPr", "w:pPrChange",
+    )  # fmt: skip
+
+
+def _page_numbers(document: WordDocument) -> None:
+    """The page number centred at the top of every page but the first (the decree's rule)."""
+    section = document.sections[0]
+    section.different_first_page_header_footer = True
+    paragraph = section.header.paragraphs[0]
+    paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    run = paragraph.add_run()
+    run.font.size = Pt(MOTTO_PT)
+    for kind, text in (("begin", None), (None, "PAGE"), ("end", None)):
+        if kind is None:
+            instruction = OxmlElement("w:instrText")
+            instruction.set(qn("xml:space"), "preserve")
+            instruction.text = text
+            run._r.append(instruction)
+        else:
+            field = OxmlElement("w:fldChar")
+            field.set(qn("w:fldCharType"), kind)
+            run._r.append(field)
+
+
 def _heading(document: WordDocument, form: DocumentForm, report: ReformReport) -> None:
     """Issuer and national title side by side, then number and place-date side by side."""
     table = document.add_table(rows=2, cols=2)
@@ -105,6 +149,9 @@ def _heading(document: WordDocument, form: DocumentForm, report: ReformReport) -
             (official.MOTTO, {"size": MOTTO_PT, "bold": True}),
         ],
     )
+    # The decree's short rules under the issuing body and under the motto.
+    _rule(table.cell(0, 0), Cm(2))
+    _rule(table.cell(0, 1), Cm(2.2))
     _cell_lines(table, 1, 0, [(official.number_line(form), {"size": MOTTO_PT})])
     _cell_lines(table, 1, 1, [(official.place_and_date(form), {"size": BODY_PT, "italic": True})])
     document.add_paragraph()
@@ -183,6 +230,7 @@ def document(report: ReformReport, form: DocumentForm, sentences: dict[str, str]
     word = Document()
     _fonts(word)
     _page(word)
+    _page_numbers(word)
     _heading(word, form, report)
     phrase = formatting.period_phrase(report.period)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from docx import Document
 from docx.document import Document as WordDocument
+from docx.oxml.ns import qn
 from httpx import AsyncClient
 
 from app.reports.router import DOCX
@@ -84,6 +85,13 @@ async def test_the_docx_has_each_part_of_the_form_with_the_seed_figures(client: 
     assert heading[1] == ["Số: …/BC-PNV", "Kiến Thụy, ngày 05 tháng 10 năm 2023"]
     issuer_runs = document.tables[0].cell(0, 0).paragraphs[1].runs
     assert all(run.bold for run in issuer_runs)
+    # The short rules under the issuing body and under the motto.
+    for cell in document.tables[0].rows[0].cells:
+        assert cell.paragraphs[-1]._p.find(qn("w:pPr")).find(qn("w:pBdr")).find(qn("w:bottom")) is not None
+    # Page numbers at the top from the second page: the header has a PAGE field, the first page none.
+    assert section.different_first_page_header_footer
+    assert "PAGE" in "".join(node.text or "" for node in section.header._element.iter(qn("w:instrText")))
+    assert not section.first_page_header.paragraphs[0].text
 
     paragraphs = [paragraph.text for paragraph in document.paragraphs if paragraph.text]
     assert paragraphs[0] == "BÁO CÁO"
@@ -128,7 +136,7 @@ async def test_what_the_unit_did_not_give_is_left_blank_to_fill_in(client: Async
     document = word_document(response.content)
     heading = table_rows(document, 0)
     # The unit's people's committee issues it; number, code, place, day and signer are blanks.
-    assert heading[0][0] == "ỦY BAN NHÂN DÂN HUYỆN KIẾN THỤY"
+    assert heading[0][0].splitlines() == ["ỦY BAN NHÂN DÂN HUYỆN KIẾN THỤY"]
     assert heading[1] == ["Số: …/BC-…", "…, ngày … tháng … năm …"]
     closing = document.tables[4]
     assert closing.cell(0, 0).text.splitlines() == ["Nơi nhận:", "- Lưu: VT."]
@@ -231,6 +239,12 @@ async def test_the_docx_printed_to_pdf_keeps_the_decrees_layout(client: AsyncCli
     assert_the_decree_layout(size, layout, edges, "UBND HUYỆN KIẾN THỤY")
     assert "Kiến Thụy, ngày 05 tháng 10 năm 2023" in layout and "Nơi nhận:" in layout
     assert "1.473" in layout and "99,46%" in layout
+    # The page number at the top of every page but the first.
+    pages = [page for page in layout.split("\f") if page.strip()]
+    assert len(pages) >= 2
+    assert [page.strip().splitlines()[0].strip() for page in pages[1:]] == [
+        str(n) for n in range(2, len(pages) + 1)
+    ]
 
 
 @pytest.mark.usefixtures("kien_thuy")
