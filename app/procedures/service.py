@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.audit import COMMAND_LINE
 from app.core.db import load_for_update
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound, request_id_var
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
@@ -27,8 +28,6 @@ from app.procedures.schemas import (
     SectorUpdate,
 )
 from app.units.models import UnitLevel
-
-COMMAND_LINE = "(command line)"
 
 # --- sectors ---------------------------------------------------------------------------------
 
