@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from app.core.config import Settings
 from app.core.idempotency import CLAIM_LEASE, IN_PROGRESS, IdempotencyMiddleware, IdempotentAnswer
 from app.core.timezone import utcnow
-from tests.conftest import KeyFactory, running_app
+from tests.conftest import TEST_WAITS, KeyFactory, running_app
 from tests.dossiers.conftest import received, send, step
 from tests.feedback.test_feedback import feedback
 from tests.proposals.test_proposals import proposal
@@ -84,9 +84,10 @@ async def test_keyed_posts_hold_one_connection_each_as_unkeyed_ones_do(
 ) -> None:
     """Issue 27 #3: the key's lock took a second pooled connection while the request waited for its
     own, so a burst of keyed requests starved the pool (503) where the same burst without keys
-    passed. The pool timeout is generous: only a request that can never get a connection fails."""
+    passed. The waits are generous (the request's bound includes its wait for the pool): only a
+    request that can never get a connection fails."""
     headers = await api_key("feedback:write", name="pooled")
-    settings = Settings(database_url=database_url, database_pool_size=2, database_pool_timeout=15)
+    settings = Settings(database_url=database_url, database_pool_size=2, **TEST_WAITS)
     burst = 12  # three times the connections the pool may open (2 + 2 overflow)
     async with running_app(settings) as small, http_client(small, headers) as http:
 
@@ -232,7 +233,7 @@ async def test_duplicates_sent_to_two_workers_create_one_record(
     headers = {**await api_key("proposals:write", name="two-workers"), "Idempotency-Key": "across"}
     body = proposal("simplify", code="2.000001")
     async with (
-        running_app(Settings(database_url=database_url)) as second,
+        running_app(Settings(database_url=database_url, **TEST_WAITS)) as second,
         http_client(app, headers) as one,
         http_client(second, headers) as two,
     ):
