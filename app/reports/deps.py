@@ -1,26 +1,14 @@
 """The query parameters that fill in the form of the report as an official document."""
 
-from dataclasses import dataclass, replace
 from datetime import date
 from typing import Annotated
 
 from fastapi import Depends, Query
 from pydantic import StringConstraints
 
-from app.reports.official import DocumentForm, default_issuer
+from app.reports.official import DocumentForm
 
 _Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-
-
-@dataclass(frozen=True)
-class RequestedForm:
-    """The form as asked for; the issuer, when not given, is the unit's people's committee."""
-
-    form: DocumentForm
-    issuer_given: bool
-
-    def for_unit(self, unit_name: str) -> DocumentForm:
-        return self.form if self.issuer_given else replace(self.form, issuer=default_issuer(unit_name))
 
 
 def document_form(
@@ -50,9 +38,9 @@ def document_form(
         list[_Text],
         Query(max_length=20, description="A recipient (`Sở Nội vụ`), once per recipient, in order"),
     ] = [],  # noqa: B006  (FastAPI copies a default list; Query(default_factory=…) is not accepted here)
-) -> RequestedForm:
-    form = DocumentForm(
-        issuer=issuer or "",
+) -> DocumentForm:
+    return DocumentForm(
+        issuer=issuer,
         superior=superior,
         code=code,
         place=place,
@@ -60,7 +48,6 @@ def document_form(
         signer=signer,
         recipients=tuple(recipient),
     )
-    return RequestedForm(form=form, issuer_given=issuer is not None)
 
 
-DocumentFormDep = Annotated[RequestedForm, Depends(document_form)]
+DocumentFormDep = Annotated[DocumentForm, Depends(document_form)]

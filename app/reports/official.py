@@ -33,8 +33,8 @@ FONT = "Times New Roman"
 class DocumentForm:
     """What the unit says about the document it sends."""
 
-    issuer: str
-    """The issuing body, e.g. ``PHÒNG NỘI VỤ`` or ``ỦY BAN NHÂN DÂN HUYỆN KIẾN THỤY``."""
+    issuer: str | None = None
+    """The issuing body, e.g. ``PHÒNG NỘI VỤ``; the unit's people's committee when not given."""
     superior: str | None = None
     """The body the issuer belongs to, written above it, e.g. ``UBND HUYỆN KIẾN THỤY``."""
     code: str | None = None
@@ -47,9 +47,31 @@ class DocumentForm:
     recipients: tuple[str, ...] = ()
 
 
-def default_issuer(unit_name: str) -> str:
-    """The people's committee of the unit (``ỦY BAN NHÂN DÂN HUYỆN KIẾN THỤY``), when no issuer is given."""
-    return f"ỦY BAN NHÂN DÂN {unit_name.upper()}"
+@dataclass(frozen=True)
+class FormLines:
+    """The form's lines as they are printed, by the Word document and by the HTML page alike."""
+
+    bodies: tuple[str, ...]
+    """The superior, if given, then the issuing body: in capitals, top left."""
+    number: str
+    place_and_date: str
+    subject: str
+    recipients: list[str]
+    signer: str
+
+
+def lines(form: DocumentForm, unit_name: str, period: Period) -> FormLines:
+    """What the form prints for the report of ``unit_name`` over ``period``. The issuing body, when
+    not given, is the unit's people's committee (``ỦY BAN NHÂN DÂN HUYỆN KIẾN THỤY``)."""
+    issuer = form.issuer or f"ỦY BAN NHÂN DÂN {unit_name}"
+    return FormLines(
+        bodies=tuple(body.upper() for body in (form.superior, issuer) if body),
+        number=number_line(form),
+        place_and_date=place_and_date(form),
+        subject=subject(period),
+        recipients=recipient_lines(form),
+        signer=form.signer or BLANK,
+    )
 
 
 def number_line(form: DocumentForm) -> str:
@@ -75,10 +97,6 @@ def place_and_date(form: DocumentForm) -> str:
 def recipient_lines(form: DocumentForm) -> list[str]:
     """``- Sở Nội vụ;`` for each recipient, then ``- Lưu: VT.``."""
     return [*(f"- {recipient};" for recipient in form.recipients), f"- {FILED}"]
-
-
-def signer_title(form: DocumentForm) -> str:
-    return form.signer or BLANK
 
 
 def subject(period: Period) -> str:

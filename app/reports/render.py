@@ -99,30 +99,18 @@ def html(report: ReformReport, form: DocumentForm) -> str:
     return (
         _environment(html=True)
         .get_template("reform.html.j2")
-        .render(_context(printed), charts=charts(printed), official=_official(_printed_form(form), printed))
+        .render(
+            _context(printed),
+            charts=charts(printed),
+            official=official,
+            form=official.lines(_printed_form(form), printed.unit_name, printed.period),
+        )
     )
-
-
-def _official(form: DocumentForm, report: ReformReport) -> dict[str, Any]:
-    """The lines of the official document's heading and closing (app.reports.official)."""
-    return {
-        "superior": (form.superior or "").upper(),
-        "issuer": form.issuer.upper(),
-        "national_title": official.NATIONAL_TITLE,
-        "motto": official.MOTTO,
-        "number": official.number_line(form),
-        "place_and_date": official.place_and_date(form),
-        "kind": official.DOCUMENT_KIND,
-        "subject": official.subject(report.period),
-        "recipients": official.recipient_lines(form),
-        "signer": official.signer_title(form),
-    }
 
 
 def docx(report: ReformReport, form: DocumentForm) -> bytes:
     """The report as a Word document in the form of Decree 30/2020 (app.reports.word)."""
     printed = _with_texts(report, printable)
-    form = _printed_form(form)
     # The narrative's sentences as plain text: the Markdown environment leaves them unescaped.
     say: Any = _environment(html=False).get_template("_narrative.j2").make_module()
     phrase = formatting.period_phrase(printed.period)
@@ -133,7 +121,8 @@ def docx(report: ReformReport, form: DocumentForm) -> bytes:
         "online": say.online(printed),
         "feedback": say.feedback(printed, phrase),
     }
-    return word.document(printed, form, {part: str(text).strip() for part, text in sentences.items()})
+    form_lines = official.lines(_printed_form(form), printed.unit_name, printed.period)
+    return word.document(printed, form_lines, {part: str(text).strip() for part, text in sentences.items()})
 
 
 def _printed_form(form: DocumentForm) -> DocumentForm:
@@ -144,7 +133,7 @@ def _printed_form(form: DocumentForm) -> DocumentForm:
 
     return dataclasses.replace(
         form,
-        issuer=printable(form.issuer),
+        issuer=text(form.issuer),
         superior=text(form.superior),
         code=text(form.code),
         place=text(form.place),

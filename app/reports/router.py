@@ -142,14 +142,12 @@ async def get_reform_report(
     # workbook is only ever saved.
     headers["Content-Disposition"] = content_disposition(filename, inline=chosen_format not in BINARY)
     if chosen_format is ReportFormat.docx:
-        return Response(
-            render.docx(report, form.for_unit(report.unit_name)), media_type=DOCX, headers=headers
-        )
+        return Response(render.docx(report, form), media_type=DOCX, headers=headers)
     if chosen_format is ReportFormat.xlsx:
         return Response(render.xlsx(report), media_type=XLSX, headers=headers)
     if chosen_format is ReportFormat.html:
         return Response(
-            render.html(report, form.for_unit(report.unit_name)),
+            render.html(report, form),
             media_type="text/html; charset=utf-8",
             headers=headers,
         )

@@ -15,7 +15,7 @@ from docx.table import Table, _Cell
 from docx.text.paragraph import Paragraph
 
 from app.reports import formatting, official, tables
-from app.reports.official import DocumentForm
+from app.reports.official import FormLines
 from app.reports.service import ReformReport
 
 # Sizes within the decree's ranges (Appendix I): the national title and the bodies 12–13, the motto
@@ -129,17 +129,18 @@ def _page_numbers(document: WordDocument) -> None:
             run._r.append(field)
 
 
-def _heading(document: WordDocument, form: DocumentForm, report: ReformReport) -> None:
+def _heading(document: WordDocument, form: FormLines) -> None:
     """Issuer and national title side by side, then number and place-date side by side."""
     table = document.add_table(rows=2, cols=2)
     _borderless(table)
     table.alignment = WD_TABLE_ALIGNMENT.CENTER
     _widths(table, Cm(6.5), Cm(10))
-    issuer: list[tuple[str, dict[str, object]]] = []
-    if form.superior:
-        issuer.append((form.superior.upper(), {"size": HEADER_PT}))
-    issuer.append((form.issuer.upper(), {"size": HEADER_PT, "bold": True}))
-    _cell_lines(table, 0, 0, issuer)
+    # The issuing body in bold under its superior.
+    last = len(form.bodies) - 1
+    bodies: list[tuple[str, dict[str, object]]] = [
+        (body, {"size": HEADER_PT, "bold": index == last}) for index, body in enumerate(form.bodies)
+    ]
+    _cell_lines(table, 0, 0, bodies)
     _cell_lines(
         table,
         0,
@@ -152,11 +153,11 @@ def _heading(document: WordDocument, form: DocumentForm, report: ReformReport) -
     # The decree's short rules under the issuing body and under the motto.
     _rule(table.cell(0, 0), Cm(2))
     _rule(table.cell(0, 1), Cm(2.2))
-    _cell_lines(table, 1, 0, [(official.number_line(form), {"size": MOTTO_PT})])
-    _cell_lines(table, 1, 1, [(official.place_and_date(form), {"size": BODY_PT, "italic": True})])
+    _cell_lines(table, 1, 0, [(form.number, {"size": MOTTO_PT})])
+    _cell_lines(table, 1, 1, [(form.place_and_date, {"size": BODY_PT, "italic": True})])
     document.add_paragraph()
     _line(document.add_paragraph(), official.DOCUMENT_KIND, bold=True)
-    _line(document.add_paragraph(), official.subject(report.period), bold=True)
+    _line(document.add_paragraph(), form.subject, bold=True)
     document.add_paragraph()
 
 
@@ -185,7 +186,7 @@ def _table(document: WordDocument, headers: Sequence[str], rows: Sequence[Sequen
     document.add_paragraph()
 
 
-def _closing(document: WordDocument, form: DocumentForm) -> None:
+def _closing(document: WordDocument, form: FormLines) -> None:
     """``Nơi nhận`` on the left, the signer's title on the right, room to sign under it."""
     document.add_paragraph()
     table = document.add_table(rows=1, cols=2)
@@ -194,14 +195,10 @@ def _closing(document: WordDocument, form: DocumentForm) -> None:
     recipients: list[tuple[str, dict[str, object]]] = [
         ("Nơi nhận:", {"size": 12, "bold": True, "italic": True, "align": WD_ALIGN_PARAGRAPH.LEFT})
     ]
-    recipients += [
-        (line, {"size": 11, "align": WD_ALIGN_PARAGRAPH.LEFT}) for line in official.recipient_lines(form)
-    ]
+    recipients += [(line, {"size": 11, "align": WD_ALIGN_PARAGRAPH.LEFT}) for line in form.recipients]
     _cell_lines(table, 0, 0, recipients)
     # The name is written by hand under the signature: four empty lines of room.
-    _cell_lines(
-        table, 0, 1, [(official.signer_title(form), {"size": BODY_PT, "bold": True}), *[("", {})] * 4]
-    )
+    _cell_lines(table, 0, 1, [(form.signer, {"size": BODY_PT, "bold": True}), *[("", {})] * 4])
 
 
 def _shown(value: tables.Cell) -> str:
@@ -223,7 +220,7 @@ def _value_table(
     )
 
 
-def document(report: ReformReport, form: DocumentForm, sentences: dict[str, str]) -> bytes:
+def document(report: ReformReport, form: FormLines, sentences: dict[str, str]) -> bytes:
     """The report in the decree's form: ``sentences`` are the report's narrative (app.reports.render),
     by part: ``proposals``, ``dossiers``, ``tiers`` (empty unless the period spans the 2025 reform),
     ``online``, ``feedback``."""
@@ -231,7 +228,7 @@ def document(report: ReformReport, form: DocumentForm, sentences: dict[str, str]
     _fonts(word)
     _page(word)
     _page_numbers(word)
-    _heading(word, form, report)
+    _heading(word, form)
     phrase = formatting.period_phrase(report.period)
 
     _text(word, f"1. Phương án cải cách thủ tục hành chính năm {report.year}", bold=True)
