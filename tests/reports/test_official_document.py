@@ -153,6 +153,8 @@ async def test_what_the_unit_did_not_give_is_left_blank_to_fill_in(client: Async
         ({"issuer": "   "}, "issuer"),
         ({"issued_on": "2023-02-30"}, "issued_on"),
         ({"recipient": [f"Nơi {n}" for n in range(21)]}, "recipient"),
+        # Refused at the edge, as in any query: the form is printed into XML, which cannot hold it.
+        ({"signer": "TRƯỞNG\x00PHÒNG"}, "query"),
     ],
 )
 async def test_a_form_that_cannot_be_printed_is_422(

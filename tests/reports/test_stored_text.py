@@ -17,6 +17,7 @@ from app.reports.formatting import markdown_text
 from app.units.models import Unit
 from tests.conftest import KeyFactory
 from tests.proposals.test_proposals import move, procedure, proposal
+from tests.reports.test_two_tiers import docx_text
 
 HOSTILE_UNIT = "<script>alert(1)</script> *x* [a](b) _y_ `z` ~~s~~ a|b &lt; \\"
 HOSTILE_SECTOR = "Tư pháp\n\n# Chèn\n- mục <img src=x onerror=alert(1)> &amp; ![i](http://evil.example/i.png)"
@@ -154,6 +155,13 @@ async def test_control_characters_already_stored_never_break_the_report(
     ]
     assert f"Tư{replaced}pháp" in cells
     assert not [cell for cell in cells if CONTROL_CHARACTERS.search(cell)]
+
+    # The Word document too: XML cannot hold control characters either, nor may its form's fields.
+    document = await writer.get(REPORT, params={**PERIOD, "format": "docx"})
+    assert document.status_code == 200, document.text
+    text = docx_text(document.content)
+    assert f"Tư{replaced}pháp" in text and f"KIẾN{replaced}THỤY" in text  # the default issuer
+    assert not CONTROL_CHARACTERS.search(text)
 
     for format, name in (("markdown", f"Kiến{replaced}Thụy"), ("html", f"Kiến{replaced}Thụy")):
         answer = await writer.get(REPORT, params={**PERIOD, "format": format})
