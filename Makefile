@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-sqlite lint migrate install install-runtime lock clean bench openapi container-check
+.PHONY: run test test-failover test-sqlite lint migrate install install-runtime lock clean bench openapi container-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,9 +52,15 @@ PYTEST_WORKERS ?= auto
 test: install
 	bash scripts/ensure-chromium
 	bash scripts/ensure-libreoffice
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not standby" $(PYTEST_ARGS)
-	$(BIN)/pytest -m standby $(PYTEST_ARGS)
+	bash scripts/ensure-auto-failover
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not standby and not failover" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "standby or failover" $(PYTEST_ARGS)
 	bash scripts/check-clients
+
+# The failover tests alone (a pg_auto_failover cluster of their own), printing the outage figures.
+test-failover: install
+	bash scripts/ensure-auto-failover
+	$(BIN)/pytest -m failover -s $(PYTEST_ARGS)
 
 test-sqlite: install
 	bash scripts/ensure-chromium

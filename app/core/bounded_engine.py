@@ -11,6 +11,8 @@ from sqlalchemy.engine import Dialect, Engine, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, PoolProxiedConnection
 
+from app.core.primary import fence_primaries, hosts_of
+
 
 def postgres_engine(
     url: str,
@@ -54,6 +56,10 @@ def postgres_engine(
     )
     if command_timeout is not None:
         _bound_waits(engine.sync_engine, command_timeout, connect_timeout)
+    _discard_unusable(engine.sync_engine)
+    if len(hosts_of(url)) > 1:
+        # After the bounds: each server's connect is given what is left of the wait.
+        fence_primaries(engine.sync_engine)
     return engine
 
 
@@ -150,6 +156,27 @@ def _bounded_pool(seconds: float, checkout: float) -> type[AsyncAdaptedQueuePool
                 raise
 
     return BoundedPool
+
+
+# SQLSTATE 25006: a write on a connection to a server that has since become a standby (demoted by a
+# switchover while the connection stayed open).
+_READ_ONLY_TRANSACTION = "25006"
+
+
+def _discard_unusable(engine: Engine) -> None:
+    """Connections that can no longer serve writes end, with their pool's others (a 503, and the
+    next checkout connects afresh): those to a server demoted to a standby, and those asyncpg left
+    in a state it cannot leave, when the server ended the connection between two statements (a
+    primary's death: "terminating connection due to unexpected postmaster exit")."""
+
+    def failed(context: ExceptionContext) -> None:
+        original = context.original_exception
+        if getattr(original, "sqlstate", None) == _READ_ONLY_TRANSACTION or isinstance(
+            original.__cause__, asyncpg.InternalClientError
+        ):
+            context.is_disconnect = True
+
+    event.listen(engine, "handle_error", failed)
 
 
 def _bound_waits(engine: Engine, seconds: float, connect_timeout: float) -> None:

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.core.primary import PRIMARY_SESSION_ATTRS, hosts_of
+
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
 # Plain scheme names people paste from other tools, mapped to the async driver we use.
@@ -76,7 +78,9 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         default="sqlite+aiosqlite:///./tthc.db",
-        description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db",
+        description="SQLAlchemy URL: sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db; a "
+        "PostgreSQL cluster with failover as its servers in turn, "
+        "postgresql+asyncpg://user@/db?host=a:5432&host=b:5432 (writes go to the primary among them)",
     )
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_echo: bool = False
@@ -261,7 +265,17 @@ def normalise_database_url(value: str, setting: str = "TTHC_DATABASE_URL") -> UR
         )
     if driver.startswith("postgresql") and not url.database:
         raise ValueError(f"{setting} for PostgreSQL must name a database")
-    return url.set(drivername=driver)
+    url = url.set(drivername=driver)
+    if driver.startswith("postgresql") and len(hosts_of(url.render_as_string(False))) > 1:
+        wish = url.query.get("target_session_attrs", PRIMARY_SESSION_ATTRS[0])
+        if wish not in PRIMARY_SESSION_ATTRS:
+            raise ValueError(
+                f"{setting} names several servers for writes: target_session_attrs must be primary "
+                f"(or read-write), not {wish!r}"
+            )
+        # For every connection made from the URL outside the service's pool (migrations).
+        url = url.update_query_dict({"target_session_attrs": wish})
+    return url
 
 
 @lru_cache

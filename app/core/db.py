@@ -7,6 +7,7 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from operator import itemgetter
 from typing import Annotated, Any, TypeVar, TypeVarTuple
 
@@ -14,7 +15,7 @@ import asyncpg
 from fastapi import Depends, Path, Request
 from sqlalchemy import JSON, Select, Table, bindparam, event, insert, text, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -273,14 +274,8 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
             tuple(json.dumps(value) if n in json_positions else value for n, value in enumerate(record))
             for record in records
         ]
-    driver = await _waiting_driver(session)
-    try:
+    async with _driver_of(session, f"COPY INTO {table.name}") as driver:
         await driver.copy_records_to_table(table.name, records=records, columns=columns)
-    except asyncpg.UniqueViolationError as exc:
-        answered()
-        # Raised by the driver itself here: make it the error every caller already handles.
-        raise IntegrityError(f"COPY INTO {table.name}", None, exc) from exc
-    answered()
 
 
 async def bulk_update(session: AsyncSession, table: Table, key: str, rows: list[dict[str, Any]]) -> None:
@@ -313,20 +308,30 @@ async def bulk_update(session: AsyncSession, table: Table, key: str, rows: list[
         f"FROM unnest({', '.join(f'${n}::{kind}[]' for n, kind in enumerate(kinds, start=1))}) "
         f"AS u({', '.join(names)}) WHERE t.{key} = u.{key}"
     )
-    driver = await _waiting_driver(session)
-    try:
+    async with _driver_of(session, sql) as driver:
         await driver.execute(sql, *arrays)
-    finally:
-        answered()
 
 
-async def _waiting_driver(session: AsyncSession) -> Any:
-    """The session's asyncpg connection, its wait for the next answer begun under the request's
-    deadline (the caller marks the answer with ``answered``)."""
+@asynccontextmanager
+async def _driver_of(session: AsyncSession, statement: str) -> AsyncIterator[Any]:
+    """The session's asyncpg connection for a command sent past SQLAlchemy, its wait for the answer
+    bounded by the request's deadline, and the driver's errors raised as SQLAlchemy's, which every
+    caller already handles: a unique key taken an IntegrityError (409); a connection lost, or left
+    unusable by a server that ended it between two statements (a primary's death: the driver is
+    then still consuming the server's last error), an InterfaceError with the connection
+    invalidated (503, and it never returns to the pool)."""
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
     # Not isinstance: asyncpg's metaclass makes every connection an instance of every subclass.
     if type(driver) is BoundedConnection:
         driver.begin_wait()
-    return driver
+    try:
+        yield driver
+    except asyncpg.UniqueViolationError as exc:
+        raise IntegrityError(statement, None, exc) from exc
+    except (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as exc:
+        await connection.invalidate(exc)
+        raise InterfaceError(statement, None, exc, connection_invalidated=True) from exc
+    finally:
+        answered()

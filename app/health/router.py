@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.db import SessionDep
 from app.core.errors import problem_response, problem_responses
 from app.core.migrations import current_revision
+from app.core.primary import NoPrimary
 
 router = APIRouter(tags=["health"])
 # Only with TTHC_BENCHMARK_BASELINE: the least a database-backed request can cost on this stack.
@@ -44,6 +45,11 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         async with engine.connect() as connection:
             revision = await current_revision(connection)
+    except NoPrimary as exc:
+        # Several servers, none a primary to write to: each is named with why it was passed over.
+        return problem_response(
+            request, 503, detail=f"The database is not writable: {exc}", slug="not-ready", headers=_RETRY
+        )
     except Exception:
         return problem_response(
             request, 503, detail="The database is not reachable", slug="not-ready", headers=_RETRY

@@ -2,6 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.core.config import Settings
+from app.core.primary import hosts_of
 
 
 def test_default_database_is_local_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +56,16 @@ def test_the_export_send_timeout_is_seconds_above_zero(monkeypatch: pytest.Monke
         monkeypatch.setenv("TTHC_EXPORT_SEND_TIMEOUT", unusable)
         with pytest.raises(ValidationError, match="export_send_timeout"):
             Settings(_env_file=None)
+
+
+def test_several_servers_are_asked_for_their_primary() -> None:
+    settings = Settings(database_url="postgresql://tthc@/tthc?host=db-a:5432&host=db-b")
+    assert settings.database_url.endswith("target_session_attrs=primary")
+    assert hosts_of(settings.database_url) == ["db-a:5432", "db-b:5432"]
+    assert hosts_of("postgresql+asyncpg://tthc@db-a:6432/tthc") == ["db-a:6432"]
+
+
+@pytest.mark.parametrize("wish", ["standby", "prefer-standby", "any", "read-only"])
+def test_several_servers_for_writes_cannot_be_asked_for_a_standby(wish: str) -> None:
+    with pytest.raises(ValidationError, match="target_session_attrs must be primary"):
+        Settings(database_url=f"postgresql://tthc@/tthc?host=a&host=b&target_session_attrs={wish}")
