@@ -191,16 +191,21 @@ class Cluster:
         )
 
     def kill(self, node: Node) -> None:
-        """SIGKILL to the node's postmaster and keeper together: the node is gone, as with its machine."""
-        postmaster = _pid_of(node.data)
+        """SIGKILL to the node's keeper, postmaster and backends together: the node is gone, as with its
+        machine (a postmaster killed alone leaves backends that still hold its shared memory)."""
         if node.keeper is not None:
             os.killpg(node.keeper.pid, signal.SIGKILL)
             node.keeper.wait(timeout=30)
             node.keeper = None
-        if postmaster is not None:
+        for pid in _processes_in(node.data):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(postmaster, signal.SIGKILL)
-        self.wait_for(lambda: not _alive(postmaster), f"{node.name}'s postmaster to end", timeout=30)
+                os.kill(pid, signal.SIGKILL)
+        self.wait_for(lambda: not _processes_in(node.data), f"{node.name}'s processes to end", timeout=30)
+
+    def switch_over(self) -> None:
+        """A planned switchover: the monitor demotes the primary and promotes the secondary."""
+        command = self._command("perform", "switchover", "--pgdata", str(self.directory / "monitor"))
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
 
     def rejoin(self, node: Node) -> None:
         """Start the node's keeper again: it is rewound and follows the new primary as a secondary."""
@@ -208,7 +213,9 @@ class Cluster:
 
     def pg_ctl(self, node: Node, *args: str) -> None:
         command = [*_as_server_user(), str(self.bin_dir / "pg_ctl"), "-D", str(node.data), *args]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl {' '.join(args)} failed: {done.stdout}{done.stderr}")
 
     def destroy(self) -> None:
         for process in [*(node.keeper for node in self.nodes.values()), self.monitor]:
@@ -217,9 +224,9 @@ class Cluster:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
         for data in [*(node.data for node in self.nodes.values()), self.directory / "monitor"]:
-            pid = _pid_of(data)
-            if pid is not None and _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+            for pid in _processes_in(data):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -231,11 +238,16 @@ def _configure(data: Path, settings: dict[str, str]) -> None:
         conf.writelines(f"{name} = {value}\n" for name, value in lines.items())
 
 
-def _pid_of(data: Path) -> int | None:
-    try:
-        return int((data / "postmaster.pid").read_text().split()[0])
-    except (FileNotFoundError, IndexError, ValueError):
-        return None
+def _processes_in(data: Path) -> list[int]:
+    """The live processes working in ``data`` (a postmaster and its backends run in their data
+    directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(entry / "cwd") == str(data) and _alive(int(entry.name)):
+                    found.append(int(entry.name))
+    return found
 
 
 def _alive(pid: int | None) -> bool:

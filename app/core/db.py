@@ -274,7 +274,7 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
             tuple(json.dumps(value) if n in json_positions else value for n, value in enumerate(record))
             for record in records
         ]
-    async with _driver_of(session, f"COPY INTO {table.name}") as driver:
+    async with raw_driver(session, f"COPY INTO {table.name}") as driver:
         await driver.copy_records_to_table(table.name, records=records, columns=columns)
 
 
@@ -308,13 +308,25 @@ async def bulk_update(session: AsyncSession, table: Table, key: str, rows: list[
         f"FROM unnest({', '.join(f'${n}::{kind}[]' for n, kind in enumerate(kinds, start=1))}) "
         f"AS u({', '.join(names)}) WHERE t.{key} = u.{key}"
     )
-    async with _driver_of(session, sql) as driver:
+    async with raw_driver(session, sql) as driver:
         await driver.execute(sql, *arrays)
 
 
+# A connection the server ended (shut down, crashed, killed), lost on the way, or left by asyncpg in a
+# state it cannot leave.
+_CONNECTION_GONE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
+
 @asynccontextmanager
-async def _driver_of(session: AsyncSession, statement: str) -> AsyncIterator[Any]:
-    """The session's asyncpg connection for a command sent past SQLAlchemy, its wait for the answer
+async def raw_driver(session: AsyncSession, statement: str) -> AsyncIterator[Any]:
+    """The session's asyncpg connection for ``statement``, sent past SQLAlchemy, its wait for the answer
     bounded by the request's deadline, and the driver's errors raised as SQLAlchemy's, which every
     caller already handles: a unique key taken an IntegrityError (409); a connection lost, or left
     unusable by a server that ended it between two statements (a primary's death: the driver is
@@ -330,7 +342,7 @@ async def _driver_of(session: AsyncSession, statement: str) -> AsyncIterator[Any
         yield driver
     except asyncpg.UniqueViolationError as exc:
         raise IntegrityError(statement, None, exc) from exc
-    except (asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as exc:
+    except _CONNECTION_GONE as exc:
         await connection.invalidate(exc)
         raise InterfaceError(statement, None, exc, connection_invalidated=True) from exc
     finally:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.calendar.working_time import WorkingCalendar
 from app.core.base import Base
-from app.core.db import bulk_insert
+from app.core.db import bulk_insert, raw_driver
 from app.core.timezone import local
 from app.dossiers.facts import DossierFacts, facts_marks
 from app.dossiers.history import PAUSE_EVENTS, facts_of, pauses_of
@@ -256,13 +256,11 @@ async def add_counters(session: AsyncSession, rows: list[CounterRow]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name == "postgresql":
-        connection = await session.connection()
-        driver = (await connection.get_raw_connection()).driver_connection
-        assert driver is not None
         keys, increments = zip(*rows, strict=True)
         # Lists, not tuples: asyncpg encodes lists fastest.
         columns = [list(column) for column in (*zip(*keys, strict=True), *zip(*increments, strict=True))]
-        await driver.execute(_UPSERT_ARRAYS, *columns)
+        async with raw_driver(session, _UPSERT_ARRAYS) as driver:
+            await driver.execute(_UPSERT_ARRAYS, *columns)
         return
     insert = sqlite.insert(_TABLE)
     statement = insert.on_conflict_do_update(
