@@ -324,6 +324,9 @@ _CONNECTION_GONE = (
 )
 
 
+_OPENS_THE_TRANSACTION = text("SELECT 1")
+
+
 @asynccontextmanager
 async def raw_driver(session: AsyncSession, statement: str) -> AsyncIterator[Any]:
     """The session's asyncpg connection for ``statement``, sent past SQLAlchemy, its wait for the answer
@@ -335,6 +338,11 @@ async def raw_driver(session: AsyncSession, statement: str) -> AsyncIterator[Any
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     assert driver is not None
+    if not driver.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement it runs itself: a command
+        # sent past it first would run on its own and commit at once, whatever the session does next
+        # (a bulk import's chunk was kept without its checkpoint when the load was stopped).
+        await connection.execute(_OPENS_THE_TRANSACTION)
     # Not isinstance: asyncpg's metaclass makes every connection an instance of every subclass.
     if type(driver) is BoundedConnection:
         driver.begin_wait()

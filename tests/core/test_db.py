@@ -1,13 +1,15 @@
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
 
 from app.core.config import Settings
-from app.core.db import SessionDep, take_write_lock
+from app.core.db import SessionDep, bulk_insert, bulk_update, take_write_lock
 from app.core.errors import Conflict
+from app.procedures.models import Sector
 from app.units.models import Unit
 from tests.conftest import running_app
 
@@ -148,3 +150,26 @@ async def test_two_processes_of_sqlite_writers_share_the_lock_fairly(database_ur
         )
         assert [status for both in statuses for status in both if status != 200] == []
         assert await count_units(first) == 2 * 8 * 3
+
+
+@pytest.mark.parametrize("first", ["bulk_insert", "bulk_update"])
+async def test_a_bulk_write_first_in_a_transaction_is_part_of_it(app: FastAPI, first: str) -> None:
+    """A bulk write sent past SQLAlchemy as the transaction's first command is rolled back with it
+    (it once ran on its own and committed at once on PostgreSQL: a stopped import kept a chunk
+    without its checkpoint)."""
+    now = datetime.now(UTC)
+    sectors: Table = Sector.__table__  # type: ignore[assignment]
+    async with app.state.sessionmaker() as session, session.begin():
+        await bulk_insert(
+            session, sectors, [{"code": "kept", "name": "Kept", "created_at": now, "updated_at": now}]
+        )
+    async with app.state.sessionmaker() as session:
+        if first == "bulk_insert":
+            rows = [{"code": "gone", "name": "Gone", "created_at": now, "updated_at": now}]
+            await bulk_insert(session, sectors, rows)
+        else:
+            await bulk_update(session, sectors, "code", [{"code": "kept", "name": "Renamed"}])
+        await session.rollback()
+    async with app.state.sessionmaker() as session:
+        stored = {code: name for code, name in await session.execute(select(Sector.code, Sector.name))}
+    assert stored == {"kept": "Kept"}
