@@ -25,6 +25,7 @@ from app.clients.service import create_client
 from app.core import migrations
 from app.core.config import Settings
 from app.core.db import create_engine, create_sessionmaker
+from tests.databases import wipe_postgres_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/tthc_bench"
@@ -48,7 +49,7 @@ async def _recreate(url: str) -> None:
                 await connection.execute(text(f'CREATE DATABASE "{parsed.database}"'))
     finally:
         await admin.dispose()
-    await migrations.wipe_postgres_schema(url)
+    await wipe_postgres_schema(url)
 
 
 def fresh_database(url: str) -> None:

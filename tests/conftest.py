@@ -25,6 +25,7 @@ from app.core.config import Settings
 from app.core.security import Scope
 from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
 from app.main import create_app
+from tests.databases import wipe_postgres_schema
 from tests.standby import ReplicationNotPermitted, Standby, start_standby
 from tests.workers import ensure_database, worker_database
 
@@ -78,7 +79,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         url = POSTGRES_URL
         try:
             asyncio.run(ensure_database(CONFIGURED_POSTGRES_URL, url))
-            asyncio.run(migrations.wipe_postgres_schema(url))
+            asyncio.run(wipe_postgres_schema(url))
         except OSError as exc:  # never a silent skip: PostgreSQL is part of the suite
             pytest.fail(f"PostgreSQL is required for the test suite and is unreachable at {url}: {exc}")
     migrations.upgrade(url)

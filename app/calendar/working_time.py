@@ -75,10 +75,6 @@ class WorkingCalendar:
             self._day_periods[day] = periods
         return periods
 
-    def is_working_time(self, instant: datetime) -> bool:
-        local = instant.astimezone(VIETNAM)
-        return any(start <= local <= end for start, end in self._periods_of(local.date()))
-
     def next_working_start(self, instant: datetime) -> datetime:
         """The instant itself when it lies in working time, else the start of the next period."""
         local = instant.astimezone(VIETNAM)

@@ -6,7 +6,7 @@ from app.clients.schemas import ClientCreate, ClientCreated, ClientRead, KeyCrea
 from app.core.audit import record
 from app.core.db import RowId, SessionDep
 from app.core.errors import problem_responses
-from app.core.http_caching import cached_json
+from app.core.http_caching import cached_json, current_etag
 from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 
@@ -22,14 +22,18 @@ router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
     summary="Create an API client and its first key (the key is shown only here)",
 )
 async def create_client(
-    session: SessionDep, admin: AdminDep, data: ClientCreate, request: Request, response: Response
-) -> ClientCreated:
+    session: SessionDep, admin: AdminDep, data: ClientCreate, request: Request
+) -> Response:
     client, secret = await service.create_client(session, data)
     await record(
         session, admin, "create", "client", client.id, {"name": client.name, "scopes": client.scopes}
     )
+    shown = ClientRead.model_validate(client)
+    created = ClientCreated.model_validate({**shown.model_dump(), "key": secret})
+    # Tagged as `GET` shows the client: the key is in this answer only, not in the representation.
+    response = cached_json(request, created, status_code=status.HTTP_201_CREATED, etag=current_etag(shown))
     locate(request, response, "get_client", client_id=client.id)
-    return ClientCreated.model_validate({**ClientRead.model_validate(client).model_dump(), "key": secret})
+    return response
 
 
 @router.get(

@@ -29,10 +29,6 @@ class DataVersion(Base):
     version: Mapped[int] = mapped_column(BigInteger)
 
 
-async def current_version(session: AsyncSession) -> int:
-    return (await session.scalar(select(DataVersion.version).where(DataVersion.scope == GLOBAL))) or 0
-
-
 async def versions_of(session: AsyncSession, provinces: Iterable[str] | None) -> list[tuple[str, int]]:
     """The versions an answer depends on: global and the provinces' (None: every province)."""
     query = select(DataVersion.scope, DataVersion.version).order_by(DataVersion.scope)

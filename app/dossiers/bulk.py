@@ -35,11 +35,12 @@ from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.core.timezone import utcnow
 from app.dossiers.counters import merge_staged_counters, stage_counters, staged_units
 from app.dossiers.ingestion.events import parse
-from app.dossiers.ingestion.folding import STAGED_COLUMNS, Outcome, StagedLine, fold, through_api
+from app.dossiers.ingestion.folding import STAGED_COLUMNS, LineResult, StagedLine, fold, through_api
 from app.dossiers.ingestion.records import ingest_records
 from app.dossiers.ingestion.work import Sender
 from app.dossiers.ingestion.writes import DaySums
 from app.dossiers.models import ImportCheckpoint, ImportStagedEvent
+from app.dossiers.schemas import ResultStatus
 from app.units.access import provinces_of
 
 Kind = Literal["events", "records"]
@@ -289,7 +290,7 @@ class _Load:
             for chunk in _chunks(lines, progress.lines_done, chunk_size):
                 numbers, values, not_json = _parsed(chunk)
                 problems: dict[int, Any] = {number: {"detail": reason} for number, reason in not_json.items()}
-                progress.outcomes["error"] += len(not_json)
+                progress.outcomes[ResultStatus.error] += len(not_json)
                 # As a request: committed whole with its checkpoint, or not at all (get_session's rule).
                 async with self.sessionmaker() as session:
                     sender = self.sender_of(session)
@@ -360,7 +361,7 @@ class _Load:
             checkpoint.finished = True
             await bump_version(session)
 
-    async def _fold(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, Outcome]:
+    async def _fold(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, LineResult]:
         """One chunk's outcomes: folded, or through the API when the fold's writes clash."""
         if not lines:
             return {}
@@ -373,7 +374,7 @@ class _Load:
             outcomes = await through_api(self.sender_of(session), lines)
         return outcomes
 
-    def _count(self, outcomes: dict[int, Outcome], problems: dict[int, Any]) -> None:
+    def _count(self, outcomes: dict[int, LineResult], problems: dict[int, Any]) -> None:
         for number, (status, problem) in outcomes.items():
             self.progress.outcomes[status] += 1
             if problem is not None:
@@ -416,7 +417,7 @@ async def _checkpoint(session: AsyncSession, source: Source) -> ImportCheckpoint
     return found
 
 
-async def _records(sender: Sender, numbers: list[int], values: list[Any]) -> dict[int, Outcome]:
+async def _records(sender: Sender, numbers: list[int], values: list[Any]) -> dict[int, LineResult]:
     """Each record's outcome, through the API's ingestion."""
     results = await ingest_records(sender, values)
     return {number: (r.status, r.problem) for number, r in zip(numbers, results, strict=True)}
@@ -424,7 +425,7 @@ async def _records(sender: Sender, numbers: list[int], values: list[Any]) -> dic
 
 async def _stage(
     sender: Sender, identity: str, numbers: list[int], chunk: list[tuple[int, bytes]], values: list[Any]
-) -> dict[int, Outcome]:
+) -> dict[int, LineResult]:
     """The chunk's valid events staged; each invalid one's problem (as the API would answer it)."""
     request = parse(values, sender.secret_key, utcnow())
     raw_lines = dict(chunk)
@@ -447,7 +448,8 @@ async def _stage(
         )
     if rows:
         await bulk_insert(sender.session, _STAGED, rows)
-    return {numbers[index]: ("error", problem_of(error)) for index, error in request.errors.items()}
+    refused = request.errors.items()
+    return {numbers[index]: (ResultStatus.error, problem_of(error)) for index, error in refused}
 
 
 async def _staged_count(session: AsyncSession, identity: str, after: str | None) -> int:

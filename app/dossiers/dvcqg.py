@@ -28,7 +28,7 @@ from app.core.documented import DocumentedAs
 from app.core.errors import FieldError, InvalidInput, Problem
 from app.core.hygiene import is_unicode_text, text_without_controls
 from app.core.timezone import VIETNAM
-from app.dossiers.schemas import DossierCode
+from app.dossiers.schemas import DossierCode, ResultStatus
 
 MAX_RECORDS = 1000
 _PORTAL_TIME = "%Y%m%d%H%M%S"
@@ -176,9 +176,13 @@ class SyncBody(BaseModel):
     data: list[Annotated[Any, DocumentedAs(PortalRecord)]] = Field(min_length=1, max_length=MAX_RECORDS)
 
 
+# The members a record is answered with (a Literal, as app.dossiers.schemas.EventStatus).
+RecordStatus = Literal[ResultStatus.created, ResultStatus.updated, ResultStatus.unchanged, ResultStatus.error]
+
+
 class RecordResult(BaseModel):
     MaHoSo: str | None
-    status: Literal["created", "updated", "unchanged", "error"] = Field(
+    status: RecordStatus = Field(
         description="`created`: a new dossier; `updated`: the record changed its dossier's history; "
         "`unchanged`: the same state as last sent; `error`: nothing of the record applied, see `problem`"
     )

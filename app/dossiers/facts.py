@@ -1,7 +1,8 @@
 """What happened to a dossier, as the statistics count it, and the counter marks it leaves.
 
 ``facts_marks`` is what ingestion adds up event by event and what `tthc stats rebuild` recomputes
-from every dossier; app.stats.reference judges the counters against the same facts (SPEC §5).
+from every dossier; the tests' yardstick, tests.stats.reference, judges the counters against the
+same facts (SPEC §5).
 """
 
 from dataclasses import dataclass, field
@@ -50,16 +51,6 @@ class DossierFacts:
                 due = calendar.add_working_time(due, calendar.working_time_between(pause.start, pause.end))
                 steps.append((pause.end, due))
         return steps
-
-
-def final_due(facts: DossierFacts, calendar: WorkingCalendar) -> datetime:
-    """The due date as the dossier's row holds it: moved by every pause, including one the end cut
-    short (SPEC §3: the office is not late for the time the citizen owed papers)."""
-    due = facts.due_steps(calendar)[-1][1]
-    for pause in facts.pauses:
-        if not pause.resumed and pause.end is not None:
-            due = calendar.add_working_time(due, calendar.working_time_between(pause.start, pause.end))
-    return due
 
 
 def _overdue_spans(facts: DossierFacts, calendar: WorkingCalendar) -> list[tuple[datetime, datetime | None]]:

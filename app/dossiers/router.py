@@ -1,4 +1,5 @@
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, get_args
 
 from fastapi import APIRouter, Query, Request, Response, status
 
@@ -16,7 +17,7 @@ from app.core.security import Principal
 from app.core.timezone import utcnow
 from app.dossiers import service
 from app.dossiers.deps import DossierReader, DossierWriter, ReadableDossier
-from app.dossiers.dvcqg import MAX_RECORDS, SyncBody, SyncResult
+from app.dossiers.dvcqg import MAX_RECORDS, RecordResult, RecordStatus, SyncBody, SyncResult
 from app.dossiers.ingestion.events import ingest
 from app.dossiers.ingestion.records import ingest_records
 from app.dossiers.ingestion.work import Sender
@@ -31,8 +32,10 @@ from app.dossiers.schemas import (
     DossierSummary,
     EventBatch,
     EventResult,
+    EventStatus,
     PendingEvent,
     PublicDossier,
+    ResultStatus,
     TimelineEntry,
 )
 from app.units.access import listing_scope
@@ -48,18 +51,31 @@ public_router = APIRouter(
 BATCH_PATHS = frozenset({"/api/v1/dossier-events/batch", "/api/v1/sync/dvcqg"})
 
 
-_OUTCOMES = ("created", "updated", "pending", "duplicate", "error")
-_STATUS_CODES = {"created": 201, "updated": 200, "pending": 202, "duplicate": 200}
+_EVENT_STATUSES: tuple[ResultStatus, ...] = get_args(EventStatus)
+_RECORD_STATUSES: tuple[ResultStatus, ...] = get_args(RecordStatus)
+_STATUS_CODES = {
+    ResultStatus.created: 201,
+    ResultStatus.updated: 200,
+    ResultStatus.pending: 202,
+    ResultStatus.duplicate: 200,
+}
+
+
+def _counts(
+    statuses: tuple[ResultStatus, ...], results: Sequence[EventResult | RecordResult]
+) -> dict[str, int]:
+    """How many items were answered with each status: the audit log's detail of a request."""
+    return {status: sum(1 for r in results if r.status == status) for status in statuses}
 
 
 async def _ingest(
     session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request, items: list[Any]
 ) -> list[EventResult]:
     results = await ingest(Sender(session, writer, calendar, request.app.state.settings.secret_key), items)
-    counts = {kind: sum(1 for r in results if r.status == kind) for kind in _OUTCOMES}
-    for outcome, number in counts.items():
-        request.app.state.metrics.events.labels(outcome).inc(number)
-    if counts["created"] or counts["updated"] or counts["pending"]:
+    counts = _counts(_EVENT_STATUSES, results)
+    for result_status, number in counts.items():
+        request.app.state.metrics.events.labels(result_status).inc(number)
+    if counts[ResultStatus.created] or counts[ResultStatus.updated] or counts[ResultStatus.pending]:
         # Each event row records its client and request id; the audit log keeps one line per request.
         await record(session, writer, "ingest", "dossier_events", request.state.request_id, counts)
     return results
@@ -82,7 +98,7 @@ async def ingest_dossier_event(
     session: SessionDep, writer: DossierWriter, calendar: CalendarDep, event: DossierEventIn, request: Request
 ) -> Response:
     (result,) = await _ingest(session, writer, calendar, request, [event])
-    if result.status == "error":
+    if result.status is ResultStatus.error:
         assert result.problem is not None
         # The event is the request's body here: its fields are named as the request's own.
         return problem_answer(result.problem.located("body"))
@@ -91,7 +107,7 @@ async def ingest_dossier_event(
         status_code=_STATUS_CODES[result.status],
         media_type="application/json",
     )
-    if result.status == "created":
+    if result.status is ResultStatus.created:
         # An event has no URL of its own: it is read in its dossier's timeline, from the dossier.
         locate(request, response, "get_dossier", code=event.dossier_code)
     return response
@@ -130,11 +146,8 @@ async def sync_dvcqg_records(
 ) -> SyncResult:
     sender = Sender(session, writer, calendar, request.app.state.settings.secret_key)
     results = await ingest_records(sender, body.data)
-    counts = {
-        kind: sum(1 for r in results if r.status == kind)
-        for kind in ("created", "updated", "unchanged", "error")
-    }
-    if counts["created"] or counts["updated"]:
+    counts = _counts(_RECORD_STATUSES, results)
+    if counts[ResultStatus.created] or counts[ResultStatus.updated]:
         await record(session, writer, "sync", "dossier_events", request.state.request_id, counts)
     return SyncResult(results=results)
 

@@ -1,4 +1,5 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -8,7 +9,7 @@ from app.core.codes import UnitCode
 from app.core.documented import DocumentedAs
 from app.core.errors import FieldError, Problem
 from app.core.hygiene import text_without_controls
-from app.core.timezone import utcnow
+from app.core.timezone import FUTURE_TOLERANCE, utcnow
 from app.dossiers.lifecycle import EventType, Status
 from app.dossiers.models import OnlineLevel, Outcome
 from app.procedures.models import Channel
@@ -19,8 +20,6 @@ MAX_BATCH = 1000
 TIMELINE_SHOWN = 100
 CORRECTIONS_SHOWN = 20
 MAX_REVISION = 2**31 - 1
-# Clocks of sending systems drift; an event further ahead than this is a mistake.
-FUTURE_TOLERANCE = timedelta(minutes=5)
 
 DossierCode = Annotated[
     str,
@@ -140,9 +139,32 @@ class EventBatch(BaseModel):
     events: list[Annotated[Any, DocumentedAs(DossierEventIn)]] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+class ResultStatus(StrEnum):
+    """How one item of a request was answered: the ``status`` of an event's result (``EventStatus``)
+    and of a portal record's (app.dossiers.dvcqg.RecordStatus)."""
+
+    created = "created"
+    updated = "updated"
+    pending = "pending"
+    duplicate = "duplicate"
+    unchanged = "unchanged"
+    error = "error"
+
+
+# The members an event is answered with. A Literal of them, not the enum: the field's schema stays
+# the inline list of its values (the enum would add a component, and `unchanged`, a record's only).
+EventStatus = Literal[
+    ResultStatus.created,
+    ResultStatus.updated,
+    ResultStatus.pending,
+    ResultStatus.duplicate,
+    ResultStatus.error,
+]
+
+
 class EventResult(BaseModel):
     event_id: str | None
-    status: Literal["created", "updated", "pending", "duplicate", "error"] = Field(
+    status: EventStatus = Field(
         description="`created`: stored and applied to its dossier; `updated`: a correction or "
         "cancellation replaced the stored event; `pending`: stored, waiting for the dossier's "
         "reception (or for an event still missing that it follows); `duplicate`: a resend, or an "

@@ -16,6 +16,7 @@ from app.core.pagination import PageParams, SortKey, Window, cursors_for, keyset
 from app.core.timezone import start_of_day, utcnow
 from app.dossiers.lifecycle import NATIONAL_STATUS_NAMES_VI, STATUS_NAMES_VI, Status
 from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection
+from app.dossiers.open_dossiers import is_past_due, past_due
 from app.dossiers.schemas import (
     CORRECTIONS_SHOWN,
     TIMELINE_SHOWN,
@@ -28,7 +29,6 @@ from app.dossiers.schemas import (
 )
 
 _DOSSIERS: Table = Dossier.__table__  # type: ignore[assignment]
-OPEN_STATUSES = (Status.received, Status.processing)
 
 
 def lookup_hash(secret_key: str, dossier_code: str, secret: str) -> str:
@@ -42,7 +42,6 @@ def lookup_hash(secret_key: str, dossier_code: str, secret: str) -> str:
 def summary(dossier: Dossier, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     status = dossier.status
-    overdue = status in OPEN_STATUSES and dossier.due_at is not None and dossier.due_at < now
     return {
         **{
             column.name: getattr(dossier, column.name)
@@ -53,7 +52,7 @@ def summary(dossier: Dossier, now: datetime | None = None) -> dict[str, Any]:
         "status_name_vi": STATUS_NAMES_VI[status],
         "national_status": int(status),
         "national_status_vi": NATIONAL_STATUS_NAMES_VI[int(status)],
-        "overdue": overdue,
+        "overdue": is_past_due(dossier, now),
         "waiting_supplement": status is Status.waiting_supplement,
     }
 
@@ -208,7 +207,7 @@ async def list_dossiers(
     if filters.overdue:
         deadline = min(deadline, utcnow()) if deadline else utcnow()
     if deadline is not None:
-        query = query.where(Dossier.status.in_([int(s) for s in OPEN_STATUSES]), Dossier.due_at < deadline)
+        query = query.where(past_due(deadline))
     return await keyset_window(session, query, _BY_CODE, page, lambda dossier: [dossier.code])
 
 

@@ -3,7 +3,7 @@
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +16,7 @@ from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import Principal
 from app.core.timezone import utcnow
+from app.core.workflow import Workflow, apply, ensure_in_order, moment
 from app.dossiers.lifecycle import Status
 from app.dossiers.models import Dossier, DossierRating
 from app.dossiers.service import lookup_hash
@@ -32,17 +33,31 @@ from app.procedures.models import Procedure
 from app.units.access import ensure_reach
 from app.units.models import Unit
 
-F = FeedbackState
 # The 766 deadlines, in working days: reject 2, ask for information 5, answer 15, publish 2 after.
 REJECT_DAYS, INFO_DAYS, ANSWER_DAYS, PUBLISH_DAYS = 2, 5, 15, 2
-ALLOWED: dict[FeedbackState, set[FeedbackState]] = {
-    F.received: {F.processing, F.info_requested, F.rejected, F.answered},
-    F.processing: {F.info_requested, F.rejected, F.answered},
-    F.info_requested: {F.processing, F.rejected, F.answered},
-    F.answered: {F.published},
-}
-OPEN = {F.received, F.processing, F.info_requested}
-FUTURE_TOLERANCE = timedelta(minutes=5)
+WORKFLOW = Workflow[FeedbackState](
+    "Feedback",
+    {
+        FeedbackState.received: {
+            FeedbackState.processing,
+            FeedbackState.info_requested,
+            FeedbackState.rejected,
+            FeedbackState.answered,
+        },
+        FeedbackState.processing: {
+            FeedbackState.info_requested,
+            FeedbackState.rejected,
+            FeedbackState.answered,
+        },
+        FeedbackState.info_requested: {
+            FeedbackState.processing,
+            FeedbackState.rejected,
+            FeedbackState.answered,
+        },
+        FeedbackState.answered: {FeedbackState.published},
+    },
+)
+OPEN = {FeedbackState.received, FeedbackState.processing, FeedbackState.info_requested}
 
 
 def _deadline(calendar: WorkingCalendar, start: datetime, days: int) -> datetime:
@@ -57,7 +72,7 @@ def _content_hash(data: FeedbackCreate) -> str:
 def is_overdue(feedback: Feedback, now: datetime) -> bool:
     if feedback.state in OPEN:
         return feedback.answer_due_at < now
-    if feedback.state == F.answered and feedback.publish_due_at is not None:
+    if feedback.state == FeedbackState.answered and feedback.publish_due_at is not None:
         return feedback.publish_due_at < now
     return False
 
@@ -104,13 +119,11 @@ async def receive(
         raise InvalidInput.for_field("body.procedure_code", "Feedback on a procedure names it", "missing")
     if data.subject is FeedbackSubject.officer and data.officer is None:
         raise InvalidInput.for_field("body.officer", "Feedback on an officer names the officer", "missing")
-    received_at = (data.received_at or utcnow()).astimezone(UTC)
-    if received_at > utcnow() + FUTURE_TOLERANCE:
-        raise InvalidInput.for_field("body.received_at", "received_at lies in the future", "in_future")
+    received_at = moment(data.received_at, "received_at")
     feedback = Feedback(
         **data.model_dump(mode="json", exclude={"received_at"}),
         content_hash=digest,
-        state=F.received.value,
+        state=FeedbackState.received.value,
         received_at=received_at,
         reject_due_at=_deadline(calendar, received_at, REJECT_DAYS),
         info_due_at=_deadline(calendar, received_at, INFO_DAYS),
@@ -170,45 +183,34 @@ async def transition(
     actor: Principal,
     calendar: WorkingCalendar,
 ) -> Feedback:
-    current = feedback.state
-    if data.to not in ALLOWED.get(current, set()):
-        raise Conflict(f"Feedback cannot go from {current.value} to {data.to.value}")
-    now = utcnow()
-    at = (data.occurred_at or now).astimezone(UTC)
-    if at > now + FUTURE_TOLERANCE:
-        raise InvalidInput.for_field("body.occurred_at", "occurred_at lies in the future", "in_future")
-    if at < feedback.received_at:
-        raise InvalidInput.for_field(
-            "body.occurred_at", "occurred_at is before the reception", "out_of_order"
-        )
+    WORKFLOW.ensure_allowed(feedback.state, data.to)
+    at = moment(data.occurred_at)
+    ensure_in_order(at, feedback.received_at, "occurred_at is before the reception")
     deadline: datetime | None = {
-        F.rejected: feedback.reject_due_at,
-        F.info_requested: feedback.info_due_at,
-        F.answered: feedback.answer_due_at,
-        F.published: feedback.publish_due_at,
+        FeedbackState.rejected: feedback.reject_due_at,
+        FeedbackState.info_requested: feedback.info_due_at,
+        FeedbackState.answered: feedback.answer_due_at,
+        FeedbackState.published: feedback.publish_due_at,
     }.get(data.to)
-    if data.to is F.rejected:
+    if data.to is FeedbackState.rejected:
         feedback.rejected_at = at
-    elif data.to is F.info_requested:
+    elif data.to is FeedbackState.info_requested:
         feedback.info_requested_at = at
-    elif data.to is F.answered:
+    elif data.to is FeedbackState.answered:
         feedback.answered_at = at
         feedback.publish_due_at = _deadline(calendar, at, PUBLISH_DAYS)
-    elif data.to is F.published:
+    elif data.to is FeedbackState.published:
         feedback.published_at = at
-    session.add(
-        FeedbackTransition(
-            feedback_id=feedback.id,
-            from_state=current,
-            to_state=data.to,
-            client_name=actor.name,
-            occurred_at=at,
-            comment=data.comment,
-            within_deadline=None if deadline is None else at <= deadline,
-        )
+    row = FeedbackTransition(
+        feedback_id=feedback.id,
+        from_state=feedback.state,
+        to_state=data.to,
+        client_name=actor.name,
+        occurred_at=at,
+        comment=data.comment,
+        within_deadline=None if deadline is None else at <= deadline,
     )
-    feedback.state = data.to
-    await session.flush()
+    await apply(session, feedback, row)
     return feedback
 
 

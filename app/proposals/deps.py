@@ -1,4 +1,5 @@
-"""Request dependencies of the proposal routes: who may draft or decide, and the proposal of the path."""
+"""Request dependencies of the proposal routes: who may draft or decide, the draft of the body and the
+proposal of the path, each within the client's reach."""
 
 from dataclasses import dataclass
 from typing import Annotated
@@ -9,9 +10,10 @@ from app.clients.deps import require_any
 from app.core.db import SAFE_METHODS, RowId, SessionDep
 from app.core.errors import Forbidden
 from app.core.security import Principal, Scope
+from app.procedures.models import Procedure
 from app.proposals import service
-from app.proposals.models import Proposal
-from app.proposals.schemas import TransitionIn
+from app.proposals.models import Proposal, ProposalState
+from app.proposals.schemas import ProposalCreate, ProposalCreateBody, TransitionIn
 from app.units.access import ensure_reach
 
 # Drafting and deciding both need a key; which transitions a key may make depends on its scopes.
@@ -29,6 +31,25 @@ async def drafter(client: ProposalClient, request: Request) -> Principal:
 ProposalDrafter = Annotated[Principal, Depends(drafter)]
 
 
+@dataclass(frozen=True)
+class ProposalDraft:
+    data: ProposalCreate
+    procedure: Procedure
+
+
+async def reachable_draft(
+    session: SessionDep, client: ProposalDrafter, data: ProposalCreateBody
+) -> ProposalDraft:
+    """The proposal sent, its procedure and unit known (422) and its unit within the drafter's
+    binding (403 naming the binding)."""
+    procedure = await service.named_procedure(session, data)
+    await ensure_reach(session, client, data.unit_code)
+    return ProposalDraft(data, procedure)
+
+
+ReachableDraft = Annotated[ProposalDraft, Depends(reachable_draft)]
+
+
 async def reachable_proposal(
     session: SessionDep, client: ProposalClient, proposal_id: RowId, request: Request
 ) -> Proposal:
@@ -42,6 +63,19 @@ async def reachable_proposal(
 
 
 ReachableProposal = Annotated[Proposal, Depends(reachable_proposal)]
+
+
+def _ensure_reach_of_decision(actor: Principal, to: ProposalState) -> None:
+    """Implementing changes the catalogue, which is national: only a decider bound to no unit may
+    (403 otherwise). A bound decider approves or rejects the proposals of its subtree
+    (``reachable_proposal`` keeps it to them); the approved proposal then waits for a national
+    decider."""
+    if to is ProposalState.implemented and actor.unit_code is not None:
+        raise Forbidden(
+            "Implementing a proposal changes the national catalogue and needs a decider bound to no "
+            f"unit; this client is bound to unit {actor.unit_code}, so it may approve or reject the "
+            "proposals of that unit's subtree and leave implementing to a national decider"
+        )
 
 
 @dataclass(frozen=True)
@@ -58,9 +92,9 @@ async def permitted_transition(
     holds the scope it needs (403): submitting and withdrawing need proposals:write, approving,
     rejecting and implementing proposals:decide; implementing also a client bound to no unit (403),
     as the catalogue it changes is national (SPEC §7)."""
-    service.ensure_allowed(proposal, data.to)
+    service.WORKFLOW.ensure_allowed(proposal.state, data.to)
     needed = Scope.proposals_decide if data.to in service.DECISIONS else Scope.proposals_write
     if not client.has(needed):
         raise Forbidden(f"Moving a proposal to {data.to.value} needs the scope {needed.value}")
-    service.ensure_reach_of_decision(client, data.to)
+    _ensure_reach_of_decision(client, data.to)
     return PermittedTransition(proposal, data, client)

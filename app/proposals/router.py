@@ -13,11 +13,11 @@ from app.proposals.deps import (
     PermittedTransition,
     ProposalClient,
     ProposalDrafter,
+    ReachableDraft,
     ReachableProposal,
     permitted_transition,
 )
 from app.proposals.schemas import (
-    ProposalCreateBody,
     ProposalQuery,
     ProposalRead,
     ProposalUpdate,
@@ -36,9 +36,9 @@ router = APIRouter(prefix="/api/v1/proposals", tags=["proposals"])
     summary="Draft a reform proposal (phương án đơn giản hóa, bãi bỏ, giảm lệ phí)",
 )
 async def create_proposal(
-    session: SessionDep, client: ProposalDrafter, data: ProposalCreateBody, request: Request
+    session: SessionDep, client: ProposalDrafter, draft: ReachableDraft, request: Request
 ) -> Response:
-    proposal = await service.create_proposal(session, data, client)
+    proposal = await service.create_proposal(session, draft.data, draft.procedure)
     await record(session, client, "create", "proposal", proposal.id)
     response = cached_json(
         request, await service.read(session, proposal), status_code=status.HTTP_201_CREATED

@@ -1,6 +1,6 @@
 """Reform proposals: rules of the workflow and the changes they make to the catalogue."""
 
-from datetime import UTC, date, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -9,10 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.core.db import load_for_update, where_equal
-from app.core.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound
+from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import Principal
-from app.core.timezone import local, start_of_day, utcnow
+from app.core.timezone import local, start_of_day
+from app.core.workflow import Workflow, apply, ensure_in_order, moment
 from app.procedures import service as catalogue
 from app.procedures.models import Procedure
 from app.procedures.schemas import ProcedureUpdate
@@ -25,18 +26,18 @@ from app.proposals.schemas import (
     TransitionIn,
     TransitionRead,
 )
-from app.units.access import ensure_reach
 from app.units.models import Unit
 
-S = ProposalState
-ALLOWED: dict[ProposalState, set[ProposalState]] = {
-    S.draft: {S.submitted, S.withdrawn},
-    S.submitted: {S.approved, S.rejected, S.withdrawn},
-    S.approved: {S.implemented},
-}
-DECISIONS = {S.approved, S.rejected, S.implemented}
-OPEN = {S.draft, S.submitted, S.approved}
-FUTURE_TOLERANCE = timedelta(minutes=5)
+WORKFLOW = Workflow[ProposalState](
+    "A proposal",
+    {
+        ProposalState.draft: {ProposalState.submitted, ProposalState.withdrawn},
+        ProposalState.submitted: {ProposalState.approved, ProposalState.rejected, ProposalState.withdrawn},
+        ProposalState.approved: {ProposalState.implemented},
+    },
+)
+DECISIONS = {ProposalState.approved, ProposalState.rejected, ProposalState.implemented}
+OPEN = {ProposalState.draft, ProposalState.submitted, ProposalState.approved}
 
 
 def savings(proposal: Proposal) -> int | None:
@@ -119,7 +120,9 @@ async def _check_abolish(
         raise Conflict(f"An open proposal to abolish {procedure.code!r} at {level} level exists already")
 
 
-async def create_proposal(session: AsyncSession, data: ProposalCreate, actor: Principal) -> Proposal:
+async def named_procedure(session: AsyncSession, data: ProposalCreate) -> Procedure:
+    """The procedure the proposal names, carried out at its level, and its unit: both must exist
+    (422 otherwise). Checked before the drafter's reach, so that a bad reference is a 422 whoever sends it."""
     procedure = await session.get(Procedure, data.procedure_code)
     if procedure is None:
         raise InvalidInput.for_field(
@@ -135,7 +138,12 @@ async def create_proposal(session: AsyncSession, data: ProposalCreate, actor: Pr
         raise InvalidInput.for_field(
             "body.unit_code", f"Unit {data.unit_code!r} does not exist", "unknown_reference"
         )
-    await ensure_reach(session, actor, data.unit_code)
+    return procedure
+
+
+async def create_proposal(session: AsyncSession, data: ProposalCreate, procedure: Procedure) -> Proposal:
+    """A draft of the proposal sent, whose references the route's dependency resolved to
+    ``procedure`` and whose unit it found within the drafter's reach (``deps.reachable_draft``)."""
     _check_change(data.kind, data.change, procedure)
     if data.kind is ProposalKind.abolish:
         await _check_abolish(session, procedure, data.level.value, None)
@@ -143,7 +151,7 @@ async def create_proposal(session: AsyncSession, data: ProposalCreate, actor: Pr
         **data.model_dump(mode="json", exclude={"effective_from"}),
         effective_from=data.effective_from,
         sector_code=procedure.sector_code,
-        state=S.draft.value,
+        state=ProposalState.draft.value,
     )
     session.add(proposal)
     await session.flush()
@@ -151,7 +159,7 @@ async def create_proposal(session: AsyncSession, data: ProposalCreate, actor: Pr
 
 
 async def update_proposal(session: AsyncSession, proposal: Proposal, patch: ProposalUpdate) -> Proposal:
-    if proposal.state != S.draft:
+    if proposal.state != ProposalState.draft:
         raise Conflict(f"Proposal {proposal.id} is {proposal.state}; only a draft can be edited")
     changes = patch.model_dump(exclude_unset=True)
     if "change" in changes:
@@ -166,59 +174,30 @@ async def update_proposal(session: AsyncSession, proposal: Proposal, patch: Prop
     return proposal
 
 
-def ensure_allowed(proposal: Proposal, to: ProposalState) -> None:
-    """The workflow: which state may follow which (409 otherwise)."""
-    current = proposal.state
-    if to not in ALLOWED.get(current, set()):
-        raise Conflict(f"A proposal cannot go from {current.value} to {to.value}")
-
-
-def ensure_reach_of_decision(actor: Principal, to: ProposalState) -> None:
-    """Implementing changes the catalogue, which is national: only a decider bound to no unit may
-    (403 otherwise). A bound decider approves or rejects the proposals of its subtree (the route
-    keeps it to them); the approved proposal then waits for a national decider."""
-    if to is S.implemented and actor.unit_code is not None:
-        raise Forbidden(
-            "Implementing a proposal changes the national catalogue and needs a decider bound to no "
-            f"unit; this client is bound to unit {actor.unit_code}, so it may approve or reject the "
-            "proposals of that unit's subtree and leave implementing to a national decider"
-        )
-
-
 async def transition(
     session: AsyncSession, proposal: Proposal, data: TransitionIn, actor: Principal
 ) -> Proposal:
-    """Move the proposal (the actor's scope for this move was checked by the route's dependency)."""
-    ensure_allowed(proposal, data.to)
-    ensure_reach_of_decision(actor, data.to)
-    current = proposal.state
-    now = utcnow()
-    at = (data.occurred_at or now).astimezone(UTC)
-    if at > now + FUTURE_TOLERANCE:
-        raise InvalidInput.for_field("body.occurred_at", "occurred_at lies in the future", "in_future")
+    """Move the proposal by a move the route's dependency permitted (``deps.permitted_transition``:
+    allowed from its state, the actor's scope and reach); the proposal was locked before that check,
+    so its state is still the one checked."""
+    at = moment(data.occurred_at)
     last = await session.scalar(
         select(func.max(ProposalTransition.occurred_at)).where(ProposalTransition.proposal_id == proposal.id)
     )
-    if last is not None and at < last:
-        raise InvalidInput.for_field(
-            "body.occurred_at", "Transitions must come in time order", "out_of_order"
-        )
-    if data.to is S.submitted:
+    ensure_in_order(at, last, "Transitions must come in time order")
+    if data.to is ProposalState.submitted:
         proposal.submitted_at = at
-    if data.to is S.implemented:
+    if data.to is ProposalState.implemented:
         await _implement(session, proposal, local(at).date(), actor)
-    session.add(
-        ProposalTransition(
-            proposal_id=proposal.id,
-            from_state=current,
-            to_state=data.to,
-            client_name=actor.name,
-            occurred_at=at,
-            comment=data.comment,
-        )
+    row = ProposalTransition(
+        proposal_id=proposal.id,
+        from_state=proposal.state,
+        to_state=data.to,
+        client_name=actor.name,
+        occurred_at=at,
+        comment=data.comment,
     )
-    proposal.state = data.to
-    await session.flush()
+    await apply(session, proposal, row)
     return proposal
 
 

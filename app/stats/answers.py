@@ -10,6 +10,7 @@ from app.core.config import Index766Settings
 from app.stats import service
 from app.stats.definitions import COUNT_NAMES, RATE_NAMES, percentage, rates
 from app.stats.feedback import SATISFIED, feedback_counts, index_inputs, satisfaction_counts
+from app.stats.groups import Key
 from app.stats.index766 import scorecard
 from app.stats.proposals import proposal_counts
 from app.stats.schemas import (
@@ -22,7 +23,6 @@ from app.stats.schemas import (
     ProposalStats,
     SeriesPoint,
 )
-from app.stats.service import Key
 
 
 @dataclass(frozen=True)

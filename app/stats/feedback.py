@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.calendar.periods import Period
 from app.dossiers.models import Dossier, DossierRating, SatisfactionLevel
 from app.feedback.models import Feedback
+from app.stats.groups import Key, group_key
 from app.stats.index766 import Inputs
 from app.stats.schemas import FeedbackCounts
 from app.stats.service import as_of
@@ -18,7 +19,6 @@ from app.stats.service import as_of
 UNSATISFIED = {SatisfactionLevel.unsatisfied.value, SatisfactionLevel.very_unsatisfied.value}
 SATISFIED = {SatisfactionLevel.very_satisfied.value, SatisfactionLevel.satisfied.value}
 FEEDBACK_GROUPS = ("subject", "channel")
-Key = tuple[tuple[str, str], ...]
 
 
 async def feedback_counts(
@@ -42,7 +42,7 @@ async def feedback_counts(
     total = dict.fromkeys(names, 0)
     for item in feedback:
         values = {"subject": item.subject, "channel": item.channel}
-        key: Key = tuple((name, values[name]) for name in group_by)
+        key = group_key(values, group_by)
         closed_at = item.answered_at or item.rejected_at
         counts = {
             "received": start <= item.received_at,

@@ -29,18 +29,21 @@ from app.core.errors import NotFound
 from app.dossiers.counters import ALL, COUNTERS, NO_SECTOR, DossierCounter
 from app.dossiers.lifecycle import Status
 from app.dossiers.models import Dossier
+from app.dossiers.open_dossiers import is_open, past_due
 from app.stats.definitions import add, counts_from_prefixes
+from app.stats.groups import Key, group_key
 from app.units.models import Unit
+from app.units.subtree import subtree
 
 GROUPINGS = ("unit_level", "unit", "sector", "procedure")
 
 
 async def unit_scope(session: AsyncSession, code: str | None) -> dict[str, str]:
-    """The units a statistic covers, with their levels: ``code`` and its descendants, or all."""
+    """The units a statistic covers, with their levels: ``code`` and its descendants
+    (app.units.subtree), or all."""
     if code is None:
         return {code: level for code, level in await session.execute(select(Unit.code, Unit.level))}
-    scope = select(Unit.code, Unit.level).where(Unit.code == code).cte("scope", recursive=True)
-    scope = scope.union_all(select(Unit.code, Unit.level).join(scope, Unit.parent_code == scope.c.code))
+    scope = subtree(code)
     found = {row.code: row.level for row in await session.execute(select(scope.c.code, scope.c.level))}
     if not found:
         raise NotFound(f"Unit {code!r} does not exist")
@@ -88,7 +91,13 @@ def _period_statement(by_procedure: bool) -> Select[*tuple[Any, ...]]:
 # Built once: composing 34 aggregates is most of a request's Python time otherwise.
 _PERIOD_STATEMENTS = {by_procedure: _period_statement(by_procedure) for by_procedure in (False, True)}
 
-Key = tuple[tuple[str, str], ...]
+
+def _dossier_group(
+    units: dict[str, str], group_by: Sequence[str], unit: str, sector: str, procedure: str
+) -> Key:
+    """The group (``GROUPINGS``) of the dossiers of a unit of ``units``, a sector and a procedure."""
+    values = {"unit_level": units[unit], "unit": unit, "sector": sector, "procedure": procedure}
+    return group_key(values, group_by)
 
 
 LiveRow = tuple[str, str, str, int, int]
@@ -102,9 +111,8 @@ async def live_state(session: AsyncSession, units: dict[str, str], now: datetime
     Read from the dossiers as they stand (their due dates include every pause so far), so that a
     dossier received a minute ago with a day to go is not overdue, and one whose due date passed
     a minute ago is."""
-    open_statuses = [int(Status.received), int(Status.processing), int(Status.waiting_supplement)]
     waiting = case((Dossier.status == int(Status.waiting_supplement), 1), else_=0)
-    overdue = case((and_(Dossier.status != int(Status.waiting_supplement), Dossier.due_at < now), 1), else_=0)
+    overdue = case((past_due(now), 1), else_=0)
     await plan_with_values(session)
     rows = await session.execute(
         select(
@@ -116,7 +124,7 @@ async def live_state(session: AsyncSession, units: dict[str, str], now: datetime
         )
         .where(
             Dossier.unit_code.in_(list(units)),
-            Dossier.status.in_(open_statuses),
+            is_open(),
             Dossier.received_at < now,
         )
         .group_by(Dossier.unit_code, Dossier.sector_code, Dossier.procedure_code)
@@ -152,8 +160,7 @@ async def _add_due_in_period(
         .group_by(Dossier.unit_code, Dossier.sector_code, Dossier.procedure_code)
     )
     for unit, sector, procedure, due, due_on_time in found:
-        values = {"unit_level": units[unit], "unit": unit, "sector": sector, "procedure": procedure}
-        key = tuple((name, values[name]) for name in group_by)
+        key = _dossier_group(units, group_by, unit, sector, procedure)
         for counts in (rows.setdefault(key, dict.fromkeys(total, 0)), total):
             counts["due_in_period"] += int(due)
             counts["due_in_period_on_time"] += int(due_on_time or 0)
@@ -192,9 +199,7 @@ async def period_counts(
         unit, sector, procedure = row[0], row[1], row[2]
         start = {c: int(v or 0) for c, v in zip(COUNTERS, row[3 : 3 + width], strict=True)}
         end = {c: int(v or 0) for c, v in zip(COUNTERS, row[3 + width :], strict=True)}
-        values = {"unit_level": units[unit], "unit": unit, "sector": sector, "procedure": procedure}
-        key: Key = tuple((name, values[name]) for name in group_by)
-        group = prefixes.setdefault(key, ({}, {}))
+        group = prefixes.setdefault(_dossier_group(units, group_by, unit, sector, procedure), ({}, {}))
         for target, source in (
             (group[0], start),
             (group[1], end),
@@ -212,8 +217,7 @@ async def period_counts(
         for counts in (*rows.values(), total):
             counts["waiting_supplement"] = counts["in_progress_overdue"] = 0
         for unit, sector, procedure, waiting, overdue in live:
-            values = {"unit_level": units[unit], "unit": unit, "sector": sector, "procedure": procedure}
-            key = tuple((name, values[name]) for name in group_by)
+            key = _dossier_group(units, group_by, unit, sector, procedure)
             for counts in (rows.setdefault(key, dict.fromkeys(total, 0)), total):
                 counts["waiting_supplement"] += waiting
                 counts["in_progress_overdue"] += overdue

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import Forbidden, NotFound
 from app.core.security import Principal
 from app.units.models import Unit
+from app.units.subtree import subtree
 
 
 async def unit_lineage(session: AsyncSession, code: str) -> list[str]:
@@ -20,10 +21,9 @@ async def unit_lineage(session: AsyncSession, code: str) -> list[str]:
 
 
 async def subtree_codes(session: AsyncSession, code: str) -> set[str]:
-    """The unit's code and the codes of all its descendants."""
-    subtree = select(Unit.code).where(Unit.code == code).cte("subtree", recursive=True)
-    subtree = subtree.union_all(select(Unit.code).join(subtree, Unit.parent_code == subtree.c.code))
-    return set((await session.scalars(select(subtree.c.code))).all())
+    """The unit's code and the codes of all its descendants (app.units.subtree)."""
+    units = subtree(code)
+    return set((await session.scalars(select(units.c.code))).all())
 
 
 async def is_within(session: AsyncSession, code: str, ancestor: str) -> bool:

@@ -35,6 +35,21 @@ async def test_admin_creates_client_whose_key_works_and_is_shown_once(
     assert secret not in (await client.get(CLIENTS, headers=admin)).text
 
 
+async def test_a_created_client_carries_the_etag_its_reading_has(
+    client: AsyncClient, api_key: KeyFactory
+) -> None:
+    admin = await api_key("admin")
+    created = await client.post(
+        CLIENTS, json={"name": "national-portal", "scopes": ["units:write"]}, headers=admin
+    )
+    assert created.status_code == 201
+    etag = created.headers["ETag"]
+    url = f"{CLIENTS}/{created.json()['id']}"
+    # The key is in the created answer only: the tag is that of the client as it is read.
+    assert (await client.get(url, headers=admin)).headers["ETag"] == etag
+    assert (await client.get(url, headers={**admin, "If-None-Match": etag})).status_code == 304
+
+
 async def test_client_gets_more_keys_and_each_is_revocable(client: AsyncClient, api_key: KeyFactory) -> None:
     admin = await api_key("admin")
     created = (await client.post(CLIENTS, json={"name": "app", "scopes": ["admin"]}, headers=admin)).json()

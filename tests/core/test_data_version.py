@@ -7,8 +7,8 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
-from app.core.data_version import current_version
 from app.main import create_app
+from tests.core.data_version import current_version
 
 
 async def version(app: FastAPI) -> int:

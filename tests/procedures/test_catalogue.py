@@ -33,6 +33,19 @@ async def test_sectors_are_created_listed_and_renamed(writer: AsyncClient, clien
     assert (await client.get("/api/v1/sectors/none")).status_code == 404
 
 
+async def test_a_created_sector_carries_the_etag_of_its_representation(
+    writer: AsyncClient, client: AsyncClient
+) -> None:
+    created = await writer.post("/api/v1/sectors", json={"code": "tu-phap", "name": "Tư pháp"})
+    assert created.status_code == 201
+    etag = created.headers["ETag"]
+    assert (await client.get("/api/v1/sectors/tu-phap", headers={"If-None-Match": etag})).status_code == 304
+    renamed = await writer.patch(
+        "/api/v1/sectors/tu-phap", json={"name": "Hộ tịch"}, headers={"If-Match": etag}
+    )
+    assert renamed.status_code == 200, renamed.text
+
+
 @pytest.mark.usefixtures("sectors")
 async def test_create_and_read_a_procedure(writer: AsyncClient, client: AsyncClient) -> None:
     payload = procedure("1.000894", "Đăng ký kết hôn", processing_time={"value": 0.5, "unit": "working_days"})

@@ -30,9 +30,9 @@ from app.dossiers.ingestion.work import Sender
 from app.dossiers.lifecycle import DossierState, Reception
 from app.dossiers.models import Dossier, Outcome
 from app.main import create_app
-from app.stats.reference import reference_counts
 from app.stats.service import unit_scope
 from tests.conftest import assert_counters_equal_a_rebuild
+from tests.stats.reference import reference_counts
 
 UNITS = [
     {"code": "31", "name": "Hải Phòng", "level": "province"},

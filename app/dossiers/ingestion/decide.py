@@ -43,6 +43,7 @@ from app.dossiers.ingestion.catalogue import Catalogue
 from app.dossiers.ingestion.work import Answer, Arrival, Stored
 from app.dossiers.lifecycle import DossierState, EventType, Mark, OutOfSequence, Reception
 from app.dossiers.models import Outcome
+from app.dossiers.schemas import ResultStatus
 
 # Events arriving now sort after every stored one of the same instant ("then by arrival").
 _ARRIVING = 1 << 53
@@ -127,12 +128,12 @@ def decide(dossier: Dossier, context: Context) -> DossierDecision:
     for arrival in dossier.arrivals:
         refused = _refused_before(dossier, arrival, context)
         if refused is not None:
-            answers[arrival.group] = Answer("error", refused)
+            answers[arrival.group] = Answer(ResultStatus.error, refused)
         elif arrival.cancelled and arrival.target is None:
             # Revisions arrive out of order too: kept as cancelled, the event that arrives later
             # is an older revision, and changes nothing.
             kept.append((arrival, Verdict(Outcome.cancelled)))
-            answers[arrival.group] = Answer("updated")
+            answers[arrival.group] = Answer(ResultStatus.updated)
         else:
             arrivals.append(arrival)
     if not arrivals and not dossier.replayed:
@@ -140,12 +141,12 @@ def decide(dossier: Dossier, context: Context) -> DossierDecision:
     if not dossier.replayed:
         fast = _in_order(dossier, arrivals, context)
         if fast is not None:
-            state, marks, outcomes = fast
-            for arrival, problem in outcomes:
+            state, marks, refusals = fast
+            for arrival, problem in refusals:
                 if problem is not None:
-                    answers[arrival.group] = Answer("error", problem)
+                    answers[arrival.group] = Answer(ResultStatus.error, problem)
                 else:
-                    answers[arrival.group] = Answer("created")
+                    answers[arrival.group] = Answer(ResultStatus.created)
                     kept.append((arrival, Verdict(Outcome.applied)))
             return DossierDecision(dossier.code, dossier.state, state, tuple(kept), answers, (), marks)
     if dossier.stored is None:
@@ -172,12 +173,13 @@ def already_received(code: str) -> Conflict:
 
 # --- the fast path ---
 
-_Outcomes = list[tuple[Arrival, DomainError | None]]
+_Refusals = list[tuple[Arrival, DomainError | None]]
+"""Each arrival of the fast path, in order, with the problem that refused it (None: applied)."""
 
 
 def _in_order(
     dossier: Dossier, arrivals: list[Arrival], context: Context
-) -> tuple[DossierState | None, tuple[counters.MarkOf, ...], _Outcomes] | None:
+) -> tuple[DossierState | None, tuple[counters.MarkOf, ...], _Refusals] | None:
     """The arrivals applied after the stored state; None when the history must be replayed."""
     if dossier.waiting or any(a.target is not None or a.group in context.strict_groups for a in arrivals):
         return None
@@ -192,7 +194,7 @@ def _in_order(
         return None
     state = start
     marks: list[Mark] = []
-    outcomes: _Outcomes = []
+    refusals: _Refusals = []
     for arrival in arrivals:
         event = arrival.event
         try:
@@ -224,14 +226,14 @@ def _in_order(
         except OutOfSequence:
             return None
         except DomainError as exc:
-            outcomes.append((arrival, exc))
+            refusals.append((arrival, exc))
             continue
         marks.extend(new_marks)
-        outcomes.append((arrival, None))
+        refusals.append((arrival, None))
     if state is None:
-        return None, (), outcomes
+        return None, (), refusals
     of_state = (state.unit_code, state.sector_code, state.procedure_code)
-    return state, tuple((*of_state, mark) for mark in marks), outcomes
+    return state, tuple((*of_state, mark) for mark in marks), refusals
 
 
 # --- the replay ---
@@ -270,17 +272,17 @@ def _replayed(
         if not failed:
             break
         for group, problem in failed.items():
-            answers[group] = Answer("error", problem)
+            answers[group] = Answer(ResultStatus.error, problem)
         active = [a for a in active if a.group not in failed]
     for arrival in active:
         verdict = replayed.verdicts.get(arrival.position, Verdict(Outcome.cancelled))
         kept.append((arrival, verdict))
         if arrival.target is not None:
-            answers.setdefault(arrival.group, Answer("updated"))
+            answers.setdefault(arrival.group, Answer(ResultStatus.updated))
+        elif verdict.outcome is Outcome.applied:
+            answers.setdefault(arrival.group, Answer(ResultStatus.created))
         else:
-            answers.setdefault(
-                arrival.group, Answer("created" if verdict.outcome is Outcome.applied else "pending")
-            )
+            answers.setdefault(arrival.group, Answer(ResultStatus.pending))
     touched = {a.position for a in active}
     untouched = (s for s in stored if s.id not in touched and s.status != Outcome.cancelled)
     changed = tuple(

@@ -34,7 +34,7 @@ from app.dossiers.ingestion.work import (
 )
 from app.dossiers.ingestion.writes import LiveCounters
 from app.dossiers.models import DossierEvent
-from app.dossiers.schemas import DossierEventIn, EventResult
+from app.dossiers.schemas import DossierEventIn, EventResult, ResultStatus
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def judged_again(judged: list[list[Parsed]], answers: dict[int, Answer]) -> list
     corrected_after: dict[str, int] = {}
     for number, round_items in enumerate(judged):
         for item in round_items:
-            if answers[item.index].outcome == "updated":
+            if answers[item.index].status is ResultStatus.updated:
                 corrected_after[item.event.dossier_code] = number
     again: list[Parsed] = []
     for number, round_items in enumerate(judged):
@@ -183,7 +183,7 @@ def results(request: ParsedRequest, answers: dict[int, Answer]) -> list[EventRes
     found: list[EventResult] = []
     for index, event_id in enumerate(request.event_ids):
         problem = request.errors.get(index) or answers[index].problem
-        status = "error" if index in request.errors else answers[index].outcome
+        status = ResultStatus.error if index in request.errors else answers[index].status
         found.append(
             EventResult(event_id=event_id, status=status, problem=problem_of(problem) if problem else None)
         )
@@ -217,17 +217,17 @@ def _resent(sender: Sender, item: Parsed, stored: Stored) -> Arrival | Answer:
     """An event id this client sent before: a resend, an older revision, or a correction."""
     event, revision = item.event, item.event.revision or 1
     if item.digest == stored.payload_hash or revision < stored.revision:
-        return Answer("duplicate")
+        return Answer(ResultStatus.duplicate)
     if revision == stored.revision:
         reused = InvalidInput.for_field(
             "event_id", "This event_id was already used for a different event", "event_id_reused"
         )
-        return Answer("error", reused)
+        return Answer(ResultStatus.error, reused)
     if stored.dossier_code != event.dossier_code:
         moved = InvalidInput.for_field(
             "dossier_code", "A correction cannot move an event to another dossier", "immutable"
         )
-        return Answer("error", moved)
+        return Answer(ResultStatus.error, moved)
     return Arrival(
         item.index,
         event.event_id,

@@ -28,10 +28,10 @@ from app.dossiers.ingestion.pipeline import open_round, settle
 from app.dossiers.ingestion.work import Arrival, Sender
 from app.dossiers.ingestion.writes import DaySums
 from app.dossiers.models import Dossier, DossierEvent, ImportStagedEvent
+from app.dossiers.schemas import ResultStatus
 
-Outcome = tuple[str, Problem | None]
-"""A line's status (as the API answers it) and its problem."""
-
+LineResult = tuple[ResultStatus, Problem | None]
+"""A line's status (as the API answers it: app.dossiers.schemas.ResultStatus) and its problem."""
 _STAGED: Table = ImportStagedEvent.__table__  # type: ignore[assignment]
 # Core columns, not ORM attributes: a fold reads every staged line once, as plain rows.
 _FIELDS = ("line", "dossier_code", "event_id", "revision", "cancelled", "raw", "payload", "payload_hash")
@@ -54,8 +54,8 @@ class StagedLine:
         return cls(*row)
 
 
-async def fold(sender: Sender, lines: Sequence[StagedLine], day_sums: DaySums) -> dict[int, Outcome]:
-    """Each line's outcome; ``lines`` are whole dossiers, in code order. The new dossiers' counter
+async def fold(sender: Sender, lines: Sequence[StagedLine], day_sums: DaySums) -> dict[int, LineResult]:
+    """Each line's result; ``lines`` are whole dossiers, in code order. The new dossiers' counter
     increments are added to ``day_sums`` (the others' counters are written). Raises IntegrityError when
     a concurrent writer or an event id already stored elsewhere stands in the way: the caller rolls
     back and calls ``through_api`` for the same lines."""
@@ -73,19 +73,19 @@ async def fold(sender: Sender, lines: Sequence[StagedLine], day_sums: DaySums) -
             others.extend(mine)
         else:
             fresh.append(code)
-    outcomes = await _fold_fresh(sender, {code: by_dossier[code] for code in fresh}, day_sums)
+    results = await _fold_fresh(sender, {code: by_dossier[code] for code in fresh}, day_sums)
     if others:
         others.sort(key=lambda line: line.line)
-        outcomes |= await _through(sender, others, retrying=False)
-    return outcomes
+        results |= await _through(sender, others, retrying=False)
+    return results
 
 
-async def through_api(sender: Sender, lines: Sequence[StagedLine]) -> dict[int, Outcome]:
+async def through_api(sender: Sender, lines: Sequence[StagedLine]) -> dict[int, LineResult]:
     """Every line through the API's ingestion, in file order."""
     return await _through(sender, sorted(lines, key=lambda line: line.line), retrying=True)
 
 
-async def _through(sender: Sender, lines: list[StagedLine], *, retrying: bool) -> dict[int, Outcome]:
+async def _through(sender: Sender, lines: list[StagedLine], *, retrying: bool) -> dict[int, LineResult]:
     items = [json.loads(line.raw) for line in lines]
     if retrying:
         # The API's entry point, replaying itself after a lost race (its transaction holds nothing else).
@@ -107,7 +107,7 @@ async def _known(sender: Sender, first: str, last: str) -> set[str]:
 
 async def _fold_fresh(
     sender: Sender, dossiers: dict[str, list[StagedLine]], day_sums: DaySums
-) -> dict[int, Outcome]:
+) -> dict[int, LineResult]:
     """Dossiers the database has never seen, each with all its lines at once: the arrivals of one
     request on an empty dossier (locked and known to be new, so nothing stored is loaded)."""
     if not dossiers:
@@ -132,6 +132,6 @@ async def _fold_fresh(
     fresh = [opened.dossier(code, mine, stored=()) for code, mine in arrivals.items()]
     answers = await settle(sender, fresh, opened.context(sender, catalogue), day_sums)
     return {
-        line: (answer.outcome, problem_of(answer.problem) if answer.problem is not None else None)
+        line: (answer.status, problem_of(answer.problem) if answer.problem is not None else None)
         for line, answer in answers.items()
     }

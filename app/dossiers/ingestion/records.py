@@ -44,7 +44,7 @@ from app.dossiers.ingestion.work import (
 )
 from app.dossiers.ingestion.writes import LiveCounters
 from app.dossiers.models import DossierEvent, Outcome
-from app.dossiers.schemas import DossierEventIn
+from app.dossiers.schemas import DossierEventIn, ResultStatus
 
 
 async def ingest_records(sender: Sender, items: list[Any]) -> list[RecordResult]:
@@ -62,18 +62,18 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
         raw_code = raw.get("MaHoSo") if isinstance(raw, dict) else None
         codes.append(raw_code if isinstance(raw_code, str) and is_unicode_text(raw_code) else None)
         if (too_many := _too_many_supplements(raw)) is not None:
-            answers[index] = Answer("error", too_many)
+            answers[index] = Answer(ResultStatus.error, too_many)
             continue
         # Before the record is read: a record past the budget costs nothing.
         parts = history_parts(raw)
         if (over_budget := _beyond_budget(parts_taken, parts)) is not None:
-            answers[index] = Answer("error", over_budget)
+            answers[index] = Answer(ResultStatus.error, over_budget)
             continue
         try:
             record = _RECORD.validate_python(raw)
         except ValidationError as exc:
             answers[index] = Answer(
-                "error",
+                ResultStatus.error,
                 InvalidInput(
                     "The record is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
                 ),
@@ -82,7 +82,7 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
         if (
             too_many_records := beyond_limit(per_dossier, record.MaHoSo, MAX_SAME_DOSSIER, "MaHoSo")
         ) is not None:
-            answers[index] = Answer("error", too_many_records)
+            answers[index] = Answer(ResultStatus.error, too_many_records)
             continue
         parts_taken += parts
         per_dossier[record.MaHoSo] += 1
@@ -93,7 +93,7 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
     for index, code in enumerate(codes):
         answer = answers[index]
         problem = _record_problem(answer.problem) if answer.problem is not None else None
-        results.append(RecordResult(MaHoSo=code, status=answer.outcome, problem=problem))
+        results.append(RecordResult(MaHoSo=code, status=answer.status, problem=problem))
     return results
 
 
@@ -178,11 +178,11 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
         try:
             events = _record_as_events(catalogue, record)
         except InvalidInput as exc:
-            answers[index] = Answer("error", exc)
+            answers[index] = Answer(ResultStatus.error, exc)
             continue
         arrivals = _record_changes(sender, record.MaHoSo, histories[record.MaHoSo], index, events, positions)
         if not arrivals:
-            answers[index] = Answer("unchanged")
+            answers[index] = Answer(ResultStatus.unchanged)
             continue
         changes.append((index, record.MaHoSo, arrivals))
     taken = await _taken_elsewhere(
@@ -195,7 +195,7 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
             # Stored, the part would break the unique key of the client's event ids, and the
             # whole request would fail however often it was replayed.
             answers[index] = Answer(
-                "error",
+                ResultStatus.error,
                 Conflict(
                     f"The event id {clash!r} this record's part takes already names an event of "
                     f"dossier {taken[clash]!r} this client sent"
@@ -208,8 +208,8 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
     context = opened.context(sender, catalogue, strict_groups=frozenset(applied))
     decided = await settle(sender, dossiers, context, LiveCounters())
     for index, code, _ in changes:
-        if index in applied and decided[index].outcome != "error":
-            decided[index] = Answer("updated" if code in opened.states else "created")
+        if index in applied and decided[index].status is not ResultStatus.error:
+            decided[index] = Answer(ResultStatus.updated if code in opened.states else ResultStatus.created)
     return answers | decided
 
 

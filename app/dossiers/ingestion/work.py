@@ -19,7 +19,7 @@ from app.dossiers.history import (
 )
 from app.dossiers.lifecycle import FLAGS, DossierState
 from app.dossiers.models import DossierEvent
-from app.dossiers.schemas import DossierEventIn
+from app.dossiers.schemas import DossierEventIn, ResultStatus
 from app.dossiers.service import lookup_hash
 
 EVENT_INPUT = TypeAdapter(DossierEventIn)
@@ -106,9 +106,9 @@ class DossierWork:
 
 @dataclass
 class Answer:
-    """How a group of arrivals ended: its verdict, or the problem that refused it."""
+    """How a group of arrivals ended: its result's status, and the problem that refused it."""
 
-    outcome: str
+    status: ResultStatus
     problem: DomainError | None = None
 
 

@@ -1,14 +1,27 @@
 """The plain calculation of SPEC §5, dossier by dossier, straight from what happened to each.
 
-This is the yardstick: the counters kept during ingestion must always agree with it, and
-`tthc stats rebuild` recomputes the counters from the same facts (app.dossiers.facts.facts_marks).
+This is the tests' yardstick, and only theirs (the service never calls it): the counters kept
+during ingestion must always agree with it, and `tthc stats rebuild` recomputes the counters from
+the same facts (app.dossiers.facts.facts_marks). It lives beside the tests so that it stays a
+second, independent reading of SPEC §5 rather than code the service could come to lean on.
 """
 
 from datetime import datetime
 
 from app.calendar.working_time import WorkingCalendar
-from app.dossiers.facts import DossierFacts, final_due
+from app.dossiers.facts import DossierFacts
 from app.stats.definitions import COUNT_NAMES
+
+
+def final_due(facts: DossierFacts, calendar: WorkingCalendar) -> datetime:
+    """The due date as the dossier's row holds it: moved by every pause, including one the end cut
+    short (SPEC §3: the office is not late for the time the citizen owed papers). The yardstick's
+    own reading: "due in the period" counts by this date."""
+    due = facts.due_steps(calendar)[-1][1]
+    for pause in facts.pauses:
+        if not pause.resumed and pause.end is not None:
+            due = calendar.add_working_time(due, calendar.working_time_between(pause.start, pause.end))
+    return due
 
 
 def reference_counts(
