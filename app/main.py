@@ -26,6 +26,7 @@ from app.core.http_caching import answer_cache
 from app.core.hygiene import TextHygieneMiddleware
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.limits import UNLIMITED_PATHS, BodySizeMiddleware, RateLimiter, RateLimitMiddleware
+from app.core.links import API_PREFIX
 from app.core.logging import configure_logging, take_over_uvicorn_defaults
 from app.core.metrics import Metrics
 from app.core.metrics import router as metrics_router
@@ -178,8 +179,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ObservedRequestsMiddleware, observers=[log_access, record_metrics])
     app.add_middleware(RequestIdMiddleware)
     app.state.calendar = calendar_from_settings(settings)
+    app.include_router(health_router)
     for router in (
-        health_router,
         units_router,
         sectors_router,
         procedures_router,
@@ -195,7 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clients_router,
         audit_router,
     ):
-        app.include_router(router)
+        app.include_router(router, prefix=API_PREFIX)
     app.include_router(metrics_router)
     if settings.benchmark_baseline:
         app.include_router(baseline_router)

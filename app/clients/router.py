@@ -10,7 +10,7 @@ from app.core.http_caching import cached_json, current_etag
 from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 
-router = APIRouter(prefix="/api/v1/clients", tags=["clients"])
+router = APIRouter(prefix="/clients", tags=["clients"])
 
 
 @router.post(

@@ -3,8 +3,9 @@
 from starlette.types import Message, Receive, Scope, Send
 
 from app.core.asgi import HTTPMiddleware
+from app.core.links import API_PREFIX
 
-PRIVATE_PATHS = ("/api/v1/public/dossiers",)
+PRIVATE_PATHS = (f"{API_PREFIX}/public/dossiers",)
 
 
 class ResponseHeadersMiddleware(HTTPMiddleware):

@@ -10,6 +10,9 @@ from urllib.parse import parse_qsl, quote, urlencode
 from fastapi import Request, Response
 from starlette.datastructures import URL
 
+API_PREFIX = "/api/v1"
+"""Where the API's routers are mounted (app.main), the one place the version's path is written."""
+
 # For a 201's ``responses``: FastAPI merges it with the route's own description of that answer.
 CREATED_WITH_LOCATION: dict[int | str, dict[str, Any]] = {
     201: {

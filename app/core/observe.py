@@ -44,7 +44,11 @@ class ObservedRequestsMiddleware(HTTPMiddleware):
 
 def route_of(scope: Scope) -> str:
     """The route template (``/api/v1/units/{code}``): a label of bounded cardinality."""
-    return getattr(scope.get("route"), "path", None) or UNMATCHED
+    # ``scope["route"]`` is the route as its router declared it, without the prefix the router is
+    # mounted under (API_PREFIX); FastAPI keeps the whole template in the route's effective context.
+    effective = scope.get("fastapi", {}).get("effective_route_context")
+    template = getattr(effective, "path_format", None) or getattr(scope.get("route"), "path", None)
+    return template or UNMATCHED
 
 
 def log_access(scope: Scope, status: int, seconds: float) -> None:

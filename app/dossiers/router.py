@@ -10,7 +10,7 @@ from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_answer, problem_responses
 from app.core.http_caching import cached_json
 from app.core.limits import pin_attempt
-from app.core.links import CREATED_WITH_LOCATION, locate
+from app.core.links import API_PREFIX, CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal
@@ -40,15 +40,13 @@ from app.dossiers.schemas import (
 )
 from app.units.access import listing_scope
 
-events_router = APIRouter(prefix="/api/v1/dossier-events", tags=["dossiers"])
-sync_router = APIRouter(prefix="/api/v1/sync", tags=["dossiers"])
-dossiers_router = APIRouter(prefix="/api/v1/dossiers", tags=["dossiers"])
-public_router = APIRouter(
-    prefix="/api/v1/public/dossiers", tags=["public"], route_class=AnonymousStandbyReads
-)
+events_router = APIRouter(prefix="/dossier-events", tags=["dossiers"])
+sync_router = APIRouter(prefix="/sync", tags=["dossiers"])
+dossiers_router = APIRouter(prefix="/dossiers", tags=["dossiers"])
+public_router = APIRouter(prefix="/public/dossiers", tags=["public"], route_class=AnonymousStandbyReads)
 
 # Their items are answered one by one: a control character fails its item, not the request.
-BATCH_PATHS = frozenset({"/api/v1/dossier-events/batch", "/api/v1/sync/dvcqg"})
+BATCH_PATHS = frozenset({f"{API_PREFIX}/dossier-events/batch", f"{API_PREFIX}/sync/dvcqg"})
 
 
 _EVENT_STATUSES: tuple[ResultStatus, ...] = get_args(EventStatus)

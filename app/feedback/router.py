@@ -27,8 +27,8 @@ from app.feedback.schemas import (
 )
 from app.units.access import listing_scope
 
-router = APIRouter(prefix="/api/v1/feedback", tags=["feedback"])
-ratings_router = APIRouter(prefix="/api/v1/dossiers", tags=["feedback"])
+router = APIRouter(prefix="/feedback", tags=["feedback"])
+ratings_router = APIRouter(prefix="/dossiers", tags=["feedback"])
 
 
 @router.post(

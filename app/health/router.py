@@ -1,13 +1,12 @@
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.db import SessionDep
 from app.core.errors import problem_response, problem_responses
-from app.core.migrations import current_revision
+from app.core.links import API_PREFIX
 from app.core.primary import NoPrimary
+from app.health.service import migration_of, select_one
 
 router = APIRouter(tags=["health"])
 # Only with TTHC_BENCHMARK_BASELINE: the least a database-backed request can cost on this stack.
@@ -40,11 +39,10 @@ _RETRY = {"Retry-After": "5"}
     summary="The database is reachable and migrated to head",
 )
 async def readyz(request: Request) -> JSONResponse:
-    engine: AsyncEngine = request.app.state.engine
+    engine = request.app.state.engine
     expected: str | None = request.app.state.migration_head
     try:
-        async with engine.connect() as connection:
-            revision = await current_revision(connection)
+        revision = await migration_of(engine)
     except NoPrimary as exc:
         # Several servers, none a primary to write to: each is named with why it was passed over.
         return problem_response(
@@ -68,8 +66,8 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@baseline_router.get("/api/v1/_baseline")
+@baseline_router.get(f"{API_PREFIX}/_baseline")
 async def baseline(session: SessionDep) -> Response:
     """One `SELECT 1` through the same session dependency, pool and middleware as every endpoint."""
-    await session.execute(text("SELECT 1"))
+    await select_one(session)
     return Response(b'{"status":"ok"}', media_type="application/json")

@@ -6,7 +6,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import Message, Send
 
 from app.clients.deps import require
@@ -34,10 +33,8 @@ from app.procedures.schemas import (
     SectorUpdate,
 )
 
-sectors_router = APIRouter(prefix="/api/v1/sectors", tags=["catalogue"], route_class=AnonymousStandbyReads)
-procedures_router = APIRouter(
-    prefix="/api/v1/procedures", tags=["catalogue"], route_class=AnonymousStandbyReads
-)
+sectors_router = APIRouter(prefix="/sectors", tags=["catalogue"], route_class=AnonymousStandbyReads)
+procedures_router = APIRouter(prefix="/procedures", tags=["catalogue"], route_class=AnonymousStandbyReads)
 
 logger = logging.getLogger("tthc.procedures")
 
@@ -206,7 +203,7 @@ async def export_procedures(
     format: Literal["csv", "json"] = "csv",
     labels: LabelsQuery = "names",
 ) -> StreamingResponse:
-    chunks = _chunks_apart(request.app.state.sessionmaker, filters)
+    chunks = search.chunks_apart(request.app.state.sessionmaker, filters)
     # Read before the answer starts, so that a database out of reach is a 503 problem, not a cut.
     first = await anext(chunks, None)
     send_timeout: float = request.app.state.settings.export_send_timeout
@@ -228,22 +225,6 @@ async def export_procedures(
         media_type="application/json",
         headers=headers,
     )
-
-
-async def _chunks_apart(
-    sessionmaker: async_sessionmaker[AsyncSession], filters: search.ProcedureFilters
-) -> AsyncIterator[list[ProcedureRead]]:
-    """The export's chunks, each read in a transaction of its own that ends before it is sent.
-
-    The answer outlives the request's session, and its client may read slowly or not at all: a
-    transaction (and the pooled connection under it) held across the sending would be held as long
-    as the client likes. The commit only gives the connection back; the session's objects stay
-    loaded (``expire_on_commit=False``), which the next chunk's query starts from.
-    """
-    async with sessionmaker() as session:
-        async for chunk in search.procedure_chunks(session, filters):
-            await session.commit()
-            yield chunk
 
 
 async def _starting_with(

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import ColumnElement, Select, Text, and_, cast, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.db import plan_with_values
 from app.core.pagination import PageParams, SortKey, Window, cursor_int, keyset_rows, window_of
@@ -184,3 +184,19 @@ async def procedure_chunks(
             return
         yield [to_read(row) for row in rows]
         after = rows[-1].code
+
+
+async def chunks_apart(
+    sessionmaker: async_sessionmaker[AsyncSession], filters: ProcedureFilters
+) -> AsyncIterator[list[ProcedureRead]]:
+    """The export's chunks, each read in a transaction of its own that ends before it is sent.
+
+    The answer outlives the request's session, and its client may read slowly or not at all: a
+    transaction (and the pooled connection under it) held across the sending would be held as long
+    as the client likes. The commit only gives the connection back; the session's objects stay
+    loaded (``expire_on_commit=False``), which the next chunk's query starts from.
+    """
+    async with sessionmaker() as session:
+        async for chunk in procedure_chunks(session, filters):
+            await session.commit()
+            yield chunk

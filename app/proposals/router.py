@@ -24,7 +24,7 @@ from app.proposals.schemas import (
 )
 from app.units.access import listing_scope
 
-router = APIRouter(prefix="/api/v1/proposals", tags=["proposals"])
+router = APIRouter(prefix="/proposals", tags=["proposals"])
 
 
 @router.post(

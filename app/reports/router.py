@@ -14,7 +14,7 @@ from app.reports.service import reform_report
 from app.stats.caching import CACHE_CONTROL
 from app.stats.deps import DataETag, NowDep, PeriodDep
 
-router = APIRouter(prefix="/api/v1/reports", tags=["reports"], route_class=StandbyReads)
+router = APIRouter(prefix="/reports", tags=["reports"], route_class=StandbyReads)
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

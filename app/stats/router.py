@@ -36,7 +36,7 @@ from app.stats.schemas import (
     ProposalStats,
 )
 
-router = APIRouter(prefix="/api/v1/stats", tags=["statistics"], route_class=StandbyReads)
+router = APIRouter(prefix="/stats", tags=["statistics"], route_class=StandbyReads)
 
 _POLLED_HEADERS = {"ETag": {"schema": {"type": "string"}}, "Cache-Control": {"schema": {"type": "string"}}}
 _CSV_OR_JSON: dict[int | str, dict[str, Any]] = {

@@ -16,7 +16,7 @@ from app.units.access import ensure_reach
 from app.units.deps import UnitDep
 from app.units.schemas import ChildrenQuery, UnitCreate, UnitFilters, UnitRead, UnitUpdate
 
-router = APIRouter(prefix="/api/v1/units", tags=["units"], route_class=AnonymousStandbyReads)
+router = APIRouter(prefix="/units", tags=["units"], route_class=AnonymousStandbyReads)
 
 UnitsWriter = Annotated[Principal, require(Scope.units_write)]
 
