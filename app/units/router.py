@@ -2,23 +2,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from app.clients.deps import require
 from app.core.audit import record
 from app.core.db import SessionDep
-from app.core.errors import Forbidden, problem_responses
+from app.core.errors import problem_responses
 from app.core.http_caching import cached_json, require_match
 from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 from app.core.replicas import AnonymousStandbyReads
-from app.core.security import Principal, Scope
 from app.units import service
-from app.units.access import ensure_reach
-from app.units.deps import UnitDep
-from app.units.schemas import ChildrenQuery, UnitCreate, UnitFilters, UnitRead, UnitUpdate
+from app.units.deps import ReachableNewUnit, ReachableUnitPatch, UnitDep, UnitsWriter
+from app.units.schemas import ChildrenQuery, UnitFilters, UnitRead
 
 router = APIRouter(prefix="/units", tags=["units"], route_class=AnonymousStandbyReads)
 
-UnitsWriter = Annotated[Principal, require(Scope.units_write)]
 
 _CACHED: dict[int | str, dict[str, Any]] = {
     200: {
@@ -37,10 +33,8 @@ _CACHED: dict[int | str, dict[str, Any]] = {
     summary="Create an administrative unit (đơn vị hành chính)",
 )
 async def create_unit(
-    session: SessionDep, writer: UnitsWriter, data: UnitCreate, request: Request
+    session: SessionDep, writer: UnitsWriter, data: ReachableNewUnit, request: Request
 ) -> Response:
-    # A bound client may add units only below its own unit.
-    await ensure_reach(session, writer, data.parent_code)
     unit = await service.create_unit(session, data)
     await record(session, writer, "create", "unit", unit.code)
     response = cached_json(request, UnitRead.model_validate(unit), status_code=status.HTTP_201_CREATED)
@@ -83,23 +77,10 @@ async def update_unit(
     session: SessionDep,
     writer: UnitsWriter,
     unit: UnitDep,
-    patch: UnitUpdate,
+    patch: ReachableUnitPatch,
     request: Request,
     if_match: Annotated[str | None, Header(description="ETag from a previous read; 412 if stale")] = None,
 ) -> Response:
-    await ensure_reach(session, writer, unit.code)
-    # A bound client keeps its subtree whole and in place: no detaching, no moving its root.
-    moves = (
-        writer.unit_code is not None
-        and "parent_code" in patch.model_fields_set
-        and patch.parent_code != unit.parent_code
-    )
-    if moves and (patch.parent_code is None or unit.code == writer.unit_code):
-        raise Forbidden(
-            f"This client is bound to unit {writer.unit_code} and cannot move its root or detach a unit"
-        )
-    if moves_to := (patch.parent_code if patch.parent_code != unit.parent_code else None):
-        await ensure_reach(session, writer, moves_to)
     require_match(if_match, UnitRead.model_validate(unit))
     updated = await service.update_unit(session, unit, patch)
     await record(
