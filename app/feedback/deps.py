@@ -9,6 +9,7 @@ from app.core.db import SAFE_METHODS, RowId, SessionDep
 from app.core.security import Principal, Scope
 from app.feedback import service
 from app.feedback.models import Feedback
+from app.feedback.schemas import FeedbackCreate
 from app.units.access import ensure_reach
 
 FeedbackWriter = Annotated[Principal, require(Scope.feedback_write)]
@@ -26,3 +27,17 @@ async def reachable_feedback(
 
 
 ReachableFeedback = Annotated[Feedback, Depends(reachable_feedback)]
+
+
+async def reachable_new_feedback(
+    session: SessionDep, writer: FeedbackWriter, data: FeedbackCreate
+) -> FeedbackCreate:
+    """New feedback for a unit that exists (422) and that the desk reaches (403). The binding is
+    checked before the external reference is looked at: a bound client can neither learn nor take
+    another unit's."""
+    await service.ensure_unit_known(session, data)
+    await ensure_reach(session, writer, data.unit_code)
+    return data
+
+
+ReachableNewFeedback = Annotated[FeedbackCreate, Depends(reachable_new_feedback)]

@@ -16,9 +16,8 @@ from app.core.security import Principal, Scope
 from app.core.timezone import utcnow
 from app.dossiers.schemas import DossierCode
 from app.feedback import service
-from app.feedback.deps import FeedbackWriter, ReachableFeedback
+from app.feedback.deps import FeedbackWriter, ReachableFeedback, ReachableNewFeedback
 from app.feedback.schemas import (
-    FeedbackCreate,
     FeedbackQuery,
     FeedbackRead,
     FeedbackTransitionIn,
@@ -44,9 +43,13 @@ ratings_router = APIRouter(prefix="/dossiers", tags=["feedback"])
     summary="Record citizen feedback (phản ánh, kiến nghị); idempotent on external_ref",
 )
 async def receive_feedback(
-    session: SessionDep, writer: FeedbackWriter, calendar: CalendarDep, data: FeedbackCreate, request: Request
+    session: SessionDep,
+    writer: FeedbackWriter,
+    calendar: CalendarDep,
+    data: ReachableNewFeedback,
+    request: Request,
 ) -> Response:
-    feedback, created = await service.receive(session, data, writer, calendar)
+    feedback, created = await service.receive(session, data, calendar)
     if created:
         await record(session, writer, "create", "feedback", feedback.id)
     body = await service.read(session, feedback)

@@ -94,17 +94,20 @@ async def read(session: AsyncSession, feedback: Feedback) -> FeedbackRead:
     return to_read(feedback, utcnow())
 
 
-async def receive(
-    session: AsyncSession, data: FeedbackCreate, actor: Principal, calendar: WorkingCalendar
-) -> tuple[Feedback, bool]:
-    """The feedback and whether it is new; the same external reference again is the same feedback."""
-    digest = _content_hash(data)
+async def ensure_unit_known(session: AsyncSession, data: FeedbackCreate) -> None:
+    """The unit the feedback is addressed to exists (422 otherwise, before any question of reach)."""
     if await session.get(Unit, data.unit_code) is None:
         raise InvalidInput.for_field(
             "body.unit_code", f"Unit {data.unit_code!r} does not exist", "unknown_reference"
         )
-    # The binding before the reference: a bound client cannot learn, or take, another unit's.
-    await ensure_reach(session, actor, data.unit_code)
+
+
+async def receive(
+    session: AsyncSession, data: FeedbackCreate, calendar: WorkingCalendar
+) -> tuple[Feedback, bool]:
+    """The feedback and whether it is new; the same external reference again is the same feedback.
+    Its unit is known and within the sender's reach (``deps.reachable_new_feedback``)."""
+    digest = _content_hash(data)
     # SQLite: the one writer from here on, so the reference is read as it stands (and the savepoint
     # below nests in a real transaction). PostgreSQL: the unique key settles a race, below.
     await take_write_lock(session)
