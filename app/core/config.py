@@ -266,7 +266,7 @@ def normalise_database_url(value: str, setting: str = "TTHC_DATABASE_URL") -> UR
     if driver.startswith("postgresql") and not url.database:
         raise ValueError(f"{setting} for PostgreSQL must name a database")
     url = url.set(drivername=driver)
-    if driver.startswith("postgresql") and len(hosts_of(url.render_as_string(False))) > 1:
+    if driver.startswith("postgresql") and len(hosts_of(url)) > 1:
         wish = url.query.get("target_session_attrs", PRIMARY_SESSION_ATTRS[0])
         if wish not in PRIMARY_SESSION_ATTRS:
             raise ValueError(

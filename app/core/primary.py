@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 logger = logging.getLogger("tthc.primary")
@@ -47,7 +47,7 @@ class NoPrimary(ConnectionError):
     """None of the servers named is a primary this service may write to."""
 
 
-def hosts_of(url: str) -> list[str]:
+def hosts_of(url: str | URL) -> list[str]:
     """The servers a PostgreSQL URL names, as ``host:port`` (one, or the ``?host=`` list)."""
     parsed = make_url(url)
     listed = parsed.query.get("host")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import ASGITransport, AsyncClient, Response
 from sqlalchemy import func, select
 
 from app.core import migrations
@@ -102,17 +102,7 @@ async def send_until(stop: asyncio.Event, client: AsyncClient, name: str, ledger
             received(f"{name}-{number}-{item}", "2023-08-01T09:00:00+07:00")
             for item in range(EVENTS_PER_BATCH)
         ]
-        tries = 0
-        while True:
-            tries += 1
-            response = await client.post(BATCH, json={"events": events})
-            if response.status_code == 200:
-                break
-            assert response.status_code == 503, response.text
-            assert response.headers["content-type"] == "application/problem+json"
-            assert int(response.headers["retry-after"]) > 0
-            ledger.unavailable += 1
-            await asyncio.sleep(0.2)
+        response, tries = await send_acknowledged(client, events, ledger)
         said = {result["status"] for result in response.json()["results"]}
         # A batch is one transaction: cut off by the failover, it was stored whole (a resend is all
         # `duplicate`) or not at all (all `created`), never in part.
@@ -285,13 +275,28 @@ async def test_an_old_primary_started_again_by_hand_is_never_written_to(
     await in_thread(cluster.wait_until_in_sync)
 
 
-async def send_retrying(client: AsyncClient, name: str) -> None:
-    """One batch of new dossiers, sent again after each 503 until it is acknowledged."""
-    events = [received(f"{name}-{item}", "2023-08-02T09:00:00+07:00") for item in range(EVENTS_PER_BATCH)]
+async def send_acknowledged(
+    client: AsyncClient, events: list[dict[str, Any]], ledger: Ledger | None = None
+) -> tuple[Response, int]:
+    """Send the batch until it is acknowledged, again after each 503 (within a minute); the answer
+    and how many sends it took."""
+    tries = 0
     async with asyncio.timeout(60):
         while True:
+            tries += 1
             response = await client.post(BATCH, json={"events": events})
             if response.status_code == 200:
-                return
+                return response, tries
             assert response.status_code == 503, response.text
+            assert response.headers["content-type"] == "application/problem+json"
+            assert int(response.headers["retry-after"]) > 0
+            if ledger is not None:
+                ledger.unavailable += 1
             await asyncio.sleep(0.2)
+
+
+async def send_retrying(client: AsyncClient, name: str) -> None:
+    """One batch of new dossiers, sent until it is acknowledged."""
+    await send_acknowledged(
+        client, [received(f"{name}-{item}", "2023-08-02T09:00:00+07:00") for item in range(EVENTS_PER_BATCH)]
+    )
