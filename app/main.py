@@ -22,7 +22,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.docs import install_docs
 from app.core.errors import RequestIdMiddleware, UnhandledErrorMiddleware, install_exception_handlers
 from app.core.headers import ResponseHeadersMiddleware
-from app.core.http_caching import answer_cache
+from app.core.http_caching import Route, answer_cache
 from app.core.hygiene import TextHygieneMiddleware
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.limits import UNLIMITED_PATHS, BodySizeMiddleware, RateLimiter, RateLimitMiddleware
@@ -137,6 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    # The app's own pages (the docs) are routes like every other (app.core.http_caching.Route).
+    app.router.route_class = Route
     app.state.settings = settings
     # What "now" is for statistics of a running period; tests put a clock of their own here.
     app.state.clock = utcnow

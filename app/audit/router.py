@@ -7,9 +7,10 @@ from app.audit.schemas import AuditFilters, AuditRecordRead
 from app.clients.deps import AdminDep
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.http_caching import Route
 from app.core.pagination import Page, PageDep
 
-router = APIRouter(prefix="/audit", tags=["audit"])
+router = APIRouter(prefix="/audit", tags=["audit"], route_class=Route)
 
 
 @router.get(

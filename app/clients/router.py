@@ -6,11 +6,11 @@ from app.clients.schemas import ClientCreate, ClientCreated, ClientRead, KeyCrea
 from app.core.audit import record
 from app.core.db import RowId, SessionDep
 from app.core.errors import problem_responses
-from app.core.http_caching import cached_json, current_etag
+from app.core.http_caching import TAGGED_CREATED, TAGGED_READ, Route, current_etag
 from app.core.links import CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
 
-router = APIRouter(prefix="/clients", tags=["clients"])
+router = APIRouter(prefix="/clients", tags=["clients"], route_class=Route)
 
 
 @router.post(
@@ -18,22 +18,21 @@ router = APIRouter(prefix="/clients", tags=["clients"])
     operation_id="create_client",
     status_code=status.HTTP_201_CREATED,
     response_model=ClientCreated,
-    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
+    responses={**TAGGED_CREATED, **problem_responses(400, 409, 422)},
     summary="Create an API client and its first key (the key is shown only here)",
 )
 async def create_client(
-    session: SessionDep, admin: AdminDep, data: ClientCreate, request: Request
-) -> Response:
+    session: SessionDep, admin: AdminDep, data: ClientCreate, request: Request, response: Response
+) -> ClientCreated:
     client, secret = await service.create_client(session, data)
     await record(
         session, admin, "create", "client", client.id, {"name": client.name, "scopes": client.scopes}
     )
     shown = ClientRead.model_validate(client)
-    created = ClientCreated.model_validate({**shown.model_dump(), "key": secret})
     # Tagged as `GET` shows the client: the key is in this answer only, not in the representation.
-    response = cached_json(request, created, status_code=status.HTTP_201_CREATED, etag=current_etag(shown))
+    response.headers["ETag"] = current_etag(shown)
     locate(request, response, "get_client", client_id=client.id)
-    return response
+    return ClientCreated.model_validate({**shown.model_dump(), "key": secret})
 
 
 @router.get(
@@ -51,11 +50,11 @@ async def list_clients(session: SessionDep, _admin: AdminDep, page: PageDep) -> 
     "/{client_id}",
     operation_id="get_client",
     response_model=ClientRead,
-    responses=problem_responses(404),
+    responses={**TAGGED_READ, **problem_responses(404)},
     summary="Get an API client",
 )
-async def get_client(_admin: AdminDep, client: ClientDep, request: Request) -> Response:
-    return cached_json(request, ClientRead.model_validate(client))
+async def get_client(_admin: AdminDep, client: ClientDep) -> ClientRead:
+    return ClientRead.model_validate(client)
 
 
 @router.post(

@@ -2,12 +2,30 @@
 
 import hashlib
 import re
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from cachetools import LRUCache
 from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from app.core.errors import PreconditionFailed, PreconditionRequired
+from app.core.links import LOCATION_HEADER
+
+ETAG_HEADER: dict[str, Any] = {
+    "ETag": {"description": "Entity tag of the representation", "schema": {"type": "string"}}
+}
+_NOT_MODIFIED: dict[str, Any] = {"description": "Not Modified: the `If-None-Match` tag is current"}
+
+# What a route declares in ``responses=`` is what ``Route`` does: an answer declared with an ``ETag``
+# header gets one. One declaration for each kind of answer, so the description cannot drift from it.
+TAGGED_READ: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}, 304: _NOT_MODIFIED}
+"""A ``GET`` of one resource: tagged, and 304 when the client's ``If-None-Match`` is current."""
+TAGGED_WRITE: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}}
+"""A change answered with the resource as it now is, tagged as its ``GET`` would tag it."""
+TAGGED_CREATED: dict[int | str, dict[str, Any]] = {201: {"headers": {**LOCATION_HEADER, **ETAG_HEADER}}}
+"""A 201 with the created resource: its ``Location`` and its tag."""
 
 
 def etag_of(body: bytes) -> str:
@@ -60,31 +78,51 @@ def not_modified(request: Request, etag: str, headers: dict[str, str] | None = N
     return None
 
 
-def cached_json(
-    request: Request,
-    model: BaseModel | bytes,
-    *,
-    status_code: int = 200,
-    media_type: str = "application/json",
-    vary: str | None = None,
-    etag: str | None = None,
-) -> Response:
-    """Render ``model`` as JSON with an ``ETag``; answer 304 when the client already has it.
+# What a 304 repeats of the answer it stands for (RFC 9110 §15.4.5).
+_KEPT_BY_NOT_MODIFIED = ("cache-control", "content-location", "expires", "vary")
 
-    The tag is the body's hash unless the caller names the representation with its own ``etag``.
-    """
-    body = model if isinstance(model, bytes) else model.model_dump_json().encode()
-    etag = etag or etag_of(body)
-    headers = {"ETag": etag}
-    if vary:
-        headers["Vary"] = vary
-    if status_code == 200 and (unchanged := not_modified(request, etag, headers)) is not None:
-        return unchanged
-    return Response(body, status_code=status_code, media_type=media_type, headers=headers)
+
+def tagged_statuses(responses: Mapping[int | str, Mapping[str, Any]]) -> frozenset[int]:
+    """The statuses whose declared answer carries an ``ETag`` header."""
+    return frozenset(
+        int(status) for status, answer in responses.items() if "ETag" in answer.get("headers", {})
+    )
+
+
+def tag_answer(request: Request, response: Response) -> Response:
+    """Give ``response`` its ``ETag`` — the one the endpoint named, else its body's hash — and turn a
+    ``GET`` whose ``If-None-Match`` already names it into a 304."""
+    etag = response.headers.get("etag")
+    if etag is None:
+        etag = etag_of(bytes(response.body))
+        response.headers["ETag"] = etag
+    if response.status_code != 200 or request.method not in ("GET", "HEAD"):
+        return response
+    kept = {name: value for name in _KEPT_BY_NOT_MODIFIED if (value := response.headers.get(name))}
+    return not_modified(request, etag, kept) or response
+
+
+class Route(APIRoute):
+    """Every route of the API. An answer its ``responses=`` declare with an ``ETag`` gets one here
+    (``TAGGED_READ``, ``TAGGED_WRITE``, ``TAGGED_CREATED``), so endpoints return their typed models
+    and no endpoint tags by hand; raw ``Response`` objects are left for files and streams."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        answer = super().get_route_handler()
+        tagged = tagged_statuses(self.responses)
+        if not tagged:
+            return answer
+
+        async def tagged_answer(request: Request) -> Response:
+            response = await answer(request)
+            return tag_answer(request, response) if response.status_code in tagged else response
+
+        return tagged_answer
 
 
 def current_etag(model: BaseModel) -> str:
-    return etag_of(model.model_dump_json().encode())
+    """The tag ``Route`` gives ``model`` as an answer (FastAPI renders it by alias)."""
+    return etag_of(model.model_dump_json(by_alias=True).encode())
 
 
 def require_match(if_match: str | None, model: BaseModel, *, required: bool = False) -> None:

@@ -14,11 +14,10 @@ API_PREFIX = "/api/v1"
 """Where the API's routers are mounted (app.main), the one place the version's path is written."""
 
 # For a 201's ``responses``: FastAPI merges it with the route's own description of that answer.
-CREATED_WITH_LOCATION: dict[int | str, dict[str, Any]] = {
-    201: {
-        "headers": {"Location": {"description": "Path of the created resource", "schema": {"type": "string"}}}
-    }
+LOCATION_HEADER: dict[str, Any] = {
+    "Location": {"description": "Path of the created resource", "schema": {"type": "string"}}
 }
+CREATED_WITH_LOCATION: dict[int | str, dict[str, Any]] = {201: {"headers": LOCATION_HEADER}}
 
 
 def locate(request: Request, response: Response, route: str, **path_params: Any) -> None:

@@ -11,6 +11,7 @@ from prometheus_client import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.http_caching import Route
 from app.core.replicas import ReplicaMetrics
 
 UNMATCHED = "unmatched"
@@ -74,7 +75,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=Route)
 
 
 @router.get(

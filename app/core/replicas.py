@@ -26,7 +26,6 @@ from enum import StrEnum
 from itertools import count
 
 from fastapi import Request
-from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.pool import NullPool
 
 from app.core.bounded_engine import answered, postgres_engine
+from app.core.http_caching import Route
 
 logger = logging.getLogger("tthc.replicas")
 
@@ -55,13 +55,13 @@ class ReadsFrom(StrEnum):
     standby_when_anonymous = "standby_when_anonymous"
 
 
-class StandbyReads(APIRoute):
+class StandbyReads(Route):
     """A route whose GETs a standby answers: the answer is versioned and may lag by the bound."""
 
     reads_from = ReadsFrom.standby
 
 
-class AnonymousStandbyReads(APIRoute):
+class AnonymousStandbyReads(Route):
     """A route whose GETs a standby answers unless the request carries credentials."""
 
     reads_from = ReadsFrom.standby_when_anonymous

@@ -8,7 +8,7 @@ from app.calendar.working_time import WorkingCalendar
 from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_answer, problem_responses
-from app.core.http_caching import cached_json
+from app.core.http_caching import TAGGED_READ, Route
 from app.core.limits import pin_attempt
 from app.core.links import API_PREFIX, CREATED_WITH_LOCATION, locate
 from app.core.pagination import Page, PageDep
@@ -40,9 +40,9 @@ from app.dossiers.schemas import (
 )
 from app.units.access import listing_scope
 
-events_router = APIRouter(prefix="/dossier-events", tags=["dossiers"])
-sync_router = APIRouter(prefix="/sync", tags=["dossiers"])
-dossiers_router = APIRouter(prefix="/dossiers", tags=["dossiers"])
+events_router = APIRouter(prefix="/dossier-events", tags=["dossiers"], route_class=Route)
+sync_router = APIRouter(prefix="/sync", tags=["dossiers"], route_class=Route)
+dossiers_router = APIRouter(prefix="/dossiers", tags=["dossiers"], route_class=Route)
 public_router = APIRouter(prefix="/public/dossiers", tags=["public"], route_class=AnonymousStandbyReads)
 
 # Their items are answered one by one: a control character fails its item, not the request.
@@ -195,12 +195,12 @@ async def list_dossiers(
     "/{code}",
     operation_id="get_dossier",
     response_model=DossierRead,
-    responses={304: {"description": "Not Modified"}, **problem_responses(404)},
+    responses={**TAGGED_READ, **problem_responses(404)},
     summary="A dossier with its status, due date, classification and the start of its timeline",
 )
-async def get_dossier(session: SessionDep, dossier: ReadableDossier, request: Request) -> Response:
+async def get_dossier(session: SessionDep, dossier: ReadableDossier, request: Request) -> DossierRead:
     timeline_path = request.url_for("list_dossier_timeline", code=dossier.code).path
-    return cached_json(request, await service.dossier_with_timeline(session, dossier, timeline_path))
+    return await service.dossier_with_timeline(session, dossier, timeline_path)
 
 
 @dossiers_router.get(

@@ -8,9 +8,9 @@ from app.clients.deps import authenticate, bearer_scheme
 from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.http_caching import cached_json
+from app.core.http_caching import ETAG_HEADER, TAGGED_CREATED, TAGGED_READ, TAGGED_WRITE, Route
 from app.core.limits import pin_attempt
-from app.core.links import CREATED_WITH_LOCATION, locate
+from app.core.links import locate
 from app.core.pagination import Page, PageDep
 from app.core.security import Principal, Scope
 from app.core.timezone import utcnow
@@ -26,8 +26,8 @@ from app.feedback.schemas import (
 )
 from app.units.access import listing_scope
 
-router = APIRouter(prefix="/feedback", tags=["feedback"])
-ratings_router = APIRouter(prefix="/dossiers", tags=["feedback"])
+router = APIRouter(prefix="/feedback", tags=["feedback"], route_class=Route)
+ratings_router = APIRouter(prefix="/dossiers", tags=["feedback"], route_class=Route)
 
 
 @router.post(
@@ -36,8 +36,12 @@ ratings_router = APIRouter(prefix="/dossiers", tags=["feedback"])
     status_code=status.HTTP_201_CREATED,
     response_model=FeedbackRead,
     responses={
-        **CREATED_WITH_LOCATION,
-        200: {"model": FeedbackRead, "description": "Already received (same reference)"},
+        **TAGGED_CREATED,
+        200: {
+            "model": FeedbackRead,
+            "description": "Already received (same reference)",
+            "headers": ETAG_HEADER,
+        },
         **problem_responses(422),
     },
     summary="Record citizen feedback (phản ánh, kiến nghị); idempotent on external_ref",
@@ -48,16 +52,15 @@ async def receive_feedback(
     calendar: CalendarDep,
     data: ReachableNewFeedback,
     request: Request,
-) -> Response:
+    response: Response,
+) -> FeedbackRead:
     feedback, created = await service.receive(session, data, calendar)
     if created:
         await record(session, writer, "create", "feedback", feedback.id)
-    body = await service.read(session, feedback)
-    if not created:
-        return cached_json(request, body)
-    response = cached_json(request, body, status_code=status.HTTP_201_CREATED)
-    locate(request, response, "get_feedback", feedback_id=feedback.id)
-    return response
+        locate(request, response, "get_feedback", feedback_id=feedback.id)
+    else:
+        response.status_code = status.HTTP_200_OK
+    return await service.read(session, feedback)
 
 
 @router.get(
@@ -83,18 +86,18 @@ async def list_feedback(
     "/{feedback_id}",
     operation_id="get_feedback",
     response_model=FeedbackRead,
-    responses=problem_responses(404),
+    responses={**TAGGED_READ, **problem_responses(404)},
     summary="One feedback with its deadlines and transitions",
 )
-async def get_feedback(session: SessionDep, feedback: ReachableFeedback, request: Request) -> Response:
-    return cached_json(request, await service.read(session, feedback))
+async def get_feedback(session: SessionDep, feedback: ReachableFeedback) -> FeedbackRead:
+    return await service.read(session, feedback)
 
 
 @router.post(
     "/{feedback_id}/transitions",
     operation_id="transition_feedback",
     response_model=FeedbackRead,
-    responses=problem_responses(404, 409, 422),
+    responses={**TAGGED_WRITE, **problem_responses(404, 409, 422)},
     summary="Process, ask for information, reject, answer or publish feedback",
 )
 async def transition_feedback(

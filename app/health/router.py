@@ -4,13 +4,14 @@ from pydantic import BaseModel
 
 from app.core.db import SessionDep
 from app.core.errors import problem_response, problem_responses
+from app.core.http_caching import Route
 from app.core.links import API_PREFIX
 from app.core.primary import NoPrimary
 from app.health.service import migration_of, select_one
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=Route)
 # Only with TTHC_BENCHMARK_BASELINE: the least a database-backed request can cost on this stack.
-baseline_router = APIRouter(include_in_schema=False)
+baseline_router = APIRouter(include_in_schema=False, route_class=Route)
 
 
 class Health(BaseModel):

@@ -2,7 +2,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -14,8 +14,8 @@ from app.core.bounds import Day
 from app.core.db import SessionDep
 from app.core.downloads import DISPOSITION_HEADER, LabelsQuery, content_disposition, download_name
 from app.core.errors import Forbidden, problem_responses
-from app.core.http_caching import cached_json, require_match
-from app.core.links import CREATED_WITH_LOCATION, locate
+from app.core.http_caching import TAGGED_CREATED, TAGGED_READ, TAGGED_WRITE, require_match
+from app.core.links import locate
 from app.core.pagination import Page, PageDep
 from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal, Scope
@@ -50,8 +50,8 @@ async def _national_writer(writer: Annotated[Principal, require(Scope.catalogue_
 
 CatalogueWriter = Annotated[Principal, Depends(_national_writer)]
 JSON_LD = "application/ld+json"
-_ETAG = {"ETag": {"description": "Entity tag of the representation", "schema": {"type": "string"}}}
-_NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not Modified"}}
+# A procedure is answered as JSON or, asked for, as JSON-LD: caches keep each under its own tag.
+_NEGOTIATED = {"Vary": "Accept"}
 
 
 # --- sectors ---------------------------------------------------------------------------------
@@ -62,17 +62,16 @@ _NOT_MODIFIED: dict[int | str, dict[str, Any]] = {304: {"description": "Not Modi
     operation_id="create_sector",
     status_code=status.HTTP_201_CREATED,
     response_model=SectorRead,
-    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
+    responses={**TAGGED_CREATED, **problem_responses(400, 409, 422)},
     summary="Create a sector (lĩnh vực)",
 )
 async def create_sector(
-    session: SessionDep, writer: CatalogueWriter, data: SectorCreate, request: Request
-) -> Response:
+    session: SessionDep, writer: CatalogueWriter, data: SectorCreate, request: Request, response: Response
+) -> SectorRead:
     sector = await service.create_sector(session, data)
     await record(session, writer, "create", "sector", sector.code)
-    response = cached_json(request, SectorRead.model_validate(sector), status_code=status.HTTP_201_CREATED)
     locate(request, response, "get_sector", code=sector.code)
-    return response
+    return SectorRead.model_validate(sector)
 
 
 @sectors_router.get(
@@ -90,18 +89,18 @@ async def list_sectors(session: SessionDep, page: PageDep) -> Page[SectorRead]:
     "/{code}",
     operation_id="get_sector",
     response_model=SectorRead,
-    responses={200: {"headers": _ETAG}, **_NOT_MODIFIED, **problem_responses(404)},
+    responses={**TAGGED_READ, **problem_responses(404)},
     summary="Get a sector",
 )
-async def get_sector(sector: SectorDep, request: Request) -> Response:
-    return cached_json(request, SectorRead.model_validate(sector))
+async def get_sector(sector: SectorDep) -> SectorRead:
+    return SectorRead.model_validate(sector)
 
 
 @sectors_router.patch(
     "/{code}",
     operation_id="update_sector",
     response_model=SectorRead,
-    responses=problem_responses(404, 412, 422),
+    responses={**TAGGED_WRITE, **problem_responses(404, 412, 422)},
     summary="Rename a sector",
 )
 async def update_sector(
@@ -109,13 +108,12 @@ async def update_sector(
     writer: CatalogueWriter,
     sector: SectorDep,
     data: SectorUpdate,
-    request: Request,
     if_match: Annotated[str | None, Header()] = None,
-) -> Response:
+) -> SectorRead:
     require_match(if_match, SectorRead.model_validate(sector))
     await service.update_sector(session, sector, data)
     await record(session, writer, "update", "sector", sector.code, data.model_dump(mode="json"))
-    return cached_json(request, SectorRead.model_validate(sector))
+    return SectorRead.model_validate(sector)
 
 
 # --- procedures ------------------------------------------------------------------------------
@@ -135,17 +133,16 @@ FiltersDep = Annotated[search.ProcedureFilters, Depends(procedure_filters)]
     operation_id="create_procedure",
     status_code=status.HTTP_201_CREATED,
     response_model=ProcedureRead,
-    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
+    responses={**TAGGED_CREATED, **problem_responses(400, 409, 422)},
     summary="Add a procedure (thủ tục hành chính) to the catalogue",
 )
 async def create_procedure(
-    session: SessionDep, writer: CatalogueWriter, data: ProcedureCreate, request: Request
-) -> Response:
+    session: SessionDep, writer: CatalogueWriter, data: ProcedureCreate, request: Request, response: Response
+) -> ProcedureRead:
     procedure = await service.create_procedure(session, data, writer)
     await record(session, writer, "create", "procedure", procedure.code)
-    response = cached_json(request, service.to_read(procedure), status_code=status.HTTP_201_CREATED)
     locate(request, response, "get_procedure", code=procedure.code)
-    return response
+    return service.to_read(procedure)
 
 
 @procedures_router.get(
@@ -333,11 +330,11 @@ async def import_procedures(session: SessionDep, writer: CatalogueWriter, reques
     operation_id="get_procedure",
     response_model=ProcedureRead,
     responses={
+        **TAGGED_READ,
         200: {
-            "headers": _ETAG,
+            **TAGGED_READ[200],
             "content": {JSON_LD: {"schema": {"type": "object", "description": "CPSV-AP PublicService"}}},
         },
-        **_NOT_MODIFIED,
         **problem_responses(404),
     },
     summary="Get a procedure: its latest version, or the one in force on a date",
@@ -347,22 +344,24 @@ async def get_procedure(
     session: SessionDep,
     procedure: ProcedureDep,
     request: Request,
+    response: Response,
     as_of: Annotated[Day | None, Query(description="The version in force on this day")] = None,
-) -> Response:
+) -> ProcedureRead | Response:
     found = await service.procedure_as_of(session, procedure, as_of) if as_of else service.to_read(procedure)
     if JSON_LD in request.headers.get("accept", ""):
         sector_name = await service.sector_name(session, found.sector_code)
         document = exchange.to_cpsv(found, sector_name, str(request.base_url))
         body = json.dumps(document, ensure_ascii=False).encode()
-        return cached_json(request, body, media_type=JSON_LD, vary="Accept")
-    return cached_json(request, found, vary="Accept")
+        return Response(body, media_type=JSON_LD, headers=_NEGOTIATED)
+    response.headers.update(_NEGOTIATED)
+    return found
 
 
 @procedures_router.patch(
     "/{code}",
     operation_id="update_procedure",
     response_model=ProcedureRead,
-    responses=problem_responses(404, 412, 422, 428),
+    responses={**TAGGED_WRITE, **problem_responses(404, 412, 422, 428)},
     summary="Change a procedure, making a new version (needs If-Match)",
 )
 async def update_procedure(
@@ -370,15 +369,16 @@ async def update_procedure(
     writer: CatalogueWriter,
     procedure: ProcedureDep,
     patch: ProcedureUpdate,
-    request: Request,
+    response: Response,
     if_match: Annotated[str | None, Header(description="ETag of the version you read; required")] = None,
-) -> Response:
+) -> ProcedureRead:
     require_match(if_match, service.to_read(procedure), required=True)
     before = procedure.version
     await service.update_procedure(session, procedure, patch, writer)
     if procedure.version != before:
         await record(session, writer, "update", "procedure", procedure.code, {"version": procedure.version})
-    return cached_json(request, service.to_read(procedure), vary="Accept")
+    response.headers.update(_NEGOTIATED)
+    return service.to_read(procedure)
 
 
 @procedures_router.get(

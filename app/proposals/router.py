@@ -5,8 +5,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.http_caching import cached_json, require_match
-from app.core.links import CREATED_WITH_LOCATION, locate
+from app.core.http_caching import TAGGED_CREATED, TAGGED_READ, TAGGED_WRITE, Route, require_match
+from app.core.links import locate
 from app.core.pagination import Page, PageDep
 from app.proposals import service
 from app.proposals.deps import (
@@ -24,7 +24,7 @@ from app.proposals.schemas import (
 )
 from app.units.access import listing_scope
 
-router = APIRouter(prefix="/proposals", tags=["proposals"])
+router = APIRouter(prefix="/proposals", tags=["proposals"], route_class=Route)
 
 
 @router.post(
@@ -32,19 +32,16 @@ router = APIRouter(prefix="/proposals", tags=["proposals"])
     operation_id="create_proposal",
     status_code=status.HTTP_201_CREATED,
     response_model=ProposalRead,
-    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
+    responses={**TAGGED_CREATED, **problem_responses(400, 409, 422)},
     summary="Draft a reform proposal (phương án đơn giản hóa, bãi bỏ, giảm lệ phí)",
 )
 async def create_proposal(
-    session: SessionDep, client: ProposalDrafter, draft: ReachableDraft, request: Request
-) -> Response:
+    session: SessionDep, client: ProposalDrafter, draft: ReachableDraft, request: Request, response: Response
+) -> ProposalRead:
     proposal = await service.create_proposal(session, draft.data, draft.procedure)
     await record(session, client, "create", "proposal", proposal.id)
-    response = cached_json(
-        request, await service.read(session, proposal), status_code=status.HTTP_201_CREATED
-    )
     locate(request, response, "get_proposal", proposal_id=proposal.id)
-    return response
+    return await service.read(session, proposal)
 
 
 @router.get(
@@ -68,18 +65,18 @@ async def list_proposals(
     "/{proposal_id}",
     operation_id="get_proposal",
     response_model=ProposalRead,
-    responses=problem_responses(404),
+    responses={**TAGGED_READ, **problem_responses(404)},
     summary="A proposal with its transitions",
 )
-async def get_proposal(session: SessionDep, proposal: ReachableProposal, request: Request) -> Response:
-    return cached_json(request, await service.read(session, proposal))
+async def get_proposal(session: SessionDep, proposal: ReachableProposal) -> ProposalRead:
+    return await service.read(session, proposal)
 
 
 @router.patch(
     "/{proposal_id}",
     operation_id="update_proposal",
     response_model=ProposalRead,
-    responses=problem_responses(404, 409, 412, 422, 428),
+    responses={**TAGGED_WRITE, **problem_responses(404, 409, 412, 422, 428)},
     summary="Edit a draft (needs If-Match)",
 )
 async def update_proposal(
@@ -87,20 +84,19 @@ async def update_proposal(
     client: ProposalDrafter,
     proposal: ReachableProposal,
     patch: ProposalUpdate,
-    request: Request,
     if_match: Annotated[str | None, Header()] = None,
-) -> Response:
+) -> ProposalRead:
     require_match(if_match, await service.read(session, proposal), required=True)
     await service.update_proposal(session, proposal, patch)
     await record(session, client, "update", "proposal", proposal.id)
-    return cached_json(request, await service.read(session, proposal))
+    return await service.read(session, proposal)
 
 
 @router.post(
     "/{proposal_id}/transitions",
     operation_id="transition_proposal",
     response_model=ProposalRead,
-    responses=problem_responses(403, 404, 409, 422),
+    responses={**TAGGED_WRITE, **problem_responses(403, 404, 409, 422)},
     summary="Move a proposal: submit, withdraw (proposals:write); approve, reject, implement (decide)",
 )
 async def transition_proposal(

@@ -4,7 +4,7 @@ kept in memory under their ETag (``app.state.stats_cache``) until the data chang
 from fastapi import Request, Response
 from pydantic import BaseModel
 
-from app.core.http_caching import AnswerCache, cached_json, not_modified
+from app.core.http_caching import AnswerCache, etag_of, not_modified
 
 # Polled by dashboards and portals: let caches keep an answer briefly, then revalidate by ETag.
 CACHE_CONTROL = "public, max-age=60, must-revalidate"
@@ -29,11 +29,12 @@ def known_answer(request: Request, etag: str) -> Response | None:
 def polled_answer(
     request: Request, body: BaseModel | bytes, media_type: str, etag: str | None = None, *, keep: bool = True
 ) -> Response:
-    """The answer with the polling headers (a 304 if the client has it); kept in memory under ``etag``
-    unless ``keep`` is false (an answer whose tag is only known once it is computed)."""
+    """The answer with the polling headers, kept in memory under ``etag`` unless ``keep`` is false (an
+    answer whose tag is only known once it is computed). Its route declares the ``ETag``, so a client
+    that already has it is answered 304 there (``app.core.http_caching.Route``)."""
     content = body if isinstance(body, bytes) else body.model_dump_json().encode()
-    response = cached_json(request, content, media_type=media_type, vary="Accept", etag=etag)
-    response.headers["Cache-Control"] = CACHE_CONTROL
+    headers = {"ETag": etag or etag_of(content), "Vary": "Accept", "Cache-Control": CACHE_CONTROL}
+    response = Response(content, media_type=media_type, headers=headers)
     cache: AnswerCache | None = request.app.state.stats_cache
     if keep and etag is not None and cache is not None:
         cache[etag] = (content, media_type)

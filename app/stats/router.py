@@ -221,7 +221,7 @@ async def get_index_766(
     "/dossiers/series",
     operation_id="get_dossier_stats_series",
     response_model=DossierSeries,
-    responses={304: {"description": "Not Modified"}, **problem_responses(404, 422)},
+    responses={**_JSON, **problem_responses(404, 422)},
     summary="The same counts month by month or quarter by quarter, for charts",
 )
 async def get_dossier_stats_series(

@@ -1,12 +1,12 @@
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
-from app.core.http_caching import cached_json, require_match
-from app.core.links import CREATED_WITH_LOCATION, locate
+from app.core.http_caching import TAGGED_CREATED, TAGGED_READ, TAGGED_WRITE, require_match
+from app.core.links import locate
 from app.core.pagination import Page, PageDep
 from app.core.replicas import AnonymousStandbyReads
 from app.units import service
@@ -16,30 +16,21 @@ from app.units.schemas import ChildrenQuery, UnitFilters, UnitRead
 router = APIRouter(prefix="/units", tags=["units"], route_class=AnonymousStandbyReads)
 
 
-_CACHED: dict[int | str, dict[str, Any]] = {
-    200: {
-        "headers": {"ETag": {"description": "Entity tag of the representation", "schema": {"type": "string"}}}
-    },
-    304: {"description": "Not Modified: the `If-None-Match` tag is current"},
-}
-
-
 @router.post(
     "",
     operation_id="create_unit",
     status_code=status.HTTP_201_CREATED,
     response_model=UnitRead,
-    responses={**CREATED_WITH_LOCATION, **problem_responses(400, 409, 422)},
+    responses={**TAGGED_CREATED, **problem_responses(400, 409, 422)},
     summary="Create an administrative unit (đơn vị hành chính)",
 )
 async def create_unit(
-    session: SessionDep, writer: UnitsWriter, data: ReachableNewUnit, request: Request
-) -> Response:
+    session: SessionDep, writer: UnitsWriter, data: ReachableNewUnit, request: Request, response: Response
+) -> UnitRead:
     unit = await service.create_unit(session, data)
     await record(session, writer, "create", "unit", unit.code)
-    response = cached_json(request, UnitRead.model_validate(unit), status_code=status.HTTP_201_CREATED)
     locate(request, response, "get_unit", code=unit.code)
-    return response
+    return UnitRead.model_validate(unit)
 
 
 @router.get(
@@ -59,18 +50,18 @@ async def list_units(
     "/{code}",
     operation_id="get_unit",
     response_model=UnitRead,
-    responses={**_CACHED, **problem_responses(404)},
+    responses={**TAGGED_READ, **problem_responses(404)},
     summary="Get a unit by code",
 )
-async def get_unit(unit: UnitDep, request: Request) -> Response:
-    return cached_json(request, UnitRead.model_validate(unit))
+async def get_unit(unit: UnitDep) -> UnitRead:
+    return UnitRead.model_validate(unit)
 
 
 @router.patch(
     "/{code}",
     operation_id="update_unit",
     response_model=UnitRead,
-    responses=problem_responses(404, 412, 422),
+    responses={**TAGGED_WRITE, **problem_responses(404, 412, 422)},
     summary="Change a unit's name, parent or validity",
 )
 async def update_unit(
@@ -78,15 +69,14 @@ async def update_unit(
     writer: UnitsWriter,
     unit: UnitDep,
     patch: ReachableUnitPatch,
-    request: Request,
     if_match: Annotated[str | None, Header(description="ETag from a previous read; 412 if stale")] = None,
-) -> Response:
+) -> UnitRead:
     require_match(if_match, UnitRead.model_validate(unit))
     updated = await service.update_unit(session, unit, patch)
     await record(
         session, writer, "update", "unit", unit.code, patch.model_dump(mode="json", exclude_unset=True)
     )
-    return cached_json(request, UnitRead.model_validate(updated))
+    return UnitRead.model_validate(updated)
 
 
 @router.get(
