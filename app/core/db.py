@@ -6,18 +6,18 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from operator import itemgetter
-from typing import Annotated, Any, TypeVar, TypeVarTuple
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from fastapi import Depends, Path, Request
-from sqlalchemy import JSON, Select, Table, bindparam, event, insert, text, update
+from sqlalchemy import JSON, Table, bindparam, event, insert, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import QueryableAttribute, Session
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from app.core.bounded_engine import BoundedConnection, answered, postgres_engine
@@ -26,7 +26,6 @@ from app.core.data_version import bump_version
 from app.core.replicas import READ_FROM, route_reads
 
 _T = TypeVar("_T")
-_Ts = TypeVarTuple("_Ts")
 
 
 # Without a command timeout (the CLI), a write waits this long for another process's.
@@ -239,14 +238,6 @@ async def load_for_update(session: AsyncSession, entity: type[_T], key: Any) -> 
     with another request's (If-Match comparisons, state-machine transitions)."""
     await take_write_lock(session)
     return await session.get(entity, key, with_for_update=True, populate_existing=True)
-
-
-def where_equal(query: Select[*_Ts], equalities: Mapping[QueryableAttribute[Any], object]) -> Select[*_Ts]:
-    """The query narrowed to rows whose columns equal the values given (a None value: no filter)."""
-    for column, value in equalities.items():
-        if value is not None:
-            query = query.where(column == value)
-    return query
 
 
 async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -3,7 +3,7 @@
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, Table, func, literal_column, or_, select
@@ -12,8 +12,9 @@ from sqlalchemy.orm import aliased
 
 from app.clients.models import ApiClient
 from app.core.errors import NotFound
+from app.core.filters import equal, from_day, given, through_day, where_given
 from app.core.pagination import PageParams, SortKey, Window, cursors_for, keyset_rows, keyset_window
-from app.core.timezone import start_of_day, utcnow
+from app.core.timezone import utcnow
 from app.dossiers.lifecycle import NATIONAL_STATUS_NAMES_VI, STATUS_NAMES_VI, Status
 from app.dossiers.models import Dossier, DossierEvent, DossierEventCorrection
 from app.dossiers.open_dossiers import is_past_due, past_due
@@ -174,14 +175,13 @@ async def waiting_events(
     """Events kept but not applied, oldest arrival first. A bound reader sees those of dossiers in
     its units, and those not yet placed in a unit that clients bound inside its units sent."""
     now = now or utcnow()
-    query = (
+    query = where_given(
         select(DossierEvent, ApiClient.name)
         .join(ApiClient, ApiClient.id == DossierEvent.client_id)
         .outerjoin(Dossier, Dossier.code == DossierEvent.dossier_code)
-        .where(DossierEvent.status == literal_column("'pending'"))
+        .where(DossierEvent.status == literal_column("'pending'")),
+        given(units, lambda codes: or_(Dossier.unit_code.in_(codes), ApiClient.unit_code.in_(codes))),
     )
-    if units is not None:
-        query = query.where(or_(Dossier.unit_code.in_(units), ApiClient.unit_code.in_(units)))
     window = await keyset_rows(session, query, _BY_ID, page, lambda row: [row[0].id])
     return window.map(lambda row: _pending(row[0], row[1], now))
 
@@ -192,22 +192,18 @@ _BY_CODE = SortKey([Dossier.code])
 async def list_dossiers(
     session: AsyncSession, filters: DossierQuery, units: set[str] | None, page: PageParams
 ) -> Window[Dossier]:
-    query = select(Dossier)
-    if units is not None:
-        query = query.where(Dossier.unit_code.in_(units))
-    if filters.procedure is not None:
-        query = query.where(Dossier.procedure_code == filters.procedure)
-    if filters.status is not None:
-        query = query.where(Dossier.status == int(filters.status))
-    if filters.received_from is not None:
-        query = query.where(Dossier.received_at >= start_of_day(filters.received_from))
-    if filters.received_to is not None:
-        query = query.where(Dossier.received_at < start_of_day(filters.received_to + timedelta(days=1)))
     deadline = filters.due_before
     if filters.overdue:
         deadline = min(deadline, utcnow()) if deadline else utcnow()
-    if deadline is not None:
-        query = query.where(past_due(deadline))
+    query = where_given(
+        select(Dossier),
+        given(units, Dossier.unit_code.in_),
+        equal(Dossier.procedure_code, filters.procedure),
+        equal(Dossier.status, filters.status),
+        from_day(Dossier.received_at, filters.received_from),
+        through_day(Dossier.received_at, filters.received_to),
+        given(deadline, past_due),
+    )
     return await keyset_window(session, query, _BY_CODE, page, lambda dossier: [dossier.code])
 
 

@@ -5,14 +5,15 @@ import hmac
 import json
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
-from app.core.db import load_for_update, take_write_lock, where_equal
+from app.core.db import load_for_update, take_write_lock
 from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.filters import before, equal, given, where_given
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import Principal
 from app.core.timezone import utcnow
@@ -220,21 +221,21 @@ async def transition(
 _BY_ID = SortKey([Feedback.id])
 
 
+def _overdue_at(now: datetime) -> ColumnElement[bool]:
+    return and_(Feedback.state.in_([s.value for s in OPEN]), Feedback.answer_due_at < now)
+
+
 async def list_feedback(
     session: AsyncSession, filters: FeedbackQuery, units: set[str] | None, page: PageParams
 ) -> Window[Feedback]:
-    query = where_equal(
+    query = where_given(
         select(Feedback).options(selectinload(Feedback.transitions)),
-        {
-            Feedback.state: filters.state,
-            Feedback.subject: filters.subject,
-            Feedback.channel: filters.channel,
-        },
+        equal(Feedback.state, filters.state),
+        equal(Feedback.subject, filters.subject),
+        equal(Feedback.channel, filters.channel),
+        given(units, Feedback.unit_code.in_),
+        given(utcnow() if filters.overdue else None, _overdue_at),
     )
-    if units is not None:
-        query = query.where(Feedback.unit_code.in_(units))
-    if filters.overdue:
-        query = query.where(Feedback.state.in_([s.value for s in OPEN]), Feedback.answer_due_at < utcnow())
     return await keyset_window(session, query, _BY_ID, page, lambda feedback: [feedback.id])
 
 
@@ -286,9 +287,7 @@ async def recount_deadlines(
 ) -> int:
     """The 766 deadlines of the feedback received before ``received_before`` (all: None) counted
     again on ``calendar``, after a change of working calendar (SPEC §3); returns how many items."""
-    query = select(Feedback).order_by(Feedback.id)
-    if received_before is not None:
-        query = query.where(Feedback.received_at < received_before)
+    query = where_given(select(Feedback).order_by(Feedback.id), before(Feedback.received_at, received_before))
     counted = 0
     for feedback in await session.scalars(query):
         feedback.reject_due_at = _deadline(calendar, feedback.received_at, REJECT_DAYS)

@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Select, Text, and_, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.db import plan_with_values
+from app.core.filters import equal, given, where_given
 from app.core.pagination import PageParams, SortKey, Window, cursor_int, keyset_rows, window_of
 from app.core.text import fold, like_escape
 from app.procedures.models import Channel, OnlineService, Procedure, ProcedureStatus
@@ -40,18 +41,20 @@ class ProcedureFilters(BaseModel):
 
 
 def _filtered(filters: ProcedureFilters) -> Select[Procedure]:
-    query = select(Procedure)
-    if filters.sector is not None:
-        query = query.where(Procedure.sector_code == filters.sector)
-    if filters.level is not None:
-        query = query.where(getattr(Procedure, f"level_{filters.level.value}").is_(True))
-    if filters.channel is not None:
-        query = query.where(getattr(Procedure, f"channel_{filters.channel.value}").is_(True))
-    if filters.online_service is not None:
-        query = query.where(Procedure.online_service == filters.online_service.value)
-    if filters.status is not None:
-        query = query.where(Procedure.status == filters.status.value)
-    return query
+    return where_given(
+        select(Procedure),
+        equal(Procedure.sector_code, filters.sector),
+        given(filters.level, lambda level: _flag(f"level_{level.value}")),
+        given(filters.channel, lambda channel: _flag(f"channel_{channel.value}")),
+        given(filters.online_service, lambda service: Procedure.online_service == service.value),
+        given(filters.status, lambda status: Procedure.status == status.value),
+    )
+
+
+def _flag(column: str) -> ColumnElement[bool]:
+    """One of the procedure's yes/no columns (a level it is done at, a channel it takes) is set."""
+    flag: ColumnElement[bool] = getattr(Procedure, column).is_(True)
+    return flag
 
 
 def _search_ranks(q: str) -> list[ColumnElement[bool]]:

@@ -1,6 +1,6 @@
 """Reform proposals: rules of the workflow and the changes they make to the catalogue."""
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
@@ -8,11 +8,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.core.db import load_for_update, where_equal
+from app.core.db import load_for_update
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.core.filters import equal, from_day, given, through_day, where_given
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import Principal
-from app.core.timezone import local, start_of_day
+from app.core.timezone import local
 from app.core.workflow import Workflow, apply, ensure_in_order, moment
 from app.procedures import service as catalogue
 from app.procedures.models import Procedure
@@ -225,20 +226,15 @@ _BY_ID = SortKey([Proposal.id])
 async def list_proposals(
     session: AsyncSession, filters: ProposalQuery, units: set[str] | None, page: PageParams
 ) -> Window[Proposal]:
-    query = where_equal(
+    query = where_given(
         select(Proposal).options(selectinload(Proposal.transitions)),
-        {
-            Proposal.kind: filters.kind,
-            Proposal.level: filters.level,
-            Proposal.state: filters.state,
-            Proposal.procedure_code: filters.procedure,
-            Proposal.sector_code: filters.sector,
-        },
+        equal(Proposal.kind, filters.kind),
+        equal(Proposal.level, filters.level),
+        equal(Proposal.state, filters.state),
+        equal(Proposal.procedure_code, filters.procedure),
+        equal(Proposal.sector_code, filters.sector),
+        given(units, Proposal.unit_code.in_),
+        from_day(Proposal.submitted_at, filters.submitted_from),
+        through_day(Proposal.submitted_at, filters.submitted_to),
     )
-    if units is not None:
-        query = query.where(Proposal.unit_code.in_(units))
-    if filters.submitted_from is not None:
-        query = query.where(Proposal.submitted_at >= start_of_day(filters.submitted_from))
-    if filters.submitted_to is not None:
-        query = query.where(Proposal.submitted_at < start_of_day(filters.submitted_to + timedelta(days=1)))
     return await keyset_window(session, query, _BY_ID, page, lambda proposal: [proposal.id])

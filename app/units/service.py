@@ -4,13 +4,14 @@ from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from vietnam_provinces import Province, Ward
 
 from app.core.db import load_for_update
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.core.filters import equal, given, where_given
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.text import fold, like_escape
 from app.units.models import LEVEL_RANK, Unit, UnitLevel
@@ -157,26 +158,28 @@ async def update_unit(session: AsyncSession, unit: Unit, patch: UnitUpdate) -> U
 
 
 def _filtered(filters: UnitFilters) -> Select[Unit]:
-    query = select(Unit)
-    if filters.level is not None:
-        query = query.where(Unit.level == filters.level.value)
-    if filters.parent is not None:
-        query = query.where(Unit.parent_code == filters.parent)
-    if filters.valid_on is not None:
-        query = query.where(
-            or_(Unit.valid_from.is_(None), Unit.valid_from <= filters.valid_on),
-            or_(Unit.valid_to.is_(None), Unit.valid_to >= filters.valid_on),
-        )
-    if filters.q:
-        folded = fold(filters.q)
-        if folded:
-            query = query.where(
-                or_(
-                    Unit.search_name.like(f"%{like_escape(folded)}%", escape="\\"),
-                    func.lower(Unit.code).like(f"{like_escape(folded)}%", escape="\\"),
-                )
-            )
-    return query
+    return where_given(
+        select(Unit),
+        equal(Unit.level, filters.level),
+        equal(Unit.parent_code, filters.parent),
+        given(filters.valid_on, _valid_on),
+        given(fold(filters.q or "") or None, _named_like),
+    )
+
+
+def _valid_on(day: date) -> ColumnElement[bool]:
+    return and_(
+        or_(Unit.valid_from.is_(None), Unit.valid_from <= day),
+        or_(Unit.valid_to.is_(None), Unit.valid_to >= day),
+    )
+
+
+def _named_like(folded: str) -> ColumnElement[bool]:
+    """The name contains the folded words, or the code starts with them."""
+    return or_(
+        Unit.search_name.like(f"%{like_escape(folded)}%", escape="\\"),
+        func.lower(Unit.code).like(f"{like_escape(folded)}%", escape="\\"),
+    )
 
 
 _UNIT_ORDER = SortKey([Unit.code])
