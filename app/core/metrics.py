@@ -1,5 +1,7 @@
 """Prometheus metrics of one process: requests, latency, the database pool, ingestion, the cache."""
 
+from collections.abc import Iterable
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,7 +22,9 @@ UNMATCHED = "unmatched"
 class Metrics:
     """The service's metrics in a registry of their own (one per app, so tests can build many)."""
 
-    def __init__(self) -> None:
+    def __init__(self, event_outcomes: Iterable[str]) -> None:
+        """``event_outcomes``: the statuses an event is answered with (the dossiers' own to name),
+        each shown from the start, at 0, so that a rate over them needs no first occurrence."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "tthc_http_requests",
@@ -45,7 +49,7 @@ class Metrics:
         )
         self.events = Counter(
             "tthc_dossier_events_ingested",
-            "Dossier events received, by outcome: created, duplicate (a resend) or error",
+            "Dossier events received, by outcome: the status each was answered with",
             ["outcome"],
             registry=self.registry,
         )
@@ -57,7 +61,7 @@ class Metrics:
             registry=self.registry,
         )
         self.replicas = ReplicaMetrics.register(self.registry)
-        for outcome in ("created", "duplicate", "error"):
+        for outcome in event_outcomes:
             self.events.labels(outcome)
         for result in ("not_modified", "hit", "miss"):
             self.stats_cache.labels(result)

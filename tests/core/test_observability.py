@@ -45,6 +45,9 @@ async def test_metrics_count_requests_events_and_cache(client: AsyncClient, port
     assert values[("tthc_http_request_duration_seconds_count", route[:2])] == 2
     assert values[("tthc_dossier_events_ingested_total", (("outcome", "created"),))] == 1
     assert values[("tthc_dossier_events_ingested_total", (("outcome", "duplicate"),))] == 1
+    # Every status an event can be answered with is shown from the start.
+    for outcome in ("updated", "pending", "error"):
+        assert values[("tthc_dossier_events_ingested_total", (("outcome", outcome),))] == 0
     for result in ("miss", "hit", "not_modified"):
         assert values[("tthc_stats_cache_requests_total", (("result", result),))] == 1
     assert values[("tthc_db_pool_connections_in_use", ())] >= 0
