@@ -152,7 +152,6 @@ def _clients_create(args: argparse.Namespace) -> None:
 
     from app.clients.schemas import ClientCreate
     from app.clients.service import create_client
-    from app.core.audit import record
 
     try:
         data = ClientCreate(name=args.name, scopes=args.scope, unit_code=args.unit)
@@ -160,10 +159,7 @@ def _clients_create(args: argparse.Namespace) -> None:
         sys.exit("tthc: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
     async def work(session: AsyncSession) -> None:
-        client, secret = await create_client(session, data)
-        await record(
-            session, None, "create", "client", client.id, {"name": client.name, "scopes": client.scopes}
-        )
+        client, secret = await create_client(session, data, None)
         print(
             f"tthc: client {client.id} {client.name!r} created with scopes {', '.join(client.scopes)}"
             + (f", bound to unit {client.unit_code}" if client.unit_code else "")
@@ -176,12 +172,10 @@ def _clients_create(args: argparse.Namespace) -> None:
 
 def _clients_key(args: argparse.Namespace) -> None:
     from app.clients.service import add_key, get_client_by_name
-    from app.core.audit import record
 
     async def work(session: AsyncSession) -> None:
         client = await get_client_by_name(session, args.name)
-        key, secret = await add_key(session, client)
-        await record(session, None, "create", "client_key", key.id, {"client_id": client.id})
+        key, secret = await add_key(session, client, None)
         print(f"tthc: key {key.id} added to client {client.name!r}; it is shown only once")
         print(secret)
 
@@ -212,18 +206,14 @@ def _clients_list(_args: argparse.Namespace) -> None:
 
 def _clients_revoke(args: argparse.Namespace) -> None:
     from app.clients.service import get_client_by_name, revoke_all_keys, revoke_key
-    from app.core.audit import record
 
     async def work(session: AsyncSession) -> None:
         client = await get_client_by_name(session, args.name)
         if args.key is not None:
-            key = await revoke_key(session, client, args.key)
-            await record(session, None, "revoke", "client_key", key.id, {"client_id": client.id})
+            key = await revoke_key(session, client, args.key, None)
             print(f"tthc: key {key.id} of client {client.name!r} revoked")
             return
-        revoked = await revoke_all_keys(session, client)
-        for key in revoked:
-            await record(session, None, "revoke", "client_key", key.id, {"client_id": client.id})
+        revoked = await revoke_all_keys(session, client, None)
         print(f"tthc: {len(revoked)} keys of client {client.name!r} revoked")
 
     _with_session(work)

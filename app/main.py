@@ -8,7 +8,6 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import get_args
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -39,7 +38,7 @@ from app.core.replicas import LONGEST_CHECK, ReadReplicas
 from app.core.timezone import utcnow
 from app.core.version import package_version
 from app.dossiers.router import BATCH_PATHS, dossiers_router, events_router, public_router, sync_router
-from app.dossiers.schemas import EventStatus
+from app.dossiers.schemas import EVENT_STATUSES
 from app.feedback.router import ratings_router
 from app.feedback.router import router as feedback_router
 from app.health.router import baseline_router
@@ -145,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # What "now" is for statistics of a running period; tests put a clock of their own here.
     app.state.clock = utcnow
     use_cursor_key(settings.secret_key)
-    app.state.metrics = Metrics(event_outcomes=get_args(EventStatus))
+    app.state.metrics = Metrics(event_outcomes=EVENT_STATUSES)
     app.state.migration_head = head_revision()
     install_exception_handlers(app)
     install_openapi(app)

@@ -83,7 +83,7 @@ def make_key(url: str, name: str, scopes: Sequence[str]) -> str:
         try:
             async with create_sessionmaker(engine)() as session, session.begin():
                 _client, secret = await create_client(
-                    session, ClientCreate.model_validate({"name": name, "scopes": scopes})
+                    session, ClientCreate.model_validate({"name": name, "scopes": scopes}), None
                 )
                 return secret
         finally:

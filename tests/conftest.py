@@ -160,7 +160,7 @@ def api_key(app: FastAPI) -> KeyFactory:
             {"name": name or f"test-client-{made}", "scopes": list(scopes), "unit_code": unit}
         )
         async with app.state.sessionmaker() as session, session.begin():
-            _client, secret = await create_client(session, data)
+            _client, secret = await create_client(session, data, None)
         return {"Authorization": f"Bearer {secret}"}
 
     return make

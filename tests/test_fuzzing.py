@@ -39,6 +39,7 @@ async def _admin_key(settings: Settings) -> str:
             _client, secret = await create_client(
                 session,
                 ClientCreate.model_validate({"name": "fuzzer", "scopes": [scope.value for scope in Scope]}),
+                None,
             )
             return secret
     finally:

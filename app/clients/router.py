@@ -3,7 +3,6 @@ from fastapi import APIRouter, Request, Response, status
 from app.clients import service
 from app.clients.deps import AdminDep, ClientDep
 from app.clients.schemas import ClientCreate, ClientCreated, ClientRead, KeyCreated, KeyRead
-from app.core.audit import record
 from app.core.db import RowId, SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import TAGGED_CREATED, TAGGED_READ, Route, current_etag
@@ -24,10 +23,7 @@ router = APIRouter(prefix="/clients", tags=["clients"], route_class=Route)
 async def create_client(
     session: SessionDep, admin: AdminDep, data: ClientCreate, request: Request, response: Response
 ) -> ClientCreated:
-    client, secret = await service.create_client(session, data)
-    await record(
-        session, admin, "create", "client", client.id, {"name": client.name, "scopes": client.scopes}
-    )
+    client, secret = await service.create_client(session, data, admin)
     shown = ClientRead.model_validate(client)
     # Tagged as `GET` shows the client: the key is in this answer only, not in the representation.
     response.headers["ETag"] = current_etag(shown)
@@ -68,8 +64,7 @@ async def get_client(_admin: AdminDep, client: ClientDep) -> ClientRead:
 async def create_client_key(
     session: SessionDep, admin: AdminDep, client: ClientDep, request: Request, response: Response
 ) -> KeyCreated:
-    key, secret = await service.add_key(session, client)
-    await record(session, admin, "create", "client_key", key.id, {"client_id": client.id})
+    key, secret = await service.add_key(session, client, admin)
     # The key's own path: the one that revokes it (DELETE); its secret is never shown again.
     locate(request, response, "revoke_client_key", client_id=client.id, key_id=key.id)
     return KeyCreated.model_validate({**KeyRead.model_validate(key).model_dump(), "key": secret})
@@ -85,6 +80,5 @@ async def create_client_key(
 async def revoke_client_key(
     session: SessionDep, admin: AdminDep, client: ClientDep, key_id: RowId
 ) -> KeyRead:
-    key = await service.revoke_key(session, client, key_id)
-    await record(session, admin, "revoke", "client_key", key.id, {"client_id": client.id})
+    key = await service.revoke_key(session, client, key_id, admin)
     return KeyRead.model_validate(key)

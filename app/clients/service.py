@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from app.clients.models import ApiClient, ApiKey
 from app.clients.schemas import ClientCreate
+from app.core.audit import record
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import LAST_USED_RESOLUTION_SECONDS, Principal, hash_key, key_hint, new_key
@@ -27,7 +28,10 @@ async def _unit_exists(session: AsyncSession, code: str) -> bool:
     return await session.scalar(select(unit_key.column).where(unit_key.column == code)) is not None
 
 
-async def create_client(session: AsyncSession, data: ClientCreate) -> tuple[ApiClient, str]:
+async def create_client(
+    session: AsyncSession, data: ClientCreate, actor: Principal | None
+) -> tuple[ApiClient, str]:
+    """A new client and its first key (the secret, shown once); ``actor`` None: the command line."""
     if data.unit_code is not None and not await _unit_exists(session, data.unit_code):
         raise InvalidInput.for_field(
             "body.unit_code", f"Unit {data.unit_code!r} does not exist", "unknown_reference"
@@ -44,32 +48,48 @@ async def create_client(session: AsyncSession, data: ClientCreate) -> tuple[ApiC
         await session.flush()
     except IntegrityError as exc:
         raise Conflict(f"A client named {data.name!r} already exists") from exc
+    await record(
+        session, actor, "create", "client", client.id, {"name": client.name, "scopes": client.scopes}
+    )
     return client, secret
 
 
-async def add_key(session: AsyncSession, client: ApiClient) -> tuple[ApiKey, str]:
+async def _record_key(
+    session: AsyncSession, actor: Principal | None, action: str, client: ApiClient, key: ApiKey
+) -> None:
+    await record(session, actor, action, "client_key", key.id, {"client_id": client.id})
+
+
+async def add_key(session: AsyncSession, client: ApiClient, actor: Principal | None) -> tuple[ApiKey, str]:
     key, secret = _new_key_for(client)
     session.add(key)
     await session.flush()
+    await _record_key(session, actor, "create", client, key)
     return key, secret
 
 
-async def revoke_key(session: AsyncSession, client: ApiClient, key_id: int) -> ApiKey:
+async def revoke_key(
+    session: AsyncSession, client: ApiClient, key_id: int, actor: Principal | None
+) -> ApiKey:
+    """Revoke the client's key; recorded even when it was revoked already."""
     key = next((key for key in client.keys if key.id == key_id), None)
     if key is None:
         raise NotFound(f"Client {client.id} has no key {key_id}")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         await session.flush()
+    await _record_key(session, actor, "revoke", client, key)
     return key
 
 
-async def revoke_all_keys(session: AsyncSession, client: ApiClient) -> list[ApiKey]:
+async def revoke_all_keys(session: AsyncSession, client: ApiClient, actor: Principal | None) -> list[ApiKey]:
     """Revoke every active key of the client; the keys revoked now are returned."""
     revoked = [key for key in client.keys if key.revoked_at is None]
     for key in revoked:
         key.revoked_at = utcnow()
     await session.flush()
+    for key in revoked:
+        await _record_key(session, actor, "revoke", client, key)
     return revoked
 
 

@@ -1,11 +1,9 @@
-from collections.abc import Sequence
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
 from app.calendar.deps import CalendarDep
 from app.calendar.working_time import WorkingCalendar
-from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import InvalidInput, problem_answer, problem_responses
 from app.core.http_caching import TAGGED_READ, Route
@@ -15,11 +13,9 @@ from app.core.pagination import Page, PageDep
 from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal
 from app.core.timezone import utcnow
-from app.dossiers import service
+from app.dossiers import intake, service
 from app.dossiers.deps import DossierReader, DossierWriter, ReadableDossier
-from app.dossiers.dvcqg import MAX_RECORDS, RecordResult, RecordStatus, SyncBody, SyncResult
-from app.dossiers.ingestion.events import ingest
-from app.dossiers.ingestion.records import ingest_records
+from app.dossiers.dvcqg import MAX_RECORDS, SyncBody, SyncResult
 from app.dossiers.ingestion.work import Sender
 from app.dossiers.schemas import (
     MAX_BATCH,
@@ -32,7 +28,6 @@ from app.dossiers.schemas import (
     DossierSummary,
     EventBatch,
     EventResult,
-    EventStatus,
     PendingEvent,
     PublicDossier,
     ResultStatus,
@@ -49,8 +44,6 @@ public_router = APIRouter(prefix="/public/dossiers", tags=["public"], route_clas
 BATCH_PATHS = frozenset({f"{API_PREFIX}/dossier-events/batch", f"{API_PREFIX}/sync/dvcqg"})
 
 
-_EVENT_STATUSES: tuple[ResultStatus, ...] = get_args(EventStatus)
-_RECORD_STATUSES: tuple[ResultStatus, ...] = get_args(RecordStatus)
 _STATUS_CODES = {
     ResultStatus.created: 201,
     ResultStatus.updated: 200,
@@ -59,23 +52,17 @@ _STATUS_CODES = {
 }
 
 
-def _counts(
-    statuses: tuple[ResultStatus, ...], results: Sequence[EventResult | RecordResult]
-) -> dict[str, int]:
-    """How many items were answered with each status: the audit log's detail of a request."""
-    return {status: sum(1 for r in results if r.status == status) for status in statuses}
+def _sender(session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request) -> Sender:
+    return Sender(session, writer, calendar, request.app.state.settings.secret_key)
 
 
 async def _ingest(
     session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request, items: list[Any]
 ) -> list[EventResult]:
-    results = await ingest(Sender(session, writer, calendar, request.app.state.settings.secret_key), items)
-    counts = _counts(_EVENT_STATUSES, results)
+    sender = _sender(session, writer, calendar, request)
+    results, counts = await intake.take_events(sender, items, request.state.request_id)
     for result_status, number in counts.items():
         request.app.state.metrics.events.labels(result_status).inc(number)
-    if counts[ResultStatus.created] or counts[ResultStatus.updated] or counts[ResultStatus.pending]:
-        # Each event row records its client and request id; the audit log keeps one line per request.
-        await record(session, writer, "ingest", "dossier_events", request.state.request_id, counts)
     return results
 
 
@@ -142,12 +129,8 @@ async def ingest_dossier_events(
 async def sync_dvcqg_records(
     session: SessionDep, writer: DossierWriter, calendar: CalendarDep, body: SyncBody, request: Request
 ) -> SyncResult:
-    sender = Sender(session, writer, calendar, request.app.state.settings.secret_key)
-    results = await ingest_records(sender, body.data)
-    counts = _counts(_RECORD_STATUSES, results)
-    if counts[ResultStatus.created] or counts[ResultStatus.updated]:
-        await record(session, writer, "sync", "dossier_events", request.state.request_id, counts)
-    return SyncResult(results=results)
+    sender = _sender(session, writer, calendar, request)
+    return SyncResult(results=await intake.take_records(sender, body.data, request.state.request_id))
 
 
 @events_router.get(

@@ -1,6 +1,6 @@
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -160,6 +160,7 @@ EventStatus = Literal[
     ResultStatus.duplicate,
     ResultStatus.error,
 ]
+EVENT_STATUSES: tuple[ResultStatus, ...] = get_args(EventStatus)
 
 
 class EventResult(BaseModel):

@@ -207,7 +207,8 @@ async def list_dossiers(
     return await keyset_window(session, query, _BY_CODE, page, lambda dossier: [dossier.code])
 
 
-async def public_lookup(session: AsyncSession, secret_key: str, code: str, secret: str) -> PublicDossier:
+async def dossier_by_pin(session: AsyncSession, secret_key: str, code: str, secret: str) -> Dossier:
+    """The dossier whose receipt carries the PIN ``secret`` (a citizen's look-up or rating)."""
     dossier = await session.get(Dossier, code)
     expected = lookup_hash(secret_key, code, secret)
     # One answer for "no such dossier", "no PIN on it" and "wrong PIN": the code's existence stays secret.
@@ -217,6 +218,11 @@ async def public_lookup(session: AsyncSession, secret_key: str, code: str, secre
         or not hmac.compare_digest(dossier.lookup_secret_hash, expected)
     ):
         raise NotFound("No dossier matches this code and PIN")
+    return dossier
+
+
+async def public_lookup(session: AsyncSession, secret_key: str, code: str, secret: str) -> PublicDossier:
+    dossier = await dossier_by_pin(session, secret_key, code, secret)
     status = dossier.status
     return PublicDossier(
         code=dossier.code,

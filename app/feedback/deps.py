@@ -1,15 +1,22 @@
-"""Request dependencies of the feedback routes: the desk's key and the feedback of the path."""
+"""Request dependencies of the feedback routes: the desk's key, the feedback of the path, and who
+may rate the dossier of the path."""
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 
-from app.clients.deps import require
+from app.clients.deps import authenticate, bearer_scheme, require
 from app.core.db import SAFE_METHODS, RowId, SessionDep
+from app.core.limits import pin_attempt
 from app.core.security import Principal, Scope
+from app.dossiers.models import Dossier
+from app.dossiers.schemas import DossierCode
+from app.dossiers.service import dossier_by_pin
 from app.feedback import service
 from app.feedback.models import Feedback
-from app.feedback.schemas import FeedbackCreate
+from app.feedback.schemas import FeedbackCreate, RatingIn
 from app.units.access import ensure_reach
 
 FeedbackWriter = Annotated[Principal, require(Scope.feedback_write)]
@@ -41,3 +48,44 @@ async def reachable_new_feedback(
 
 
 ReachableNewFeedback = Annotated[FeedbackCreate, Depends(reachable_new_feedback)]
+
+
+async def optional_rater(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal | None:
+    """A client with dossiers:write, or nobody (a citizen with the receipt PIN)."""
+    if credentials is None:
+        return None
+    return await authenticate(SecurityScopes([Scope.dossiers_write.value]), request, session, credentials)
+
+
+@dataclass(frozen=True)
+class PermittedRating:
+    dossier: Dossier
+    data: RatingIn
+    rater: Principal | None
+
+
+async def permitted_rating(
+    request: Request,
+    session: SessionDep,
+    code: DossierCode,
+    data: RatingIn,
+    rater: Annotated[Principal | None, Depends(optional_rater)],
+) -> PermittedRating:
+    """The dossier of the path, if the caller may rate it: a citizen with the PIN of its receipt
+    (``pin_attempt``: 429 past the address's allowance or the dossier's wrong PINs, a wrong PIN
+    counted), or a dossiers:write key whose binding reaches its unit (404 otherwise, as if absent)."""
+    if rater is None:
+        async with pin_attempt(request, code):
+            secret_key: str = request.app.state.settings.secret_key
+            dossier = await dossier_by_pin(session, secret_key, code, data.secret or "")
+    else:
+        dossier = await service.dossier_to_rate(session, code)
+        await ensure_reach(session, rater, dossier.unit_code, conceal=True)
+    return PermittedRating(dossier, data, rater)
+
+
+RateableDossier = Annotated[PermittedRating, Depends(permitted_rating)]

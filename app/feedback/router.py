@@ -1,27 +1,20 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
+from fastapi import APIRouter, Query, Request, Response, status
 
 from app.calendar.deps import CalendarDep
-from app.clients.deps import authenticate, bearer_scheme
-from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import ETAG_HEADER, TAGGED_CREATED, TAGGED_READ, TAGGED_WRITE, Route
-from app.core.limits import pin_attempt
 from app.core.links import locate
 from app.core.pagination import Page, PageDep
-from app.core.security import Principal, Scope
 from app.core.timezone import utcnow
-from app.dossiers.schemas import DossierCode
 from app.feedback import service
-from app.feedback.deps import FeedbackWriter, ReachableFeedback, ReachableNewFeedback
+from app.feedback.deps import FeedbackWriter, RateableDossier, ReachableFeedback, ReachableNewFeedback
 from app.feedback.schemas import (
     FeedbackQuery,
     FeedbackRead,
     FeedbackTransitionIn,
-    RatingIn,
     RatingRead,
 )
 from app.units.access import listing_scope
@@ -54,9 +47,8 @@ async def receive_feedback(
     request: Request,
     response: Response,
 ) -> FeedbackRead:
-    feedback, created = await service.receive(session, data, calendar)
+    feedback, created = await service.receive(session, data, calendar, writer)
     if created:
-        await record(session, writer, "create", "feedback", feedback.id)
         locate(request, response, "get_feedback", feedback_id=feedback.id)
     else:
         response.status_code = status.HTTP_200_OK
@@ -108,19 +100,7 @@ async def transition_feedback(
     data: FeedbackTransitionIn,
 ) -> FeedbackRead:
     await service.transition(session, feedback, data, writer, calendar)
-    await record(session, writer, data.to.value, "feedback", feedback.id)
     return await service.read(session, feedback)
-
-
-async def optional_rater(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Principal | None:
-    """A client with dossiers:write, or nobody (a citizen with the receipt PIN)."""
-    if credentials is None:
-        return None
-    return await authenticate(SecurityScopes([Scope.dossiers_write.value]), request, session, credentials)
 
 
 @ratings_router.post(
@@ -132,18 +112,6 @@ async def optional_rater(
     responses=problem_responses(401, 403, 404, 409, 422, 429),
     summary="Rate a finished dossier once (đánh giá sự hài lòng): receipt PIN or a dossiers:write key",
 )
-async def rate_dossier(
-    session: SessionDep,
-    request: Request,
-    code: DossierCode,
-    data: RatingIn,
-    rater: Annotated[Principal | None, Depends(optional_rater)],
-) -> RatingRead:
-    secret_key = request.app.state.settings.secret_key
-    if rater is None:  # a citizen with the receipt's PIN
-        async with pin_attempt(request, code):
-            rating = await service.rate(session, code, data, rater, secret_key)
-    else:
-        rating = await service.rate(session, code, data, rater, secret_key)
-    await record(session, rater, "rate", "dossier", code, {"level": data.level.value})
+async def rate_dossier(session: SessionDep, permitted: RateableDossier) -> RatingRead:
+    rating = await service.rate(session, permitted.dossier, permitted.data, permitted.rater)
     return RatingRead.model_validate(rating)

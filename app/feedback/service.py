@@ -1,7 +1,6 @@
 """Citizen feedback with its 766 deadlines, and dossier satisfaction ratings."""
 
 import hashlib
-import hmac
 import json
 from datetime import UTC, datetime
 
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
+from app.core.audit import record
 from app.core.db import load_for_update, take_write_lock
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.filters import before, equal, given, where_given
@@ -20,7 +20,6 @@ from app.core.timezone import utcnow
 from app.core.workflow import Workflow, apply, ensure_in_order, moment
 from app.dossiers.lifecycle import Status
 from app.dossiers.models import Dossier, DossierRating
-from app.dossiers.service import lookup_hash
 from app.feedback.models import Feedback, FeedbackState, FeedbackSubject, FeedbackTransition
 from app.feedback.schemas import (
     FeedbackCreate,
@@ -31,7 +30,6 @@ from app.feedback.schemas import (
     RatingIn,
 )
 from app.procedures.models import Procedure
-from app.units.access import ensure_reach
 from app.units.models import Unit
 
 # The 766 deadlines, in working days: reject 2, ask for information 5, answer 15, publish 2 after.
@@ -104,10 +102,10 @@ async def ensure_unit_known(session: AsyncSession, data: FeedbackCreate) -> None
 
 
 async def receive(
-    session: AsyncSession, data: FeedbackCreate, calendar: WorkingCalendar
+    session: AsyncSession, data: FeedbackCreate, calendar: WorkingCalendar, actor: Principal
 ) -> tuple[Feedback, bool]:
-    """The feedback and whether it is new; the same external reference again is the same feedback.
-    Its unit is known and within the sender's reach (``deps.reachable_new_feedback``)."""
+    """The feedback and whether it is new (audited then); the same external reference again is the
+    same feedback. Its unit is known and within the sender's reach (``deps.reachable_new_feedback``)."""
     digest = _content_hash(data)
     # SQLite: the one writer from here on, so the reference is read as it stands (and the savepoint
     # below nests in a real transaction). PostgreSQL: the unique key settles a race, below.
@@ -145,6 +143,7 @@ async def receive(
         if known is None:
             raise Conflict("The same external reference is being received concurrently; retry") from exc
         return _resent(known, digest), False
+    await record(session, actor, "create", "feedback", feedback.id)
     return feedback, True
 
 
@@ -215,6 +214,7 @@ async def transition(
         within_deadline=None if deadline is None else at <= deadline,
     )
     await apply(session, feedback, row)
+    await record(session, actor, data.to.value, "feedback", feedback.id)
     return feedback
 
 
@@ -242,23 +242,20 @@ async def list_feedback(
 # --- ratings ---------------------------------------------------------------------------------
 
 
-async def rate(
-    session: AsyncSession, code: str, data: RatingIn, actor: Principal | None, secret_key: str
-) -> DossierRating:
-    """Record the citizen's rating of a finished dossier, once."""
+async def dossier_to_rate(session: AsyncSession, code: str) -> Dossier:
+    """The dossier a key rates; absent, the same answer as a dossier outside the key's reach."""
     dossier = await session.get(Dossier, code)
-    if actor is None:
-        expected = lookup_hash(secret_key, code, data.secret or "")
-        if (
-            dossier is None
-            or dossier.lookup_secret_hash is None
-            or not hmac.compare_digest(dossier.lookup_secret_hash, expected)
-        ):
-            raise NotFound("No dossier matches this code and PIN")
-    elif dossier is None:
-        raise NotFound("Not found")  # the same answer as a dossier outside the key's reach
-    else:
-        await ensure_reach(session, actor, dossier.unit_code, conceal=True)
+    if dossier is None:
+        raise NotFound("Not found")
+    return dossier
+
+
+async def rate(
+    session: AsyncSession, dossier: Dossier, data: RatingIn, actor: Principal | None
+) -> DossierRating:
+    """Record the citizen's rating of a finished dossier, once. The rater may rate it
+    (``deps.permitted_rating``); None: a citizen with the receipt's PIN."""
+    code = dossier.code
     if dossier.finished_at is None or dossier.status not in (
         Status.resolved,
         Status.returned,
@@ -279,6 +276,7 @@ async def rate(
         await session.flush()
     except IntegrityError as exc:
         raise Conflict(f"Dossier {code!r} has been rated already") from exc
+    await record(session, actor, "rate", "dossier", code, {"level": data.level.value})
     return rating
 
 

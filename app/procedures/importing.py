@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.audit import record_many
 from app.core.errors import FieldError, InvalidInput
 from app.core.security import Principal
 from app.core.timezone import today_in_vietnam
@@ -44,13 +45,13 @@ class _Parsed:
 
 async def import_procedures(
     session: AsyncSession, rows: Sequence[dict[str, Any] | FieldError], actor: Principal | None
-) -> tuple[ImportResult, list[ProcedureVersion]]:
+) -> ImportResult:
     """Validate every row, then apply all of them or none.
 
     ``rows`` are raw objects (from JSON or CSV) or, for rows the reader could not even parse,
     the error. New codes are created; existing ones get a new version (in force from today)
-    when something differs, and are left alone when nothing does. Returns the counts and the
-    versions written.
+    when something differs, and are left alone when nothing does; each procedure created or
+    changed is audited. Returns the counts.
     """
     _check_size(rows)
     parsed = await asyncio.to_thread(_parse, rows)
@@ -60,7 +61,13 @@ async def import_procedures(
     today = today_in_vietnam()
     errors += _changes_behind_future_versions(parsed.rows, existing, today)
     _refuse_if_any(errors)
-    return await _write(session, parsed.rows, existing, today, actor)
+    result, versions = await _write(session, parsed.rows, existing, today, actor)
+    await record_many(
+        session,
+        actor,
+        [("create" if v.version == 1 else "update", "procedure", v.procedure_code) for v in versions],
+    )
+    return result
 
 
 # --- parsing ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Message, Send
 
 from app.clients.deps import require
-from app.core.audit import record, record_many
 from app.core.bounds import Day
 from app.core.db import SessionDep
 from app.core.downloads import DISPOSITION_HEADER, LabelsQuery, content_disposition, download_name
@@ -68,8 +67,7 @@ _NEGOTIATED = {"Vary": "Accept"}
 async def create_sector(
     session: SessionDep, writer: CatalogueWriter, data: SectorCreate, request: Request, response: Response
 ) -> SectorRead:
-    sector = await service.create_sector(session, data)
-    await record(session, writer, "create", "sector", sector.code)
+    sector = await service.create_sector(session, data, writer)
     locate(request, response, "get_sector", code=sector.code)
     return SectorRead.model_validate(sector)
 
@@ -111,8 +109,7 @@ async def update_sector(
     if_match: Annotated[str | None, Header()] = None,
 ) -> SectorRead:
     require_match(if_match, SectorRead.model_validate(sector))
-    await service.update_sector(session, sector, data)
-    await record(session, writer, "update", "sector", sector.code, data.model_dump(mode="json"))
+    await service.update_sector(session, sector, data, writer)
     return SectorRead.model_validate(sector)
 
 
@@ -140,7 +137,6 @@ async def create_procedure(
     session: SessionDep, writer: CatalogueWriter, data: ProcedureCreate, request: Request, response: Response
 ) -> ProcedureRead:
     procedure = await service.create_procedure(session, data, writer)
-    await record(session, writer, "create", "procedure", procedure.code)
     locate(request, response, "get_procedure", code=procedure.code)
     return service.to_read(procedure)
 
@@ -316,13 +312,7 @@ _IMPORT_BODY = {
 )
 async def import_procedures(session: SessionDep, writer: CatalogueWriter, request: Request) -> ImportResult:
     rows = await uploads.uploaded_rows(request)
-    result, versions = await importing.import_procedures(session, rows, writer)
-    await record_many(
-        session,
-        writer,
-        [("create" if v.version == 1 else "update", "procedure", v.procedure_code) for v in versions],
-    )
-    return result
+    return await importing.import_procedures(session, rows, writer)
 
 
 @procedures_router.get(
@@ -373,10 +363,7 @@ async def update_procedure(
     if_match: Annotated[str | None, Header(description="ETag of the version you read; required")] = None,
 ) -> ProcedureRead:
     require_match(if_match, service.to_read(procedure), required=True)
-    before = procedure.version
     await service.update_procedure(session, procedure, patch, writer)
-    if procedure.version != before:
-        await record(session, writer, "update", "procedure", procedure.code, {"version": procedure.version})
     response.headers.update(_NEGOTIATED)
     return service.to_read(procedure)
 

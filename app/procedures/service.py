@@ -11,7 +11,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.audit import COMMAND_LINE
+from app.core.audit import COMMAND_LINE, record
 from app.core.db import load_for_update
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound, request_id_var
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
@@ -39,7 +39,7 @@ async def get_sector(session: AsyncSession, code: str, *, for_update: bool = Fal
     return sector
 
 
-async def create_sector(session: AsyncSession, data: SectorCreate) -> Sector:
+async def create_sector(session: AsyncSession, data: SectorCreate, actor: Principal) -> Sector:
     if await session.get(Sector, data.code) is not None:
         raise Conflict(f"Sector {data.code!r} already exists")
     sector = Sector(code=data.code, name=data.name)
@@ -48,12 +48,16 @@ async def create_sector(session: AsyncSession, data: SectorCreate) -> Sector:
         await session.flush()
     except IntegrityError as exc:
         raise Conflict(f"Sector {data.code!r} already exists") from exc
+    await record(session, actor, "create", "sector", sector.code)
     return sector
 
 
-async def update_sector(session: AsyncSession, sector: Sector, data: SectorUpdate) -> Sector:
+async def update_sector(
+    session: AsyncSession, sector: Sector, data: SectorUpdate, actor: Principal
+) -> Sector:
     sector.name = data.name
     await session.flush()
+    await record(session, actor, "update", "sector", sector.code, data.model_dump(mode="json"))
     return sector
 
 
@@ -205,6 +209,7 @@ async def create_procedure(
         await session.flush()
     except IntegrityError as exc:
         raise Conflict(f"Procedure {data.code!r} already exists") from exc
+    await record(session, actor, "create", "procedure", procedure.code)
     return procedure
 
 
@@ -254,6 +259,17 @@ def _check_in_force_from(procedure: Procedure, in_force_from: date, field: str) 
 async def update_procedure(
     session: AsyncSession, procedure: Procedure, patch: ProcedureUpdate, actor: Principal | None
 ) -> Procedure:
+    """Change the procedure by ``patch``; a new version, when something differs, is audited."""
+    if await revise(session, procedure, patch, actor) is not None:
+        await record(session, actor, "update", "procedure", procedure.code, {"version": procedure.version})
+    return procedure
+
+
+async def revise(
+    session: AsyncSession, procedure: Procedure, patch: ProcedureUpdate, actor: Principal | None
+) -> ProcedureVersion | None:
+    """The new version ``patch`` makes of the procedure, None when nothing differs. Not audited
+    on its own: for a caller whose own audit record covers it (a proposal implemented)."""
     changes = patch.model_dump(mode="json", exclude_unset=True, exclude={"in_force_from"})
     try:
         fields = ProcedureFields.model_validate({**procedure.data, **changes})
@@ -271,4 +287,4 @@ async def update_procedure(
     if version is not None:
         session.add(version)
         await session.flush()
-    return procedure
+    return version

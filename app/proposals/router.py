@@ -2,7 +2,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import TAGGED_CREATED, TAGGED_READ, TAGGED_WRITE, Route, require_match
@@ -38,8 +37,7 @@ router = APIRouter(prefix="/proposals", tags=["proposals"], route_class=Route)
 async def create_proposal(
     session: SessionDep, client: ProposalDrafter, draft: ReachableDraft, request: Request, response: Response
 ) -> ProposalRead:
-    proposal = await service.create_proposal(session, draft.data, draft.procedure)
-    await record(session, client, "create", "proposal", proposal.id)
+    proposal = await service.create_proposal(session, draft.data, draft.procedure, client)
     locate(request, response, "get_proposal", proposal_id=proposal.id)
     return await service.read(session, proposal)
 
@@ -87,8 +85,7 @@ async def update_proposal(
     if_match: Annotated[str | None, Header()] = None,
 ) -> ProposalRead:
     require_match(if_match, await service.read(session, proposal), required=True)
-    await service.update_proposal(session, proposal, patch)
-    await record(session, client, "update", "proposal", proposal.id)
+    await service.update_proposal(session, proposal, patch, client)
     return await service.read(session, proposal)
 
 
@@ -104,5 +101,4 @@ async def transition_proposal(
 ) -> ProposalRead:
     proposal, data = move.proposal, move.data
     await service.transition(session, proposal, data, move.actor)
-    await record(session, move.actor, data.to.value, "proposal", proposal.id, {"comment": data.comment})
     return await service.read(session, proposal)

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app.core.audit import record
 from app.core.db import load_for_update
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.core.filters import equal, from_day, given, through_day, where_given
@@ -142,7 +143,9 @@ async def named_procedure(session: AsyncSession, data: ProposalCreate) -> Proced
     return procedure
 
 
-async def create_proposal(session: AsyncSession, data: ProposalCreate, procedure: Procedure) -> Proposal:
+async def create_proposal(
+    session: AsyncSession, data: ProposalCreate, procedure: Procedure, actor: Principal
+) -> Proposal:
     """A draft of the proposal sent, whose references the route's dependency resolved to
     ``procedure`` and whose unit it found within the drafter's reach (``deps.reachable_draft``)."""
     _check_change(data.kind, data.change, procedure)
@@ -156,10 +159,13 @@ async def create_proposal(session: AsyncSession, data: ProposalCreate, procedure
     )
     session.add(proposal)
     await session.flush()
+    await record(session, actor, "create", "proposal", proposal.id)
     return proposal
 
 
-async def update_proposal(session: AsyncSession, proposal: Proposal, patch: ProposalUpdate) -> Proposal:
+async def update_proposal(
+    session: AsyncSession, proposal: Proposal, patch: ProposalUpdate, actor: Principal
+) -> Proposal:
     if proposal.state != ProposalState.draft:
         raise Conflict(f"Proposal {proposal.id} is {proposal.state}; only a draft can be edited")
     changes = patch.model_dump(exclude_unset=True)
@@ -172,6 +178,7 @@ async def update_proposal(session: AsyncSession, proposal: Proposal, patch: Prop
             raise InvalidInput.for_field(f"body.{name}", f"{name} cannot be null", "null")
         setattr(proposal, name, value)
     await session.flush()
+    await record(session, actor, "update", "proposal", proposal.id)
     return proposal
 
 
@@ -199,6 +206,7 @@ async def transition(
         comment=data.comment,
     )
     await apply(session, proposal, row)
+    await record(session, actor, data.to.value, "proposal", proposal.id, {"comment": data.comment})
     return proposal
 
 
@@ -213,11 +221,10 @@ async def _implement(session: AsyncSession, proposal: Proposal, today: date, act
         change: dict[str, Any] = {"status": "abolished", "effective_to": None}
     else:
         change = dict(proposal.change)
-    before = procedure.version
-    await catalogue.update_procedure(
+    version = await catalogue.revise(
         session, procedure, ProcedureUpdate.model_validate({**change, "in_force_from": effective}), actor
     )
-    proposal.implemented_version = procedure.version if procedure.version != before else None
+    proposal.implemented_version = version.version if version is not None else None
 
 
 _BY_ID = SortKey([Proposal.id])

@@ -2,7 +2,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from app.core.audit import record
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.http_caching import TAGGED_CREATED, TAGGED_READ, TAGGED_WRITE, require_match
@@ -27,8 +26,7 @@ router = APIRouter(prefix="/units", tags=["units"], route_class=AnonymousStandby
 async def create_unit(
     session: SessionDep, writer: UnitsWriter, data: ReachableNewUnit, request: Request, response: Response
 ) -> UnitRead:
-    unit = await service.create_unit(session, data)
-    await record(session, writer, "create", "unit", unit.code)
+    unit = await service.create_unit(session, data, writer)
     locate(request, response, "get_unit", code=unit.code)
     return UnitRead.model_validate(unit)
 
@@ -72,10 +70,7 @@ async def update_unit(
     if_match: Annotated[str | None, Header(description="ETag from a previous read; 412 if stale")] = None,
 ) -> UnitRead:
     require_match(if_match, UnitRead.model_validate(unit))
-    updated = await service.update_unit(session, unit, patch)
-    await record(
-        session, writer, "update", "unit", unit.code, patch.model_dump(mode="json", exclude_unset=True)
-    )
+    updated = await service.update_unit(session, unit, patch, writer)
     return UnitRead.model_validate(updated)
 
 

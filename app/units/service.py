@@ -9,10 +9,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from vietnam_provinces import Province, Ward
 
+from app.core.audit import record
 from app.core.db import load_for_update
 from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.core.filters import equal, given, where_given
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
+from app.core.security import Principal
 from app.core.text import fold, like_escape
 from app.units.models import LEVEL_RANK, Unit, UnitLevel
 from app.units.schemas import UnitCreate, UnitFilters, UnitImportSummary, UnitUpdate
@@ -104,7 +106,7 @@ async def _parent_for(session: AsyncSession, parent_code: str | None) -> Unit | 
     return parent
 
 
-async def create_unit(session: AsyncSession, data: UnitCreate) -> Unit:
+async def create_unit(session: AsyncSession, data: UnitCreate, actor: Principal) -> Unit:
     if await session.get(Unit, data.code) is not None:
         raise Conflict(f"Unit {data.code!r} already exists")
     parent = await _parent_for(session, data.parent_code)
@@ -119,10 +121,11 @@ async def create_unit(session: AsyncSession, data: UnitCreate) -> Unit:
         await session.flush()
     except IntegrityError as exc:  # a concurrent request created the same code
         raise Conflict(f"Unit {data.code!r} already exists") from exc
+    await record(session, actor, "create", "unit", unit.code)
     return unit
 
 
-async def update_unit(session: AsyncSession, unit: Unit, patch: UnitUpdate) -> Unit:
+async def update_unit(session: AsyncSession, unit: Unit, patch: UnitUpdate, actor: Principal) -> Unit:
     changes = patch.model_dump(exclude_unset=True)
     merged: dict[str, Any] = {
         "parent_code": unit.parent_code,
@@ -154,6 +157,9 @@ async def update_unit(session: AsyncSession, unit: Unit, patch: UnitUpdate) -> U
     if "name" in changes:
         unit.search_name = fold(unit.name)
     await session.flush()
+    await record(
+        session, actor, "update", "unit", unit.code, patch.model_dump(mode="json", exclude_unset=True)
+    )
     return unit
 
 

@@ -81,8 +81,13 @@ async def test_client_management_is_audited(client: AsyncClient, api_key: KeyFac
             "/api/v1/clients", json={"name": "app", "scopes": ["feedback:write"]}, headers=admin
         )
     ).json()
-    records = await audit(client, admin, resource_type="client")
+    records = await audit(client, admin, resource_type="client", resource_id=str(created["id"]))
     assert [(r["action"], r["resource_id"], r["client_name"]) for r in records] == [
         ("create", str(created["id"]), "root")
     ]
     assert created["key"] not in str(records)
+    # The fixture's clients were made as the command line makes them: recorded too, under its name.
+    fixtures = [r for r in await audit(client, admin, resource_type="client") if r not in records]
+    assert fixtures and {(r["action"], r["client_name"], r["client_id"]) for r in fixtures} == {
+        ("create", "(command line)", None)
+    }

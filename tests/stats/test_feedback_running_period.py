@@ -254,6 +254,7 @@ async def _check_feedback(application: Any, spec: dict[str, Any]) -> None:
         _client, secret = await create_client(
             session,
             ClientCreate.model_validate({"name": "desk", "scopes": ["units:write", "feedback:write"]}),
+            None,
         )
     now, items = resolve(spec, application.state.calendar)
     async with AsyncClient(

@@ -177,6 +177,7 @@ async def _setup(application: Any) -> dict[str, str]:
                     "scopes": ["units:write", "catalogue:write", "dossiers:write", "dossiers:read"],
                 }
             ),
+            None,
         )
     headers = {"Authorization": f"Bearer {secret}"}
     async with AsyncClient(
@@ -512,7 +513,7 @@ async def _check_bulk_delivery(
 async def _reader(application: Any) -> dict[str, str]:
     async with application.state.sessionmaker() as session, session.begin():
         _client, secret = await create_client(
-            session, ClientCreate.model_validate({"name": "reader", "scopes": ["dossiers:read"]})
+            session, ClientCreate.model_validate({"name": "reader", "scopes": ["dossiers:read"]}), None
         )
     return {"Authorization": f"Bearer {secret}"}
 
