@@ -14,7 +14,7 @@ from app.core.replicas import AnonymousStandbyReads
 from app.core.security import Principal
 from app.core.timezone import utcnow
 from app.dossiers import intake, service
-from app.dossiers.deps import DossierReader, DossierWriter, ReadableDossier
+from app.dossiers.deps import DossierListing, DossierWriter, ReadableDossier, ReadableUnits
 from app.dossiers.dvcqg import MAX_RECORDS, SyncBody, SyncResult
 from app.dossiers.ingestion.work import Sender
 from app.dossiers.schemas import (
@@ -23,7 +23,6 @@ from app.dossiers.schemas import (
     BatchResult,
     DossierCode,
     DossierEventIn,
-    DossierQuery,
     DossierRead,
     DossierSummary,
     EventBatch,
@@ -33,7 +32,6 @@ from app.dossiers.schemas import (
     ResultStatus,
     TimelineEntry,
 )
-from app.units.access import listing_scope
 
 events_router = APIRouter(prefix="/dossier-events", tags=["dossiers"], route_class=Route)
 sync_router = APIRouter(prefix="/sync", tags=["dossiers"], route_class=Route)
@@ -142,7 +140,7 @@ async def sync_dvcqg_records(
 )
 async def list_dossier_events(
     session: SessionDep,
-    reader: DossierReader,
+    units: ReadableUnits,
     page: PageDep,
     pending: Annotated[
         bool,
@@ -151,7 +149,6 @@ async def list_dossier_events(
 ) -> Page[PendingEvent]:
     if not pending:
         raise InvalidInput.for_field("query.pending", "Only pending=true is supported", "unsupported")
-    units = await listing_scope(session, reader, None)
     return (await service.waiting_events(session, units, page)).page(lambda item: item)
 
 
@@ -162,14 +159,8 @@ async def list_dossier_events(
     responses=problem_responses(422),
     summary="List dossiers: by unit subtree, procedure, status, reception dates, overdue or due soon",
 )
-async def list_dossiers(
-    session: SessionDep,
-    reader: DossierReader,
-    page: PageDep,
-    filters: Annotated[DossierQuery, Query()],
-) -> Page[DossierSummary]:
-    units = await listing_scope(session, reader, filters.unit)
-    window = await service.list_dossiers(session, filters, units, page)
+async def list_dossiers(session: SessionDep, listing: DossierListing, page: PageDep) -> Page[DossierSummary]:
+    window = await service.list_dossiers(session, listing.filters, listing.units, page)
     now = utcnow()
     return window.page(lambda dossier: DossierSummary.model_validate(service.summary(dossier, now)))
 

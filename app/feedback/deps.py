@@ -4,7 +4,7 @@ may rate the dossier of the path."""
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 
 from app.clients.deps import authenticate, bearer_scheme, require
@@ -16,10 +16,20 @@ from app.dossiers.schemas import DossierCode
 from app.dossiers.service import dossier_by_pin
 from app.feedback import service
 from app.feedback.models import Feedback
-from app.feedback.schemas import FeedbackCreate, RatingIn
-from app.units.access import ensure_reach
+from app.feedback.schemas import FeedbackCreate, FeedbackQuery, RatingIn
+from app.units.access import Listing, ensure_reach, listing_scope
 
 FeedbackWriter = Annotated[Principal, require(Scope.feedback_write)]
+
+
+async def feedback_listing(
+    session: SessionDep, writer: FeedbackWriter, filters: Annotated[FeedbackQuery, Query()]
+) -> Listing[FeedbackQuery]:
+    """The list's filters, its unit within the desk's binding (403 outside it)."""
+    return Listing(filters, await listing_scope(session, writer, filters.unit))
+
+
+FeedbackListing = Annotated[Listing[FeedbackQuery], Depends(feedback_listing)]
 
 
 async def reachable_feedback(

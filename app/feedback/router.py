@@ -1,6 +1,4 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.calendar.deps import CalendarDep
 from app.core.db import SessionDep
@@ -10,14 +8,18 @@ from app.core.links import locate
 from app.core.pagination import Page, PageDep
 from app.core.timezone import utcnow
 from app.feedback import service
-from app.feedback.deps import FeedbackWriter, RateableDossier, ReachableFeedback, ReachableNewFeedback
+from app.feedback.deps import (
+    FeedbackListing,
+    FeedbackWriter,
+    RateableDossier,
+    ReachableFeedback,
+    ReachableNewFeedback,
+)
 from app.feedback.schemas import (
-    FeedbackQuery,
     FeedbackRead,
     FeedbackTransitionIn,
     RatingRead,
 )
-from app.units.access import listing_scope
 
 router = APIRouter(prefix="/feedback", tags=["feedback"], route_class=Route)
 ratings_router = APIRouter(prefix="/dossiers", tags=["feedback"], route_class=Route)
@@ -62,15 +64,9 @@ async def receive_feedback(
     responses=problem_responses(422),
     summary="List feedback",
 )
-async def list_feedback(
-    session: SessionDep,
-    writer: FeedbackWriter,
-    page: PageDep,
-    filters: Annotated[FeedbackQuery, Query()],
-) -> Page[FeedbackRead]:
-    units = await listing_scope(session, writer, filters.unit)
+async def list_feedback(session: SessionDep, listing: FeedbackListing, page: PageDep) -> Page[FeedbackRead]:
     now = utcnow()
-    window = await service.list_feedback(session, filters, units, page)
+    window = await service.list_feedback(session, listing.filters, listing.units, page)
     return window.page(lambda feedback: service.to_read(feedback, now))
 
 

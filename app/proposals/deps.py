@@ -4,7 +4,7 @@ proposal of the path, each within the client's reach."""
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from app.clients.deps import require_any
 from app.core.db import SAFE_METHODS, RowId, SessionDep
@@ -13,8 +13,8 @@ from app.core.security import Principal, Scope
 from app.procedures.models import Procedure
 from app.proposals import service
 from app.proposals.models import Proposal, ProposalState
-from app.proposals.schemas import ProposalCreate, ProposalCreateBody, TransitionIn
-from app.units.access import ensure_reach
+from app.proposals.schemas import ProposalCreate, ProposalCreateBody, ProposalQuery, TransitionIn
+from app.units.access import Listing, ensure_reach, listing_scope
 
 # Drafting and deciding both need a key; which transitions a key may make depends on its scopes.
 ProposalClient = Annotated[Principal, require_any(Scope.proposals_write, Scope.proposals_decide)]
@@ -29,6 +29,16 @@ async def drafter(client: ProposalClient, request: Request) -> Principal:
 
 
 ProposalDrafter = Annotated[Principal, Depends(drafter)]
+
+
+async def proposal_listing(
+    session: SessionDep, client: ProposalClient, filters: Annotated[ProposalQuery, Query()]
+) -> Listing[ProposalQuery]:
+    """The list's filters, its unit within the client's binding (403 outside it)."""
+    return Listing(filters, await listing_scope(session, client, filters.unit))
+
+
+ProposalListing = Annotated[Listing[ProposalQuery], Depends(proposal_listing)]
 
 
 @dataclass(frozen=True)

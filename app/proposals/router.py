@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
@@ -10,18 +10,16 @@ from app.core.pagination import Page, PageDep
 from app.proposals import service
 from app.proposals.deps import (
     PermittedTransition,
-    ProposalClient,
     ProposalDrafter,
+    ProposalListing,
     ReachableDraft,
     ReachableProposal,
     permitted_transition,
 )
 from app.proposals.schemas import (
-    ProposalQuery,
     ProposalRead,
     ProposalUpdate,
 )
-from app.units.access import listing_scope
 
 router = APIRouter(prefix="/proposals", tags=["proposals"], route_class=Route)
 
@@ -49,14 +47,8 @@ async def create_proposal(
     responses=problem_responses(422),
     summary="List proposals",
 )
-async def list_proposals(
-    session: SessionDep,
-    client: ProposalClient,
-    page: PageDep,
-    filters: Annotated[ProposalQuery, Query()],
-) -> Page[ProposalRead]:
-    units = await listing_scope(session, client, filters.unit)
-    return (await service.list_proposals(session, filters, units, page)).page(service.to_read)
+async def list_proposals(session: SessionDep, listing: ProposalListing, page: PageDep) -> Page[ProposalRead]:
+    return (await service.list_proposals(session, listing.filters, listing.units, page)).page(service.to_read)
 
 
 @router.get(

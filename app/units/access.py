@@ -1,6 +1,8 @@
 """Object-level authorization: a client bound to a unit reaches only that unit's subtree."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,6 +47,18 @@ async def ensure_reach(
     if conceal:
         raise NotFound("Not found")
     raise Forbidden(f"This client is bound to unit {principal.unit_code} and cannot act outside it")
+
+
+Filters = TypeVar("Filters")
+
+
+@dataclass(frozen=True)
+class Listing(Generic[Filters]):
+    """A list's filters, and the units it may show (``listing_scope``): what a list route's
+    dependency hands its service, the reach already checked."""
+
+    filters: Filters
+    units: set[str] | None
 
 
 async def listing_scope(session: AsyncSession, principal: Principal, unit: str | None) -> set[str] | None:
