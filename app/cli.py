@@ -256,7 +256,7 @@ def _dossiers_import(args: argparse.Namespace) -> int:
     from app.core.errors import DomainError, Forbidden
     from app.core.security import Principal, Scope
     from app.dossiers.bulk import Source, Stopped, import_file
-    from app.dossiers.ingestion.work import Sender
+    from app.dossiers.ingestion.work import Ingestion
 
     settings = _settings_or_exit()
     calendar = calendar_from_settings(settings)
@@ -277,8 +277,8 @@ def _dossiers_import(args: argparse.Namespace) -> int:
             if not principal.has(Scope.dossiers_write):
                 raise Forbidden(f"Client {client.name!r} lacks the scope dossiers:write")
 
-            def sender_of(session: AsyncSession) -> Sender:
-                return Sender(session, principal, calendar, settings.secret_key)
+            def ingestion_of(session: AsyncSession) -> Ingestion:
+                return Ingestion(session, principal, calendar, settings.secret_key)
 
             status = EXIT_LOADED
             for source in sources:
@@ -289,7 +289,7 @@ def _dossiers_import(args: argparse.Namespace) -> int:
                 try:
                     progress = await import_file(
                         sessionmaker,
-                        sender_of,
+                        ingestion_of,
                         source,
                         chunk_size=args.chunk,
                         on_progress=meter.show,

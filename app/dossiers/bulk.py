@@ -37,7 +37,7 @@ from app.dossiers.counters import merge_staged_counters, stage_counters, staged_
 from app.dossiers.ingestion.events import parse
 from app.dossiers.ingestion.folding import STAGED_COLUMNS, LineResult, StagedLine, fold, through_api
 from app.dossiers.ingestion.records import ingest_records
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.ingestion.writes import DaySums
 from app.dossiers.models import ImportCheckpoint, ImportStagedEvent
 from app.dossiers.schemas import ResultStatus
@@ -231,7 +231,7 @@ class Source:
 
 async def import_file(
     sessionmaker: async_sessionmaker[AsyncSession],
-    sender_of: Callable[[AsyncSession], Sender],
+    ingestion_of: Callable[[AsyncSession], Ingestion],
     source: Source,
     *,
     chunk_size: int = DEFAULT_CHUNK,
@@ -251,7 +251,7 @@ async def import_file(
         rejected.truncate(kept_rejects)  # what a killed run wrote past its last committed chunk
     if finished:
         return progress
-    load = _Load(sessionmaker, sender_of, source, progress, on_progress, stop)
+    load = _Load(sessionmaker, ingestion_of, source, progress, on_progress, stop)
     with source.rejects.open("ab") as load.rejected:
         if not staged:
             await load.read(chunk_size)
@@ -268,14 +268,14 @@ class _Load:
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
-        sender_of: Callable[[AsyncSession], Sender],
+        ingestion_of: Callable[[AsyncSession], Ingestion],
         source: Source,
         progress: FileProgress,
         on_progress: Progress | None,
         stop: asyncio.Event | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.sender_of = sender_of
+        self.ingestion_of = ingestion_of
         self.source = source
         self.progress = progress
         self.on_progress = on_progress
@@ -293,11 +293,11 @@ class _Load:
                 progress.outcomes[ResultStatus.error] += len(not_json)
                 # As a request: committed whole with its checkpoint, or not at all (get_session's rule).
                 async with self.sessionmaker() as session:
-                    sender = self.sender_of(session)
+                    ingestion = self.ingestion_of(session)
                     if self.source.kind == "records":
-                        outcomes = await _records(sender, numbers, values)
+                        outcomes = await _records(ingestion, numbers, values)
                     else:
-                        outcomes = await _stage(sender, self.source.identity, numbers, chunk, values)
+                        outcomes = await _stage(ingestion, self.source.identity, numbers, chunk, values)
                     self._count(outcomes, problems)
                     checkpoint = await self._commit_point(session, problems)
                     checkpoint.lines_done = chunk[-1][0]
@@ -348,7 +348,7 @@ class _Load:
             problems = {}
             if entangled:
                 lines = await _lines_of(session, identity, entangled)
-                self._count(await through_api(self.sender_of(session), lines), problems)
+                self._count(await through_api(self.ingestion_of(session), lines), problems)
             staged = ImportStagedEvent.file_identity == identity
             await session.execute(delete(ImportStagedEvent).where(staged))
             # The merge changes the figures of every province with staged counters (the folded
@@ -367,11 +367,11 @@ class _Load:
             return {}
         day_sums = DaySums()
         try:
-            outcomes = await fold(self.sender_of(session), lines, day_sums)
+            outcomes = await fold(self.ingestion_of(session), lines, day_sums)
             await stage_counters(session, self.source.identity, day_sums.sums)
         except IntegrityError:
             await session.rollback()
-            outcomes = await through_api(self.sender_of(session), lines)
+            outcomes = await through_api(self.ingestion_of(session), lines)
         return outcomes
 
     def _count(self, outcomes: dict[int, LineResult], problems: dict[int, Any]) -> None:
@@ -417,17 +417,17 @@ async def _checkpoint(session: AsyncSession, source: Source) -> ImportCheckpoint
     return found
 
 
-async def _records(sender: Sender, numbers: list[int], values: list[Any]) -> dict[int, LineResult]:
+async def _records(ingestion: Ingestion, numbers: list[int], values: list[Any]) -> dict[int, LineResult]:
     """Each record's outcome, through the API's ingestion."""
-    results = await ingest_records(sender, values)
+    results = await ingest_records(ingestion, values)
     return {number: (r.status, r.problem) for number, r in zip(numbers, results, strict=True)}
 
 
 async def _stage(
-    sender: Sender, identity: str, numbers: list[int], chunk: list[tuple[int, bytes]], values: list[Any]
+    ingestion: Ingestion, identity: str, numbers: list[int], chunk: list[tuple[int, bytes]], values: list[Any]
 ) -> dict[int, LineResult]:
     """The chunk's valid events staged; each invalid one's problem (as the API would answer it)."""
-    request = parse(values, sender.secret_key, utcnow())
+    request = parse(values, ingestion.secret_key, utcnow())
     raw_lines = dict(chunk)
     rows = []
     for item in request.parsed:
@@ -447,7 +447,7 @@ async def _stage(
             }
         )
     if rows:
-        await bulk_insert(sender.session, _STAGED, rows)
+        await bulk_insert(ingestion.session, _STAGED, rows)
     refused = request.errors.items()
     return {numbers[index]: (ResultStatus.error, problem_of(error)) for index, error in refused}
 

@@ -9,7 +9,7 @@ from app.core.audit import record
 from app.dossiers.dvcqg import RecordResult, RecordStatus
 from app.dossiers.ingestion.events import ingest
 from app.dossiers.ingestion.records import ingest_records
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.schemas import EVENT_STATUSES, EventResult, ResultStatus
 
 _RECORD_STATUSES: tuple[ResultStatus, ...] = get_args(RecordStatus)
@@ -23,27 +23,29 @@ def _counts(
 
 
 async def _audit_if_stored(
-    sender: Sender, action: str, request_id: str, counts: dict[str, int], stored: Sequence[ResultStatus]
+    ingestion: Ingestion, action: str, request_id: str, counts: dict[str, int], stored: Sequence[ResultStatus]
 ) -> None:
     if any(counts[status] for status in stored):
-        await record(sender.session, sender.principal, action, "dossier_events", request_id, counts)
+        await record(ingestion.session, ingestion.principal, action, "dossier_events", request_id, counts)
 
 
 async def take_events(
-    sender: Sender, items: list[Any], request_id: str
+    ingestion: Ingestion, items: list[Any], request_id: str
 ) -> tuple[list[EventResult], dict[str, int]]:
     """Each event answered (``ingest``), and how many were answered with each status; audited when
     any was stored (created, updated or pending)."""
-    results = await ingest(sender, items)
+    results = await ingest(ingestion, items)
     counts = _counts(EVENT_STATUSES, results)
     stored = (ResultStatus.created, ResultStatus.updated, ResultStatus.pending)
-    await _audit_if_stored(sender, "ingest", request_id, counts, stored)
+    await _audit_if_stored(ingestion, "ingest", request_id, counts, stored)
     return results, counts
 
 
-async def take_records(sender: Sender, items: list[Any], request_id: str) -> list[RecordResult]:
+async def take_records(ingestion: Ingestion, items: list[Any], request_id: str) -> list[RecordResult]:
     """Each portal record answered (``ingest_records``); audited when any was stored (created or updated)."""
-    results = await ingest_records(sender, items)
+    results = await ingest_records(ingestion, items)
     counts = _counts(_RECORD_STATUSES, results)
-    await _audit_if_stored(sender, "sync", request_id, counts, (ResultStatus.created, ResultStatus.updated))
+    await _audit_if_stored(
+        ingestion, "sync", request_id, counts, (ResultStatus.created, ResultStatus.updated)
+    )
     return results

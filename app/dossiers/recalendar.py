@@ -20,7 +20,7 @@ from app.core.security import Principal
 from app.core.timezone import VIETNAM
 from app.dossiers.ingestion.catalogue import load_catalogue
 from app.dossiers.ingestion.pipeline import load_stored, open_round, settle
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.ingestion.writes import DaySums, LiveCounters
 from app.dossiers.lifecycle import EventType
 from app.dossiers.models import Dossier, DossierEvent
@@ -77,7 +77,7 @@ async def waiting_further_requests(session: AsyncSession) -> list[str]:
 
 
 async def replay_dossiers(
-    sender: Sender, codes: list[str], *, calendar_changed: bool, progress: Callable[[int, int], None]
+    ingestion: Ingestion, codes: list[str], *, calendar_changed: bool, progress: Callable[[int, int], None]
 ) -> None:
     """Replay these dossiers from their stored events and store what they become, a chunk at a time,
     in the caller's transaction (which holds the dossiers: ``hold_dossiers``).
@@ -88,14 +88,14 @@ async def replay_dossiers(
     """
     for start in range(0, len(codes), CHUNK):
         chunk = codes[start : start + CHUNK]
-        opened = await open_round(sender, chunk, lock=False)
+        opened = await open_round(ingestion, chunk, lock=False)
         states = opened.states.values()
         catalogue = await load_catalogue(
-            sender.session, {s.procedure_code for s in states}, {s.unit_code for s in states}
+            ingestion.session, {s.procedure_code for s in states}, {s.unit_code for s in states}
         )
-        histories = await load_stored(sender.session, chunk)
+        histories = await load_stored(ingestion.session, chunk)
         dossiers = [opened.dossier(code, stored=histories[code], replayed=True) for code in chunk]
-        context = opened.context(sender, catalogue, keeps_due_dates=not calendar_changed)
+        context = opened.context(ingestion, catalogue, keeps_due_dates=not calendar_changed)
         # On a changed calendar the counters are rebuilt afterwards: the sums are dropped.
-        await settle(sender, dossiers, context, DaySums() if calendar_changed else LiveCounters())
+        await settle(ingestion, dossiers, context, DaySums() if calendar_changed else LiveCounters())
         progress(min(start + CHUNK, len(codes)), len(codes))

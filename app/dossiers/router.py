@@ -16,7 +16,7 @@ from app.core.timezone import utcnow
 from app.dossiers import intake, service
 from app.dossiers.deps import DossierListing, DossierWriter, ReadableDossier, ReadableUnits
 from app.dossiers.dvcqg import MAX_RECORDS, SyncBody, SyncResult
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.schemas import (
     MAX_BATCH,
     TIMELINE_SHOWN,
@@ -50,15 +50,15 @@ _STATUS_CODES = {
 }
 
 
-def _sender(session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request) -> Sender:
-    return Sender(session, writer, calendar, request.app.state.settings.secret_key)
+def _sender(session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request) -> Ingestion:
+    return Ingestion(session, writer, calendar, request.app.state.settings.secret_key)
 
 
 async def _ingest(
     session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request, items: list[Any]
 ) -> list[EventResult]:
-    sender = _sender(session, writer, calendar, request)
-    results, counts = await intake.take_events(sender, items, request.state.request_id)
+    ingestion = _sender(session, writer, calendar, request)
+    results, counts = await intake.take_events(ingestion, items, request.state.request_id)
     for result_status, number in counts.items():
         request.app.state.metrics.events.labels(result_status).inc(number)
     return results
@@ -127,8 +127,8 @@ async def ingest_dossier_events(
 async def sync_dvcqg_records(
     session: SessionDep, writer: DossierWriter, calendar: CalendarDep, body: SyncBody, request: Request
 ) -> SyncResult:
-    sender = _sender(session, writer, calendar, request)
-    return SyncResult(results=await intake.take_records(sender, body.data, request.state.request_id))
+    ingestion = _sender(session, writer, calendar, request)
+    return SyncResult(results=await intake.take_records(ingestion, body.data, request.state.request_id))
 
 
 @events_router.get(

@@ -33,7 +33,7 @@ from app.core.db import create_engine, create_sessionmaker, load_for_update
 from app.core.errors import DomainError
 from app.core.timezone import VIETNAM
 from app.dossiers.counters import rebuild_counters
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.models import CalendarInForce
 from app.dossiers.recalendar import (
     NOBODY,
@@ -117,7 +117,7 @@ async def _follow(session: AsyncSession, calendar: WorkingCalendar, secret_key: 
     description = calendar_description(calendar)
     fingerprint = calendar_fingerprint(description)
     stored = await load_for_update(session, CalendarInForce, _ROW)
-    sender = Sender(session, NOBODY, calendar, secret_key)
+    ingestion = Ingestion(session, NOBODY, calendar, secret_key)
     if stored is None:
         # The first start with this table: the figures were computed on the calendar of the settings.
         session.add(CalendarInForce(id=_ROW, fingerprint=fingerprint, description=description))
@@ -127,7 +127,7 @@ async def _follow(session: AsyncSession, calendar: WorkingCalendar, secret_key: 
             logger.warning(
                 "%d dossiers hold a further supplement request: replayed (it counts now)", len(codes)
             )
-            await replay_dossiers(sender, codes, calendar_changed=False, progress=_replayed)
+            await replay_dossiers(ingestion, codes, calendar_changed=False, progress=_replayed)
         return len(codes) or None
     if stored.fingerprint == fingerprint:
         return None
@@ -139,7 +139,7 @@ async def _follow(session: AsyncSession, calendar: WorkingCalendar, secret_key: 
     )
     await hold_dossiers(session)
     codes = await touched_dossiers(session, change)
-    await replay_dossiers(sender, codes, calendar_changed=True, progress=_replayed)
+    await replay_dossiers(ingestion, codes, calendar_changed=True, progress=_replayed)
     deadlines = await recount_deadlines(session, calendar, _received_before(change))
     await rebuild_counters(session, calendar, _rebuilt)
     stored.fingerprint, stored.description = fingerprint, description

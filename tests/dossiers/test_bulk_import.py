@@ -17,7 +17,7 @@ from app.core.data_version import bump_version
 from app.core.security import Principal
 from app.dossiers.bulk import FileProgress, Source, import_file
 from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.models import (
     Dossier,
     DossierEvent,
@@ -87,10 +87,10 @@ async def _forget_dossiers(app: FastAPI) -> None:
 
 
 def _sender_of(app: FastAPI, principal: Principal) -> Any:
-    def sender_of(session: AsyncSession) -> Sender:
-        return Sender(session, principal, app.state.calendar, app.state.settings.secret_key)
+    def ingestion_of(session: AsyncSession) -> Ingestion:
+        return Ingestion(session, principal, app.state.calendar, app.state.settings.secret_key)
 
-    return sender_of
+    return ingestion_of
 
 
 async def _import(app: FastAPI, principal: Principal, source: Source, **options: Any) -> FileProgress:

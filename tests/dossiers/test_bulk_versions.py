@@ -23,7 +23,7 @@ from app.core.data_version import bump_version
 from app.core.security import Principal
 from app.dossiers.bulk import Source, import_file
 from app.dossiers.counters import merge_staged_counters, rebuild_counters
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from tests.conftest import KeyFactory, assert_counters_equal_a_rebuild
 from tests.dossiers.conftest import received, step
 
@@ -114,10 +114,10 @@ async def _rebuilt_figures(app: FastAPI, http: AsyncClient) -> dict[str, Any]:
 
 
 def _sender_of(app: FastAPI, principal: Principal) -> Any:
-    def sender_of(session: AsyncSession) -> Sender:
-        return Sender(session, principal, app.state.calendar, app.state.settings.secret_key)
+    def ingestion_of(session: AsyncSession) -> Ingestion:
+        return Ingestion(session, principal, app.state.calendar, app.state.settings.secret_key)
 
-    return sender_of
+    return ingestion_of
 
 
 async def test_every_province_a_load_changes_moves_its_version(

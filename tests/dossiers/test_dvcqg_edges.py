@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.clients.service import get_client_by_name
 from app.core.security import Principal
 from app.dossiers.bulk import Source, import_file
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.models import Dossier
 from tests.conftest import KeyFactory, assert_counters_equal_a_rebuild
 from tests.dossiers.conftest import dossier, received, send, step
@@ -328,11 +328,11 @@ async def test_an_import_of_11_records_loads_the_10_and_rejects_the_repeated_one
     path = tmp_path / "records.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
-    def sender_of(session: Any) -> Sender:
-        return Sender(session, one_stop, app.state.calendar, app.state.settings.secret_key)
+    def ingestion_of(session: Any) -> Ingestion:
+        return Ingestion(session, one_stop, app.state.calendar, app.state.settings.secret_key)
 
     source = Source.of(path)
-    done = await import_file(app.state.sessionmaker, sender_of, source, chunk_size=chunk_size)
+    done = await import_file(app.state.sessionmaker, ingestion_of, source, chunk_size=chunk_size)
 
     assert (done.kind, done.lines_done) == ("records", 11)
     assert (done.outcomes["created"], done.outcomes["error"]) == (10, 1)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.clients.service import get_client_by_name
 from app.core.security import Principal
 from app.dossiers.bulk import Source, import_file
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from tests.conftest import assert_counters_equal_a_rebuild
 from tests.dossiers.conftest import dossier, received, send, step
 
@@ -117,10 +117,10 @@ async def test_the_bulk_import_takes_a_refusal_corrected_into_a_reception(
         client = await get_client_by_name(session, "national-portal")
     principal = Principal(client.id, client.name, frozenset(client.scopes), client.unit_code)
 
-    def sender_of(session: AsyncSession) -> Sender:
-        return Sender(session, principal, app.state.calendar, app.state.settings.secret_key)
+    def ingestion_of(session: AsyncSession) -> Ingestion:
+        return Ingestion(session, principal, app.state.calendar, app.state.settings.secret_key)
 
-    progress = await import_file(app.state.sessionmaker, sender_of, Source.of(path))
+    progress = await import_file(app.state.sessionmaker, ingestion_of, Source.of(path))
     assert progress.outcomes["error"] == 0, progress.outcomes
     body = await dossier(portal, "BULK-TURN")
     assert (body["status"], body["due_at"], body["on_time"]) == (9, THURSDAY_0900_UTC, True)

@@ -68,7 +68,7 @@ from app.core.data_version import DataVersion
 from app.core.security import Principal
 from app.dossiers.bulk import Source, import_file
 from app.dossiers.counters import COUNTERS
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.models import Dossier, DossierEvent
 from tests.conftest import assert_counters_equal_a_rebuild, nonzero_counters
 from tests.stats.test_properties import (
@@ -224,11 +224,13 @@ async def _bulk(
         client = await get_client_by_name(session, "loader")
     principal = Principal(client.id, client.name, frozenset(client.scopes), client.unit_code)
 
-    def sender_of(session: AsyncSession) -> Sender:
-        return Sender(session, principal, application.state.calendar, application.state.settings.secret_key)
+    def ingestion_of(session: AsyncSession) -> Ingestion:
+        return Ingestion(
+            session, principal, application.state.calendar, application.state.settings.secret_key
+        )
 
     await import_file(
-        application.state.sessionmaker, sender_of, Source.of(path), chunk_size=rng.randint(5, 80)
+        application.state.sessionmaker, ingestion_of, Source.of(path), chunk_size=rng.randint(5, 80)
     )
     await _finish(application, before, out, "bulk")
 

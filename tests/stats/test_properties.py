@@ -26,7 +26,7 @@ from app.dossiers.bulk import Source, import_file
 from app.dossiers.counters import load_facts
 from app.dossiers.facts import Pause
 from app.dossiers.history import HistoryEvent, facts_of, replay
-from app.dossiers.ingestion.work import Sender
+from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.lifecycle import DossierState, Reception
 from app.dossiers.models import Dossier, Outcome
 from app.main import create_app
@@ -493,11 +493,13 @@ async def _check_bulk_delivery(
         client = await get_client_by_name(session, "loader")
     principal = Principal(client.id, client.name, frozenset(client.scopes), client.unit_code)
 
-    def sender_of(session: AsyncSession) -> Sender:
-        return Sender(session, principal, application.state.calendar, application.state.settings.secret_key)
+    def ingestion_of(session: AsyncSession) -> Ingestion:
+        return Ingestion(
+            session, principal, application.state.calendar, application.state.settings.secret_key
+        )
 
     source = Source.of(path)
-    await import_file(application.state.sessionmaker, sender_of, source, chunk_size=rng.randint(5, 80))
+    await import_file(application.state.sessionmaker, ingestion_of, source, chunk_size=rng.randint(5, 80))
     rejected = [json.loads(line) for line in source.rejects.read_text().splitlines()]
     for reject in rejected:
         message = messages[reject["line"] - 1]

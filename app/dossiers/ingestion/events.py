@@ -27,7 +27,7 @@ from app.dossiers.ingestion.work import (
     STORED_COLUMNS,
     Answer,
     Arrival,
-    Sender,
+    Ingestion,
     Stored,
     canonical,
     history_event,
@@ -57,26 +57,26 @@ class ParsedRequest:
     errors: dict[int, DomainError] = field(default_factory=dict)
 
 
-async def ingest(sender: Sender, items: list[Any]) -> list[EventResult]:
+async def ingest(ingestion: Ingestion, items: list[Any]) -> list[EventResult]:
     """Each event is answered created, updated, pending, duplicate or error; errors store nothing."""
-    return await with_retries(sender.session, lambda: _ingest_once(sender, items))
+    return await with_retries(ingestion.session, lambda: _ingest_once(ingestion, items))
 
 
-async def ingest_in_transaction(sender: Sender, items: list[Any]) -> list[EventResult]:
+async def ingest_in_transaction(ingestion: Ingestion, items: list[Any]) -> list[EventResult]:
     """As ``ingest``, without the replay after a lost race: for a caller whose transaction holds
     other writes too (the bulk fold); the IntegrityError is then the caller's to handle."""
-    return await _ingest_once(sender, items)
+    return await _ingest_once(ingestion, items)
 
 
-async def _ingest_once(sender: Sender, items: list[Any]) -> list[EventResult]:
-    request = parse(items, sender.secret_key, utcnow())
+async def _ingest_once(ingestion: Ingestion, items: list[Any]) -> list[EventResult]:
+    request = parse(items, ingestion.secret_key, utcnow())
     _refuse_beyond_limits(request)
     answers: dict[int, Answer] = {}
     to_judge = request.parsed
     for _ in range(JUDGEMENTS):
         judged = rounds(to_judge, _event_id)
         for round_items in judged:
-            answers |= await _ingest_round(sender, round_items)
+            answers |= await _ingest_round(ingestion, round_items)
         to_judge = judged_again(judged, answers)
         if not to_judge:
             break
@@ -190,12 +190,14 @@ def results(request: ParsedRequest, answers: dict[int, Answer]) -> list[EventRes
     return found
 
 
-async def _ingest_round(sender: Sender, parsed: list[Parsed]) -> dict[int, Answer]:
+async def _ingest_round(ingestion: Ingestion, parsed: list[Parsed]) -> dict[int, Answer]:
     """One round through the pipeline: each event a resend of one this client sent before, or new."""
-    opened = await open_round(sender, sorted({item.event.dossier_code for item in parsed}))
-    known = await _sent_before(sender.session, sender.principal, {item.event.event_id for item in parsed})
+    opened = await open_round(ingestion, sorted({item.event.dossier_code for item in parsed}))
+    known = await _sent_before(
+        ingestion.session, ingestion.principal, {item.event.event_id for item in parsed}
+    )
     catalogue = await load_catalogue(
-        sender.session,
+        ingestion.session,
         {item.event.procedure_code for item in parsed if item.event.procedure_code},
         {item.event.unit_code for item in parsed if item.event.unit_code},
     )
@@ -204,16 +206,18 @@ async def _ingest_round(sender: Sender, parsed: list[Parsed]) -> dict[int, Answe
     positions = arriving_positions()
     for item in parsed:
         stored = known.get(item.event.event_id)
-        arrival = _resent(sender, item, stored) if stored is not None else _arrived(sender, item, positions)
+        arrival = (
+            _resent(ingestion, item, stored) if stored is not None else _arrived(ingestion, item, positions)
+        )
         if isinstance(arrival, Answer):
             answers[item.index] = arrival
         else:
             arrivals[arrival.dossier_code].append(arrival)
     dossiers = [opened.dossier(code, mine) for code, mine in arrivals.items()]
-    return answers | await settle(sender, dossiers, opened.context(sender, catalogue), LiveCounters())
+    return answers | await settle(ingestion, dossiers, opened.context(ingestion, catalogue), LiveCounters())
 
 
-def _resent(sender: Sender, item: Parsed, stored: Stored) -> Arrival | Answer:
+def _resent(ingestion: Ingestion, item: Parsed, stored: Stored) -> Arrival | Answer:
     """An event id this client sent before: a resend, an older revision, or a correction."""
     event, revision = item.event, item.event.revision or 1
     if item.digest == stored.payload_hash or revision < stored.revision:
@@ -232,7 +236,7 @@ def _resent(sender: Sender, item: Parsed, stored: Stored) -> Arrival | Answer:
         item.index,
         event.event_id,
         event.dossier_code,
-        history_event(event, stored.id, sender.principal.client_id, sender.secret_key),
+        history_event(event, stored.id, ingestion.principal.client_id, ingestion.secret_key),
         item.payload,
         item.digest,
         revision,
@@ -241,10 +245,10 @@ def _resent(sender: Sender, item: Parsed, stored: Stored) -> Arrival | Answer:
     )
 
 
-def _arrived(sender: Sender, item: Parsed, positions: Iterator[int]) -> Arrival:
+def _arrived(ingestion: Ingestion, item: Parsed, positions: Iterator[int]) -> Arrival:
     """An event id new to this client."""
     event = item.event
-    arriving = history_event(event, next(positions), sender.principal.client_id, sender.secret_key)
+    arriving = history_event(event, next(positions), ingestion.principal.client_id, ingestion.secret_key)
     return Arrival(
         item.index,
         event.event_id,

@@ -25,7 +25,7 @@ from app.dossiers.ingestion.decide import arriving_positions
 from app.dossiers.ingestion.events import ingest, ingest_in_transaction
 from app.dossiers.ingestion.locks import lock_dossiers
 from app.dossiers.ingestion.pipeline import open_round, settle
-from app.dossiers.ingestion.work import Arrival, Sender
+from app.dossiers.ingestion.work import Arrival, Ingestion
 from app.dossiers.ingestion.writes import DaySums
 from app.dossiers.models import Dossier, DossierEvent, ImportStagedEvent
 from app.dossiers.schemas import ResultStatus
@@ -54,7 +54,7 @@ class StagedLine:
         return cls(*row)
 
 
-async def fold(sender: Sender, lines: Sequence[StagedLine], day_sums: DaySums) -> dict[int, LineResult]:
+async def fold(ingestion: Ingestion, lines: Sequence[StagedLine], day_sums: DaySums) -> dict[int, LineResult]:
     """Each line's result; ``lines`` are whole dossiers, in code order. The new dossiers' counter
     increments are added to ``day_sums`` (the others' counters are written). Raises IntegrityError when
     a concurrent writer or an event id already stored elsewhere stands in the way: the caller rolls
@@ -63,8 +63,8 @@ async def fold(sender: Sender, lines: Sequence[StagedLine], day_sums: DaySums) -
     for line in lines:
         by_dossier[line.dossier_code].append(line)
     codes = list(by_dossier)
-    await lock_dossiers(sender.session, codes)
-    known = await _known(sender, codes[0], codes[-1])
+    await lock_dossiers(ingestion.session, codes)
+    known = await _known(ingestion, codes[0], codes[-1])
     repeated = {event_id for event_id, count in Counter(line.event_id for line in lines).items() if count > 1}
     fresh: list[str] = []
     others: list[StagedLine] = []
@@ -73,31 +73,31 @@ async def fold(sender: Sender, lines: Sequence[StagedLine], day_sums: DaySums) -
             others.extend(mine)
         else:
             fresh.append(code)
-    results = await _fold_fresh(sender, {code: by_dossier[code] for code in fresh}, day_sums)
+    results = await _fold_fresh(ingestion, {code: by_dossier[code] for code in fresh}, day_sums)
     if others:
         others.sort(key=lambda line: line.line)
-        results |= await _through(sender, others, retrying=False)
+        results |= await _through(ingestion, others, retrying=False)
     return results
 
 
-async def through_api(sender: Sender, lines: Sequence[StagedLine]) -> dict[int, LineResult]:
+async def through_api(ingestion: Ingestion, lines: Sequence[StagedLine]) -> dict[int, LineResult]:
     """Every line through the API's ingestion, in file order."""
-    return await _through(sender, sorted(lines, key=lambda line: line.line), retrying=True)
+    return await _through(ingestion, sorted(lines, key=lambda line: line.line), retrying=True)
 
 
-async def _through(sender: Sender, lines: list[StagedLine], *, retrying: bool) -> dict[int, LineResult]:
+async def _through(ingestion: Ingestion, lines: list[StagedLine], *, retrying: bool) -> dict[int, LineResult]:
     items = [json.loads(line.raw) for line in lines]
     if retrying:
         # The API's entry point, replaying itself after a lost race (its transaction holds nothing else).
-        from_api = await ingest(sender, items)
+        from_api = await ingest(ingestion, items)
     else:
-        from_api = await ingest_in_transaction(sender, items)
+        from_api = await ingest_in_transaction(ingestion, items)
     return {line.line: (result.status, result.problem) for line, result in zip(lines, from_api, strict=True)}
 
 
-async def _known(sender: Sender, first: str, last: str) -> set[str]:
+async def _known(ingestion: Ingestion, first: str, last: str) -> set[str]:
     """The codes in [first, last] the database has a dossier or a stored event for (range scans)."""
-    session = sender.session
+    session = ingestion.session
     dossiers = await session.scalars(select(Dossier.code).where(Dossier.code.between(first, last)))
     events = await session.scalars(
         select(DossierEvent.dossier_code).where(DossierEvent.dossier_code.between(first, last)).distinct()
@@ -106,13 +106,13 @@ async def _known(sender: Sender, first: str, last: str) -> set[str]:
 
 
 async def _fold_fresh(
-    sender: Sender, dossiers: dict[str, list[StagedLine]], day_sums: DaySums
+    ingestion: Ingestion, dossiers: dict[str, list[StagedLine]], day_sums: DaySums
 ) -> dict[int, LineResult]:
     """Dossiers the database has never seen, each with all its lines at once: the arrivals of one
     request on an empty dossier (locked and known to be new, so nothing stored is loaded)."""
     if not dossiers:
         return {}
-    client_id = sender.principal.client_id
+    client_id = ingestion.principal.client_id
     positions = arriving_positions()
     procedures: set[str] = set()
     units: set[str] = set()
@@ -127,10 +127,10 @@ async def _fold_fresh(
             mine.append(
                 Arrival(line.line, line.event_id, code, event, line.payload, line.payload_hash, line.revision)
             )
-    opened = await open_round(sender, [], lock=False)
-    catalogue = await load_catalogue(sender.session, procedures - {""}, units - {""})
+    opened = await open_round(ingestion, [], lock=False)
+    catalogue = await load_catalogue(ingestion.session, procedures - {""}, units - {""})
     fresh = [opened.dossier(code, mine, stored=()) for code, mine in arrivals.items()]
-    answers = await settle(sender, fresh, opened.context(sender, catalogue), day_sums)
+    answers = await settle(ingestion, fresh, opened.context(ingestion, catalogue), day_sums)
     return {
         line: (answer.status, problem_of(answer.problem) if answer.problem is not None else None)
         for line, answer in answers.items()

@@ -32,7 +32,7 @@ from app.core.timezone import utcnow
 from app.dossiers.ingestion.catalogue import Catalogue
 from app.dossiers.ingestion.decide import Context, Dossier, DossierDecision, HistoryNeeded, Reach, decide
 from app.dossiers.ingestion.locks import lock_dossiers
-from app.dossiers.ingestion.work import STORED_COLUMNS, Answer, Arrival, Sender, Stored
+from app.dossiers.ingestion.work import STORED_COLUMNS, Answer, Arrival, Ingestion, Stored
 from app.dossiers.ingestion.writes import STATE_FIELDS, CounterSink, Stamp, write
 from app.dossiers.lifecycle import DossierState
 from app.dossiers.models import Dossier as DossierRow
@@ -69,7 +69,7 @@ class Opened:
 
     def context(
         self,
-        sender: Sender,
+        ingestion: Ingestion,
         catalogue: Catalogue,
         *,
         strict_groups: frozenset[int] = frozenset(),
@@ -78,16 +78,16 @@ class Opened:
         return Context(
             catalogue,
             self.reach,
-            sender.calendar,
+            ingestion.calendar,
             keeps_due_dates=keeps_due_dates,
             strict_groups=strict_groups,
         )
 
 
-async def open_round(sender: Sender, codes: Sequence[str], *, lock: bool = True) -> Opened:
+async def open_round(ingestion: Ingestion, codes: Sequence[str], *, lock: bool = True) -> Opened:
     """Lock the dossiers (in code order; ``lock=False`` when the caller holds them all), load their
     states, which have events waiting, and the sender's reach."""
-    session = sender.session
+    session = ingestion.session
     if lock:
         await lock_dossiers(session, codes)
     await plan_with_values(session)
@@ -103,7 +103,7 @@ async def open_round(sender: Sender, codes: Sequence[str], *, lock: bool = True)
             .distinct()
         )
         waiting = set(found)
-    principal = sender.principal
+    principal = ingestion.principal
     units = await subtree_codes(session, principal.unit_code) if principal.unit_code else None
     reach = Reach(principal.client_id, frozenset(units) if units is not None else None)
     return Opened(states, frozenset(waiting), reach)
@@ -123,12 +123,15 @@ async def load_stored(session: AsyncSession, codes: Sequence[str]) -> dict[str, 
 
 
 async def settle(
-    sender: Sender, dossiers: Sequence[Dossier], context: Context, sink: CounterSink
+    ingestion: Ingestion, dossiers: Sequence[Dossier], context: Context, sink: CounterSink
 ) -> dict[int, Answer]:
     """Decide the dossiers, write the decisions, and answer each group."""
-    decisions = await decide_round(sender.session, dossiers, context)
+    decisions = await decide_round(ingestion.session, dossiers, context)
     await write(
-        sender.session, decisions, Stamp(sender.principal.client_id, request_id_var.get(), utcnow()), sink
+        ingestion.session,
+        decisions,
+        Stamp(ingestion.principal.client_id, request_id_var.get(), utcnow()),
+        sink,
     )
     answers: dict[int, Answer] = {}
     for decision in decisions:

@@ -37,7 +37,7 @@ from app.dossiers.ingestion.work import (
     EVENT_INPUT,
     Answer,
     Arrival,
-    Sender,
+    Ingestion,
     Stored,
     canonical,
     history_event,
@@ -47,12 +47,12 @@ from app.dossiers.models import DossierEvent, Outcome
 from app.dossiers.schemas import DossierEventIn, ResultStatus
 
 
-async def ingest_records(sender: Sender, items: list[Any]) -> list[RecordResult]:
+async def ingest_records(ingestion: Ingestion, items: list[Any]) -> list[RecordResult]:
     """Each record is answered created, updated, unchanged or error; a record applies whole or not at all."""
-    return await with_retries(sender.session, lambda: _records_once(sender, items))
+    return await with_retries(ingestion.session, lambda: _records_once(ingestion, items))
 
 
-async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
+async def _records_once(ingestion: Ingestion, items: list[Any]) -> list[RecordResult]:
     codes: list[str | None] = []
     records: list[tuple[int, PortalRecord]] = []
     answers: dict[int, Answer] = {}
@@ -88,7 +88,7 @@ async def _records_once(sender: Sender, items: list[Any]) -> list[RecordResult]:
         per_dossier[record.MaHoSo] += 1
         records.append((index, record))
     for records_of_round in rounds(records, lambda item: item[1].MaHoSo):
-        answers |= await _records_round(sender, records_of_round)
+        answers |= await _records_round(ingestion, records_of_round)
     results = []
     for index, code in enumerate(codes):
         answer = answers[index]
@@ -160,17 +160,17 @@ def _record_problem(exc: DomainError) -> Problem:
     return problem
 
 
-async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]) -> dict[int, Answer]:
+async def _records_round(ingestion: Ingestion, records: list[tuple[int, PortalRecord]]) -> dict[int, Answer]:
     """One round through the pipeline: each record's parts compared with those an earlier record of
     this client stored, the differences its group of arrivals, which applies whole or not at all."""
     codes = sorted({record.MaHoSo for _, record in records})
-    opened = await open_round(sender, codes)
+    opened = await open_round(ingestion, codes)
     catalogue = await load_catalogue(
-        sender.session,
+        ingestion.session,
         {r.MaTTHC for _, r in records if r.MaTTHC},
         {r.DonViXuLy for _, r in records if r.DonViXuLy},
     )
-    histories = await load_stored(sender.session, codes)
+    histories = await load_stored(ingestion.session, codes)
     answers: dict[int, Answer] = {}
     changes: list[tuple[int, str, list[Arrival]]] = []
     positions = arriving_positions()
@@ -180,13 +180,15 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
         except InvalidInput as exc:
             answers[index] = Answer(ResultStatus.error, exc)
             continue
-        arrivals = _record_changes(sender, record.MaHoSo, histories[record.MaHoSo], index, events, positions)
+        arrivals = _record_changes(
+            ingestion, record.MaHoSo, histories[record.MaHoSo], index, events, positions
+        )
         if not arrivals:
             answers[index] = Answer(ResultStatus.unchanged)
             continue
         changes.append((index, record.MaHoSo, arrivals))
     taken = await _taken_elsewhere(
-        sender, [a for _, _, arrivals in changes for a in arrivals if a.target is None]
+        ingestion, [a for _, _, arrivals in changes for a in arrivals if a.target is None]
     )
     by_dossier: dict[str, list[Arrival]] = defaultdict(list)
     for index, code, arrivals in changes:
@@ -205,8 +207,8 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
         by_dossier[code] += arrivals
     applied = {index for index, code, _ in changes if index not in answers}
     dossiers = [opened.dossier(code, mine, stored=histories[code]) for code, mine in by_dossier.items()]
-    context = opened.context(sender, catalogue, strict_groups=frozenset(applied))
-    decided = await settle(sender, dossiers, context, LiveCounters())
+    context = opened.context(ingestion, catalogue, strict_groups=frozenset(applied))
+    decided = await settle(ingestion, dossiers, context, LiveCounters())
     for index, code, _ in changes:
         if index in applied and decided[index].status is not ResultStatus.error:
             decided[index] = Answer(ResultStatus.updated if code in opened.states else ResultStatus.created)
@@ -216,16 +218,16 @@ async def _records_round(sender: Sender, records: list[tuple[int, PortalRecord]]
 _IDS_PER_QUERY = 5000
 
 
-async def _taken_elsewhere(sender: Sender, arrivals: list[Arrival]) -> dict[str, str]:
+async def _taken_elsewhere(ingestion: Ingestion, arrivals: list[Arrival]) -> dict[str, str]:
     """Of the new parts' event ids, those the client already sent for another dossier (as events:
     a record's parts are named after its own dossier), with that dossier's code."""
     wanted = {a.event_id: a.dossier_code for a in arrivals}
     ids = sorted(wanted)
     taken: dict[str, str] = {}
     for start in range(0, len(ids), _IDS_PER_QUERY):
-        rows = await sender.session.execute(
+        rows = await ingestion.session.execute(
             select(DossierEvent.event_id, DossierEvent.dossier_code).where(
-                DossierEvent.client_id == sender.principal.client_id,
+                DossierEvent.client_id == ingestion.principal.client_id,
                 DossierEvent.event_id.in_(ids[start : start + _IDS_PER_QUERY]),
             )
         )
@@ -285,7 +287,7 @@ def _named(errors: list[FieldError], source: str) -> list[FieldError]:
 
 
 def _record_changes(
-    sender: Sender,
+    ingestion: Ingestion,
     code: str,
     history: tuple[Stored, ...],
     group: int,
@@ -294,7 +296,7 @@ def _record_changes(
 ) -> list[Arrival]:
     """What differs between the record's parts and those an earlier record of this client stored:
     new parts, parts changed (a higher revision) and parts no longer there (cancelled)."""
-    client_id, secret_key = sender.principal.client_id, sender.secret_key
+    client_id, secret_key = ingestion.principal.client_id, ingestion.secret_key
     prefix = event_prefix(code)
     mine = {s.event_id: s for s in history if s.client_id == client_id and s.event_id.startswith(prefix)}
     arrivals: list[Arrival] = []

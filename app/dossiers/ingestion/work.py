@@ -1,5 +1,5 @@
-"""The units of work: who sends (``Sender``), what arrives (an event in its canonical form), what
-is stored, and each dossier's work in a batch."""
+"""The units of work: an ingestion's context (``Ingestion``: who sends, through which session), what
+arrives (an event in its canonical form), what is stored, and each dossier's work in a batch."""
 
 import hashlib
 import json
@@ -26,9 +26,10 @@ EVENT_INPUT = TypeAdapter(DossierEventIn)
 
 
 @dataclass(frozen=True)
-class Sender:
-    """Who sends a request's events, through which session, on which calendar, with the key that
-    hashes look-up PINs."""
+class Ingestion:
+    """One ingestion's context — a request's, a bulk import's or a calendar replay's: who sends the
+    events (the principal), through which session, on which calendar, with the key that hashes
+    look-up PINs."""
 
     session: AsyncSession
     principal: Principal
