@@ -6,6 +6,7 @@ from fastapi import Depends, Query
 
 from app.clients.deps import require
 from app.core.db import SessionDep
+from app.core.pagination import PageDep
 from app.core.security import Principal, Scope
 from app.dossiers import service
 from app.dossiers.models import Dossier
@@ -27,9 +28,10 @@ ReadableDossier = Annotated[Dossier, Depends(readable_dossier)]
 
 
 async def dossier_listing(
-    session: SessionDep, reader: DossierReader, filters: Annotated[DossierQuery, Query()]
+    session: SessionDep, reader: DossierReader, filters: Annotated[DossierQuery, Query()], _page: PageDep
 ) -> Listing[DossierQuery]:
-    """The list's filters, its unit within the reader's binding (403 outside it)."""
+    """The list's filters, its unit within the reader's binding (403 outside it).
+    Taking the page too, so that a bad page parameter is its 422 before the reach is judged."""
     return Listing(filters, await listing_scope(session, reader, filters.unit))
 
 

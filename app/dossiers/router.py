@@ -50,14 +50,16 @@ _STATUS_CODES = {
 }
 
 
-def _sender(session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request) -> Ingestion:
+def _ingestion(
+    session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request
+) -> Ingestion:
     return Ingestion(session, writer, calendar, request.app.state.settings.secret_key)
 
 
 async def _ingest(
     session: SessionDep, writer: Principal, calendar: WorkingCalendar, request: Request, items: list[Any]
 ) -> list[EventResult]:
-    ingestion = _sender(session, writer, calendar, request)
+    ingestion = _ingestion(session, writer, calendar, request)
     results, counts = await intake.take_events(ingestion, items, request.state.request_id)
     for result_status, number in counts.items():
         request.app.state.metrics.events.labels(result_status).inc(number)
@@ -127,7 +129,7 @@ async def ingest_dossier_events(
 async def sync_dvcqg_records(
     session: SessionDep, writer: DossierWriter, calendar: CalendarDep, body: SyncBody, request: Request
 ) -> SyncResult:
-    ingestion = _sender(session, writer, calendar, request)
+    ingestion = _ingestion(session, writer, calendar, request)
     return SyncResult(results=await intake.take_records(ingestion, body.data, request.state.request_id))
 
 

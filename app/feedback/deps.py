@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, SecurityScopes
 from app.clients.deps import authenticate, bearer_scheme, require
 from app.core.db import SAFE_METHODS, RowId, SessionDep
 from app.core.limits import pin_attempt
+from app.core.pagination import PageDep
 from app.core.security import Principal, Scope
 from app.dossiers.models import Dossier
 from app.dossiers.schemas import DossierCode
@@ -23,9 +24,10 @@ FeedbackWriter = Annotated[Principal, require(Scope.feedback_write)]
 
 
 async def feedback_listing(
-    session: SessionDep, writer: FeedbackWriter, filters: Annotated[FeedbackQuery, Query()]
+    session: SessionDep, writer: FeedbackWriter, filters: Annotated[FeedbackQuery, Query()], _page: PageDep
 ) -> Listing[FeedbackQuery]:
-    """The list's filters, its unit within the desk's binding (403 outside it)."""
+    """The list's filters, its unit within the desk's binding (403 outside it).
+    Taking the page too, so that a bad page parameter is its 422 before the reach is judged."""
     return Listing(filters, await listing_scope(session, writer, filters.unit))
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 from app.clients.deps import require_any
 from app.core.db import SAFE_METHODS, RowId, SessionDep
 from app.core.errors import Forbidden
+from app.core.pagination import PageDep
 from app.core.security import Principal, Scope
 from app.procedures.models import Procedure
 from app.proposals import service
@@ -32,9 +33,10 @@ ProposalDrafter = Annotated[Principal, Depends(drafter)]
 
 
 async def proposal_listing(
-    session: SessionDep, client: ProposalClient, filters: Annotated[ProposalQuery, Query()]
+    session: SessionDep, client: ProposalClient, filters: Annotated[ProposalQuery, Query()], _page: PageDep
 ) -> Listing[ProposalQuery]:
-    """The list's filters, its unit within the client's binding (403 outside it)."""
+    """The list's filters, its unit within the client's binding (403 outside it).
+    Taking the page too, so that a bad page parameter is its 422 before the reach is judged."""
     return Listing(filters, await listing_scope(session, client, filters.unit))
 
 
