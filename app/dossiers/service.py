@@ -1,6 +1,5 @@
 """The queries over dossiers and their events (ingestion is app.dossiers.ingestion)."""
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,7 +33,7 @@ _DOSSIERS: Table = Dossier.__table__  # type: ignore[assignment]
 
 def lookup_hash(secret_key: str, dossier_code: str, secret: str) -> str:
     """A keyed hash of a receipt PIN: short PINs cannot be brute-forced without the server's key."""
-    return hmac.new(secret_key.encode(), f"{dossier_code}\x00{secret}".encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(secret_key.encode(), f"{dossier_code}\x00{secret}".encode(), "sha256").hex()
 
 
 # --- queries ---------------------------------------------------------------------------------
