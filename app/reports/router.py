@@ -11,7 +11,7 @@ from app.core.replicas import StandbyReads
 from app.reports import render
 from app.reports.deps import DocumentFormDep
 from app.reports.service import reform_report
-from app.stats.caching import CACHE_CONTROL
+from app.stats.caching import POLLED_HEADERS
 from app.stats.deps import DataETag, NowDep, PeriodDep
 
 router = APIRouter(prefix="/reports", tags=["reports"], route_class=StandbyReads)
@@ -133,7 +133,7 @@ async def get_reform_report(
         )
     # The document's form is part of what is answered: another signer is another representation.
     tag = versioned_etag(generation_of(etag), etag, chosen_format, repr(form))
-    headers = {"ETag": tag, "Cache-Control": CACHE_CONTROL, "Vary": "Accept"}
+    headers = {**POLLED_HEADERS, "ETag": tag}
     if (unchanged := not_modified(request, tag, headers)) is not None:
         return unchanged
     report = await reform_report(session, unit, chosen, now, with_quarters=chosen_format is ReportFormat.html)
