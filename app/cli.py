@@ -388,7 +388,7 @@ class _ImportMeter:
             seconds = max(time.monotonic() - self.started, 1e-6)
             done = progress.lines_done - progress.resumed_from
             share = progress.position / max(progress.size, 1)
-            step = "read"
+            step = "loaded" if progress.phase == "loading" else "read"
         rate = done / seconds
         eta = seconds * (1 - share) / share if share > 0 else 0.0
         print(

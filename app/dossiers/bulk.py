@@ -2,11 +2,18 @@
 records, plain or gzipped, with the result the API would have made of the same lines.
 
 Records are loaded as they are read, a chunk per transaction through the API's ingestion. Events
-are read first — each line validated and put in its canonical form as the API does, the valid
-ones staged (``import_staged_events``, COPY on PostgreSQL) — then folded in dossier-code order,
-whole dossiers per transaction (app.dossiers.ingestion.folding): a dossier new to the database is
-worked with all its events at once in memory and written set-based; one the database knows, or
-one whose lines resend or cancel an event, goes through the API's ingestion line by line.
+are folded whole dossiers per transaction (app.dossiers.ingestion.folding): a dossier new to the
+database is worked with all its events at once in memory and written set-based; one the database
+knows, or one whose lines resend or cancel an event, goes through the API's ingestion line by
+line. Each line is first validated and put in its canonical form as the API does. How the lines
+reach the fold depends on the file:
+
+- **grouped** (each dossier's lines together, the dossier codes never going back, as an export
+  sorted by dossier writes them; ``grouped_cuts`` reads the file once to tell): each chunk of whole
+  dossiers is validated and folded as it is read (``_Load.load_grouped``), nothing staged;
+- **otherwise**: every valid line is staged first (``import_staged_events``, COPY on PostgreSQL),
+  then the staged lines are folded in dossier-code order (``_Load.read``, then ``_Load.fold``), so
+  that a dossier whose lines are scattered over the file is still folded with all of them at once.
 
 Resumable: each chunk commits with its file's checkpoint (lines read, the last dossier folded,
 the size of the rejects file), so a load killed at any point continues on rerun from the last
@@ -17,9 +24,10 @@ committed chunk, and the rejects file is cut back to what the checkpoint counted
 import asyncio
 import gzip
 import hashlib
+import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal
@@ -62,8 +70,9 @@ class FileProgress:
     resumed_from: int = 0
     resumed_fold_after: str | None = None
     """The last dossier folded before this run, when it resumed a fold."""
-    phase: Literal["reading", "folding"] = "reading"
-    """Records are loaded as they are read; events are read (validated and staged), then folded."""
+    phase: Literal["reading", "folding", "loading"] = "reading"
+    """Records are loaded as they are read (reading); events of a grouped file are validated and
+    folded as they are read (loading); other events are read (validated and staged), then folded."""
     folded_through: str | None = None
     staged_lines: int = 0
     folded_lines: int = 0
@@ -181,19 +190,70 @@ def detect_kind(path: Path) -> Kind:
     )
 
 
-def _chunks(lines: IO[bytes], skip: int, size: int) -> Iterator[list[tuple[int, bytes]]]:
-    """(line number, line) in chunks, after the first ``skip`` lines; a line longer than
-    ``MAX_LINE_BYTES`` is a ``_TooLong`` under its number (``_lines``)."""
+def _chunks(lines: IO[bytes], skip: int, cuts: Iterable[int]) -> Iterator[list[tuple[int, bytes]]]:
+    """(line number, line) in chunks after the first ``skip`` lines, each ending at the next of
+    ``cuts`` (ascending line numbers; the lines after the last cut make the last chunk). A line
+    longer than ``MAX_LINE_BYTES`` is a ``_TooLong`` under its number (``_lines``)."""
+    ends = (cut for cut in cuts if cut > skip)
+    end = next(ends, None)
     chunk: list[tuple[int, bytes]] = []
     for number, line in enumerate(_lines(lines), start=1):
         if number <= skip:
             continue
         chunk.append((number, line))
-        if len(chunk) >= size:
+        if number == end:
             yield chunk
             chunk = []
+            end = next(ends, None)
     if chunk:
         yield chunk
+
+
+def _every(size: int, skip: int) -> Iterator[int]:
+    """The cuts of chunks of ``size`` lines after line ``skip``."""
+    return itertools.count(skip + size, size)
+
+
+def grouped_cuts(path: Path, skip: int, size: int) -> list[int] | None:
+    """Where a file of events whose dossiers come grouped — each dossier's lines together, the
+    dossier codes never going back — is cut into chunks of whole dossiers, about ``size`` lines
+    each after line ``skip``: the last line of each chunk. None when the codes go back somewhere:
+    a dossier may then have lines far apart, and the file is staged and folded in code order.
+
+    A line's code is read with the load's own JSON rules (``_object_of``); a line that has none
+    (blank, not JSON, no string ``dossier_code``) is refused or skipped by the load and is cut with
+    the lines before it. The check is of the raw code: a code the API would refuse only makes the
+    file count as not grouped."""
+    cuts: list[int] = []
+    previous = ""
+    in_chunk = 0
+    number = 0
+    raw, lines = _open(path)
+    with raw:
+        for number, line in enumerate(_lines(lines), start=1):
+            code = _dossier_code_of(line)
+            if code is not None:
+                if code < previous:
+                    return None
+                if code != previous and in_chunk >= size:
+                    cuts.append(number - 1)
+                    in_chunk = 0
+                previous = code
+            if number > skip:
+                in_chunk += 1
+    if in_chunk:
+        cuts.append(number)
+    return cuts
+
+
+def _dossier_code_of(line: bytes) -> str | None:
+    if not isinstance(line, _TooLong) and not line.strip():
+        return None
+    try:
+        code = _object_of(line).get("dossier_code")
+    except ValueError:
+        return None
+    return code if isinstance(code, str) else None
 
 
 def _parsed(chunk: list[tuple[int, bytes]]) -> tuple[list[int], list[Any], dict[int, str]]:
@@ -253,11 +313,29 @@ async def import_file(
         return progress
     load = _Load(sessionmaker, ingestion_of, source, progress, on_progress, stop)
     with source.rejects.open("ab") as load.rejected:
-        if not staged:
+        if source.kind == "records":
             await load.read(chunk_size)
-        if source.kind == "events":
+        elif not staged and (cuts := await _grouped_from(sessionmaker, source, progress, chunk_size)):
+            await load.load_grouped(cuts)
+        else:
+            if not staged:
+                await load.read(chunk_size)
             await load.fold(chunk_size)
     return progress
+
+
+async def _grouped_from(
+    sessionmaker: async_sessionmaker[AsyncSession], source: Source, progress: FileProgress, size: int
+) -> list[int] | None:
+    """The cuts of a grouped file (``grouped_cuts``) from where its load stands; None when it is
+    not grouped, or when a run before this one staged lines of it (that run's way is kept)."""
+    async with sessionmaker() as session:
+        staged_before = await session.scalar(
+            select(ImportStagedEvent.line).where(ImportStagedEvent.file_identity == source.identity).limit(1)
+        )
+    if staged_before is not None:
+        return None
+    return grouped_cuts(source.path, progress.lines_done, size)
 
 
 class _Load:
@@ -287,10 +365,9 @@ class _Load:
         raw, lines = _open(self.source.path)
         progress = self.progress
         with raw:
-            for chunk in _chunks(lines, progress.lines_done, chunk_size):
+            for chunk in _chunks(lines, progress.lines_done, _every(chunk_size, progress.lines_done)):
                 numbers, values, not_json = _parsed(chunk)
-                problems: dict[int, Any] = {number: {"detail": reason} for number, reason in not_json.items()}
-                progress.outcomes[ResultStatus.error] += len(not_json)
+                problems = self._not_json(not_json)
                 # As a request: committed whole with its checkpoint, or not at all (get_session's rule).
                 async with self.sessionmaker() as session:
                     ingestion = self.ingestion_of(session)
@@ -312,6 +389,32 @@ class _Load:
             checkpoint = await _checkpoint(session, self.source)
             checkpoint.staged = True
             checkpoint.finished = self.source.kind == "records"
+
+    async def load_grouped(self, cuts: list[int]) -> None:
+        """A grouped file (``grouped_cuts``): each chunk of whole dossiers validated and folded as
+        it is read, committed with its checkpoint (the lines done); nothing staged. Then the end of
+        the file, as for a staged one (``_finish``)."""
+        raw, lines = _open(self.source.path)
+        progress = self.progress
+        progress.phase = "loading"
+        with raw:
+            for chunk in _chunks(lines, progress.lines_done, cuts):
+                numbers, values, not_json = _parsed(chunk)
+                problems = self._not_json(not_json)
+                async with self.sessionmaker() as session:
+                    ingestion = self.ingestion_of(session)
+                    valid, refused = _checked(ingestion.secret_key, numbers, chunk, values)
+                    self._count(refused | await self._fold(session, valid), problems)
+                    checkpoint = await self._commit_point(session, problems)
+                    checkpoint.lines_done = chunk[-1][0]
+                    await bump_version(session)
+                    await session.commit()
+                progress.lines_done = chunk[-1][0]
+                progress.position = raw.tell()
+                progress.folded_lines += len(valid)
+                self._tell()
+                self._stop_if_asked()
+        await self._finish(entangled=set())
 
     async def fold(self, chunk_size: int) -> None:
         """The staged events, about ``chunk_size`` lines of whole dossiers per transaction; then, in
@@ -342,10 +445,16 @@ class _Load:
             progress.folded_lines += len(lines)
             self._tell()
             self._stop_if_asked()
+        await self._finish(entangled)
+
+    async def _finish(self, entangled: set[str]) -> None:
+        """The transaction that ends a file of events: ``entangled``, the dossiers left for last
+        because they share an event id with another of the file (taken in file order), the new
+        dossiers' entry into the statistics, the staging emptied and the checkpoint marked
+        finished, together: a rerun does nothing."""
+        identity = self.source.identity
         async with self.sessionmaker() as session, session.begin():
-            # The entangled dossiers, the new dossiers' entry into the statistics, the staging
-            # emptied and the checkpoint marked finished, together: a rerun does nothing.
-            problems = {}
+            problems: dict[int, Any] = {}
             if entangled:
                 lines = await _lines_of(session, identity, entangled)
                 self._count(await through_api(self.ingestion_of(session), lines), problems)
@@ -373,6 +482,11 @@ class _Load:
             await session.rollback()
             outcomes = await through_api(self.ingestion_of(session), lines)
         return outcomes
+
+    def _not_json(self, not_json: dict[int, str]) -> dict[int, Any]:
+        """The problems of the lines that are not JSON objects (``_parsed``), counted."""
+        self.progress.outcomes[ResultStatus.error] += len(not_json)
+        return {number: {"detail": reason} for number, reason in not_json.items()}
 
     def _count(self, outcomes: dict[int, LineResult], problems: dict[int, Any]) -> None:
         for number, (status, problem) in outcomes.items():
@@ -423,33 +537,43 @@ async def _records(ingestion: Ingestion, numbers: list[int], values: list[Any]) 
     return {number: (r.status, r.problem) for number, r in zip(numbers, results, strict=True)}
 
 
+def _checked(
+    secret_key: str, numbers: list[int], chunk: list[tuple[int, bytes]], values: list[Any]
+) -> tuple[list[StagedLine], dict[int, LineResult]]:
+    """The chunk's valid events, each with its canonical form; each invalid one's problem (as the
+    API would answer it)."""
+    request = parse(values, secret_key, utcnow())
+    raw_lines = dict(chunk)
+    valid = []
+    for item in request.parsed:
+        number, event = numbers[item.index], item.event
+        # A byte-order mark, which json.loads of bytes skips, would not parse from text.
+        raw = raw_lines[number].decode("utf-8-sig").rstrip("\r\n")
+        valid.append(
+            StagedLine(
+                number,
+                event.dossier_code,
+                event.event_id,
+                event.revision or 1,
+                bool(event.cancelled),
+                raw,
+                item.payload,
+                item.digest,
+            )
+        )
+    refused = request.errors.items()
+    return valid, {numbers[index]: (ResultStatus.error, problem_of(error)) for index, error in refused}
+
+
 async def _stage(
     ingestion: Ingestion, identity: str, numbers: list[int], chunk: list[tuple[int, bytes]], values: list[Any]
 ) -> dict[int, LineResult]:
     """The chunk's valid events staged; each invalid one's problem (as the API would answer it)."""
-    request = parse(values, ingestion.secret_key, utcnow())
-    raw_lines = dict(chunk)
-    rows = []
-    for item in request.parsed:
-        number = numbers[item.index]
-        rows.append(
-            {
-                "file_identity": identity,
-                "line": number,
-                "dossier_code": item.event.dossier_code,
-                "event_id": item.event.event_id,
-                "revision": item.event.revision or 1,
-                "cancelled": bool(item.event.cancelled),
-                # A byte-order mark, which json.loads of bytes skips, would not parse from text.
-                "raw": raw_lines[number].decode("utf-8-sig").rstrip("\r\n"),
-                "payload": item.payload,
-                "payload_hash": item.digest,
-            }
-        )
-    if rows:
+    valid, refused = _checked(ingestion.secret_key, numbers, chunk, values)
+    if valid:
+        rows = [{"file_identity": identity, **vars(line)} for line in valid]
         await bulk_insert(ingestion.session, _STAGED, rows)
-    refused = request.errors.items()
-    return {numbers[index]: (ResultStatus.error, problem_of(error)) for index, error in refused}
+    return refused
 
 
 async def _staged_count(session: AsyncSession, identity: str, after: str | None) -> int:

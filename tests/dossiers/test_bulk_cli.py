@@ -6,6 +6,7 @@ phase of a file."""
 import asyncio
 import json
 import os
+import random
 import re
 import signal
 import sys
@@ -18,7 +19,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 
 from app.core.security import Principal
-from app.dossiers.bulk import FileProgress, Source, Stopped
+from app.dossiers.bulk import FileProgress, Source, Stopped, grouped_cuts
 from app.dossiers.models import DossierEvent
 from bench import dossier_data
 from tests.dossiers.test_bulk_import import _forget_dossiers, _import, _snapshot
@@ -34,9 +35,14 @@ def _histories(procedures: list[dict[str, Any]], dossiers: int) -> list[list[dic
     return list(dossier_data.dossier_events(dossiers, procedures, seed=5))
 
 
-def _events_file(path: Path, histories: list[list[dict[str, Any]]], *, bad_line: bool) -> int:
-    """A file of the dossiers' events, one line not JSON near its start if asked; its number of lines."""
+def _events_file(
+    path: Path, histories: list[list[dict[str, Any]]], *, bad_line: bool, scattered: bool = False
+) -> int:
+    """A file of the dossiers' events, one line not JSON near its start if asked; its number of
+    lines. Grouped by dossier as the histories come (in code order), or shuffled if ``scattered``."""
     lines = [json.dumps(event) for history in histories for event in history]
+    if scattered:
+        random.Random(5).shuffle(lines)
     if bad_line:
         lines.insert(4, BAD_LINE)
     path.write_text("\n".join(lines) + "\n")
@@ -144,8 +150,8 @@ async def test_a_signal_stops_the_import_cleanly_and_a_rerun_finishes_it(
     command = ("dossiers", "import", str(path), "--client", CLIENT, "--chunk", str(chunk))
 
     process = await _start(database_url, *command)
-    # Its progress line says the first chunk is committed.
-    seen = await _read_until(process, b"", rb"read +[\d,]+ lines")
+    # Its progress line says the first chunk is committed (the file is grouped: loaded as read).
+    seen = await _read_until(process, b"", rb"loaded +[\d,]+ lines")
     process.send_signal(signals[0])
     if len(signals) > 1:
         # Two signals sent at once may arrive as one: the second waits for the first's answer.
@@ -160,7 +166,7 @@ async def test_a_signal_stops_the_import_cleanly_and_a_rerun_finishes_it(
         stopped = re.search(r"stopped after line ([\d,]+); rerun the same command to continue\n", err)
         assert stopped is not None, err
         stopped_at = int(stopped[1].replace(",", ""))
-        assert stopped_at % chunk == 0 and chunk <= stopped_at < lines
+        assert stopped_at in (grouped_cuts(path, 0, chunk) or []) and chunk <= stopped_at < lines
     else:
         # The second stops at once (or the chunk was done first, and the stop fell between chunks).
         assert re.search(r"stopped (at once|after line [\d,]+).*; rerun the same command to continue\n", err)
@@ -181,7 +187,7 @@ async def test_a_signal_stops_the_import_cleanly_and_a_rerun_finishes_it(
     assert (await _snapshot(app), await _events(app)) == resumed
 
 
-@pytest.mark.parametrize("phase", ["reading", "folding"])
+@pytest.mark.parametrize("phase", ["loading", "reading", "folding"])
 async def test_a_load_asked_to_stop_ends_after_the_chunk_and_resumes_to_the_same_end(
     app: FastAPI,
     bench_procedures: list[dict[str, Any]],
@@ -189,11 +195,13 @@ async def test_a_load_asked_to_stop_ends_after_the_chunk_and_resumes_to_the_same
     tmp_path: Path,
     phase: str,
 ) -> None:
-    """bulk.import_file's ``stop``, in each phase of an events file: asked during a chunk (here, as
-    the first one of the phase is told), the load raises ``Stopped`` when that chunk is committed."""
+    """bulk.import_file's ``stop``, in each phase of an events file (loading: a grouped file;
+    reading and folding: a scattered one): asked during a chunk (here, as the first one of the
+    phase is told), the load raises ``Stopped`` when that chunk is committed."""
     _, principal = loader
     path, chunk = tmp_path / "events.jsonl", 50
-    lines = _events_file(path, _histories(bench_procedures, 100), bad_line=True)
+    scattered = phase != "loading"
+    lines = _events_file(path, _histories(bench_procedures, 100), bad_line=True, scattered=scattered)
     stop = asyncio.Event()
 
     def ask_to_stop(progress: FileProgress) -> None:
@@ -204,7 +212,11 @@ async def test_a_load_asked_to_stop_ends_after_the_chunk_and_resumes_to_the_same
         await _import(app, principal, Source.of(path), chunk_size=chunk, on_progress=ask_to_stop, stop=stop)
     progress = stopped.value.progress
     assert progress.phase == phase
-    if phase == "reading":
+    if phase == "loading":
+        # The first chunk of whole dossiers, about `chunk` lines: folded, nothing staged.
+        assert progress.lines_done == (grouped_cuts(path, 0, chunk) or [])[0] >= chunk
+        assert progress.folded_through is None and 0 < progress.folded_lines <= progress.lines_done
+    elif phase == "reading":
         assert (progress.lines_done, progress.folded_through) == (chunk, None)
     else:
         assert progress.lines_done == lines and progress.folded_through is not None

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.data_version import bump_version
 from app.core.security import Principal
-from app.dossiers.bulk import FileProgress, Source, import_file
+from app.dossiers.bulk import FileProgress, Source, grouped_cuts, import_file
 from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
 from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.models import (
@@ -47,6 +47,22 @@ def _lines(histories: list[list[dict[str, Any]]], seed: int) -> list[str]:
     lines = [json.dumps(event) for event in events]
     lines.insert(17, "{not json")
     lines.insert(40, json.dumps({**events[0], "event_id": "bad-1", "occurred_at": "yesterday"}))
+    return lines
+
+
+def _grouped_lines(histories: list[list[dict[str, Any]]], seed: int) -> list[str]:
+    """Every dossier's events together, the dossiers in code order (as an export sorted by dossier
+    writes them); within a dossier shuffled, some sent twice; a line that is not JSON and an
+    invalid event among them."""
+    rng = random.Random(seed)
+    events = []
+    for history in sorted(histories, key=lambda history: history[0]["dossier_code"]):
+        mine = history + rng.sample(history, min(len(history), rng.randint(0, 1)))
+        rng.shuffle(mine)
+        events += mine
+    lines = [json.dumps(event) for event in events]
+    lines.insert(17, "{not json")
+    lines.insert(40, json.dumps({**events[39], "event_id": "bad-1", "occurred_at": "yesterday"}))
     return lines
 
 
@@ -97,18 +113,53 @@ async def _import(app: FastAPI, principal: Principal, source: Source, **options:
     return await import_file(app.state.sessionmaker, _sender_of(app, principal), source, **options)
 
 
+class Killed(Exception):
+    """The process dies here."""
+
+
+def _killed_at_commit(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
+    """The load dies in its ``number``-th committing transaction (a chunk's): its dossiers and
+    rejects are written, its commit never comes."""
+    calls = 0
+
+    async def bump_then_die(session: AsyncSession) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == number:
+            raise Killed
+        await bump_version(session)
+
+    monkeypatch.setattr("app.dossiers.bulk.bump_version", bump_then_die)
+
+
+async def _in_one_go(app: FastAPI, principal: Principal, source: Source) -> tuple[FileProgress, Any, bytes]:
+    """The file loaded in one go (chunks of 40): its progress, the database and the rejects it
+    made; then the database and the rejects emptied for the same file again."""
+    whole = await _import(app, principal, source, chunk_size=40)
+    made, rejects = await _snapshot(app), source.rejects.read_bytes()
+    await _forget_dossiers(app)
+    source.rejects.unlink()
+    return whole, made, rejects
+
+
+async def _api_made(app: FastAPI, http: AsyncClient, lines: list[str]) -> Any:
+    """What the API makes of the same items in batches of 100 (a line that is not JSON as an empty
+    event: refused too); then the database emptied for the file."""
+    items = [json.loads(line) if line != "{not json" else {} for line in lines]
+    for start in range(0, len(items), 100):
+        response = await http.post(BATCH, json={"events": items[start : start + 100]})
+        assert response.status_code == 200, response.text
+    made = await _snapshot(app)
+    await _forget_dossiers(app)
+    return made
+
+
 async def test_a_file_of_events_gives_what_the_api_gives(
     app: FastAPI, province: list[list[dict[str, Any]]], loader: tuple[AsyncClient, Principal], tmp_path: Path
 ) -> None:
     http, principal = loader
     lines = _lines(province, seed=3)
-    # The API is sent the same items (the line that is not JSON as an empty event: refused too).
-    items = [json.loads(line) if line != "{not json" else {} for line in lines]
-    for start in range(0, len(items), 100):
-        response = await http.post(BATCH, json={"events": items[start : start + 100]})
-        assert response.status_code == 200, response.text
-    through_api = await _snapshot(app)
-    await _forget_dossiers(app)
+    through_api = await _api_made(app, http, lines)
 
     path = tmp_path / "events.jsonl.gz"
     path.write_bytes(gzip.compress("\n".join(lines).encode()))
@@ -121,6 +172,66 @@ async def test_a_file_of_events_gives_what_the_api_gives(
     assert [entry["line"] for entry in rejected] == [18, 41]
     assert await _snapshot(app) == through_api
     await assert_counters_equal_a_rebuild(app)
+
+
+async def test_a_grouped_file_is_folded_as_read_and_gives_what_the_api_gives(
+    app: FastAPI,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    http, principal = loader
+    lines = _grouped_lines(province, seed=4)
+    through_api = await _api_made(app, http, lines)
+
+    async def never_staged(*args: Any) -> None:
+        raise AssertionError("a grouped file is folded as read, nothing staged")
+
+    monkeypatch.setattr("app.dossiers.bulk._stage", never_staged)
+    path = tmp_path / "grouped.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    phases: set[str] = set()
+    source = Source.of(path)
+    done = await _import(app, principal, source, chunk_size=30, on_progress=lambda p: phases.add(p.phase))
+
+    assert phases == {"loading"} and done.lines_done == len(lines)
+    assert done.outcomes["duplicate"] >= 1 and done.outcomes["error"] == 2
+    rejected = [json.loads(line)["line"] for line in source.rejects.read_text().splitlines()]
+    assert rejected == [18, 41]
+    assert await _snapshot(app) == through_api
+    await assert_counters_equal_a_rebuild(app)
+
+
+async def test_a_killed_grouped_load_finishes_on_rerun_with_nothing_lost_or_doubled(
+    app: FastAPI,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _http, principal = loader
+    path = tmp_path / "grouped.jsonl"
+    path.write_text("\n".join(_grouped_lines(province, seed=6)) + "\n")
+    source = Source.of(path)
+    whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
+    cuts = grouped_cuts(path, 0, 40)
+    assert cuts is not None and len(cuts) > 3
+
+    _killed_at_commit(monkeypatch, 3)
+    with pytest.raises(Killed):
+        await _import(app, principal, source, chunk_size=40)
+    monkeypatch.setattr("app.dossiers.bulk.bump_version", bump_version)
+    assert await _checkpoint_of(app, source) == (cuts[1], False, None)
+
+    # Another chunk size on the rerun: it cuts from the checkpoint on.
+    rerun = await _import(app, principal, source, chunk_size=25)
+    assert rerun.resumed_from == cuts[1] and rerun.lines_done == whole.lines_done
+    assert await _snapshot(app) == in_one_go
+    assert source.rejects.read_bytes() == rejects_in_one_go
+    await assert_counters_equal_a_rebuild(app)
+    again = await _import(app, principal, source, chunk_size=40)
+    assert (again.resumed_from, sum(again.outcomes.values())) == (whole.lines_done, 0)
 
 
 async def test_a_file_of_records_gives_what_the_api_gives(
@@ -154,14 +265,7 @@ async def test_a_killed_load_finishes_on_rerun_with_nothing_lost_or_doubled(
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(_lines(province, seed=5)) + "\n")
     source = Source.of(path)
-    whole = await _import(app, principal, source, chunk_size=40)
-    in_one_go = await _snapshot(app)
-    rejects_in_one_go = source.rejects.read_bytes()
-    await _forget_dossiers(app)
-    source.rejects.unlink()
-
-    class Killed(Exception):
-        pass
+    whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
 
     def killed_after_first_chunk(progress: FileProgress) -> None:
         raise Killed  # between two chunks read: the first is staged, committed with its checkpoint
@@ -170,20 +274,10 @@ async def test_a_killed_load_finishes_on_rerun_with_nothing_lost_or_doubled(
         await _import(app, principal, source, chunk_size=40, on_progress=killed_after_first_chunk)
     assert await _checkpoint_of(app, source) == (40, False, None)
 
-    real_bump = bump_version
-    calls = 0
-
-    async def killed_in_third_chunk(session: AsyncSession) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # the second fold: its dossiers and rejects are written, its commit never comes
-            raise Killed
-        await real_bump(session)
-
-    monkeypatch.setattr("app.dossiers.bulk.bump_version", killed_in_third_chunk)
+    _killed_at_commit(monkeypatch, 2)  # the second fold
     with pytest.raises(Killed):
         await _import(app, principal, source, chunk_size=40)
-    monkeypatch.setattr("app.dossiers.bulk.bump_version", real_bump)
+    monkeypatch.setattr("app.dossiers.bulk.bump_version", bump_version)
     lines_read, staged, folded_through = await _checkpoint_of(app, source)
     assert (lines_read, staged) == (whole.lines_done, True) and folded_through is not None
 

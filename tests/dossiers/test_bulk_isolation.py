@@ -17,7 +17,17 @@ from sqlalchemy import select
 
 from app.core.errors import InvalidInput
 from app.core.security import Principal
-from app.dossiers.bulk import MAX_LINE_BYTES, FileProgress, Source, _chunks, _open, _parsed, detect_kind
+from app.dossiers.bulk import (
+    MAX_LINE_BYTES,
+    FileProgress,
+    Source,
+    _chunks,
+    _every,
+    _open,
+    _parsed,
+    detect_kind,
+    grouped_cuts,
+)
 from app.dossiers.models import Dossier
 from bench import dossier_data
 from bench.ingestion import portal_record
@@ -259,7 +269,7 @@ async def test_faulty_records_fail_alone(
 def _read(path: Path, skip: int = 0) -> Iterator[tuple[int, bytes]]:
     raw, lines = _open(path)
     with raw:
-        for chunk in _chunks(lines, skip, 3):
+        for chunk in _chunks(lines, skip, _every(3, skip)):
             yield from chunk
 
 
@@ -317,3 +327,37 @@ def test_a_file_whose_first_100_lines_name_no_kind_is_refused(tmp_path: Path) ->
         detect_kind(path)
     path.write_text('{"neither": 1}\n{not json\n\n' * 49 + '{"event_id": "e"}\n')
     assert detect_kind(path) == "events"
+
+
+def _coded(path: Path, lines: list[str]) -> Path:
+    """A file of these lines: a code stands for an event of that dossier; other lines as they are."""
+    path.write_text(
+        "".join((json.dumps({"dossier_code": line}) if line.isalnum() else line) + "\n" for line in lines)
+    )
+    return path
+
+
+def test_a_grouped_file_is_cut_into_chunks_of_whole_dossiers(tmp_path: Path) -> None:
+    path = _coded(tmp_path / "grouped.jsonl", ["A", "A", "B", "B", "B", "C", "", "{not json", "D"])
+    # About 2 lines a chunk, never inside a dossier; a line with no code goes with the lines before.
+    assert grouped_cuts(path, 0, 2) == [2, 5, 8, 9]
+    # A rerun after line 5 (a cut) counts its chunks from there.
+    assert grouped_cuts(path, 5, 2) == [8, 9]
+    raw, lines = _open(path)
+    with raw:
+        chunks = [[number for number, _ in chunk] for chunk in _chunks(lines, 5, [8, 9])]
+    assert chunks == [[6, 7, 8], [9]]
+    # A dossier longer than a chunk stays whole.
+    assert grouped_cuts(_coded(tmp_path / "long.jsonl", ["A"] * 5 + ["B"]), 0, 2) == [5, 6]
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        ["A", "B", "A"],  # a dossier's lines apart
+        ["B", "A"],  # in order, but not the codes' order
+        ["A", json.dumps({"dossier_code": "0"}), "B"],  # a code going back, even one the API refuses
+    ],
+)
+def test_a_file_whose_codes_go_back_is_not_grouped(tmp_path: Path, lines: list[str]) -> None:
+    assert grouped_cuts(_coded(tmp_path / "scattered.jsonl", lines), 0, 2) is None

@@ -9,7 +9,10 @@ corrected, some bogus then cancelled) through each way in, each into its own emp
   only because of a reception corrected later is judged again when it is resent (within one
   request the API judges it again itself: ``events.judged_again``);
 - ``batch``: the delivery's packets, a random number per request, ``POST /api/v1/dossier-events/batch``;
-- ``bulk``: the delivery as a JSON Lines file, ``app.dossiers.bulk.import_file`` (random chunk size);
+- ``bulk``: the delivery as a JSON Lines file, ``app.dossiers.bulk.import_file`` (random chunk size):
+  its dossiers' lines are scattered, so they are staged, then folded in code order;
+- ``bulk_grouped``: the same messages sorted by dossier code (each dossier's in the order of the
+  delivery), as an export sorted by dossier writes them: loaded as read, nothing staged;
 - ``records``: each dossier's final DVCQG record (`record_of` the true events, `loosened` as portals
   send it), ``POST /api/v1/sync/dvcqg``.
 
@@ -83,7 +86,7 @@ from tests.stats.test_properties import (
     send_in_batches,
 )
 
-EVENT_WAYS = ("single", "batch", "bulk")
+EVENT_WAYS = ("single", "batch", "bulk", "bulk_grouped")
 # Hà Nội: a province with no dossier, whose version no way in may move.
 OTHER_PROVINCE = {"code": "01", "name": "Hà Nội", "level": "province"}
 VERSION_SCOPES = ("*", "31", "01")
@@ -215,11 +218,16 @@ async def _batch(
 
 
 async def _bulk(
-    application: Any, packets: list[list[dict[str, Any]]], rng: Random, folder: Path, out: dict[str, Snapshot]
+    application: Any,
+    messages: list[dict[str, Any]],
+    rng: Random,
+    folder: Path,
+    out: dict[str, Snapshot],
+    way: str,
 ) -> None:
     _headers, before = await _prepared(application)
     path = folder / f"delivery-{rng.randrange(1 << 30)}.jsonl"
-    path.write_text("".join(json.dumps(message) + "\n" for packet in packets for message in packet))
+    path.write_text("".join(json.dumps(message) + "\n" for message in messages))
     async with application.state.sessionmaker() as session:
         client = await get_client_by_name(session, "loader")
     principal = Principal(client.id, client.name, frozenset(client.scopes), client.unit_code)
@@ -232,7 +240,7 @@ async def _bulk(
     await import_file(
         application.state.sessionmaker, ingestion_of, Source.of(path), chunk_size=rng.randint(5, 80)
     )
-    await _finish(application, before, out, "bulk")
+    await _finish(application, before, out, way)
 
 
 async def _records(
@@ -283,7 +291,11 @@ async def ways_in(
     refused: list[Any] = []
     await _in_empty_app(database_url, _single, packets, out, refused)
     await _in_empty_app(database_url, _batch, packets, events, Random(seed + 1), out)
-    await _in_empty_app(database_url, _bulk, packets, Random(seed + 2), folder, out)
+    messages = [message for packet in packets for message in packet]
+    await _in_empty_app(database_url, _bulk, messages, Random(seed + 2), folder, out, "bulk")
+    # The same messages as an export sorted by dossier writes them: loaded as read, nothing staged.
+    grouped = sorted(messages, key=lambda message: str(message["dossier_code"]))
+    await _in_empty_app(database_url, _bulk, grouped, Random(seed + 4), folder, out, "bulk_grouped")
     await _in_empty_app(database_url, _records, histories, Random(seed + 3), out)
     return out, refused
 
