@@ -67,7 +67,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     settings = _settings_or_exit()
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:served_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -221,9 +221,11 @@ def _clients_revoke(args: argparse.Namespace) -> None:
 
 def _stats_rebuild(_args: argparse.Namespace) -> None:
     from app.calendar.working_time import calendar_from_settings
+    from app.core.collector import settle_after_start_up
     from app.dossiers.counters import rebuild_counters
 
     calendar = calendar_from_settings(_settings_or_exit())
+    settle_after_start_up()
     started = time.monotonic()
 
     def progress(done: int, total: int) -> None:
@@ -252,6 +254,7 @@ def _dossiers_import(args: argparse.Namespace) -> int:
 
     from app.calendar.working_time import calendar_from_settings
     from app.clients.service import get_client_by_name
+    from app.core.collector import settle_after_start_up
     from app.core.db import create_engine, create_sessionmaker
     from app.core.errors import DomainError, Forbidden
     from app.core.security import Principal, Scope
@@ -268,6 +271,7 @@ def _dossiers_import(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         stop.install()
+        settle_after_start_up()
         engine = create_engine(settings.model_copy(update={"database_command_timeout": None}))
         sessionmaker = create_sessionmaker(engine)
         try:

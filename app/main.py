@@ -16,6 +16,7 @@ from app.audit.router import router as audit_router
 from app.calendar.working_time import calendar_from_settings
 from app.clients.router import router as clients_router
 from app.core.asgi import HeadAsGetMiddleware
+from app.core.collector import settle_after_start_up
 from app.core.compression import CompressionMiddleware
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
@@ -206,11 +207,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def served_app() -> FastAPI:
+    """``tthc serve``'s factory, called in each worker process: the app configured from the
+    environment, with the collector settled once it is built (app.core.collector)."""
+    app = create_app()
+    settle_after_start_up()
+    return app
+
+
 @functools.cache
 def _app_from_environment() -> FastAPI:
     settings = get_settings()
     take_over_uvicorn_defaults(settings.log_level, settings.log_format)
-    return create_app(settings)
+    app = create_app(settings)
+    settle_after_start_up()
+    return app
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.calendar.working_time import WorkingCalendar
 from app.core.base import Base
-from app.core.db import bulk_insert, raw_driver
+from app.core.db import insert_records, raw_driver
 from app.core.timezone import local
 from app.dossiers.facts import DossierFacts, facts_marks
 from app.dossiers.history import PAUSE_EVENTS, facts_of, pauses_of
@@ -148,6 +148,8 @@ class StagedCounter(CounterValues, Base):
 
 
 _STAGED: Table = StagedCounter.__table__  # type: ignore[assignment]
+# A staged row as a tuple: the file, the ``DayKey`` and the counters.
+_STAGED_COLUMNS = ("file_identity", "unit_code", "sector_code", "procedure_code", "day", *COUNTERS)
 
 
 def add_day_marks(sums: dict[DayKey, list[int]], marks: Iterable[MarkOf]) -> None:
@@ -163,21 +165,10 @@ def add_day_marks(sums: dict[DayKey, list[int]], marks: Iterable[MarkOf]) -> Non
 
 async def stage_counters(session: AsyncSession, identity: str, sums: dict[DayKey, list[int]]) -> None:
     """A chunk's day sums appended to the file's staged counters (COPY on PostgreSQL)."""
-    rows = (
-        {
-            "file_identity": identity,
-            "unit_code": unit,
-            "sector_code": sector,
-            "procedure_code": procedure,
-            "day": day,
-            **dict(zip(COUNTERS, values, strict=True)),
-        }
-        for (unit, sector, procedure, day), values in sums.items()
-        if any(values)
-    )
+    records = ((identity, *key, *values) for key, values in sums.items() if any(values))
     # A slice at a time: the rows of a rebuild's millions of sums are never all in memory at once.
-    while chunk := list(islice(rows, _STAGE_CHUNK)):
-        await bulk_insert(session, _STAGED, chunk)
+    while chunk := list(islice(records, _STAGE_CHUNK)):
+        await insert_records(session, _STAGED, _STAGED_COLUMNS, chunk)
 
 
 _STAGE_CHUNK = 50_000
