@@ -27,7 +27,7 @@ import hashlib
 import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal
@@ -42,9 +42,10 @@ from app.core.errors import InvalidInput, problem_of
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.core.timezone import utcnow
 from app.dossiers.counters import merge_staged_counters, stage_counters, staged_units
+from app.dossiers.dvcqg import history_parts
 from app.dossiers.ingestion.events import parse
 from app.dossiers.ingestion.folding import STAGED_COLUMNS, LineResult, StagedLine, fold, through_api
-from app.dossiers.ingestion.records import ingest_records
+from app.dossiers.ingestion.records import MAX_HISTORY_PARTS, MAX_SAME_DOSSIER, ingest_records
 from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.ingestion.writes import DaySums
 from app.dossiers.models import ImportCheckpoint, ImportStagedEvent
@@ -308,13 +309,16 @@ async def import_file(
         progress.folded_through = progress.resumed_fold_after = checkpoint.folded_through
         staged, finished, kept_rejects = checkpoint.staged, checkpoint.finished, checkpoint.rejects_bytes
     with source.rejects.open("ab") as rejected:
-        rejected.truncate(kept_rejects)  # what a killed run wrote past its last committed chunk
+        # What a killed run wrote past its last committed chunk. A file shorter than that (removed
+        # or cut by hand) is left as it is: truncate would pad it with NUL bytes.
+        if rejected.tell() > kept_rejects:
+            rejected.truncate(kept_rejects)
     if finished:
         return progress
     load = _Load(sessionmaker, ingestion_of, source, progress, on_progress, stop)
     with source.rejects.open("ab") as load.rejected:
         if source.kind == "records":
-            await load.read(chunk_size)
+            await load.load_records(chunk_size)
         elif not staged and (cuts := await _grouped_from(sessionmaker, source, progress, chunk_size)):
             await load.load_grouped(cuts)
         else:
@@ -360,8 +364,8 @@ class _Load:
         self.stop = stop
 
     async def read(self, chunk_size: int) -> None:
-        """Every line from the checkpoint on: records loaded through the API's ingestion, events
-        validated and staged; a chunk per transaction, committed with the checkpoint."""
+        """Every event from the checkpoint on, validated and staged; a chunk per transaction,
+        committed with the checkpoint."""
         raw, lines = _open(self.source.path)
         progress = self.progress
         with raw:
@@ -370,25 +374,56 @@ class _Load:
                 problems = self._not_json(not_json)
                 # As a request: committed whole with its checkpoint, or not at all (get_session's rule).
                 async with self.sessionmaker() as session:
-                    ingestion = self.ingestion_of(session)
-                    if self.source.kind == "records":
-                        outcomes = await _records(ingestion, numbers, values)
-                    else:
-                        outcomes = await _stage(ingestion, self.source.identity, numbers, chunk, values)
+                    outcomes = await _stage(
+                        self.ingestion_of(session), self.source.identity, numbers, chunk, values
+                    )
                     self._count(outcomes, problems)
                     checkpoint = await self._commit_point(session, problems)
                     checkpoint.lines_done = chunk[-1][0]
-                    if self.source.kind == "records":
-                        await bump_version(session)
                     await session.commit()
-                progress.lines_done = chunk[-1][0]
-                progress.position = raw.tell()
-                self._tell()
-                self._stop_if_asked()
+                self._read_through(chunk[-1][0], raw)
+        await self._all_read(finished=False)
+
+    async def load_records(self, chunk_size: int) -> None:
+        """Every record from the checkpoint on, through the API's ingestion: a chunk of lines read
+        at a time, its records sent as the requests the API takes whole (``_requests``), each in a
+        transaction committed with the checkpoint (the last line it covers)."""
+        raw, lines = _open(self.source.path)
+        progress = self.progress
+        with raw:
+            for chunk in _chunks(lines, progress.lines_done, _every(chunk_size, progress.lines_done)):
+                numbers, values, not_json = _parsed(chunk)
+                for last_line, request in _requests(chunk[-1][0], numbers, values):
+                    covered = {n: why for n, why in not_json.items() if progress.lines_done < n <= last_line}
+                    problems = self._not_json(covered)
+                    async with self.sessionmaker() as session:
+                        results = await ingest_records(
+                            self.ingestion_of(session), [value for _, value in request]
+                        )
+                        outcomes = {
+                            n: (r.status, r.problem) for (n, _), r in zip(request, results, strict=True)
+                        }
+                        self._count(outcomes, problems)
+                        checkpoint = await self._commit_point(session, problems)
+                        checkpoint.lines_done = last_line
+                        await bump_version(session)
+                        await session.commit()
+                    progress.lines_done = last_line
+                self._read_through(chunk[-1][0], raw)
+        await self._all_read(finished=True)
+
+    def _read_through(self, line: int, raw: IO[bytes]) -> None:
+        """A chunk committed: told, and the load stops here if asked."""
+        self.progress.lines_done = line
+        self.progress.position = raw.tell()
+        self._tell()
+        self._stop_if_asked()
+
+    async def _all_read(self, *, finished: bool) -> None:
         async with self.sessionmaker() as session, session.begin():
             checkpoint = await _checkpoint(session, self.source)
             checkpoint.staged = True
-            checkpoint.finished = self.source.kind == "records"
+            checkpoint.finished = finished
 
     async def load_grouped(self, cuts: list[int]) -> None:
         """A grouped file (``grouped_cuts``): each chunk of whole dossiers validated and folded as
@@ -409,11 +444,8 @@ class _Load:
                     checkpoint.lines_done = chunk[-1][0]
                     await bump_version(session)
                     await session.commit()
-                progress.lines_done = chunk[-1][0]
-                progress.position = raw.tell()
                 progress.folded_lines += len(valid)
-                self._tell()
-                self._stop_if_asked()
+                self._read_through(chunk[-1][0], raw)
         await self._finish(entangled=set())
 
     async def fold(self, chunk_size: int) -> None:
@@ -488,7 +520,7 @@ class _Load:
         self.progress.outcomes[ResultStatus.error] += len(not_json)
         return {number: {"detail": reason} for number, reason in not_json.items()}
 
-    def _count(self, outcomes: dict[int, LineResult], problems: dict[int, Any]) -> None:
+    def _count(self, outcomes: Mapping[int, LineResult], problems: dict[int, Any]) -> None:
         for number, (status, problem) in outcomes.items():
             self.progress.outcomes[status] += 1
             if problem is not None:
@@ -531,10 +563,28 @@ async def _checkpoint(session: AsyncSession, source: Source) -> ImportCheckpoint
     return found
 
 
-async def _records(ingestion: Ingestion, numbers: list[int], values: list[Any]) -> dict[int, LineResult]:
-    """Each record's outcome, through the API's ingestion."""
-    results = await ingest_records(ingestion, values)
-    return {number: (r.status, r.problem) for number, r in zip(numbers, results, strict=True)}
+def _requests(end: int, numbers: list[int], values: list[Any]) -> list[tuple[int, list[tuple[int, Any]]]]:
+    """A chunk's records cut into the requests the API takes whole, in file order: each within
+    ``MAX_HISTORY_PARTS`` parts of dossier history and ``MAX_SAME_DOSSIER`` records of one
+    ``MaHoSo`` (a chunk of 2,000 records carries about 9,000 parts: sent as one request, the
+    records past the budget were refused). Each with the last line it covers: the line before
+    the next request's first record, ``end`` (the chunk's last line) for the last one."""
+    requests: list[list[tuple[int, Any]]] = [[]]
+    parts = 0
+    per_dossier: Counter[str | None] = Counter()
+    for number, value in zip(numbers, values, strict=True):
+        mine = history_parts(value)
+        code = value.get("MaHoSo") if isinstance(value, dict) else None
+        code = code if isinstance(code, str) else None
+        if requests[-1] and (parts + mine > MAX_HISTORY_PARTS or per_dossier[code] >= MAX_SAME_DOSSIER):
+            requests.append([])
+            parts = 0
+            per_dossier.clear()
+        requests[-1].append((number, value))
+        parts += mine
+        per_dossier[code] += 1
+    ends = [request[0][0] - 1 for request in requests[1:]] + [end]
+    return list(zip(ends, requests, strict=True))
 
 
 def _checked(

@@ -10,13 +10,15 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.data_version import bump_version
 from app.core.security import Principal
-from app.dossiers.bulk import FileProgress, Source, grouped_cuts, import_file
+from app.dossiers.bulk import FileProgress, Source, _requests, grouped_cuts, import_file
 from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
+from app.dossiers.dvcqg import history_parts
+from app.dossiers.ingestion.records import MAX_HISTORY_PARTS, MAX_SAME_DOSSIER
 from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.models import (
     Dossier,
@@ -250,6 +252,64 @@ async def test_a_file_of_records_gives_what_the_api_gives(
 
     assert (done.kind, done.outcomes["created"]) == ("records", len(records))
     assert await _snapshot(app) == through_api
+
+
+async def test_records_past_one_requests_budget_are_sent_as_several_requests(
+    app: FastAPI,
+    bench_procedures: list[dict[str, Any]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+) -> None:
+    """A chunk of records carries more history than one request may (``MAX_HISTORY_PARTS``): the
+    load sends it as several requests, each committed with its checkpoint, and refuses none."""
+    _http, principal = loader
+    histories = list(dossier_data.dossier_events(1_400, bench_procedures, seed=12))
+    records = [portal_record(history) for history in histories]
+    # A dossier's states queued by a sync: more records of one MaHoSo than one request may carry.
+    records += [records[0]] * (MAX_SAME_DOSSIER + 5)
+    assert sum(map(history_parts, records)) > MAX_HISTORY_PARTS
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps(record) for record in records) + "\n")
+    source = Source.of(path)
+    commits: list[int] = []
+    done = await _import(app, principal, source, chunk_size=5_000, on_progress=lambda p: commits.append(1))
+
+    assert done.lines_done == len(records) and done.outcomes["error"] == 0 and not source.rejects.read_text()
+    assert done.outcomes["created"] == len(histories)
+    assert done.outcomes["unchanged"] == MAX_SAME_DOSSIER + 5
+    async with app.state.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Dossier)) == len(histories)
+    await assert_counters_equal_a_rebuild(app)
+
+
+async def test_a_rerun_after_the_rejects_file_was_removed_writes_no_padding(
+    app: FastAPI, province: list[list[dict[str, Any]]], loader: tuple[AsyncClient, Principal], tmp_path: Path
+) -> None:
+    _http, principal = loader
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(_lines(province, seed=8)) + "\n")
+    source = Source.of(path)
+    await _import(app, principal, source, chunk_size=50)
+    assert source.rejects.stat().st_size > 0
+    source.rejects.unlink()
+    again = await _import(app, principal, source, chunk_size=50)
+    assert sum(again.outcomes.values()) == 0 and source.rejects.read_bytes() == b""
+
+
+def test_a_chunk_of_records_is_cut_into_requests_within_the_apis_bounds() -> None:
+    def record(code: str, supplements: int) -> dict[str, Any]:
+        return {"MaHoSo": code, "DanhSachHoSoBoSung": [{}] * supplements}
+
+    # 4 parts each, 2 more per supplement request: 1,250 records of 4 parts fill one request.
+    values = [record(f"A{n}", 0) for n in range(1_250)] + [record("B", 1), "not a record", record("B", 0)]
+    numbers = list(range(10, 10 + 2 * len(values), 2))  # lines between them are blank or not JSON
+    requests = _requests(9_999, numbers, values)
+    assert [(end, len(request)) for end, request in requests] == [(numbers[1_250] - 1, 1_250), (9_999, 3)]
+    assert [number for _, request in requests for number, _ in request] == numbers
+    # A dossier's 21st record of a request starts the next one.
+    same = [record("C", 0)] * (MAX_SAME_DOSSIER + 1)
+    cut = _requests(100, list(range(1, MAX_SAME_DOSSIER + 2)), same)
+    assert [(end, len(request)) for end, request in cut] == [(MAX_SAME_DOSSIER, MAX_SAME_DOSSIER), (100, 1)]
 
 
 @pytest.mark.parametrize("rebuilt_between", [False, True], ids=["rerun", "stats-rebuild-then-rerun"])
