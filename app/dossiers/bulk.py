@@ -42,7 +42,7 @@ from app.core.errors import InvalidInput, problem_of
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.core.timezone import utcnow
 from app.dossiers.counters import merge_staged_counters, stage_counters, staged_units
-from app.dossiers.dvcqg import history_parts
+from app.dossiers.dvcqg import MAX_RECORDS, history_parts
 from app.dossiers.ingestion.events import parse
 from app.dossiers.ingestion.folding import STAGED_COLUMNS, LineResult, StagedLine, fold, through_api
 from app.dossiers.ingestion.records import MAX_HISTORY_PARTS, MAX_SAME_DOSSIER, ingest_records
@@ -77,6 +77,9 @@ class FileProgress:
     folded_through: str | None = None
     staged_lines: int = 0
     folded_lines: int = 0
+    rejects_bytes: int = 0
+    """The size of the rejects file its checkpoint counts: lines were rejected, in this run or an
+    earlier one of the same file, when it is not 0."""
 
 
 Progress = Callable[[FileProgress], None]
@@ -308,6 +311,7 @@ async def import_file(
         progress.lines_done = progress.resumed_from = checkpoint.lines_done
         progress.folded_through = progress.resumed_fold_after = checkpoint.folded_through
         staged, finished, kept_rejects = checkpoint.staged, checkpoint.finished, checkpoint.rejects_bytes
+        progress.rejects_bytes = kept_rejects
     with source.rejects.open("ab") as rejected:
         # What a killed run wrote past its last committed chunk. A file shorter than that (removed
         # or cut by hand) is left as it is: truncate would pad it with NUL bytes.
@@ -319,7 +323,9 @@ async def import_file(
     with source.rejects.open("ab") as load.rejected:
         if source.kind == "records":
             await load.load_records(chunk_size)
-        elif not staged and (cuts := await _grouped_from(sessionmaker, source, progress, chunk_size)):
+            return progress
+        cuts = None if staged else await _grouped_from(sessionmaker, source, progress, chunk_size)
+        if cuts is not None:
             await load.load_grouped(cuts)
         else:
             if not staged:
@@ -331,8 +337,9 @@ async def import_file(
 async def _grouped_from(
     sessionmaker: async_sessionmaker[AsyncSession], source: Source, progress: FileProgress, size: int
 ) -> list[int] | None:
-    """The cuts of a grouped file (``grouped_cuts``) from where its load stands; None when it is
-    not grouped, or when a run before this one staged lines of it (that run's way is kept)."""
+    """The cuts of a grouped file (``grouped_cuts``) from where its load stands (none left: every
+    line is done, the end of the file remains); None when it is not grouped, or when a run before
+    this one staged lines of it (that run's way is kept)."""
     async with sessionmaker() as session:
         staged_before = await session.scalar(
             select(ImportStagedEvent.line).where(ImportStagedEvent.file_identity == source.identity).limit(1)
@@ -531,7 +538,7 @@ class _Load:
         self.rejected.writelines(_reject_line(number, problems[number]) for number in sorted(problems))
         self.rejected.flush()
         checkpoint = await _checkpoint(session, self.source)
-        checkpoint.rejects_bytes = self.rejected.tell()
+        checkpoint.rejects_bytes = self.progress.rejects_bytes = self.rejected.tell()
         checkpoint.updated_at = utcnow()
         return checkpoint
 
@@ -564,11 +571,12 @@ async def _checkpoint(session: AsyncSession, source: Source) -> ImportCheckpoint
 
 
 def _requests(end: int, numbers: list[int], values: list[Any]) -> list[tuple[int, list[tuple[int, Any]]]]:
-    """A chunk's records cut into the requests the API takes whole, in file order: each within
-    ``MAX_HISTORY_PARTS`` parts of dossier history and ``MAX_SAME_DOSSIER`` records of one
-    ``MaHoSo`` (a chunk of 2,000 records carries about 9,000 parts: sent as one request, the
-    records past the budget were refused). Each with the last line it covers: the line before
-    the next request's first record, ``end`` (the chunk's last line) for the last one."""
+    """A chunk's records cut into the requests the API takes whole, in file order: each of at most
+    ``MAX_RECORDS`` records, within ``MAX_HISTORY_PARTS`` parts of dossier history and
+    ``MAX_SAME_DOSSIER`` records of one ``MaHoSo`` (a chunk of 2,000 records carries about 9,000
+    parts: sent as one request, the records past the budget were refused). Each with the last
+    line it covers: the line before the next request's first record, ``end`` (the chunk's last
+    line) for the last one."""
     requests: list[list[tuple[int, Any]]] = [[]]
     parts = 0
     per_dossier: Counter[str | None] = Counter()
@@ -576,7 +584,8 @@ def _requests(end: int, numbers: list[int], values: list[Any]) -> list[tuple[int
         mine = history_parts(value)
         code = value.get("MaHoSo") if isinstance(value, dict) else None
         code = code if isinstance(code, str) else None
-        if requests[-1] and (parts + mine > MAX_HISTORY_PARTS or per_dossier[code] >= MAX_SAME_DOSSIER):
+        full = len(requests[-1]) >= MAX_RECORDS or parts + mine > MAX_HISTORY_PARTS
+        if requests[-1] and (full or per_dossier[code] >= MAX_SAME_DOSSIER):
             requests.append([])
             parts = 0
             per_dossier.clear()

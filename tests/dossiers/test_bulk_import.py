@@ -17,7 +17,7 @@ from app.core.data_version import bump_version
 from app.core.security import Principal
 from app.dossiers.bulk import FileProgress, Source, _requests, grouped_cuts, import_file
 from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
-from app.dossiers.dvcqg import history_parts
+from app.dossiers.dvcqg import MAX_RECORDS, history_parts
 from app.dossiers.ingestion.records import MAX_HISTORY_PARTS, MAX_SAME_DOSSIER
 from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.models import (
@@ -205,6 +205,35 @@ async def test_a_grouped_file_is_folded_as_read_and_gives_what_the_api_gives(
     await assert_counters_equal_a_rebuild(app)
 
 
+async def test_a_grouped_file_meets_dossiers_the_database_knows(
+    app: FastAPI, province: list[list[dict[str, Any]]], loader: tuple[AsyncClient, Principal], tmp_path: Path
+) -> None:
+    """Dossiers of a chunk that the API already has — one received, one only as an event waiting
+    for its reception (no dossier row) — are found by their codes and go through the API's
+    ingestion; the others are folded. The database is the API's for the same lines."""
+    http, principal = loader
+    ordered = sorted(province, key=lambda history: history[0]["dossier_code"])
+    received, waiting = ordered[3], ordered[5]
+    assert len(waiting) > 1
+    sent_before = [*received, waiting[-1]]
+    events = [event for history in ordered for event in history if event not in sent_before]
+    lines = [json.dumps(event) for event in events]
+    assert (await http.post(BATCH, json={"events": sent_before})).status_code == 200
+    for start in range(0, len(events), 100):
+        assert (await http.post(BATCH, json={"events": events[start : start + 100]})).status_code == 200
+    through_api = await _snapshot(app)
+    await _forget_dossiers(app)
+
+    assert (await http.post(BATCH, json={"events": sent_before})).status_code == 200
+    path = tmp_path / "grouped-known.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    done = await _import(app, principal, Source.of(path), chunk_size=25)
+
+    assert done.lines_done == len(lines) and done.outcomes["error"] == 0
+    assert await _snapshot(app) == through_api
+    await assert_counters_equal_a_rebuild(app)
+
+
 async def test_a_killed_grouped_load_finishes_on_rerun_with_nothing_lost_or_doubled(
     app: FastAPI,
     province: list[list[dict[str, Any]]],
@@ -234,6 +263,39 @@ async def test_a_killed_grouped_load_finishes_on_rerun_with_nothing_lost_or_doub
     await assert_counters_equal_a_rebuild(app)
     again = await _import(app, principal, source, chunk_size=40)
     assert (again.resumed_from, sum(again.outcomes.values())) == (whole.lines_done, 0)
+
+
+async def test_an_event_id_under_two_dossiers_of_a_grouped_file_is_decided_in_file_order(
+    app: FastAPI,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+) -> None:
+    """In a grouped file the dossier that comes first keeps an id two dossiers carry, as the API
+    keeps it for the line it takes first: here the two are chunks apart (the later one's chunk
+    clashes on the stored id and goes through the API's ingestion) and within one chunk."""
+    http, principal = loader
+    ordered = sorted(province, key=lambda history: history[0]["dossier_code"])
+    first, near, far = ordered[0], ordered[1], ordered[-1]
+    events = [
+        {**first[0], "event_id": "shared"},
+        *first[1:],
+        {**near[0], "event_id": "shared"},
+        *near[1:],
+        *(event for history in ordered[2:-1] for event in history),
+        {**far[-1], "event_id": "shared"},
+        *far[:-1],
+    ]
+    through_api = await _api_made(app, http, [json.dumps(event) for event in events])
+    path = tmp_path / "grouped-entangled.jsonl"
+    path.write_text("\n".join(json.dumps(event) for event in events) + "\n")
+    assert grouped_cuts(path, 0, 20) is not None
+    done = await _import(app, principal, Source.of(path), chunk_size=20)
+
+    rejected = [json.loads(line)["line"] for line in Source.of(path).rejects.read_text().splitlines()]
+    assert rejected == [len(first) + 1, len(events) - len(far) + 1] and done.outcomes["error"] == 2
+    assert await _snapshot(app) == through_api
+    await assert_counters_equal_a_rebuild(app)
 
 
 async def test_a_file_of_records_gives_what_the_api_gives(
@@ -294,18 +356,26 @@ async def test_a_rerun_after_the_rejects_file_was_removed_writes_no_padding(
     source.rejects.unlink()
     again = await _import(app, principal, source, chunk_size=50)
     assert sum(again.outcomes.values()) == 0 and source.rejects.read_bytes() == b""
+    # Lines were rejected in a run of this file: its checkpoint still says so (the exit status 3).
+    assert again.rejects_bytes > 0
 
 
 def test_a_chunk_of_records_is_cut_into_requests_within_the_apis_bounds() -> None:
     def record(code: str, supplements: int) -> dict[str, Any]:
         return {"MaHoSo": code, "DanhSachHoSoBoSung": [{}] * supplements}
 
-    # 4 parts each, 2 more per supplement request: 1,250 records of 4 parts fill one request.
-    values = [record(f"A{n}", 0) for n in range(1_250)] + [record("B", 1), "not a record", record("B", 0)]
+    # 4 parts each, 2 more per supplement request: 208 records of 24 parts fill one request.
+    values = [record(f"A{n}", 10) for n in range(209)] + [record("B", 1), "not a record", record("B", 0)]
     numbers = list(range(10, 10 + 2 * len(values), 2))  # lines between them are blank or not JSON
     requests = _requests(9_999, numbers, values)
-    assert [(end, len(request)) for end, request in requests] == [(numbers[1_250] - 1, 1_250), (9_999, 3)]
+    assert [(end, len(request)) for end, request in requests] == [(numbers[208] - 1, 208), (9_999, 4)]
     assert [number for _, request in requests for number, _ in request] == numbers
+    # At most MAX_RECORDS records a request, as the route takes them.
+    small = [record(f"D{n}", 0) for n in range(MAX_RECORDS + 1)]
+    assert [len(request) for _, request in _requests(5_000, list(range(1, MAX_RECORDS + 2)), small)] == [
+        MAX_RECORDS,
+        1,
+    ]
     # A dossier's 21st record of a request starts the next one.
     same = [record("C", 0)] * (MAX_SAME_DOSSIER + 1)
     cut = _requests(100, list(range(1, MAX_SAME_DOSSIER + 2)), same)

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Table, select
 
+from app.core.db import plan_with_values
 from app.core.errors import Problem, problem_of
 from app.dossiers.history import HistoryEvent
 from app.dossiers.ingestion.catalogue import load_catalogue
@@ -64,7 +65,7 @@ async def fold(ingestion: Ingestion, lines: Sequence[StagedLine], day_sums: DayS
         by_dossier[line.dossier_code].append(line)
     codes = list(by_dossier)
     await lock_dossiers(ingestion.session, codes)
-    known = await _known(ingestion, codes[0], codes[-1])
+    known = await _known(ingestion, codes)
     repeated = {event_id for event_id, count in Counter(line.event_id for line in lines).items() if count > 1}
     fresh: list[str] = []
     others: list[StagedLine] = []
@@ -95,14 +96,26 @@ async def _through(ingestion: Ingestion, lines: list[StagedLine], *, retrying: b
     return {line.line: (result.status, result.problem) for line, result in zip(lines, from_api, strict=True)}
 
 
-async def _known(ingestion: Ingestion, first: str, last: str) -> set[str]:
-    """The codes in [first, last] the database has a dossier or a stored event for (range scans)."""
+async def _known(ingestion: Ingestion, codes: list[str]) -> set[str]:
+    """The codes the database has a dossier or a stored event for. Looked up by the codes
+    themselves, not as a range: a grouped file's chunk is in code-point order, which a column's
+    collation need not share (in en_US, 'a0' sorts before 'B1'), and a range would miss codes."""
     session = ingestion.session
-    dossiers = await session.scalars(select(Dossier.code).where(Dossier.code.between(first, last)))
-    events = await session.scalars(
-        select(DossierEvent.dossier_code).where(DossierEvent.dossier_code.between(first, last)).distinct()
-    )
-    return set(dossiers) | set(events)
+    await plan_with_values(session)
+    found: set[str] = set()
+    for start in range(0, len(codes), _CODES_PER_QUERY):
+        some = codes[start : start + _CODES_PER_QUERY]
+        found.update(await session.scalars(select(Dossier.code).where(Dossier.code.in_(some))))
+        found.update(
+            await session.scalars(
+                select(DossierEvent.dossier_code).where(DossierEvent.dossier_code.in_(some)).distinct()
+            )
+        )
+    return found
+
+
+_CODES_PER_QUERY = 5000
+"""Bound values per look-up, well within SQLite's limit, however large the chunk."""
 
 
 async def _fold_fresh(
