@@ -1,7 +1,8 @@
 """Years of history loaded from files: JSON Lines of events (the API's shape) or of DongBoHoSoMC
 records, plain or gzipped, with the result the API would have made of the same lines.
 
-Records are loaded as they are read, a chunk per transaction through the API's ingestion. Events
+Records are loaded as they are read through the API's ingestion, each chunk sent as the requests
+the API takes whole (``_requests``), a transaction each. Events
 are folded whole dossiers per transaction (app.dossiers.ingestion.folding): a dossier new to the
 database is worked with all its events at once in memory and written set-based; one the database
 knows, or one whose lines resend or cancel an event, goes through the API's ingestion line by
@@ -350,7 +351,8 @@ async def _grouped_from(
 
 
 class _Load:
-    """One file's load: reading its lines (records loaded, events staged), then folding events."""
+    """One file's load: records loaded as read; events of a grouped file folded as read; other
+    events read and staged, then folded."""
 
     rejected: BinaryIO
 
