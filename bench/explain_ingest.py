@@ -4,8 +4,7 @@
 
 On the databases `bench.scale` built (``<bench database>_<size>``): the statements one batch of
 ``--dossiers`` new dossiers (received, resolved) makes — the counter upsert with its day, month
-and year rows per procedure and per unit (the increments COPYed into the session's temporary
-table first, as ``add_counters`` does), the look-up of the batch's event ids, the load of its
+and year rows per procedure and per unit, the look-up of the batch's event ids, the load of its
 dossiers' states — each under ``EXPLAIN (ANALYZE, BUFFERS)`` in a transaction rolled back, so
 the database is left as it was. Shared buffers are warmed by running each statement once first.
 """
@@ -18,14 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from app.dossiers.counters import (
-    _ADD_INCREMENTS,
-    _CREATE_INCREMENTS,
-    _INCREMENTS,
-    _KEY,
-    COUNTERS,
-    counter_rows,
-)
+from app.dossiers.counters import _UPSERT_ARRAYS, COUNTERS, counter_rows
 from bench import dossier_data
 from bench.harness import DEFAULT_DATABASE, log
 from bench.scale import CLIENT, database_of_size
@@ -34,8 +26,8 @@ _EVENT_IDS = "SELECT id, event_id FROM dossier_events WHERE client_id = $1 AND e
 _STATES = "SELECT * FROM dossiers WHERE code = ANY($1::text[])"
 
 
-def _batch(dossiers: int, seed: int) -> tuple[list[tuple[Any, ...]], list[str], list[str]]:
-    """The counter upsert's rows, event ids and dossier codes of one batch of new dossiers."""
+def _batch(dossiers: int, seed: int) -> tuple[list[list[Any]], list[str], list[str]]:
+    """The counter upsert's columns, event ids and dossier codes of one batch of new dossiers."""
     procedure_rows = dossier_data.procedures(300, seed)
     sectors = {row["code"]: row["sector_code"] for row in procedure_rows}
     marks = []
@@ -50,19 +42,21 @@ def _batch(dossiers: int, seed: int) -> tuple[list[tuple[Any, ...]], list[str], 
         ended = datetime.fromisoformat(events[-1]["occurred_at"])
         marks.append((unit, sectors[procedure], procedure, ("ended_direct", ended, 1)))
         marks.append((unit, sectors[procedure], procedure, ("finished_on_time", ended, 1)))
-    records = [(*key, *values) for key, values in counter_rows(marks)]
-    assert all(len(record) == len(_KEY) + len(COUNTERS) for record in records)
-    return records, event_ids, codes
+    rows = counter_rows(marks)
+    keys, increments = zip(*rows, strict=True)
+    columns = [list(column) for column in (*zip(*keys, strict=True), *zip(*increments, strict=True))]
+    assert len(columns) == 5 + len(COUNTERS)
+    return columns, event_ids, codes
 
 
-async def _explain(url: str, batch: tuple[list[tuple[Any, ...]], list[str], list[str]]) -> str:
-    records, event_ids, codes = batch
+async def _explain(url: str, batch: tuple[list[list[Any]], list[str], list[str]]) -> str:
+    columns, event_ids, codes = batch
     connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         client_id = await connection.fetchval("SELECT id FROM api_clients WHERE name = $1", CLIENT)
         report = []
         for title, statement, arguments in (
-            (f"counter upsert ({len(records):,} rows)", _ADD_INCREMENTS, []),
+            (f"counter upsert ({len(columns[0]):,} rows)", _UPSERT_ARRAYS, columns),
             (f"event ids sent before ({len(event_ids):,})", _EVENT_IDS, [client_id, event_ids]),
             (f"dossier states ({len(codes):,})", _STATES, [codes]),
         ):
@@ -70,10 +64,6 @@ async def _explain(url: str, batch: tuple[list[tuple[Any, ...]], list[str], list
                 transaction = connection.transaction()
                 await transaction.start()
                 try:
-                    if statement == _ADD_INCREMENTS:
-                        await connection.execute(_CREATE_INCREMENTS)
-                        columns = (*_KEY, *COUNTERS)
-                        await connection.copy_records_to_table(_INCREMENTS, records=records, columns=columns)
                     plan = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", *arguments)
                 finally:
                     await transaction.rollback()
