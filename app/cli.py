@@ -303,7 +303,7 @@ def _dossiers_import(args: argparse.Namespace) -> int:
                     meter.stopped(stopped.progress)
                     return stop.status
                 meter.summary(progress)
-                if _has_rejects(progress):
+                if progress.has_rejects:
                     status = EXIT_REJECTED
             return status
         finally:
@@ -322,13 +322,6 @@ def _dossiers_import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return stop.status
-
-
-def _has_rejects(progress: FileProgress) -> bool:
-    """Whether the file, over all the runs of its load, has rejected lines: its checkpoint counts
-    the rejects written (a run resumed after a stop counts the earlier runs' too, and a rejects
-    file removed by hand since does not clear them)."""
-    return progress.rejects_bytes > 0
 
 
 def _say(message: str) -> None:
@@ -414,7 +407,7 @@ class _ImportMeter:
         print(
             f"tthc: {self.source.path.name}: {progress.kind}, {progress.lines_done:,} lines{resumed} "
             f"in {seconds:.1f}s: {outcomes or 'nothing new'}"
-            + (f"; rejected lines in {self.source.rejects}" if _has_rejects(progress) else "")
+            + (f"; rejected lines in {self.source.rejects}" if progress.has_rejects else "")
         )
 
     def stopped(self, progress: FileProgress) -> None:

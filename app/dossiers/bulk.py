@@ -79,8 +79,13 @@ class FileProgress:
     staged_lines: int = 0
     folded_lines: int = 0
     rejects_bytes: int = 0
-    """The size of the rejects file its checkpoint counts: lines were rejected, in this run or an
-    earlier one of the same file, when it is not 0."""
+    """The size of the rejects file its checkpoint counts."""
+
+    @property
+    def has_rejects(self) -> bool:
+        """Lines were rejected, in this run or an earlier one of the same file (a rejects file
+        removed by hand since does not clear them)."""
+        return self.rejects_bytes > 0
 
 
 Progress = Callable[[FileProgress], None]

@@ -144,6 +144,18 @@ async def _in_one_go(app: FastAPI, principal: Principal, source: Source) -> tupl
     return whole, made, rejects
 
 
+async def _assert_as_in_one_go(
+    app: FastAPI, principal: Principal, source: Source, whole: FileProgress, made: Any, rejects: bytes
+) -> None:
+    """A resumed load ended as the load in one go did (``_in_one_go``): the same database,
+    rejects byte for byte and counters a rebuild agrees with; a further rerun finds nothing to do."""
+    assert await _snapshot(app) == made
+    assert source.rejects.read_bytes() == rejects
+    await assert_counters_equal_a_rebuild(app)
+    again = await _import(app, principal, source, chunk_size=40)
+    assert (again.resumed_from, sum(again.outcomes.values())) == (whole.lines_done, 0)
+
+
 async def _api_made(app: FastAPI, http: AsyncClient, lines: list[str]) -> Any:
     """What the API makes of the same items in batches of 100 (a line that is not JSON as an empty
     event: refused too); then the database emptied for the file."""
@@ -258,11 +270,7 @@ async def test_a_killed_grouped_load_finishes_on_rerun_with_nothing_lost_or_doub
     # Another chunk size on the rerun: it cuts from the checkpoint on.
     rerun = await _import(app, principal, source, chunk_size=25)
     assert rerun.resumed_from == cuts[1] and rerun.lines_done == whole.lines_done
-    assert await _snapshot(app) == in_one_go
-    assert source.rejects.read_bytes() == rejects_in_one_go
-    await assert_counters_equal_a_rebuild(app)
-    again = await _import(app, principal, source, chunk_size=40)
-    assert (again.resumed_from, sum(again.outcomes.values())) == (whole.lines_done, 0)
+    await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
 
 
 async def test_an_event_id_under_two_dossiers_of_a_grouped_file_is_decided_in_file_order(
@@ -419,11 +427,7 @@ async def test_a_killed_load_finishes_on_rerun_with_nothing_lost_or_doubled(
             await rebuild_counters(session, app.state.calendar)
     rerun = await _import(app, principal, source, chunk_size=40)
     assert rerun.resumed_from == whole.lines_done and 0 < rerun.folded_lines < whole.folded_lines
-    assert await _snapshot(app) == in_one_go
-    assert source.rejects.read_bytes() == rejects_in_one_go
-    await assert_counters_equal_a_rebuild(app)
-    again = await _import(app, principal, source, chunk_size=40)
-    assert (again.resumed_from, sum(again.outcomes.values())) == (whole.lines_done, 0)
+    await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
 
 
 async def test_an_event_id_stored_under_another_dossier_sends_the_chunk_through_the_api(
