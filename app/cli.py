@@ -8,6 +8,7 @@ pydantic take seconds to import on a small machine). tests/test_cli.py holds tha
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -296,6 +297,7 @@ def _dossiers_import(args: argparse.Namespace) -> int:
                         ingestion_of,
                         source,
                         chunk_size=args.chunk,
+                        jobs=args.jobs,
                         on_progress=meter.show,
                         stop=stop.asked,
                     )
@@ -493,6 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dossiers_import.add_argument(
         "--chunk", type=_positive, default=_DEFAULT_CHUNK, help="lines per transaction (default %(default)s)"
+    )
+    dossiers_import.add_argument(
+        "--jobs",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="processes that load a file of events sorted by dossier, each a part of it, on PostgreSQL "
+        "(default the number of cores, %(default)s); a rerun keeps the parts of the run it continues",
     )
     dossiers_import.set_defaults(handler=_dossiers_import)
 

@@ -1,6 +1,6 @@
 """Bulk history import: `tthc dossiers import` against a COPY of the rows it writes.
 
-    python -m bench.bulk_import [--dossiers 20000] [--orders in-order,scrambled,records]
+    python -m bench.bulk_import [--dossiers 20000] [--orders in-order,scrambled,records] [--jobs N]
 
 Per order: a fresh database with the bench province (units, sectors, procedures), the events
 (or records) written as JSON Lines, `tthc dossiers import` timed end to end as a command and by
@@ -44,8 +44,11 @@ def _lines(dossiers: list[list[dict[str, Any]]], order: str, seed: int) -> list[
     return [json.dumps(event) for event in events]
 
 
-def command_tail(path: Path, chunk: int) -> list[str]:
-    return ["-m", "app.cli", "dossiers", "import", str(path), "--client", CLIENT, "--chunk", str(chunk)]
+def command_tail(path: Path, chunk: int, jobs: int) -> list[str]:
+    return [
+        "-m", "app.cli", "dossiers", "import", str(path), "--client", CLIENT, "--chunk", str(chunk),
+        "--jobs", str(jobs),
+    ]  # fmt: skip
 
 
 _WRITTEN = ("dossiers", "dossier_events")
@@ -102,6 +105,7 @@ def main() -> None:
     parser.add_argument("--dossiers", type=int, default=20_000)
     parser.add_argument("--procedures", type=int, default=300)
     parser.add_argument("--chunk", type=int, default=2000)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="the import's --jobs")
     parser.add_argument("--seed", type=int, default=2023)
     parser.add_argument("--orders", default="in-order,scrambled,records")
     parser.add_argument("--profile", type=Path, help="py-spy the imports; summaries written to this folder")
@@ -121,12 +125,12 @@ def main() -> None:
             path = Path(folder) / f"{order}.jsonl"
             path.write_text("\n".join(lines) + "\n")
             log(f"{order}: {len(lines)} lines → tthc dossiers import")
-            command = [sys.executable, *command_tail(path, args.chunk)]
+            command = [sys.executable, *command_tail(path, args.chunk, args.jobs)]
             stacks = Path(folder) / "stacks.txt"
             if args.profile:
                 spy = str(Path(sys.executable).with_name("py-spy"))
                 command = [spy, "record", "--rate", "250", "--format", "raw", "--output", str(stacks), "--"]
-                command += [sys.executable, *command_tail(path, args.chunk)]
+                command += [sys.executable, *command_tail(path, args.chunk, args.jobs)]
             started = time.perf_counter()
             finished = subprocess.run(
                 command,
@@ -160,7 +164,7 @@ def main() -> None:
             f"{order}: {rate:,.0f} {unit} loading ({seconds:.1f} s with start-up); "
             f"COPY {bare_rate:,.0f} lines/s"
         )
-    print(f"\nBulk import, {args.dossiers} dossiers, chunks of {args.chunk}:\n")
+    print(f"\nBulk import, {args.dossiers} dossiers, chunks of {args.chunk}, {args.jobs} jobs:\n")
     print(
         "| order | lines | s with start-up | s loading | import | COPY of its rows into the same "
         "indexed tables | ratio | bare COPY of the lines |"

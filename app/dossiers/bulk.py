@@ -23,15 +23,20 @@ committed chunk, and the rejects file is cut back to what the checkpoint counted
 """
 
 import asyncio
+import bisect
 import gzip
 import hashlib
 import itertools
 import json
+import multiprocessing
+import queue
+import signal
+import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Literal, Protocol
 
 from sqlalchemy import Table, delete, distinct, func, select, true
 from sqlalchemy.exc import IntegrityError
@@ -224,46 +229,94 @@ def _every(size: int, skip: int) -> Iterator[int]:
     return itertools.count(skip + size, size)
 
 
-def grouped_cuts(path: Path, skip: int, size: int) -> list[int] | None:
-    """Where a file of events whose dossiers come grouped — each dossier's lines together, the
-    dossier codes never going back — is cut into chunks of whole dossiers, about ``size`` lines
-    each after line ``skip``: the last line of each chunk. None when the codes go back somewhere:
-    a dossier may then have lines far apart, and the file is staged and folded in code order.
+@dataclass(frozen=True)
+class Grouping:
+    """How a grouped file (``grouped_cuts``) is loaded from where its load stands."""
 
-    A line's code is read with the load's own JSON rules (``_object_of``); a line that has none
-    (blank, not JSON, no string ``dossier_code``) is refused or skipped by the load and is cut with
-    the lines before it. The check is of the raw code: a code the API would refuse only makes the
-    file count as not grouped."""
+    cuts: list[int]
+    """The last line of each chunk of whole dossiers, ascending; the last is the file's last line
+    (none: every line is done)."""
+    left_for_last: list[tuple[int, int]]
+    """The first and last line of each dossier with an event id that a dossier before it in the file
+    has too, in file order: such a dossier is taken at the end, through the API, after every other
+    (so the earlier dossier keeps the id, as the API answers the later line, whichever part of a
+    load in parts comes first: ``--jobs``)."""
+
+    def outside(self, chunk: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """The chunk's lines that are not left for last."""
+        if not self.left_for_last:
+            return chunk
+        return [(number, line) for number, line in chunk if not self.is_left(number)]
+
+    def is_left(self, number: int) -> bool:
+        at = bisect.bisect_right(self.left_for_last, (number, _LAST_LINE)) - 1
+        return at >= 0 and self.left_for_last[at][0] <= number <= self.left_for_last[at][1]
+
+
+_LAST_LINE = 1 << 62
+
+
+def grouped_cuts(path: Path, skip: int, size: int) -> Grouping | None:
+    """How a file of events whose dossiers come grouped — each dossier's lines together, the
+    dossier codes never going back — is loaded after line ``skip``: cut into chunks of whole
+    dossiers, about ``size`` lines each, and the dossiers left for last (``Grouping``). None when
+    the codes go back somewhere: a dossier may then have lines far apart, and the file is staged
+    and folded in code order.
+
+    A line's code and event id are read with the load's own JSON rules (``_object_of``); a line
+    that has no code (blank, not JSON, no string ``dossier_code``) is refused or skipped by the
+    load and is cut with the lines before it. The check is of the raw code: a code the API would
+    refuse only makes the file count as not grouped. Event ids are compared by a 64-bit digest: two
+    ids that share one leave a dossier for last that need not be, which changes no outcome."""
     cuts: list[int] = []
+    left: list[tuple[int, int]] = []
+    earlier_ids: set[int] = set()
+    dossier_ids: set[int] = set()
     previous = ""
-    in_chunk = 0
-    number = 0
+    first = last = in_chunk = number = 0
     raw, lines = _open(path)
     with raw:
         for number, line in enumerate(_lines(lines), start=1):
-            code = _dossier_code_of(line)
+            code, event_id = _code_and_event_id(line)
             if code is not None:
                 if code < previous:
                     return None
-                if code != previous and in_chunk >= size:
-                    cuts.append(number - 1)
-                    in_chunk = 0
-                previous = code
+                if code != previous:
+                    if dossier_ids & earlier_ids:
+                        left.append((first, last))
+                    earlier_ids |= dossier_ids
+                    dossier_ids = set()
+                    first = number
+                    if in_chunk >= size:
+                        cuts.append(number - 1)
+                        in_chunk = 0
+                previous, last = code, number
+                if event_id is not None:
+                    dossier_ids.add(_digest(event_id))
             if number > skip:
                 in_chunk += 1
+    if dossier_ids & earlier_ids:
+        left.append((first, last))
     if in_chunk:
         cuts.append(number)
-    return cuts
+    return Grouping(cuts, left)
 
 
-def _dossier_code_of(line: bytes) -> str | None:
+def _code_and_event_id(line: bytes) -> tuple[str | None, str | None]:
     if not isinstance(line, _TooLong) and not line.strip():
-        return None
+        return None, None
     try:
-        code = _object_of(line).get("dossier_code")
+        value = _object_of(line)
     except ValueError:
-        return None
-    return code if isinstance(code, str) else None
+        return None, None
+    code, event_id = value.get("dossier_code"), value.get("event_id")
+    return (code if isinstance(code, str) else None), (event_id if isinstance(event_id, str) else None)
+
+
+def _digest(event_id: str) -> int:
+    # Not hash(): a rerun must leave the same dossiers for last as the run it continues.
+    digest = hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
 
 def _parsed(chunk: list[tuple[int, bytes]]) -> tuple[list[int], list[Any], dict[int, str]]:
@@ -307,10 +360,14 @@ async def import_file(
     chunk_size: int = DEFAULT_CHUNK,
     on_progress: Progress | None = None,
     stop: asyncio.Event | None = None,
+    jobs: int = 1,
 ) -> FileProgress:
     """Load one file, a chunk per transaction; rejected lines go to ``source.rejects`` (JSON Lines:
     line number and problem). Blocking file reads are the point of this job: it runs alone.
-    ``stop``, once set, ends the load with ``Stopped`` after the chunk under way is committed."""
+    ``stop``, once set, ends the load with ``Stopped`` after the chunk under way is committed.
+
+    ``jobs``: a grouped file of events is loaded in that many parts at once, each a process of its
+    own (``_Load.load_in_parts``), on PostgreSQL; a rerun keeps the parts of the run it continues."""
     async with sessionmaker() as session, session.begin():
         checkpoint = await _checkpoint(session, source)
         progress = FileProgress(source.path, source.kind, source.size)
@@ -318,21 +375,20 @@ async def import_file(
         progress.folded_through = progress.resumed_fold_after = checkpoint.folded_through
         staged, finished, kept_rejects = checkpoint.staged, checkpoint.finished, checkpoint.rejects_bytes
         progress.rejects_bytes = kept_rejects
-    with source.rejects.open("ab") as rejected:
-        # What a killed run wrote past its last committed chunk. A file shorter than that (removed
-        # or cut by hand) is left as it is: truncate would pad it with NUL bytes.
-        if rejected.tell() > kept_rejects:
-            rejected.truncate(kept_rejects)
-    if finished:
-        return progress
     load = _Load(sessionmaker, ingestion_of, source, progress, on_progress, stop)
-    with source.rejects.open("ab") as load.rejected:
+    with _rejects_from(source.rejects, kept_rejects) as load.rejected:
+        if finished:
+            return progress
         if source.kind == "records":
             await load.load_records(chunk_size)
             return progress
-        cuts = None if staged else await _grouped_from(sessionmaker, source, progress, chunk_size)
-        if cuts is not None:
-            await load.load_grouped(cuts)
+        grouping = None if staged else await _grouped_from(sessionmaker, source, progress, chunk_size)
+        if grouping is not None:
+            parts = await _parts_of(sessionmaker, source, grouping, jobs)
+            if parts:
+                await load.load_in_parts(grouping, parts)
+            else:
+                await load.load_grouped(grouping)
         else:
             if not staged:
                 await load.read(chunk_size)
@@ -340,12 +396,22 @@ async def import_file(
     return progress
 
 
+def _rejects_from(path: Path, kept: int) -> BinaryIO:
+    """A rejects file opened to append to, cut back to the size its checkpoint counts: what a
+    killed run wrote past its last committed chunk goes. A file shorter than that (removed or cut
+    by hand) is left as it is: truncate would pad it with NUL bytes."""
+    rejected = path.open("ab")
+    if rejected.tell() > kept:
+        rejected.truncate(kept)
+    return rejected
+
+
 async def _grouped_from(
     sessionmaker: async_sessionmaker[AsyncSession], source: Source, progress: FileProgress, size: int
-) -> list[int] | None:
-    """The cuts of a grouped file (``grouped_cuts``) from where its load stands (none left: every
-    line is done, the end of the file remains); None when it is not grouped, or when a run before
-    this one staged lines of it (that run's way is kept)."""
+) -> Grouping | None:
+    """How a grouped file is loaded (``grouped_cuts``) from where its load stands (no cuts left:
+    every line is done, the end of the file remains); None when it is not grouped, or when a run
+    before this one staged lines of it (that run's way is kept)."""
     async with sessionmaker() as session:
         staged_before = await session.scalar(
             select(ImportStagedEvent.line).where(ImportStagedEvent.file_identity == source.identity).limit(1)
@@ -368,7 +434,7 @@ class _Load:
         source: Source,
         progress: FileProgress,
         on_progress: Progress | None,
-        stop: asyncio.Event | None = None,
+        stop: "_Asked | None" = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.ingestion_of = ingestion_of
@@ -376,6 +442,8 @@ class _Load:
         self.progress = progress
         self.on_progress = on_progress
         self.stop = stop
+        self.point = source
+        """Whose checkpoint and rejects file the chunks commit with: the file's, or a part's."""
 
     async def read(self, chunk_size: int) -> None:
         """Every event from the checkpoint on, validated and staged; a chunk per transaction,
@@ -439,28 +507,71 @@ class _Load:
             checkpoint.staged = True
             checkpoint.finished = finished
 
-    async def load_grouped(self, cuts: list[int]) -> None:
+    async def load_grouped(self, grouping: Grouping) -> None:
         """A grouped file (``grouped_cuts``): each chunk of whole dossiers validated and folded as
         it is read, committed with its checkpoint (the lines done); nothing staged. Then the end of
-        the file, as for a staged one (``_finish``)."""
+        the file (``_finish_grouped``)."""
+        self.progress.phase = "loading"
+        await self.load_chunks(grouping, grouping.cuts)
+        await self._finish_grouped(grouping)
+
+    async def load_chunks(self, grouping: Grouping, cuts: list[int]) -> None:
+        """The chunks that end at ``cuts`` after the lines done, through the last cut (the lines
+        ``grouping`` leaves for last aside), each committed with the checkpoint."""
+        if not cuts:
+            return
         raw, lines = _open(self.source.path)
-        progress = self.progress
-        progress.phase = "loading"
         with raw:
-            for chunk in _chunks(lines, progress.lines_done, cuts):
-                numbers, values, not_json = _parsed(chunk)
+            for chunk in _chunks(lines, self.progress.lines_done, cuts):
+                mine = grouping.outside(chunk)
+                numbers, values, not_json = _parsed(mine)
                 problems = self._not_json(not_json)
                 async with self.sessionmaker() as session:
                     ingestion = self.ingestion_of(session)
-                    valid, refused = _checked(ingestion.secret_key, numbers, chunk, values)
+                    valid, refused = _checked(ingestion.secret_key, numbers, mine, values)
                     self._count(refused | await self._fold(session, valid), problems)
                     checkpoint = await self._commit_point(session, problems)
                     checkpoint.lines_done = chunk[-1][0]
                     await bump_version(session)
                     await session.commit()
-                progress.folded_lines += len(valid)
+                self.progress.folded_lines += len(valid)
                 self._read_through(chunk[-1][0], raw)
-        await self._finish(entangled=set())
+                if chunk[-1][0] >= cuts[-1]:
+                    break
+
+    async def load_in_parts(self, grouping: Grouping, parts: list["_Part"]) -> None:
+        """A grouped file in parts (``_parts_of``), each loaded by a process of its own as
+        ``load_chunks`` loads a file, with its checkpoint and its rejects file; told here as they
+        go. Then the end of the file, in this process (``_finish_grouped``), once every part is
+        done. Asked to stop, each part stops after its chunk under way."""
+        self.progress.phase = "loading"
+        await _run_parts(self, grouping, parts)
+        await self._finish_grouped(grouping, parts)
+
+    async def _finish_grouped(self, grouping: Grouping, parts: Sequence["_Part"] = ()) -> None:
+        """The end of a grouped file: the dossiers left for last (``Grouping.left_for_last``), read
+        again from the file and taken through the API in file order, the parts' rejects gathered
+        into the file's, then as for a staged file (``_end``), in one transaction."""
+        chunk = _lines_at(self.source.path, grouping)
+        numbers, values, not_json = _parsed(chunk)
+        async with self.sessionmaker() as session, session.begin():
+            for stood in await _checkpoints_of(session, self.source.identity):
+                gathered = _rejects_of(self.source, stood.file_identity)
+                # A part's rejects file removed by hand since is left out, as the file's own would be.
+                if gathered.exists():
+                    self.rejected.write(gathered.read_bytes()[: stood.rejects_bytes])
+            problems = self._not_json(not_json)
+            ingestion = self.ingestion_of(session)
+            valid, refused = _checked(ingestion.secret_key, numbers, chunk, values)
+            self._count(refused | await through_api(ingestion, valid), problems)
+            self.progress.folded_lines += len(valid)
+            if parts:
+                parts_of_mine = ImportCheckpoint.part_of == self.source.identity
+                await session.execute(delete(ImportCheckpoint).where(parts_of_mine))
+                self.progress.lines_done = parts[-1].last_line
+            await self._end(session, problems)
+        for part in parts:
+            _rejects_of(self.source, part.identity).unlink(missing_ok=True)
 
     async def fold(self, chunk_size: int) -> None:
         """The staged events, about ``chunk_size`` lines of whole dossiers per transaction; then, in
@@ -491,13 +602,12 @@ class _Load:
             progress.folded_lines += len(lines)
             self._tell()
             self._stop_if_asked()
-        await self._finish(entangled)
+        await self._finish_staged(entangled)
 
-    async def _finish(self, entangled: set[str]) -> None:
-        """The transaction that ends a file of events: ``entangled``, the dossiers left for last
-        because they share an event id with another of the file (taken in file order), the new
-        dossiers' entry into the statistics, the staging emptied and the checkpoint marked
-        finished, together: a rerun does nothing."""
+    async def _finish_staged(self, entangled: set[str]) -> None:
+        """The end of a staged file: ``entangled``, the dossiers left for last because they share
+        an event id with another of the file (taken in file order), the staging emptied, then
+        ``_end``, in one transaction."""
         identity = self.source.identity
         async with self.sessionmaker() as session, session.begin():
             problems: dict[int, Any] = {}
@@ -506,15 +616,22 @@ class _Load:
                 self._count(await through_api(self.ingestion_of(session), lines), problems)
             staged = ImportStagedEvent.file_identity == identity
             await session.execute(delete(ImportStagedEvent).where(staged))
-            # The merge changes the figures of every province with staged counters (the folded
-            # dossiers of every chunk, this run's or a killed one's): their versions move with it.
-            # Otherwise only the entangled dossiers' ingestion would name the transaction's
-            # provinces, and a poller answered while the fold ran would keep that answer.
-            touch(session, await provinces_of(session, await staged_units(session, identity)))
-            await merge_staged_counters(session, identity)
-            checkpoint = await self._commit_point(session, problems)
-            checkpoint.finished = True
-            await bump_version(session)
+            await self._end(session, problems)
+
+    async def _end(self, session: AsyncSession, problems: dict[int, Any]) -> None:
+        """In the transaction that ends a file of events: the new dossiers' entry into the
+        statistics and the checkpoint marked finished, together: a rerun does nothing."""
+        identity = self.source.identity
+        # The merge changes the figures of every province with staged counters (the folded
+        # dossiers of every chunk, this run's or a killed one's): their versions move with it.
+        # Otherwise only the entangled dossiers' ingestion would name the transaction's
+        # provinces, and a poller answered while the fold ran would keep that answer.
+        touch(session, await provinces_of(session, await staged_units(session, identity)))
+        await merge_staged_counters(session, identity)
+        checkpoint = await self._commit_point(session, problems)
+        checkpoint.lines_done = self.progress.lines_done
+        checkpoint.finished = True
+        await bump_version(session)
 
     async def _fold(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, LineResult]:
         """One chunk's outcomes: folded, or through the API when the fold's writes clash."""
@@ -544,7 +661,7 @@ class _Load:
         """The chunk's rejects written, and the checkpoint that will commit with the chunk."""
         self.rejected.writelines(_reject_line(number, problems[number]) for number in sorted(problems))
         self.rejected.flush()
-        checkpoint = await _checkpoint(session, self.source)
+        checkpoint = await _checkpoint(session, self.point)
         checkpoint.rejects_bytes = self.progress.rejects_bytes = self.rejected.tell()
         checkpoint.updated_at = utcnow()
         return checkpoint
@@ -557,6 +674,237 @@ class _Load:
         """Between chunks, the only point a load stops at: what it did is committed with its checkpoint."""
         if self.stop is not None and self.stop.is_set():
             raise Stopped(self.progress)
+
+
+class _Asked(Protocol):
+    """Whether a load is asked to stop: an asyncio.Event in the load's process, a
+    multiprocessing Event in a part's."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One part of a file loaded in parts: its checkpoint's identity, where it stands, the last
+    line it covers (it begins after the last line of the part before it, or where the file's load
+    stood when it was cut into parts)."""
+
+    number: int
+    identity: str
+    lines_done: int
+    last_line: int
+
+
+_POLL_SECONDS = 0.05
+_INHERITED: list[Any] = []
+"""In a part's process, what it copied from the load's process and must leave alone."""
+
+
+async def _parts_of(
+    sessionmaker: async_sessionmaker[AsyncSession], source: Source, grouping: Grouping, jobs: int
+) -> list[_Part]:
+    """The parts of a grouped file's load: those of the run this one continues, whatever ``jobs``
+    says now (their checkpoints say where each stands); otherwise, on PostgreSQL, ``jobs`` parts
+    of about as many lines, each ending at a cut of ``grouping`` (fewer when there are fewer
+    cuts), their checkpoints committed before any is loaded. None: the file is loaded in one go."""
+    async with sessionmaker() as session, session.begin():
+        found = await _checkpoints_of(session, source.identity)
+        if not found and jobs > 1 and session.get_bind().dialect.name == "postgresql":
+            file = await _checkpoint(session, source)
+            ends = _part_ends(grouping.cuts, file.lines_done, jobs)
+            starts = [file.lines_done, *ends[:-1]]
+            found = [
+                ImportCheckpoint(
+                    file_identity=f"{source.identity}#{number}",
+                    file_name=source.path.name,
+                    lines_done=start,
+                    rejects_bytes=0,
+                    part_of=source.identity,
+                    last_line=end,
+                )
+                for number, (start, end) in enumerate(zip(starts, ends, strict=True))
+            ]
+            if len(found) < 2:
+                return []
+            session.add_all(found)
+        return [
+            _Part(number, row.file_identity, row.lines_done, row.last_line or 0)
+            for number, row in enumerate(found)
+        ]
+
+
+def _part_ends(cuts: list[int], skip: int, jobs: int) -> list[int]:
+    """The last line of each of ``jobs`` parts of about as many lines after line ``skip``, each a
+    cut (ascending, the last one the file's last line)."""
+    if not cuts:
+        return []
+    ends: list[int] = []
+    for number in range(1, jobs):
+        wanted = skip + (cuts[-1] - skip) * number / jobs
+        end = cuts[min(bisect.bisect_left(cuts, wanted), len(cuts) - 1)]
+        if end not in ends and end != cuts[-1]:
+            ends.append(end)
+    return [*ends, cuts[-1]]
+
+
+async def _checkpoints_of(session: AsyncSession, identity: str) -> list[ImportCheckpoint]:
+    """The checkpoints of the parts of a file's load, in file order."""
+    found = await session.scalars(
+        select(ImportCheckpoint)
+        .where(ImportCheckpoint.part_of == identity)
+        .order_by(ImportCheckpoint.last_line)
+        .with_for_update()
+    )
+    return list(found)
+
+
+def _rejects_of(source: Source, part_identity: str) -> Path:
+    """A part's rejects file, gathered into the file's when the load ends."""
+    number = part_identity.rsplit("#", 1)[1]
+    return source.rejects.with_name(f"{source.rejects.name}.part{number}")
+
+
+async def _run_parts(load: _Load, grouping: Grouping, parts: list[_Part]) -> None:
+    """Each part not yet done loaded by a process of its own, forked (the start-up and the
+    grouping are shared, nothing is pickled); the load's progress is theirs added up. Asked to
+    stop, every part stops after its chunk under way; a part that fails stops the load. Cancelled,
+    the parts are ended at once (a chunk under way rolls back: its checkpoint stands)."""
+    context = multiprocessing.get_context("fork")
+    messages = context.Queue()
+    asked = context.Event()
+    progress = load.progress
+    starts = [progress.lines_done, *(part.last_line for part in parts[:-1])]
+    done = {part.number: part.lines_done - start for part, start in zip(parts, starts, strict=True)}
+    outcomes: dict[int, Counter[str]] = {}
+    folded: dict[int, int] = {}
+    skip, last_line = progress.lines_done, parts[-1].last_line
+    progress.lines_done = progress.resumed_from = skip + sum(done.values())
+    processes = {
+        part.number: context.Process(
+            target=_load_part,
+            args=(_PartJob(load, part, grouping, _cuts_of(grouping, part), messages, asked),),
+            name=f"tthc-import-part-{part.number}",
+            daemon=True,
+        )
+        for part in parts
+        if part.lines_done < part.last_line
+    }
+    ended: dict[int, str] = {}
+    try:
+        for process in processes.values():
+            process.start()
+        while len(ended) < len(processes):
+            try:
+                kind, number, body = messages.get_nowait()
+            except queue.Empty:
+                if load.stop is not None and load.stop.is_set():
+                    asked.set()
+                for number, process in processes.items():
+                    if number not in ended and process.exitcode not in (None, 0):
+                        ended[number] = f"its process ended with exit status {process.exitcode}"
+                await asyncio.sleep(_POLL_SECONDS)
+                continue
+            if kind == "ended":
+                ended[number] = body
+                continue
+            lines_done, outcomes[number], folded[number] = body
+            done[number] = lines_done - starts[number]
+            progress.lines_done = skip + sum(done.values())
+            progress.position = progress.size * (progress.lines_done - skip) // max(last_line - skip, 1)
+            progress.outcomes = sum(outcomes.values(), Counter())
+            progress.folded_lines = sum(folded.values())
+            load._tell()
+    finally:
+        for process in processes.values():
+            if process.is_alive():
+                process.kill()  # it ignores the signals a stop is asked with
+            process.join()
+        messages.close()
+    failed = {number: why for number, why in ended.items() if why not in ("done", "stopped")}
+    if failed:
+        raise RuntimeError(
+            "; ".join(f"part {number} failed: {why}" for number, why in sorted(failed.items()))
+        )
+    if "stopped" in ended.values():
+        raise Stopped(progress)
+
+
+def _cuts_of(grouping: Grouping, part: _Part) -> list[int]:
+    return [cut for cut in grouping.cuts if part.lines_done < cut < part.last_line] + [part.last_line]
+
+
+@dataclass(frozen=True)
+class _PartJob:
+    """What a part's process is given (forked: nothing is pickled)."""
+
+    load: _Load
+    part: _Part
+    grouping: Grouping
+    cuts: list[int]
+    messages: "multiprocessing.Queue[tuple[str, int, Any]]"
+    asked: _Asked
+
+
+def _load_part(job: _PartJob) -> None:
+    """A part's process: its chunks loaded (``_Load.load_chunks``) with its own checkpoint and
+    rejects file, its progress and its end told to the load's process. SIGINT and SIGTERM are the
+    load's process's to take (Ctrl-C reaches every process of the terminal's job): it asks the
+    parts to stop after their chunk under way, or, at a second signal, ends them at once."""
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+    signal.set_wakeup_fd(-1)
+    try:
+        asyncio.run(_load_part_chunks(job))
+        ended = "done"
+    except Stopped:
+        ended = "stopped"
+    except BaseException:  # the load's process reports it and stops the load
+        ended = traceback.format_exc()
+    job.messages.put(("ended", job.part.number, ended))
+
+
+async def _load_part_chunks(job: _PartJob) -> None:
+    load, part = job.load, job.part
+    engine = load.sessionmaker.kw["bind"]
+    # The connections the fork copied are the load's process's: this one opens its own, and keeps
+    # the copied ones referenced till it exits, never collected (collected, they would be closed
+    # through the copied event loop, breaking the load's process's own).
+    _INHERITED.append(engine.sync_engine.pool)
+    await engine.dispose(close=False)
+    progress = FileProgress(load.source.path, "events", load.source.size, lines_done=part.lines_done)
+    progress.phase = "loading"
+
+    def tell(progress: FileProgress) -> None:
+        job.messages.put(
+            ("progress", part.number, (progress.lines_done, progress.outcomes, progress.folded_lines))
+        )
+
+    part_load = _Load(load.sessionmaker, load.ingestion_of, load.source, progress, tell, job.asked)
+    part_load.point = replace(
+        load.source, identity=part.identity, rejects=_rejects_of(load.source, part.identity)
+    )
+    try:
+        async with load.sessionmaker() as session, session.begin():
+            kept = (await _checkpoint(session, part_load.point)).rejects_bytes
+        with _rejects_from(part_load.point.rejects, kept) as part_load.rejected:
+            await part_load.load_chunks(job.grouping, job.cuts)
+    finally:
+        await engine.dispose()
+
+
+def _lines_at(path: Path, grouping: Grouping) -> list[tuple[int, bytes]]:
+    """The lines ``grouping`` leaves for last, read again from the file."""
+    if not grouping.left_for_last:
+        return []
+    last = grouping.left_for_last[-1][1]
+    raw, lines = _open(path)
+    with raw:
+        numbered = enumerate(_lines(lines), start=1)
+        return [
+            (number, line)
+            for number, line in itertools.takewhile(lambda item: item[0] <= last, numbered)
+            if grouping.is_left(number)
+        ]
 
 
 async def _checkpoint(session: AsyncSession, source: Source) -> ImportCheckpoint:

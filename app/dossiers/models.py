@@ -174,6 +174,11 @@ class ImportCheckpoint(Base):
     """Events: the last dossier code whose staged events are folded into dossiers."""
     finished: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    part_of: Mapped[str | None] = mapped_column(String(100), index=True)
+    """A part of a file loaded by several jobs (``--jobs``): the file's identity. The part's own
+    identity is the file's and its number; it covers the lines after its first ``lines_done``."""
+    last_line: Mapped[int | None] = mapped_column(BigInteger)
+    """A part: the last line it covers."""
 
 
 class ImportStagedEvent(Base):

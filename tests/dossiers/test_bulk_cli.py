@@ -68,6 +68,8 @@ async def _start(database_url: str, *args: str) -> asyncio.subprocess.Process:
         stderr=asyncio.subprocess.PIPE,
         cwd=ROOT,
         env={**os.environ, "TTHC_DATABASE_URL": database_url},
+        # A group of its own, as a terminal's foreground job: a signal is sent to all its processes.
+        start_new_session=True,
     )
 
 
@@ -130,6 +132,13 @@ async def _read_until(process: asyncio.subprocess.Process, seen: bytes, pattern:
     return seen
 
 
+def _cuts(path: Path, chunk: int) -> list[int]:
+    grouping = grouped_cuts(path, 0, chunk)
+    assert grouping is not None
+    return grouping.cuts
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
 @pytest.mark.parametrize(
     ("signals", "status"),
     [((signal.SIGINT,), 130), ((signal.SIGTERM,), 143), ((signal.SIGINT, signal.SIGINT), 130)],
@@ -143,37 +152,43 @@ async def test_a_signal_stops_the_import_cleanly_and_a_rerun_finishes_it(
     tmp_path: Path,
     signals: tuple[int, ...],
     status: int,
+    jobs: int,
 ) -> None:
+    """With ``--jobs 3`` on PostgreSQL the file is loaded in three parts, each a process: the
+    signal reaches them all (as Ctrl-C reaches a terminal's foreground processes), and the load's
+    process stops them; the rerun (with one job: a rerun keeps the parts) ends as one go does."""
     path, chunk = tmp_path / "events.jsonl", 100
     lines = _events_file(path, _histories(bench_procedures, 1100), bad_line=True)
     assert lines > 3000
     command = ("dossiers", "import", str(path), "--client", CLIENT, "--chunk", str(chunk))
+    in_parts = jobs > 1 and database_url.startswith("postgresql")
 
-    process = await _start(database_url, *command)
+    process = await _start(database_url, *command, "--jobs", str(jobs))
     # Its progress line says the first chunk is committed (the file is grouped: loaded as read).
     seen = await _read_until(process, b"", rb"loaded +[\d,]+ lines")
-    process.send_signal(signals[0])
+    os.killpg(process.pid, signals[0])
     if len(signals) > 1:
         # Two signals sent at once may arrive as one: the second waits for the first's answer.
         seen = await _read_until(process, seen, rb"stopping after the chunk under way")
-        process.send_signal(signals[1])
+        os.killpg(process.pid, signals[1])
     code, out, err = await _finish(process, seen)
     assert code == status, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err, err
     if len(signals) == 1:
         # The first signal lets the chunk under way commit with its checkpoint: the stop falls
         # between chunks, and before the end of the file.
         stopped = re.search(r"stopped after line ([\d,]+); rerun the same command to continue\n", err)
         assert stopped is not None, err
         stopped_at = int(stopped[1].replace(",", ""))
-        assert stopped_at in (grouped_cuts(path, 0, chunk) or []) and chunk <= stopped_at < lines
+        # In parts, the lines done are the parts' added up: each stopped after a chunk of its own.
+        assert (in_parts or stopped_at in _cuts(path, chunk)) and chunk <= stopped_at < lines
     else:
         # The second stops at once (or the chunk was done first, and the stop fell between chunks).
         assert re.search(r"stopped (at once|after line [\d,]+).*; rerun the same command to continue\n", err)
 
     # The rerun continues where the checkpoint says; the line rejected before the stop is counted
     # in the exit status, and is in the rejects file once.
-    code, out, err = await _tthc(database_url, *command)
+    code, out, err = await _tthc(database_url, *command, "--jobs", "1")
     assert code == 3, err
     assert "resumed after line" in out
     assert _rejected_lines(path) == [5]
@@ -214,7 +229,7 @@ async def test_a_load_asked_to_stop_ends_after_the_chunk_and_resumes_to_the_same
     assert progress.phase == phase
     if phase == "loading":
         # The first chunk of whole dossiers, about `chunk` lines: folded, nothing staged.
-        assert progress.lines_done == (grouped_cuts(path, 0, chunk) or [])[0] >= chunk
+        assert progress.lines_done == _cuts(path, chunk)[0] >= chunk
         assert progress.folded_through is None and 0 < progress.folded_lines <= progress.lines_done
     elif phase == "reading":
         assert (progress.lines_done, progress.folded_through) == (chunk, None)

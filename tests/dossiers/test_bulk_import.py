@@ -3,6 +3,7 @@ and a load killed at any point finishes on rerun with nothing lost or doubled.""
 
 import gzip
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,15 @@ async def test_a_grouped_file_meets_dossiers_the_database_knows(
     await assert_counters_equal_a_rebuild(app)
 
 
+def _grouped_file(histories: list[list[dict[str, Any]]], folder: Path, seed: int) -> tuple[Source, list[int]]:
+    """A grouped file of the histories (``_grouped_lines``) and its cuts in chunks of 40 lines."""
+    path = folder / "grouped.jsonl"
+    path.write_text("\n".join(_grouped_lines(histories, seed)) + "\n")
+    grouping = grouped_cuts(path, 0, 40)
+    assert grouping is not None
+    return Source.of(path), grouping.cuts
+
+
 async def test_a_killed_grouped_load_finishes_on_rerun_with_nothing_lost_or_doubled(
     app: FastAPI,
     province: list[list[dict[str, Any]]],
@@ -254,12 +264,9 @@ async def test_a_killed_grouped_load_finishes_on_rerun_with_nothing_lost_or_doub
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _http, principal = loader
-    path = tmp_path / "grouped.jsonl"
-    path.write_text("\n".join(_grouped_lines(province, seed=6)) + "\n")
-    source = Source.of(path)
+    source, cuts = _grouped_file(province, tmp_path, seed=6)
     whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
-    cuts = grouped_cuts(path, 0, 40)
-    assert cuts is not None and len(cuts) > 3
+    assert len(cuts) > 3
 
     _killed_at_commit(monkeypatch, 3)
     with pytest.raises(Killed):
@@ -273,15 +280,64 @@ async def test_a_killed_grouped_load_finishes_on_rerun_with_nothing_lost_or_doub
     await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
 
 
+async def test_a_grouped_file_in_parts_ends_as_in_one_go_even_when_a_part_dies(
+    app: FastAPI,
+    database_url: str,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``jobs``: on PostgreSQL the file is loaded in three parts, each a process (forked: each dies
+    in its second chunk's transaction, as patched here before the fork). A part that dies stops the
+    load; the rerun, with one job and another chunk size, keeps the parts, and each goes on from
+    its checkpoint: the load ends as the load in one go. On SQLite the file is loaded in one go."""
+    _http, principal = loader
+    source, cuts = _grouped_file(province, tmp_path, seed=7)
+    whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
+    assert len(cuts) > 6
+
+    _killed_at_commit(monkeypatch, 2)
+    in_parts = database_url.startswith("postgresql")
+    with pytest.raises(RuntimeError if in_parts else Killed) as died:
+        await _import(app, principal, source, chunk_size=40, jobs=3)
+    monkeypatch.setattr("app.dossiers.bulk.bump_version", bump_version)
+    async with app.state.sessionmaker() as session:
+        parts = (
+            await session.execute(
+                select(ImportCheckpoint.lines_done, ImportCheckpoint.last_line)
+                .where(ImportCheckpoint.part_of == source.identity)
+                .order_by(ImportCheckpoint.last_line)
+            )
+        ).all()
+    if in_parts:
+        assert str(died.value).count("test_bulk_import.Killed") == 3
+        # Each part committed its first chunk: it stands one chunk past where it began.
+        begins = [0, *(last for _, last in parts[:-1])]
+        assert len(parts) == 3 and parts[-1][1] == whole.lines_done
+        assert all(begin < done < last for (done, last), begin in zip(parts, begins, strict=True))
+        assert all(done in cuts for done, _ in parts)
+    else:
+        assert parts == []
+
+    rerun = await _import(app, principal, source, chunk_size=25, jobs=1)
+    assert rerun.lines_done == whole.lines_done
+    await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
+    assert [path.name for path in os.scandir(tmp_path) if ".part" in path.name] == []
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
 async def test_an_event_id_under_two_dossiers_of_a_grouped_file_is_decided_in_file_order(
     app: FastAPI,
     province: list[list[dict[str, Any]]],
     loader: tuple[AsyncClient, Principal],
     tmp_path: Path,
+    jobs: int,
 ) -> None:
     """In a grouped file the dossier that comes first keeps an id two dossiers carry, as the API
-    keeps it for the line it takes first: here the two are chunks apart (the later one's chunk
-    clashes on the stored id and goes through the API's ingestion) and within one chunk."""
+    keeps it for the line it takes first: here the two are chunks apart, and within one chunk.
+    The later ones are left for last (``Grouping.left_for_last``); with three jobs on PostgreSQL
+    the first and the far one are in different parts, and the later part may well end first."""
     http, principal = loader
     ordered = sorted(province, key=lambda history: history[0]["dossier_code"])
     first, near, far = ordered[0], ordered[1], ordered[-1]
@@ -298,7 +354,7 @@ async def test_an_event_id_under_two_dossiers_of_a_grouped_file_is_decided_in_fi
     path = tmp_path / "grouped-entangled.jsonl"
     path.write_text("\n".join(json.dumps(event) for event in events) + "\n")
     assert grouped_cuts(path, 0, 20) is not None
-    done = await _import(app, principal, Source.of(path), chunk_size=20)
+    done = await _import(app, principal, Source.of(path), chunk_size=20, jobs=jobs)
 
     rejected = [json.loads(line)["line"] for line in Source.of(path).rejects.read_text().splitlines()]
     assert rejected == [len(first) + 1, len(events) - len(far) + 1] and done.outcomes["error"] == 2

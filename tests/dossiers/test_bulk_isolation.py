@@ -20,6 +20,7 @@ from app.core.security import Principal
 from app.dossiers.bulk import (
     MAX_LINE_BYTES,
     FileProgress,
+    Grouping,
     Source,
     _chunks,
     _every,
@@ -340,15 +341,38 @@ def _coded(path: Path, lines: list[str]) -> Path:
 def test_a_grouped_file_is_cut_into_chunks_of_whole_dossiers(tmp_path: Path) -> None:
     path = _coded(tmp_path / "grouped.jsonl", ["A", "A", "B", "B", "B", "C", "", "{not json", "D"])
     # About 2 lines a chunk, never inside a dossier; a line with no code goes with the lines before.
-    assert grouped_cuts(path, 0, 2) == [2, 5, 8, 9]
+    assert grouped_cuts(path, 0, 2) == Grouping([2, 5, 8, 9], [])
     # A rerun after line 5 (a cut) counts its chunks from there.
-    assert grouped_cuts(path, 5, 2) == [8, 9]
+    assert grouped_cuts(path, 5, 2) == Grouping([8, 9], [])
     raw, lines = _open(path)
     with raw:
         chunks = [[number for number, _ in chunk] for chunk in _chunks(lines, 5, [8, 9])]
     assert chunks == [[6, 7, 8], [9]]
     # A dossier longer than a chunk stays whole.
-    assert grouped_cuts(_coded(tmp_path / "long.jsonl", ["A"] * 5 + ["B"]), 0, 2) == [5, 6]
+    assert grouped_cuts(_coded(tmp_path / "long.jsonl", ["A"] * 5 + ["B"]), 0, 2) == Grouping([5, 6], [])
+
+
+def test_a_dossier_with_an_event_id_of_an_earlier_one_is_left_for_last(tmp_path: Path) -> None:
+    """Whatever part of a load in parts comes first, the earlier dossier keeps a shared id: the
+    later ones are taken at the end, in file order. A revision within a dossier shares nothing."""
+    path = tmp_path / "shared.jsonl"
+    lines = [("A", "a1"), ("A", "a1"), ("B", "b1"), ("C", "x"), ("C", "a1"), (None, None), ("C", "c1")]
+    lines += [("D", "d1"), ("E", "x"), ("F", "f1"), ("G", "b1")]
+    path.write_text(
+        "".join(
+            (json.dumps({"dossier_code": code, "event_id": event_id}) if code else "{not json") + "\n"
+            for code, event_id in lines
+        )
+    )
+    grouping = grouped_cuts(path, 0, 3)
+    assert grouping == Grouping([3, 7, 10, 11], [(4, 7), (9, 9), (11, 11)])
+    raw, read = _open(path)
+    with raw:
+        chunks = [
+            [number for number, _ in grouping.outside(chunk)] for chunk in _chunks(read, 0, grouping.cuts)
+        ]
+    assert chunks == [[1, 2, 3], [], [8, 10], []]
+    assert [number for number in range(1, 12) if grouping.is_left(number)] == [4, 5, 6, 7, 9, 11]
 
 
 @pytest.mark.parametrize(

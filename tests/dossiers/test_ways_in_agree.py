@@ -13,6 +13,8 @@ corrected, some bogus then cancelled) through each way in, each into its own emp
   its dossiers' lines are scattered, so they are staged, then folded in code order;
 - ``bulk_grouped``: the same messages sorted by dossier code (each dossier's in the order of the
   delivery), as an export sorted by dossier writes them: loaded as read, nothing staged;
+- ``bulk_parts``: the sorted messages again, with ``jobs=3``: on PostgreSQL loaded in three parts
+  at once, each a process of its own (on SQLite, in one go);
 - ``records``: each dossier's final DVCQG record (`record_of` the true events, `loosened` as portals
   send it), ``POST /api/v1/sync/dvcqg``.
 
@@ -86,7 +88,7 @@ from tests.stats.test_properties import (
     send_in_batches,
 )
 
-EVENT_WAYS = ("single", "batch", "bulk", "bulk_grouped")
+EVENT_WAYS = ("single", "batch", "bulk", "bulk_grouped", "bulk_parts")
 # Hà Nội: a province with no dossier, whose version no way in may move.
 OTHER_PROVINCE = {"code": "01", "name": "Hà Nội", "level": "province"}
 VERSION_SCOPES = ("*", "31", "01")
@@ -224,6 +226,8 @@ async def _bulk(
     folder: Path,
     out: dict[str, Snapshot],
     way: str,
+    jobs: int = 1,
+    chunk_sizes: tuple[int, int] = (5, 80),
 ) -> None:
     _headers, before = await _prepared(application)
     path = folder / f"delivery-{rng.randrange(1 << 30)}.jsonl"
@@ -238,7 +242,11 @@ async def _bulk(
         )
 
     await import_file(
-        application.state.sessionmaker, ingestion_of, Source.of(path), chunk_size=rng.randint(5, 80)
+        application.state.sessionmaker,
+        ingestion_of,
+        Source.of(path),
+        chunk_size=rng.randint(*chunk_sizes),
+        jobs=jobs,
     )
     await _finish(application, before, out, way)
 
@@ -296,6 +304,9 @@ async def ways_in(
     # The same messages as an export sorted by dossier writes them: loaded as read, nothing staged.
     grouped = sorted(messages, key=lambda message: str(message["dossier_code"]))
     await _in_empty_app(database_url, _bulk, grouped, Random(seed + 4), folder, out, "bulk_grouped")
+    # Chunks of a dossier or two: a few histories still make three parts.
+    parts = ("bulk_parts", 3, (1, 8))
+    await _in_empty_app(database_url, _bulk, grouped, Random(seed + 5), folder, out, *parts)
     await _in_empty_app(database_url, _records, histories, Random(seed + 3), out)
     return out, refused
 
