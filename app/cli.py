@@ -414,8 +414,10 @@ class _ImportMeter:
 
     def stopped(self, progress: FileProgress) -> None:
         where = f"line {progress.lines_done:,}"
-        if progress.phase == "folding":
+        if progress.phase == "folding" and progress.folded_through is not None:
             where += f", every line read and the dossiers folded through {progress.folded_through}"
+        elif progress.phase == "folding":  # in parts: each stopped where its checkpoint says
+            where += f", every line read and {progress.folded_lines:,} of them folded"
         _say(f"tthc: {self.source.path.name}: stopped after {where}; rerun the same command to continue")
 
 

@@ -33,7 +33,7 @@ import queue
 import signal
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal, Protocol
@@ -366,8 +366,10 @@ async def import_file(
     line number and problem). Blocking file reads are the point of this job: it runs alone.
     ``stop``, once set, ends the load with ``Stopped`` after the chunk under way is committed.
 
-    ``jobs``: a grouped file of events is loaded in that many parts at once, each a process of its
-    own (``_Load.load_in_parts``), on PostgreSQL; a rerun keeps the parts of the run it continues."""
+    ``jobs``: on PostgreSQL, a file of events is loaded in that many parts at once, each a process
+    of its own: a grouped file's lines (``_Load.load_in_parts``); another's lines read and staged
+    (``_Load.read_in_parts``), then its dossiers folded (``_Load.fold_in_parts``). A rerun keeps the
+    parts of the run it continues. Records are loaded in one go."""
     async with sessionmaker() as session, session.begin():
         checkpoint = await _checkpoint(session, source)
         progress = FileProgress(source.path, source.kind, source.size)
@@ -384,14 +386,26 @@ async def import_file(
             return progress
         grouping = None if staged else await _grouped_from(sessionmaker, source, progress, chunk_size)
         if grouping is not None:
-            parts = await _parts_of(sessionmaker, source, grouping, jobs)
+            cuts = grouping.cuts
+            parts = await _line_parts(sessionmaker, source, jobs, lambda skip: _part_ends(cuts, skip, jobs))
             if parts:
                 await load.load_in_parts(grouping, parts)
             else:
                 await load.load_grouped(grouping)
-        else:
-            if not staged:
+            return progress
+        if not staged:
+            path = source.path
+            parts = await _line_parts(
+                sessionmaker, source, jobs, lambda skip: _line_ends(skip, _line_count(path), jobs)
+            )
+            if parts:
+                await load.read_in_parts(parts, chunk_size)
+            else:
                 await load.read(chunk_size)
+        parts = await _dossier_parts(sessionmaker, source, jobs)
+        if parts:
+            await load.fold_in_parts(parts, chunk_size)
+        else:
             await load.fold(chunk_size)
     return progress
 
@@ -446,12 +460,28 @@ class _Load:
         """Whose checkpoint and rejects file the chunks commit with: the file's, or a part's."""
 
     async def read(self, chunk_size: int) -> None:
-        """Every event from the checkpoint on, validated and staged; a chunk per transaction,
-        committed with the checkpoint."""
+        """Every event from the checkpoint on, validated and staged (``read_chunks``); then the
+        file marked read."""
+        await self.read_chunks(_every(chunk_size, self.progress.lines_done), _LAST_LINE)
+        await self._all_read(finished=False)
+
+    async def read_in_parts(self, parts: list["_Part"], chunk_size: int) -> None:
+        """As ``read``, each part of the lines (``_line_parts``) read by a process of its own."""
+        self.progress.lines_done = self.progress.resumed_from = _lines_done_in(
+            parts, self.progress.lines_done
+        )
+        await _run_parts(
+            self, [(part, _reading(part, chunk_size)) for part in parts if not _lines_all_done(part)]
+        )
+        await self._all_read(finished=False)
+
+    async def read_chunks(self, cuts: Iterable[int], through: int) -> None:
+        """The lines after the lines done, in chunks that end at ``cuts``, through line ``through``:
+        each chunk's events validated and staged in a transaction committed with the checkpoint."""
         raw, lines = _open(self.source.path)
         progress = self.progress
         with raw:
-            for chunk in _chunks(lines, progress.lines_done, _every(chunk_size, progress.lines_done)):
+            for chunk in _chunks(lines, progress.lines_done, cuts):
                 numbers, values, not_json = _parsed(chunk)
                 problems = self._not_json(not_json)
                 # As a request: committed whole with its checkpoint, or not at all (get_session's rule).
@@ -464,7 +494,8 @@ class _Load:
                     checkpoint.lines_done = chunk[-1][0]
                     await session.commit()
                 self._read_through(chunk[-1][0], raw)
-        await self._all_read(finished=False)
+                if chunk[-1][0] >= through:
+                    break
 
     async def load_records(self, chunk_size: int) -> None:
         """Every record from the checkpoint on, through the API's ingestion: a chunk of lines read
@@ -502,10 +533,30 @@ class _Load:
         self._stop_if_asked()
 
     async def _all_read(self, *, finished: bool) -> None:
+        """Every line read: so marked, with the parts' rejects gathered (``_gathered``)."""
         async with self.sessionmaker() as session, session.begin():
-            checkpoint = await _checkpoint(session, self.source)
+            gathered = await self._gathered(session)
+            checkpoint = await self._commit_point(session, {})
+            checkpoint.lines_done = self.progress.lines_done
             checkpoint.staged = True
             checkpoint.finished = finished
+        _remove(gathered)
+
+    async def _gathered(self, session: AsyncSession) -> list[Path]:
+        """The rejects of this file's parts, if it was loaded in parts, appended to the file's
+        rejects (each as far as its checkpoint counts) and their checkpoints removed, in the
+        caller's transaction; the parts' rejects files, for the caller to remove once committed."""
+        gathered = []
+        for stood in await _checkpoints_of(session, self.source.identity):
+            path = _rejects_of(self.source, stood.file_identity)
+            # A part's rejects file removed by hand since is left out, as the file's own would be.
+            if path.exists():
+                self.rejected.write(path.read_bytes()[: stood.rejects_bytes])
+            gathered.append(path)
+        await session.execute(
+            delete(ImportCheckpoint).where(ImportCheckpoint.part_of == self.source.identity)
+        )
+        return gathered
 
     async def load_grouped(self, grouping: Grouping) -> None:
         """A grouped file (``grouped_cuts``): each chunk of whole dossiers validated and folded as
@@ -545,33 +596,29 @@ class _Load:
         go. Then the end of the file, in this process (``_finish_grouped``), once every part is
         done. Asked to stop, each part stops after its chunk under way."""
         self.progress.phase = "loading"
-        await _run_parts(self, grouping, parts)
-        await self._finish_grouped(grouping, parts)
+        self.progress.lines_done = self.progress.resumed_from = _lines_done_in(
+            parts, self.progress.lines_done
+        )
+        await _run_parts(
+            self, [(part, _loading(grouping, part)) for part in parts if not _lines_all_done(part)]
+        )
+        await self._finish_grouped(grouping)
 
-    async def _finish_grouped(self, grouping: Grouping, parts: Sequence["_Part"] = ()) -> None:
+    async def _finish_grouped(self, grouping: Grouping) -> None:
         """The end of a grouped file: the dossiers left for last (``Grouping.left_for_last``), read
         again from the file and taken through the API in file order, the parts' rejects gathered
         into the file's, then as for a staged file (``_end``), in one transaction."""
         chunk = _lines_at(self.source.path, grouping)
         numbers, values, not_json = _parsed(chunk)
         async with self.sessionmaker() as session, session.begin():
-            for stood in await _checkpoints_of(session, self.source.identity):
-                gathered = _rejects_of(self.source, stood.file_identity)
-                # A part's rejects file removed by hand since is left out, as the file's own would be.
-                if gathered.exists():
-                    self.rejected.write(gathered.read_bytes()[: stood.rejects_bytes])
+            gathered = await self._gathered(session)
             problems = self._not_json(not_json)
             ingestion = self.ingestion_of(session)
             valid, refused = _checked(ingestion.secret_key, numbers, chunk, values)
             self._count(refused | await through_api(ingestion, valid), problems)
             self.progress.folded_lines += len(valid)
-            if parts:
-                parts_of_mine = ImportCheckpoint.part_of == self.source.identity
-                await session.execute(delete(ImportCheckpoint).where(parts_of_mine))
-                self.progress.lines_done = parts[-1].last_line
             await self._end(session, problems)
-        for part in parts:
-            _rejects_of(self.source, part.identity).unlink(missing_ok=True)
+        _remove(gathered)
 
     async def fold(self, chunk_size: int) -> None:
         """The staged events, about ``chunk_size`` lines of whole dossiers per transaction; then, in
@@ -580,13 +627,40 @@ class _Load:
         progress, identity = self.progress, self.source.identity
         progress.phase = "folding"
         async with self.sessionmaker() as session:
-            progress.staged_lines = await _staged_count(session, identity, progress.folded_through)
-            # An event id under two dossiers is decided by which line came first (the API refuses
-            # the later one): such dossiers are left for last, and taken in file order.
+            last = await _last_staged_code(session, identity)
+            progress.staged_lines = await _staged_count(session, identity, progress.folded_through, last)
             entangled = await _sharing_event_ids(session, identity)
+        await self.fold_chunks(entangled, last, chunk_size)
+        await self._finish_staged(entangled)
+
+    async def fold_in_parts(self, parts: list["_Part"], chunk_size: int) -> None:
+        """As ``fold``, each part of the dossiers (``_dossier_parts``) folded by a process of its own."""
+        progress, identity = self.progress, self.source.identity
+        progress.phase = "folding"
+        async with self.sessionmaker() as session:
+            for part in parts:
+                progress.staged_lines += await _staged_count(
+                    session, identity, part.folded_through, part.last_code
+                )
+            entangled = await _sharing_event_ids(session, identity)
+        works = [
+            (part, _folding(entangled, part, chunk_size))
+            for part in parts
+            if part.folded_through != part.last_code
+        ]
+        await _run_parts(self, works)
+        await self._finish_staged(entangled)
+
+    async def fold_chunks(self, entangled: set[str], through: str, chunk_size: int) -> None:
+        """The staged events of the dossiers after the last folded, through the dossier code
+        ``through``: about ``chunk_size`` lines of whole dossiers per transaction, committed with
+        the checkpoint. ``entangled``, the dossiers that share an event id with another dossier of
+        the file, are left for the end (``_finish_staged``): which line of such an id comes first
+        decides (the API refuses the later one)."""
+        progress, identity = self.progress, self.source.identity
         while True:
             async with self.sessionmaker() as session:
-                lines = await _next_dossiers(session, identity, progress.folded_through, chunk_size)
+                lines = await _next_dossiers(session, identity, progress.folded_through, through, chunk_size)
                 if not lines:
                     break
                 outcomes = await self._fold(
@@ -602,7 +676,6 @@ class _Load:
             progress.folded_lines += len(lines)
             self._tell()
             self._stop_if_asked()
-        await self._finish_staged(entangled)
 
     async def _finish_staged(self, entangled: set[str]) -> None:
         """The end of a staged file: ``entangled``, the dossiers left for last because they share
@@ -610,6 +683,7 @@ class _Load:
         ``_end``, in one transaction."""
         identity = self.source.identity
         async with self.sessionmaker() as session, session.begin():
+            gathered = await self._gathered(session)
             problems: dict[int, Any] = {}
             if entangled:
                 lines = await _lines_of(session, identity, entangled)
@@ -617,6 +691,7 @@ class _Load:
             staged = ImportStagedEvent.file_identity == identity
             await session.execute(delete(ImportStagedEvent).where(staged))
             await self._end(session, problems)
+        _remove(gathered)
 
     async def _end(self, session: AsyncSession, problems: dict[int, Any]) -> None:
         """In the transaction that ends a file of events: the new dossiers' entry into the
@@ -685,57 +760,136 @@ class _Asked(Protocol):
 
 @dataclass(frozen=True)
 class _Part:
-    """One part of a file loaded in parts: its checkpoint's identity, where it stands, the last
-    line it covers (it begins after the last line of the part before it, or where the file's load
-    stood when it was cut into parts)."""
+    """One part of a file loaded in parts, as its checkpoint stands: a part of the lines (read and
+    staged, or, for a grouped file, loaded) begins after the last line of the part before it, or
+    where the file's load stood when it was cut into parts, and ends at ``last_line``; a part of
+    the dossiers (folded) covers the codes after its ``folded_through`` through ``last_code``."""
 
     number: int
     identity: str
     lines_done: int
     last_line: int
+    folded_through: str | None
+    last_code: str
 
+    @classmethod
+    def of(cls, number: int, row: ImportCheckpoint) -> "_Part":
+        return cls(
+            number,
+            row.file_identity,
+            row.lines_done,
+            row.last_line or 0,
+            row.folded_through,
+            row.last_code or "",
+        )
+
+
+Work = Callable[["_Load"], Awaitable[None]]
+"""What a part's process does with its load (``_Load``, its checkpoint the part's)."""
 
 _POLL_SECONDS = 0.05
 _INHERITED: list[Any] = []
 """In a part's process, what it copied from the load's process and must leave alone."""
 
 
-async def _parts_of(
-    sessionmaker: async_sessionmaker[AsyncSession], source: Source, grouping: Grouping, jobs: int
+def _lines_all_done(part: _Part) -> bool:
+    return part.lines_done >= part.last_line
+
+
+def _lines_done_in(parts: list[_Part], skip: int) -> int:
+    """The lines done of a file cut into parts of its lines after line ``skip``: the parts' added up."""
+    starts = [skip, *(part.last_line for part in parts[:-1])]
+    return skip + sum(part.lines_done - start for part, start in zip(parts, starts, strict=True))
+
+
+def _reading(part: _Part, chunk_size: int) -> Work:
+    cuts = [*range(part.lines_done + chunk_size, part.last_line, chunk_size), part.last_line]
+    return lambda load: load.read_chunks(cuts, part.last_line)
+
+
+def _loading(grouping: Grouping, part: _Part) -> Work:
+    cuts = [cut for cut in grouping.cuts if part.lines_done < cut < part.last_line] + [part.last_line]
+    return lambda load: load.load_chunks(grouping, cuts)
+
+
+def _folding(entangled: set[str], part: _Part, chunk_size: int) -> Work:
+    return lambda load: load.fold_chunks(entangled, part.last_code, chunk_size)
+
+
+async def _line_parts(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    source: Source,
+    jobs: int,
+    ends: Callable[[int], list[int]],
 ) -> list[_Part]:
-    """The parts of a grouped file's load: those of the run this one continues, whatever ``jobs``
-    says now (their checkpoints say where each stands); otherwise, on PostgreSQL, ``jobs`` parts
-    of about as many lines, each ending at a cut of ``grouping`` (fewer when there are fewer
-    cuts), their checkpoints committed before any is loaded. None: the file is loaded in one go."""
+    """The parts of a file's lines: those of the run this one continues, whatever ``jobs`` says
+    now (their checkpoints say where each stands); otherwise, on PostgreSQL, the parts that end at
+    ``ends`` of the lines done (one each of ``jobs``, fewer for a short file), their checkpoints
+    committed before any is loaded. None: the lines are loaded in one go."""
     async with sessionmaker() as session, session.begin():
         found = await _checkpoints_of(session, source.identity)
         if not found and jobs > 1 and session.get_bind().dialect.name == "postgresql":
-            file = await _checkpoint(session, source)
-            ends = _part_ends(grouping.cuts, file.lines_done, jobs)
-            starts = [file.lines_done, *ends[:-1]]
+            skip = (await _checkpoint(session, source)).lines_done
+            last_lines = ends(skip)
+            if len(last_lines) < 2:
+                return []
+            starts = [skip, *last_lines[:-1]]
             found = [
-                ImportCheckpoint(
-                    file_identity=f"{source.identity}#{number}",
-                    file_name=source.path.name,
-                    lines_done=start,
-                    rejects_bytes=0,
-                    part_of=source.identity,
-                    last_line=end,
+                _part_checkpoint(source, number, lines_done=start, last_line=end)
+                for number, (start, end) in enumerate(zip(starts, last_lines, strict=True))
+            ]
+            session.add_all(found)
+        return [_Part.of(number, row) for number, row in enumerate(found)]
+
+
+async def _dossier_parts(
+    sessionmaker: async_sessionmaker[AsyncSession], source: Source, jobs: int
+) -> list[_Part]:
+    """The parts of a staged file's dossiers, as ``_line_parts``: new ones of about as many staged
+    lines each after the last dossier folded, each ending at a dossier code."""
+    identity = source.identity
+    async with sessionmaker() as session, session.begin():
+        found = await _checkpoints_of(session, identity)
+        if not found and jobs > 1 and session.get_bind().dialect.name == "postgresql":
+            after = (await _checkpoint(session, source)).folded_through
+            staged = _staged_after(identity, after, await _last_staged_code(session, identity))
+            count = int(await session.scalar(select(func.count()).where(*staged)) or 0)
+            ends: list[str] = []
+            for number in range(1, jobs + 1):
+                end = await session.scalar(
+                    select(ImportStagedEvent.dossier_code)
+                    .where(*staged)
+                    .order_by(ImportStagedEvent.dossier_code, ImportStagedEvent.line)
+                    .offset(max(count * number // jobs - 1, 0))
+                    .limit(1)
                 )
+                if end is not None and end not in ends:
+                    ends.append(end)
+            if len(ends) < 2:
+                return []
+            starts = [after, *ends[:-1]]
+            found = [
+                _part_checkpoint(source, number, folded_through=start, last_code=end)
                 for number, (start, end) in enumerate(zip(starts, ends, strict=True))
             ]
-            if len(found) < 2:
-                return []
             session.add_all(found)
-        return [
-            _Part(number, row.file_identity, row.lines_done, row.last_line or 0)
-            for number, row in enumerate(found)
-        ]
+        return [_Part.of(number, row) for number, row in enumerate(found)]
+
+
+def _part_checkpoint(source: Source, number: int, **where: Any) -> ImportCheckpoint:
+    return ImportCheckpoint(
+        file_identity=f"{source.identity}#{number}",
+        file_name=source.path.name,
+        lines_done=where.pop("lines_done", 0),
+        rejects_bytes=0,
+        part_of=source.identity,
+        **where,
+    )
 
 
 def _part_ends(cuts: list[int], skip: int, jobs: int) -> list[int]:
-    """The last line of each of ``jobs`` parts of about as many lines after line ``skip``, each a
-    cut (ascending, the last one the file's last line)."""
+    """The last line of each of ``jobs`` parts of about as many lines after line ``skip``, each one
+    of ``cuts`` (ascending, the last one the file's last line)."""
     if not cuts:
         return []
     ends: list[int] = []
@@ -747,47 +901,65 @@ def _part_ends(cuts: list[int], skip: int, jobs: int) -> list[int]:
     return [*ends, cuts[-1]]
 
 
+def _line_ends(skip: int, lines: int, jobs: int) -> list[int]:
+    """The last line of each of ``jobs`` parts of as many of the ``lines`` after line ``skip``."""
+    ends = sorted({skip + (lines - skip) * number // jobs for number in range(1, jobs + 1)} - {skip})
+    return ends
+
+
+def _line_count(path: Path) -> int:
+    """The lines of the file as ``_lines`` reads them (the last one may lack its line break)."""
+    raw, lines = _open(path)
+    count, last = 0, b"\n"
+    with raw:
+        while block := lines.read(_DISCARDED_BYTES * 16):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
 async def _checkpoints_of(session: AsyncSession, identity: str) -> list[ImportCheckpoint]:
     """The checkpoints of the parts of a file's load, in file order."""
     found = await session.scalars(
         select(ImportCheckpoint)
         .where(ImportCheckpoint.part_of == identity)
-        .order_by(ImportCheckpoint.last_line)
+        .order_by(ImportCheckpoint.file_identity)
         .with_for_update()
     )
-    return list(found)
+    return sorted(found, key=lambda row: int(row.file_identity.rsplit("#", 1)[1]))
 
 
 def _rejects_of(source: Source, part_identity: str) -> Path:
-    """A part's rejects file, gathered into the file's when the load ends."""
+    """A part's rejects file, gathered into the file's when the parts are done (``_gathered``)."""
     number = part_identity.rsplit("#", 1)[1]
     return source.rejects.with_name(f"{source.rejects.name}.part{number}")
 
 
-async def _run_parts(load: _Load, grouping: Grouping, parts: list[_Part]) -> None:
-    """Each part not yet done loaded by a process of its own, forked (the start-up and the
-    grouping are shared, nothing is pickled); the load's progress is theirs added up. Asked to
-    stop, every part stops after its chunk under way; a part that fails stops the load. Cancelled,
-    the parts are ended at once (a chunk under way rolls back: its checkpoint stands)."""
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+async def _run_parts(load: _Load, works: list[tuple[_Part, Work]]) -> None:
+    """Each part given loaded by a process of its own, forked (the start-up and the parts' work
+    are shared, nothing is pickled); the load's progress is theirs added up. Asked to stop, every
+    part stops after its chunk under way; a part that fails stops the load. Cancelled, the parts
+    are ended at once (a chunk under way rolls back: its checkpoint stands)."""
     context = multiprocessing.get_context("fork")
     messages = context.Queue()
     asked = context.Event()
     progress = load.progress
-    starts = [progress.lines_done, *(part.last_line for part in parts[:-1])]
-    done = {part.number: part.lines_done - start for part, start in zip(parts, starts, strict=True)}
-    outcomes: dict[int, Counter[str]] = {}
-    folded: dict[int, int] = {}
-    skip, last_line = progress.lines_done, parts[-1].last_line
-    progress.lines_done = progress.resumed_from = skip + sum(done.values())
+    lines_done, folded_lines, outcomes = progress.lines_done, progress.folded_lines, progress.outcomes.copy()
+    last_line = max((part.last_line for part, _ in works), default=0)
+    told: dict[int, tuple[int, int, Counter[str]]] = {}
     processes = {
         part.number: context.Process(
             target=_load_part,
-            args=(_PartJob(load, part, grouping, _cuts_of(grouping, part), messages, asked),),
+            args=(_PartJob(load, part, work, messages, asked),),
             name=f"tthc-import-part-{part.number}",
             daemon=True,
         )
-        for part in parts
-        if part.lines_done < part.last_line
+        for part, work in works
     }
     ended: dict[int, str] = {}
     try:
@@ -807,12 +979,12 @@ async def _run_parts(load: _Load, grouping: Grouping, parts: list[_Part]) -> Non
             if kind == "ended":
                 ended[number] = body
                 continue
-            lines_done, outcomes[number], folded[number] = body
-            done[number] = lines_done - starts[number]
-            progress.lines_done = skip + sum(done.values())
-            progress.position = progress.size * (progress.lines_done - skip) // max(last_line - skip, 1)
-            progress.outcomes = sum(outcomes.values(), Counter())
-            progress.folded_lines = sum(folded.values())
+            told[number] = body
+            progress.lines_done = lines_done + sum(read for read, _, _ in told.values())
+            progress.folded_lines = folded_lines + sum(folded for _, folded, _ in told.values())
+            progress.outcomes = sum((mine for _, _, mine in told.values()), outcomes.copy())
+            if last_line:
+                progress.position = progress.size * progress.lines_done // last_line
             load._tell()
     finally:
         for process in processes.values():
@@ -829,27 +1001,22 @@ async def _run_parts(load: _Load, grouping: Grouping, parts: list[_Part]) -> Non
         raise Stopped(progress)
 
 
-def _cuts_of(grouping: Grouping, part: _Part) -> list[int]:
-    return [cut for cut in grouping.cuts if part.lines_done < cut < part.last_line] + [part.last_line]
-
-
 @dataclass(frozen=True)
 class _PartJob:
     """What a part's process is given (forked: nothing is pickled)."""
 
     load: _Load
     part: _Part
-    grouping: Grouping
-    cuts: list[int]
+    work: Work
     messages: "multiprocessing.Queue[tuple[str, int, Any]]"
     asked: _Asked
 
 
 def _load_part(job: _PartJob) -> None:
-    """A part's process: its chunks loaded (``_Load.load_chunks``) with its own checkpoint and
-    rejects file, its progress and its end told to the load's process. SIGINT and SIGTERM are the
-    load's process's to take (Ctrl-C reaches every process of the terminal's job): it asks the
-    parts to stop after their chunk under way, or, at a second signal, ends them at once."""
+    """A part's process: its work done with its own checkpoint and rejects file, its progress and
+    its end told to the load's process. SIGINT and SIGTERM are the load's process's to take
+    (Ctrl-C reaches every process of the terminal's job): it asks the parts to stop after their
+    chunk under way, or, at a second signal, ends them at once."""
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
@@ -872,12 +1039,11 @@ async def _load_part_chunks(job: _PartJob) -> None:
     _INHERITED.append(engine.sync_engine.pool)
     await engine.dispose(close=False)
     progress = FileProgress(load.source.path, "events", load.source.size, lines_done=part.lines_done)
-    progress.phase = "loading"
+    progress.phase, progress.folded_through = load.progress.phase, part.folded_through
 
     def tell(progress: FileProgress) -> None:
-        job.messages.put(
-            ("progress", part.number, (progress.lines_done, progress.outcomes, progress.folded_lines))
-        )
+        told = (progress.lines_done - part.lines_done, progress.folded_lines, progress.outcomes)
+        job.messages.put(("progress", part.number, told))
 
     part_load = _Load(load.sessionmaker, load.ingestion_of, load.source, progress, tell, job.asked)
     part_load.point = replace(
@@ -887,7 +1053,7 @@ async def _load_part_chunks(job: _PartJob) -> None:
         async with load.sessionmaker() as session, session.begin():
             kept = (await _checkpoint(session, part_load.point)).rejects_bytes
         with _rejects_from(part_load.point.rejects, kept) as part_load.rejected:
-            await part_load.load_chunks(job.grouping, job.cuts)
+            await job.work(part_load)
     finally:
         await engine.dispose()
 
@@ -990,27 +1156,39 @@ async def _stage(
     return refused
 
 
-async def _staged_count(session: AsyncSession, identity: str, after: str | None) -> int:
-    query = select(func.count()).where(ImportStagedEvent.file_identity == identity)
-    if after is not None:
-        query = query.where(ImportStagedEvent.dossier_code > after)
+def _staged_after(identity: str, after: str | None, through: str) -> list[Any]:
+    """The conditions of a file's staged lines of the dossiers after ``after`` through ``through``."""
+    later = ImportStagedEvent.dossier_code > after if after is not None else true()
+    return [ImportStagedEvent.file_identity == identity, later, ImportStagedEvent.dossier_code <= through]
+
+
+async def _staged_count(session: AsyncSession, identity: str, after: str | None, through: str) -> int:
+    query = select(func.count()).where(*_staged_after(identity, after, through))
     return int(await session.scalar(query) or 0)
 
 
+async def _last_staged_code(session: AsyncSession, identity: str) -> str:
+    """The last dossier code staged of the file ("" when none is)."""
+    last = await session.scalar(
+        select(func.max(ImportStagedEvent.dossier_code)).where(ImportStagedEvent.file_identity == identity)
+    )
+    return last or ""
+
+
 async def _next_dossiers(
-    session: AsyncSession, identity: str, after: str | None, size: int
+    session: AsyncSession, identity: str, after: str | None, through: str, size: int
 ) -> list[StagedLine]:
-    """The staged lines of the next dossiers after ``after``: about ``size`` lines, whole dossiers."""
-    mine = ImportStagedEvent.file_identity == identity
-    later = ImportStagedEvent.dossier_code > after if after is not None else true()
+    """The staged lines of the next dossiers after ``after`` (through ``through``): about ``size``
+    lines, whole dossiers."""
+    staged = _staged_after(identity, after, through)
     last = await session.scalar(
         select(ImportStagedEvent.dossier_code)
-        .where(mine, later)
+        .where(*staged)
         .order_by(ImportStagedEvent.dossier_code, ImportStagedEvent.line)
         .offset(size - 1)
         .limit(1)
     )
-    query = select(*STAGED_COLUMNS).where(mine, later)
+    query = select(*STAGED_COLUMNS).where(*staged)
     if last is not None:
         query = query.where(ImportStagedEvent.dossier_code <= last)
     rows = await session.execute(query.order_by(ImportStagedEvent.dossier_code, ImportStagedEvent.line))

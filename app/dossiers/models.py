@@ -176,9 +176,12 @@ class ImportCheckpoint(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     part_of: Mapped[str | None] = mapped_column(String(100), index=True)
     """A part of a file loaded by several jobs (``--jobs``): the file's identity. The part's own
-    identity is the file's and its number; it covers the lines after its first ``lines_done``."""
+    identity is the file's and its number; a part of the lines covers those after its first
+    ``lines_done``."""
     last_line: Mapped[int | None] = mapped_column(BigInteger)
-    """A part: the last line it covers."""
+    """A part of the lines: the last line it covers."""
+    last_code: Mapped[str | None] = mapped_column(String(64))
+    """A part of the dossiers: the last dossier code it covers (after its first ``folded_through``)."""
 
 
 class ImportStagedEvent(Base):

@@ -1,4 +1,4 @@
-"""a bulk load in parts: each part's checkpoint names the file's and the line its part ends at
+"""a bulk load in parts: each part's checkpoint names the file's, and the line or dossier its part ends at
 
 Revision ID: 0018
 Revises: 0017
@@ -20,11 +20,13 @@ def upgrade() -> None:
     with op.batch_alter_table("import_checkpoints") as batch:
         batch.add_column(sa.Column("part_of", sa.String(length=100), nullable=True))
         batch.add_column(sa.Column("last_line", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("last_code", sa.String(length=64), nullable=True))
         batch.create_index(batch.f("ix_import_checkpoints_part_of"), ["part_of"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("import_checkpoints") as batch:
         batch.drop_index(batch.f("ix_import_checkpoints_part_of"))
+        batch.drop_column("last_code")
         batch.drop_column("last_line")
         batch.drop_column("part_of")

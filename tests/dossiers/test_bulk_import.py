@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.data_version import bump_version
 from app.core.security import Principal
+from app.dossiers import bulk
 from app.dossiers.bulk import FileProgress, Source, _requests, grouped_cuts, import_file
 from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
 from app.dossiers.dvcqg import MAX_RECORDS, history_parts
@@ -484,6 +485,84 @@ async def test_a_killed_load_finishes_on_rerun_with_nothing_lost_or_doubled(
     rerun = await _import(app, principal, source, chunk_size=40)
     assert rerun.resumed_from == whole.lines_done and 0 < rerun.folded_lines < whole.folded_lines
     await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
+
+
+def _killed_at_call(monkeypatch: pytest.MonkeyPatch, name: str, number: int) -> None:
+    """The load dies at its ``number``-th call of the coroutine function ``name`` (in each process
+    of a load in parts: patched before they are forked)."""
+    calls = 0
+    original = getattr(bulk, name)
+
+    async def call_then_die(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == number:
+            raise Killed
+        return await original(*args)
+
+    monkeypatch.setattr(bulk, name, call_then_die)
+
+
+async def test_a_scattered_file_in_parts_ends_as_in_one_go_even_when_parts_die(
+    app: FastAPI,
+    database_url: str,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``jobs``: on PostgreSQL a scattered file is read and staged in three parts of its lines,
+    then folded in three parts of its dossiers, each part a process. Parts that die (here each in
+    its second chunk, first while reading, then while folding) stop the load; each rerun keeps
+    the parts and continues each from its checkpoint, and the load ends as the load in one go. On
+    SQLite it is loaded in one go, killed at the same places."""
+    _http, principal = loader
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(_lines(province, seed=8)) + "\n")
+    source = Source.of(path)
+    whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
+    in_parts = database_url.startswith("postgresql")
+    died = RuntimeError if in_parts else Killed
+
+    stage = bulk._stage
+    _killed_at_call(monkeypatch, "_stage", 2)
+    with pytest.raises(died):
+        await _import(app, principal, source, chunk_size=40, jobs=3)
+    monkeypatch.setattr(bulk, "_stage", stage)
+    parts = await _parts_of(app, source)
+    if in_parts:
+        # Each part of the lines staged its first chunk, and stands 40 lines past its beginning.
+        begins = [0, *(part.last_line or 0 for part in parts[:-1])]
+        assert [part.lines_done - begin for part, begin in zip(parts, begins, strict=True)] == [40] * 3
+        assert parts[-1].last_line == whole.lines_done
+    else:
+        assert parts == [] and await _checkpoint_of(app, source) == (40, False, None)
+
+    _killed_at_commit(monkeypatch, 2)
+    with pytest.raises(died):
+        await _import(app, principal, source, chunk_size=40, jobs=3)
+    monkeypatch.setattr(bulk, "bump_version", bump_version)
+    lines_read, staged, _ = await _checkpoint_of(app, source)
+    assert (lines_read, staged) == (whole.lines_done, True)
+    parts = await _parts_of(app, source)
+    if in_parts:
+        # The parts of the dossiers, each one chunk into its codes.
+        assert len(parts) == 3 and all(part.last_line is None for part in parts)
+        stood = [(part.folded_through or "", part.last_code or "") for part in parts]
+        assert all("" < folded_through < last_code for folded_through, last_code in stood)
+
+    rerun = await _import(app, principal, source, chunk_size=40, jobs=1)
+    assert rerun.resumed_from == whole.lines_done
+    await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
+    assert [path.name for path in os.scandir(tmp_path) if ".part" in path.name] == []
+
+
+async def _parts_of(app: FastAPI, source: Source) -> list[ImportCheckpoint]:
+    async with app.state.sessionmaker() as session:
+        found = await session.scalars(
+            select(ImportCheckpoint).where(ImportCheckpoint.part_of == source.identity)
+        )
+        return sorted(found, key=lambda part: part.file_identity)
 
 
 async def test_an_event_id_stored_under_another_dossier_sends_the_chunk_through_the_api(

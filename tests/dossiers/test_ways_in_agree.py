@@ -13,8 +13,9 @@ corrected, some bogus then cancelled) through each way in, each into its own emp
   its dossiers' lines are scattered, so they are staged, then folded in code order;
 - ``bulk_grouped``: the same messages sorted by dossier code (each dossier's in the order of the
   delivery), as an export sorted by dossier writes them: loaded as read, nothing staged;
-- ``bulk_parts``: the sorted messages again, with ``jobs=3``: on PostgreSQL loaded in three parts
-  at once, each a process of its own (on SQLite, in one go);
+- ``bulk_parts`` and ``bulk_grouped_parts``: the same two files again, with ``jobs=3``: on
+  PostgreSQL loaded in three parts at once, each a process of its own (the scattered file read in
+  three parts of its lines, then folded in three of its dossiers); on SQLite, in one go;
 - ``records``: each dossier's final DVCQG record (`record_of` the true events, `loosened` as portals
   send it), ``POST /api/v1/sync/dvcqg``.
 
@@ -88,7 +89,7 @@ from tests.stats.test_properties import (
     send_in_batches,
 )
 
-EVENT_WAYS = ("single", "batch", "bulk", "bulk_grouped", "bulk_parts")
+EVENT_WAYS = ("single", "batch", "bulk", "bulk_parts", "bulk_grouped", "bulk_grouped_parts")
 # Hà Nội: a province with no dossier, whose version no way in may move.
 OTHER_PROVINCE = {"code": "01", "name": "Hà Nội", "level": "province"}
 VERSION_SCOPES = ("*", "31", "01")
@@ -301,12 +302,15 @@ async def ways_in(
     await _in_empty_app(database_url, _batch, packets, events, Random(seed + 1), out)
     messages = [message for packet in packets for message in packet]
     await _in_empty_app(database_url, _bulk, messages, Random(seed + 2), folder, out, "bulk")
+    # Chunks of a dossier or two: a few histories still make three parts.
+    in_parts = (3, (1, 8))
+    await _in_empty_app(database_url, _bulk, messages, Random(seed + 6), folder, out, "bulk_parts", *in_parts)
     # The same messages as an export sorted by dossier writes them: loaded as read, nothing staged.
     grouped = sorted(messages, key=lambda message: str(message["dossier_code"]))
     await _in_empty_app(database_url, _bulk, grouped, Random(seed + 4), folder, out, "bulk_grouped")
-    # Chunks of a dossier or two: a few histories still make three parts.
-    parts = ("bulk_parts", 3, (1, 8))
-    await _in_empty_app(database_url, _bulk, grouped, Random(seed + 5), folder, out, *parts)
+    await _in_empty_app(
+        database_url, _bulk, grouped, Random(seed + 5), folder, out, "bulk_grouped_parts", *in_parts
+    )
     await _in_empty_app(database_url, _records, histories, Random(seed + 3), out)
     return out, refused
 
