@@ -303,14 +303,7 @@ async def test_a_grouped_file_in_parts_ends_as_in_one_go_even_when_a_part_dies(
     with pytest.raises(RuntimeError if in_parts else Killed) as died:
         await _import(app, principal, source, chunk_size=40, jobs=3)
     monkeypatch.setattr("app.dossiers.bulk.bump_version", bump_version)
-    async with app.state.sessionmaker() as session:
-        parts = (
-            await session.execute(
-                select(ImportCheckpoint.lines_done, ImportCheckpoint.last_line)
-                .where(ImportCheckpoint.part_of == source.identity)
-                .order_by(ImportCheckpoint.last_line)
-            )
-        ).all()
+    parts = [(part.lines_done, part.last_line or 0) for part in await _parts_of(app, source)]
     if in_parts:
         assert str(died.value).count("test_bulk_import.Killed") == 3
         # Each part committed its first chunk: it stands one chunk past where it began.
