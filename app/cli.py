@@ -501,9 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     dossiers_import.add_argument(
         "--jobs",
         type=_positive,
-        default=os.cpu_count() or 1,
-        help="processes that load a file of events sorted by dossier, each a part of it, on PostgreSQL "
-        "(default the number of cores, %(default)s); a rerun keeps the parts of the run it continues",
+        default=len(os.sched_getaffinity(0)),
+        help="processes that load a file of events at once, each a part of it, on PostgreSQL; each "
+        "holds a connection (default the cores this command may run on, %(default)s); a rerun keeps "
+        "the parts of the run it continues",
     )
     dossiers_import.set_defaults(handler=_dossiers_import)
 

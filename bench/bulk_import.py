@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -129,8 +130,20 @@ def main() -> None:
             stacks = Path(folder) / "stacks.txt"
             if args.profile:
                 spy = str(Path(sys.executable).with_name("py-spy"))
-                command = [spy, "record", "--rate", "250", "--format", "raw", "--output", str(stacks), "--"]
+                command = [
+                    spy,
+                    "record",
+                    "--subprocesses",
+                    "--rate",
+                    "250",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(stacks),
+                    "--",
+                ]
                 command += [sys.executable, *command_tail(path, args.chunk, args.jobs)]
+            used_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             finished = subprocess.run(
                 command,
@@ -140,6 +153,9 @@ def main() -> None:
                 text=True,
             )
             seconds = time.perf_counter() - started
+            # The command's CPU and its parts' (reaped by it, so counted in its own children's).
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = sum(getattr(used, name) - getattr(used_before, name) for name in ("ru_utime", "ru_stime"))
             sys.stdout.write(finished.stdout)
             # The command's summary: its own time, from the file opened to the load's end.
             loaded = re.search(r" lines in ([\d.]+)s: ", finished.stdout)
@@ -158,7 +174,8 @@ def main() -> None:
         rate, bare_rate, indexed_rate = len(lines) / load_seconds, len(lines) / bare, len(lines) / indexed
         rows.append(
             f"| {order} | {len(lines):,} | {seconds:.1f} | {load_seconds:.1f} | {rate:,.0f} {unit} "
-            f"| {indexed_rate:,.0f} {unit} | {rate / indexed_rate:.2f} | {bare_rate:,.0f} lines/s |"
+            f"| {indexed_rate:,.0f} {unit} | {rate / indexed_rate:.2f} | {bare_rate:,.0f} lines/s "
+            f"| {cpu:.1f} s, {cpu / len(lines) * 1e6:.0f} µs a line |"
         )
         log(
             f"{order}: {rate:,.0f} {unit} loading ({seconds:.1f} s with start-up); "
@@ -167,9 +184,9 @@ def main() -> None:
     print(f"\nBulk import, {args.dossiers} dossiers, chunks of {args.chunk}, {args.jobs} jobs:\n")
     print(
         "| order | lines | s with start-up | s loading | import | COPY of its rows into the same "
-        "indexed tables | ratio | bare COPY of the lines |"
+        "indexed tables | ratio | bare COPY of the lines | the command's CPU, start-up and parts included |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

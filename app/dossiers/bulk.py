@@ -24,11 +24,15 @@ committed chunk, and the rejects file is cut back to what the checkpoint counted
 
 import asyncio
 import bisect
+import contextlib
+import ctypes
 import gzip
 import hashlib
 import itertools
 import json
+import logging
 import multiprocessing
+import os
 import queue
 import signal
 import traceback
@@ -38,13 +42,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal, Protocol
 
-from sqlalchemy import Table, delete, distinct, func, select, true
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, delete, distinct, func, select, text, true
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.data_version import bump_version, touch
 from app.core.db import bulk_insert
-from app.core.errors import InvalidInput, problem_of
+from app.core.errors import InvalidInput, problem_of, transaction_rolled_back
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.core.timezone import utcnow
 from app.dossiers.counters import merge_staged_counters, stage_counters, staged_units
@@ -61,6 +65,8 @@ from app.units.access import provinces_of
 Kind = Literal["events", "records"]
 _STAGED: Table = ImportStagedEvent.__table__  # type: ignore[assignment]
 DEFAULT_CHUNK = 2000
+_FOLD_ATTEMPTS = 5
+logger = logging.getLogger(__name__)
 _IDENTITY_BYTES = 1 << 20
 
 
@@ -236,11 +242,11 @@ class Grouping:
     cuts: list[int]
     """The last line of each chunk of whole dossiers, ascending; the last is the file's last line
     (none: every line is done)."""
-    left_for_last: list[tuple[int, int]]
-    """The first and last line of each dossier with an event id that a dossier before it in the file
-    has too, in file order: such a dossier is taken at the end, through the API, after every other
-    (so the earlier dossier keeps the id, as the API answers the later line, whichever part of a
-    load in parts comes first: ``--jobs``)."""
+    left_for_last: list[tuple[int, int, str]]
+    """The first and last line and the code of each dossier with an event id that a dossier before
+    it in the file has too, in file order: such a dossier is taken at the end, through the API,
+    after every other (so the earlier dossier keeps the id, as the API answers the later line,
+    whichever part of a load in parts comes first: ``--jobs``)."""
 
     def outside(self, chunk: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         """The chunk's lines that are not left for last."""
@@ -269,7 +275,7 @@ def grouped_cuts(path: Path, skip: int, size: int) -> Grouping | None:
     refuse only makes the file count as not grouped. Event ids are compared by a 64-bit digest: two
     ids that share one leave a dossier for last that need not be, which changes no outcome."""
     cuts: list[int] = []
-    left: list[tuple[int, int]] = []
+    left: list[tuple[int, int, str]] = []
     earlier_ids: set[int] = set()
     dossier_ids: set[int] = set()
     previous = ""
@@ -283,7 +289,7 @@ def grouped_cuts(path: Path, skip: int, size: int) -> Grouping | None:
                     return None
                 if code != previous:
                     if dossier_ids & earlier_ids:
-                        left.append((first, last))
+                        left.append((first, last, previous))
                     earlier_ids |= dossier_ids
                     dossier_ids = set()
                     first = number
@@ -296,7 +302,7 @@ def grouped_cuts(path: Path, skip: int, size: int) -> Grouping | None:
             if number > skip:
                 in_chunk += 1
     if dossier_ids & earlier_ids:
-        left.append((first, last))
+        left.append((first, last, previous))
     if in_chunk:
         cuts.append(number)
     return Grouping(cuts, left)
@@ -381,33 +387,54 @@ async def import_file(
     with _rejects_from(source.rejects, kept_rejects) as load.rejected:
         if finished:
             return progress
-        if source.kind == "records":
-            await load.load_records(chunk_size)
-            return progress
-        grouping = None if staged else await _grouped_from(sessionmaker, source, progress, chunk_size)
-        if grouping is not None:
-            cuts = grouping.cuts
-            parts = await _line_parts(sessionmaker, source, jobs, lambda skip: _part_ends(cuts, skip, jobs))
-            if parts:
-                await load.load_in_parts(grouping, parts)
-            else:
-                await load.load_grouped(grouping)
-            return progress
-        if not staged:
-            path = source.path
-            parts = await _line_parts(
-                sessionmaker, source, jobs, lambda skip: _line_ends(skip, _line_count(path), jobs)
-            )
-            if parts:
-                await load.read_in_parts(parts, chunk_size)
-            else:
-                await load.read(chunk_size)
-        parts = await _dossier_parts(sessionmaker, source, jobs)
-        if parts:
-            await load.fold_in_parts(parts, chunk_size)
-        else:
-            await load.fold(chunk_size)
+        await _load_by_its_way(load, staged=staged, chunk_size=chunk_size, jobs=jobs)
+    _in_line_order(source.rejects)
     return progress
+
+
+async def _load_by_its_way(load: "_Load", *, staged: bool, chunk_size: int, jobs: int) -> None:
+    """Records as read; a grouped file as read, in parts or in one go; any other file of events
+    read, in parts or in one go, then folded, in parts or in one go."""
+    sessionmaker, source = load.sessionmaker, load.source
+    if source.kind == "records":
+        await load.load_records(chunk_size)
+        return
+    grouping = None if staged else await _grouped_from(sessionmaker, source, load.progress, chunk_size)
+    if grouping is not None:
+        cuts = grouping.cuts
+        parts = await _line_parts(sessionmaker, source, jobs, lambda skip: _part_ends(cuts, skip, jobs))
+        if parts:
+            await load.load_in_parts(grouping, parts, chunk_size)
+        else:
+            await load.load_grouped(grouping, chunk_size)
+        return
+    if not staged:
+        path = source.path
+        parts = await _line_parts(
+            sessionmaker, source, jobs, lambda skip: _line_ends(skip, _line_count(path), jobs)
+        )
+        if parts:
+            await load.read_in_parts(parts, chunk_size)
+        else:
+            await load.read(chunk_size)
+    parts = await _dossier_parts(sessionmaker, source, jobs)
+    if parts:
+        await load.fold_in_parts(parts, chunk_size)
+    else:
+        await load.fold(chunk_size)
+
+
+def _in_line_order(path: Path) -> None:
+    """A finished load's rejects file rewritten in line order: the same lines whatever chunks,
+    parts and phases wrote them (a fold writes its rejects in dossier order, and where its chunks
+    or its parts are cut decides which come first). Its size, which the checkpoint keeps, is the
+    same. Replaced whole: killed meanwhile, the file stays as it was written."""
+    rejected = path.read_bytes().splitlines(keepends=True)
+    ordered = sorted(rejected, key=lambda line: int(json.loads(line)["line"]))
+    if ordered != rejected:
+        sorting = path.with_name(f"{path.name}.sorting")
+        sorting.write_bytes(b"".join(ordered))
+        os.replace(sorting, path)
 
 
 def _rejects_from(path: Path, kept: int) -> BinaryIO:
@@ -473,6 +500,7 @@ class _Load:
         await _run_parts(
             self, [(part, _reading(part, chunk_size)) for part in parts if not _lines_all_done(part)]
         )
+        self._stop_if_asked()  # as the load in one go does after its last chunk
         await self._all_read(finished=False)
 
     async def read_chunks(self, cuts: Iterable[int], through: int) -> None:
@@ -558,13 +586,13 @@ class _Load:
         )
         return gathered
 
-    async def load_grouped(self, grouping: Grouping) -> None:
+    async def load_grouped(self, grouping: Grouping, chunk_size: int) -> None:
         """A grouped file (``grouped_cuts``): each chunk of whole dossiers validated and folded as
         it is read, committed with its checkpoint (the lines done); nothing staged. Then the end of
         the file (``_finish_grouped``)."""
         self.progress.phase = "loading"
         await self.load_chunks(grouping, grouping.cuts)
-        await self._finish_grouped(grouping)
+        await self._finish_grouped(grouping, chunk_size)
 
     async def load_chunks(self, grouping: Grouping, cuts: list[int]) -> None:
         """The chunks that end at ``cuts`` after the lines done, through the last cut (the lines
@@ -590,8 +618,8 @@ class _Load:
                 if chunk[-1][0] >= cuts[-1]:
                     break
 
-    async def load_in_parts(self, grouping: Grouping, parts: list["_Part"]) -> None:
-        """A grouped file in parts (``_parts_of``), each loaded by a process of its own as
+    async def load_in_parts(self, grouping: Grouping, parts: list["_Part"], chunk_size: int) -> None:
+        """A grouped file in parts (``_line_parts``), each loaded by a process of its own as
         ``load_chunks`` loads a file, with its checkpoint and its rejects file; told here as they
         go. Then the end of the file, in this process (``_finish_grouped``), once every part is
         done. Asked to stop, each part stops after its chunk under way."""
@@ -602,23 +630,37 @@ class _Load:
         await _run_parts(
             self, [(part, _loading(grouping, part)) for part in parts if not _lines_all_done(part)]
         )
-        await self._finish_grouped(grouping)
+        self._stop_if_asked()  # as the load in one go does after its last chunk
+        await self._finish_grouped(grouping, chunk_size)
 
-    async def _finish_grouped(self, grouping: Grouping) -> None:
-        """The end of a grouped file: the dossiers left for last (``Grouping.left_for_last``), read
-        again from the file and taken through the API in file order, the parts' rejects gathered
-        into the file's, then as for a staged file (``_end``), in one transaction."""
-        chunk = _lines_at(self.source.path, grouping)
-        numbers, values, not_json = _parsed(chunk)
+    async def _finish_grouped(self, grouping: Grouping, chunk_size: int) -> None:
+        """The end of a grouped file: the parts' rejects gathered, if it was loaded in parts; the
+        dossiers left for last (``Grouping.left_for_last``), read again from the file and taken
+        through the API in file order, about ``chunk_size`` lines of whole dossiers a transaction,
+        each committed with the checkpoint (the last dossier taken); then ``_end``."""
+        progress = self.progress
         async with self.sessionmaker() as session, session.begin():
             gathered = await self._gathered(session)
-            problems = self._not_json(not_json)
-            ingestion = self.ingestion_of(session)
-            valid, refused = _checked(ingestion.secret_key, numbers, chunk, values)
-            self._count(refused | await through_api(ingestion, valid), problems)
-            self.progress.folded_lines += len(valid)
-            await self._end(session, problems)
+            checkpoint = await self._commit_point(session, {})
+            checkpoint.lines_done = progress.lines_done
         _remove(gathered)
+        for last_code, chunk in _left_chunks(self.source.path, grouping, progress.folded_through, chunk_size):
+            numbers, values, not_json = _parsed(chunk)
+            problems = self._not_json(not_json)
+            async with self.sessionmaker() as session:
+                ingestion = self.ingestion_of(session)
+                valid, refused = _checked(ingestion.secret_key, numbers, chunk, values)
+                self._count(refused | await through_api(ingestion, valid), problems)
+                checkpoint = await self._commit_point(session, problems)
+                checkpoint.folded_through = last_code
+                await bump_version(session)
+                await session.commit()
+            progress.folded_through = last_code
+            progress.folded_lines += len(valid)
+            self._tell()
+            self._stop_if_asked()
+        async with self.sessionmaker() as session, session.begin():
+            await self._end(session, {})
 
     async def fold(self, chunk_size: int) -> None:
         """The staged events, about ``chunk_size`` lines of whole dossiers per transaction; then, in
@@ -649,6 +691,7 @@ class _Load:
             if part.folded_through != part.last_code
         ]
         await _run_parts(self, works)
+        self._stop_if_asked()  # as the load in one go does after its last chunk
         await self._finish_staged(entangled)
 
     async def fold_chunks(self, entangled: set[str], through: str, chunk_size: int) -> None:
@@ -709,6 +752,22 @@ class _Load:
         await bump_version(session)
 
     async def _fold(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, LineResult]:
+        """One chunk's outcomes (``_fold_once``). A transaction the database rolls back to break a
+        deadlock is replayed: parts of a load take counter rows of the same units, and a dossier
+        that goes through the API's ingestion takes its rows round by round."""
+        for attempt in itertools.count(1):
+            try:
+                return await self._fold_once(session, lines)
+            except DBAPIError as exc:
+                if not transaction_rolled_back(exc) or attempt == _FOLD_ATTEMPTS:
+                    raise
+                await session.rollback()
+                logger.warning(
+                    "a fold's transaction was rolled back by the database; replaying (attempt %d)", attempt
+                )
+        raise AssertionError("unreachable")
+
+    async def _fold_once(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, LineResult]:
         """One chunk's outcomes: folded, or through the API when the fold's writes clash."""
         if not lines:
             return {}
@@ -826,20 +885,22 @@ async def _line_parts(
     now (their checkpoints say where each stands); otherwise, on PostgreSQL, the parts that end at
     ``ends`` of the lines done (one each of ``jobs``, fewer for a short file), their checkpoints
     committed before any is loaded. None: the lines are loaded in one go."""
-    async with sessionmaker() as session, session.begin():
+    async with sessionmaker() as session:
         found = await _checkpoints_of(session, source.identity)
-        if not found and jobs > 1 and session.get_bind().dialect.name == "postgresql":
-            skip = (await _checkpoint(session, source)).lines_done
-            last_lines = ends(skip)
-            if len(last_lines) < 2:
-                return []
-            starts = [skip, *last_lines[:-1]]
-            found = [
-                _part_checkpoint(source, number, lines_done=start, last_line=end)
-                for number, (start, end) in enumerate(zip(starts, last_lines, strict=True))
-            ]
-            session.add_all(found)
-        return [_Part.of(number, row) for number, row in enumerate(found)]
+        if found or jobs < 2 or session.get_bind().dialect.name != "postgresql":
+            return [_Part.of(number, row) for number, row in enumerate(found)]
+        skip = (await _checkpoint(session, source)).lines_done
+    last_lines = ends(skip)  # out of any transaction: it may read the whole file
+    if len(last_lines) < 2:
+        return []
+    starts = [skip, *last_lines[:-1]]
+    found = [
+        _part_checkpoint(source, number, lines_done=start, last_line=end)
+        for number, (start, end) in enumerate(zip(starts, last_lines, strict=True))
+    ]
+    async with sessionmaker() as session, session.begin():
+        session.add_all(found)  # a load of the same file begun meanwhile fails here, on their keys
+    return [_Part.of(number, row) for number, row in enumerate(found)]
 
 
 async def _dossier_parts(
@@ -962,18 +1023,29 @@ async def _run_parts(load: _Load, works: list[tuple[_Part, Work]]) -> None:
         for part, work in works
     }
     ended: dict[int, str] = {}
+    gone: set[int] = set()
     try:
-        for process in processes.values():
-            process.start()
+        # A signal that comes while a part is forked is the load's: the part ignores signals from
+        # the moment it runs (``_load_part``), and the load's handler takes this one once unblocked.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for process in processes.values():
+                process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         while len(ended) < len(processes):
             try:
                 kind, number, body = messages.get_nowait()
             except queue.Empty:
-                if load.stop is not None and load.stop.is_set():
+                if (load.stop is not None and load.stop.is_set()) or _failed(ended):
                     asked.set()
                 for number, process in processes.items():
-                    if number not in ended and process.exitcode not in (None, 0):
-                        ended[number] = f"its process ended with exit status {process.exitcode}"
+                    # Ended without a word (killed, or dead at once): once the queue has been
+                    # read empty after it ended, nothing more of it is coming.
+                    if number not in ended and process.exitcode is not None:
+                        if number in gone:
+                            ended[number] = f"its process ended with exit status {process.exitcode}"
+                        gone.add(number)
                 await asyncio.sleep(_POLL_SECONDS)
                 continue
             if kind == "ended":
@@ -992,13 +1064,29 @@ async def _run_parts(load: _Load, works: list[tuple[_Part, Work]]) -> None:
                 process.kill()  # it ignores the signals a stop is asked with
             process.join()
         messages.close()
-    failed = {number: why for number, why in ended.items() if why not in ("done", "stopped")}
+    failed = _failed(ended)
     if failed:
         raise RuntimeError(
             "; ".join(f"part {number} failed: {why}" for number, why in sorted(failed.items()))
         )
     if "stopped" in ended.values():
         raise Stopped(progress)
+
+
+def _end_with(parent: int) -> None:
+    """This process ends when the load's does, even killed (SIGKILL, out of memory): a part left
+    running would go on beside the parts of a rerun. Linux's parent-death signal."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the load's process ended before the signal was asked for
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _failed(ended: dict[int, str]) -> dict[int, str]:
+    return {number: why for number, why in ended.items() if why not in ("done", "stopped")}
 
 
 @dataclass(frozen=True)
@@ -1010,6 +1098,8 @@ class _PartJob:
     work: Work
     messages: "multiprocessing.Queue[tuple[str, int, Any]]"
     asked: _Asked
+    parent: int = field(default_factory=os.getpid)
+    """The load's process."""
 
 
 def _load_part(job: _PartJob) -> None:
@@ -1020,6 +1110,8 @@ def _load_part(job: _PartJob) -> None:
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    _end_with(job.parent)
     try:
         asyncio.run(_load_part_chunks(job))
         ended = "done"
@@ -1046,31 +1138,54 @@ async def _load_part_chunks(job: _PartJob) -> None:
         job.messages.put(("progress", part.number, told))
 
     part_load = _Load(load.sessionmaker, load.ingestion_of, load.source, progress, tell, job.asked)
+    fence = await engine.connect()
     part_load.point = replace(
         load.source, identity=part.identity, rejects=_rejects_of(load.source, part.identity)
     )
     try:
+        # Held while the part is loaded, released when its process ends: two processes never
+        # load one part (a rerun beside a load still running, or its parts).
+        if not await fence.scalar(_PART_LOCK, {"part": part.identity}):
+            raise RuntimeError(
+                f"part {part.number} is being loaded by another process; is this load running twice?"
+            )
+        await fence.commit()
         async with load.sessionmaker() as session, session.begin():
             kept = (await _checkpoint(session, part_load.point)).rejects_bytes
         with _rejects_from(part_load.point.rejects, kept) as part_load.rejected:
             await job.work(part_load)
     finally:
+        await fence.close()
         await engine.dispose()
 
 
-def _lines_at(path: Path, grouping: Grouping) -> list[tuple[int, bytes]]:
-    """The lines ``grouping`` leaves for last, read again from the file."""
-    if not grouping.left_for_last:
-        return []
-    last = grouping.left_for_last[-1][1]
+_PART_LOCK = text("SELECT pg_try_advisory_lock(29, hashtext(:part))")
+"""A part's lock: two keys, a space apart from the dossiers' (``ingestion.locks``, one key)."""
+
+
+def _left_chunks(
+    path: Path, grouping: Grouping, after: str | None, size: int
+) -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
+    """The lines ``grouping`` leaves for last, of the dossiers after the code ``after``, read again
+    from the file in chunks of whole dossiers of about ``size`` lines, each with its last code."""
+    spans = [span for span in grouping.left_for_last if after is None or span[2] > after]
+    if not spans:
+        return
+    at, chunk = 0, []
     raw, lines = _open(path)
     with raw:
-        numbered = enumerate(_lines(lines), start=1)
-        return [
-            (number, line)
-            for number, line in itertools.takewhile(lambda item: item[0] <= last, numbered)
-            if grouping.is_left(number)
-        ]
+        for number, line in enumerate(_lines(lines), start=1):
+            first, last, code = spans[at]
+            if number < first:
+                continue
+            chunk.append((number, line))
+            if number == last:
+                at += 1
+                if len(chunk) >= size or at == len(spans):
+                    yield code, chunk
+                    chunk = []
+                if at == len(spans):
+                    return
 
 
 async def _checkpoint(session: AsyncSession, source: Source) -> ImportCheckpoint:

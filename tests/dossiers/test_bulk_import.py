@@ -1,10 +1,12 @@
 """`tthc dossiers import`: files of events or records give what the API gives for the same lines,
 and a load killed at any point finishes on rerun with nothing lost or doubled."""
 
+import asyncio
 import gzip
 import json
 import os
 import random
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +123,17 @@ class Killed(Exception):
     """The process dies here."""
 
 
-def _killed_at_commit(monkeypatch: pytest.MonkeyPatch, number: int) -> None:
+def _killed_at_commit(monkeypatch: pytest.MonkeyPatch, number: int, *, hard: bool = False) -> None:
     """The load dies in its ``number``-th committing transaction (a chunk's): its dossiers and
-    rejects are written, its commit never comes."""
+    rejects are written, its commit never comes. ``hard``: its process is killed (SIGKILL), for
+    a part's process only."""
     calls = 0
 
     async def bump_then_die(session: AsyncSession) -> None:
         nonlocal calls
         calls += 1
+        if calls == number and hard:
+            os.kill(os.getpid(), signal.SIGKILL)
         if calls == number:
             raise Killed
         await bump_version(session)
@@ -281,6 +286,7 @@ async def test_a_killed_grouped_load_finishes_on_rerun_with_nothing_lost_or_doub
     await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
 
 
+@pytest.mark.parametrize("hard", [False, True], ids=["raises", "killed"])
 async def test_a_grouped_file_in_parts_ends_as_in_one_go_even_when_a_part_dies(
     app: FastAPI,
     database_url: str,
@@ -288,24 +294,27 @@ async def test_a_grouped_file_in_parts_ends_as_in_one_go_even_when_a_part_dies(
     loader: tuple[AsyncClient, Principal],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    hard: bool,
 ) -> None:
     """``jobs``: on PostgreSQL the file is loaded in three parts, each a process (forked: each dies
-    in its second chunk's transaction, as patched here before the fork). A part that dies stops the
-    load; the rerun, with one job and another chunk size, keeps the parts, and each goes on from
-    its checkpoint: the load ends as the load in one go. On SQLite the file is loaded in one go."""
+    in its second chunk's transaction, as patched here before the fork: an exception, or killed
+    with SIGKILL, saying nothing). A part that dies stops the load; the rerun, with one job and
+    another chunk size, keeps the parts, and each goes on from its checkpoint: the load ends as
+    the load in one go. On SQLite the file is loaded in one go (killed by the exception)."""
     _http, principal = loader
     source, cuts = _grouped_file(province, tmp_path, seed=7)
     whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
     assert len(cuts) > 6
 
-    _killed_at_commit(monkeypatch, 2)
     in_parts = database_url.startswith("postgresql")
+    _killed_at_commit(monkeypatch, 2, hard=hard and in_parts)
     with pytest.raises(RuntimeError if in_parts else Killed) as died:
         await _import(app, principal, source, chunk_size=40, jobs=3)
     monkeypatch.setattr("app.dossiers.bulk.bump_version", bump_version)
     parts = [(part.lines_done, part.last_line or 0) for part in await _parts_of(app, source)]
     if in_parts:
-        assert str(died.value).count("test_bulk_import.Killed") == 3
+        why = "exit status -9" if hard else "test_bulk_import.Killed"
+        assert str(died.value).count(why) == 3
         # Each part committed its first chunk: it stands one chunk past where it began.
         begins = [0, *(last for _, last in parts[:-1])]
         assert len(parts) == 3 and parts[-1][1] == whole.lines_done
@@ -320,18 +329,74 @@ async def test_a_grouped_file_in_parts_ends_as_in_one_go_even_when_a_part_dies(
     assert [path.name for path in os.scandir(tmp_path) if ".part" in path.name] == []
 
 
+@pytest.mark.parametrize("order", ["grouped", "scattered"])
+async def test_a_file_in_parts_makes_what_the_load_in_one_go_makes(
+    app: FastAPI,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+    order: str,
+) -> None:
+    """The same dossiers, events, counters, outcomes and rejects, byte for byte, in one go and in
+    three parts with another chunk size (on PostgreSQL; SQLite loads in one go). The scattered
+    file ends with two event ids used again with another payload, the later dossier's first: a
+    fold writes its rejects in dossier order, so where its chunks and parts are cut would decide
+    their order, but the rejects file of a finished load is in line order."""
+    _http, principal = loader
+    path = tmp_path / f"{order}.jsonl"
+    if order == "grouped":
+        lines = _grouped_lines(province, seed=9)
+    else:
+        ordered = sorted(province, key=lambda history: history[0]["dossier_code"])
+        reused = [{**ordered[n][0], "digitized": not ordered[n][0].get("digitized")} for n in (1, 0)]
+        lines = _lines(province, seed=9) + [json.dumps(event) for event in reused]
+    path.write_text("\n".join(lines) + "\n")
+    source = Source.of(path)
+
+    whole = await _import(app, principal, source, chunk_size=1)  # a dossier a chunk
+    made, rejects, events = await _snapshot(app), source.rejects.read_bytes(), await _stored_events(app)
+    assert whole.outcomes["error"] >= 2
+    await _forget_dossiers(app)
+    source.rejects.unlink()
+    in_parts = await _import(app, principal, source, chunk_size=7, jobs=3)
+    assert (in_parts.lines_done, in_parts.outcomes) == (whole.lines_done, whole.outcomes)
+    assert (await _snapshot(app), await _stored_events(app)) == (made, events)
+    assert source.rejects.read_bytes() == rejects
+    rejected = [json.loads(line)["line"] for line in rejects.splitlines()]
+    assert rejected == sorted(rejected)
+    if order == "scattered":
+        assert rejected[-2:] == [len(lines) - 1, len(lines)]
+    await assert_counters_equal_a_rebuild(app)
+
+
+async def _stored_events(app: FastAPI) -> dict[str, tuple[Any, ...]]:
+    async with app.state.sessionmaker() as session:
+        rows = await session.execute(
+            select(
+                DossierEvent.event_id,
+                DossierEvent.dossier_code,
+                DossierEvent.revision,
+                DossierEvent.status,
+                DossierEvent.payload_hash,
+            )
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
 @pytest.mark.parametrize("jobs", [1, 3])
 async def test_an_event_id_under_two_dossiers_of_a_grouped_file_is_decided_in_file_order(
     app: FastAPI,
     province: list[list[dict[str, Any]]],
     loader: tuple[AsyncClient, Principal],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     jobs: int,
 ) -> None:
     """In a grouped file the dossier that comes first keeps an id two dossiers carry, as the API
     keeps it for the line it takes first: here the two are chunks apart, and within one chunk.
-    The later ones are left for last (``Grouping.left_for_last``); with three jobs on PostgreSQL
-    the first and the far one are in different parts, and the later part may well end first."""
+    The later ones are left for last (``Grouping.left_for_last``). With three jobs on PostgreSQL
+    the first and the far one are in the first and the last part, and the first part is held back
+    a second: without that rule the far one, folded first, would keep the id."""
     http, principal = loader
     ordered = sorted(province, key=lambda history: history[0]["dossier_code"])
     first, near, far = ordered[0], ordered[1], ordered[-1]
@@ -348,6 +413,14 @@ async def test_an_event_id_under_two_dossiers_of_a_grouped_file_is_decided_in_fi
     path = tmp_path / "grouped-entangled.jsonl"
     path.write_text("\n".join(json.dumps(event) for event in events) + "\n")
     assert grouped_cuts(path, 0, 20) is not None
+    load_chunks = bulk._Load.load_chunks
+
+    async def first_part_late(load: bulk._Load, *args: Any) -> None:
+        if load.point.identity.endswith("#0"):
+            await asyncio.sleep(1)
+        await load_chunks(load, *args)
+
+    monkeypatch.setattr(bulk._Load, "load_chunks", first_part_late)
     done = await _import(app, principal, Source.of(path), chunk_size=20, jobs=jobs)
 
     rejected = [json.loads(line)["line"] for line in Source.of(path).rejects.read_text().splitlines()]

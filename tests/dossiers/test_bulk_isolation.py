@@ -24,6 +24,7 @@ from app.dossiers.bulk import (
     Source,
     _chunks,
     _every,
+    _left_chunks,
     _open,
     _parsed,
     detect_kind,
@@ -365,7 +366,7 @@ def test_a_dossier_with_an_event_id_of_an_earlier_one_is_left_for_last(tmp_path:
         )
     )
     grouping = grouped_cuts(path, 0, 3)
-    assert grouping == Grouping([3, 7, 10, 11], [(4, 7), (9, 9), (11, 11)])
+    assert grouping == Grouping([3, 7, 10, 11], [(4, 7, "C"), (9, 9, "E"), (11, 11, "G")])
     raw, read = _open(path)
     with raw:
         chunks = [
@@ -373,6 +374,11 @@ def test_a_dossier_with_an_event_id_of_an_earlier_one_is_left_for_last(tmp_path:
         ]
     assert chunks == [[1, 2, 3], [], [8, 10], []]
     assert [number for number in range(1, 12) if grouping.is_left(number)] == [4, 5, 6, 7, 9, 11]
+    # Taken at the end in chunks of whole dossiers, each with its last code; a rerun after "C".
+    left = [(code, [number for number, _ in chunk]) for code, chunk in _left_chunks(path, grouping, None, 2)]
+    assert left == [("C", [4, 5, 6, 7]), ("G", [9, 11])]
+    left = [(code, [number for number, _ in chunk]) for code, chunk in _left_chunks(path, grouping, "C", 2)]
+    assert left == [("G", [9, 11])]
 
 
 @pytest.mark.parametrize(

@@ -62,15 +62,30 @@ async def ingest(ingestion: Ingestion, items: list[Any]) -> list[EventResult]:
     return await with_retries(ingestion.session, lambda: _ingest_once(ingestion, items))
 
 
+async def ingest_lines(ingestion: Ingestion, items: list[Any]) -> list[EventResult]:
+    """As ``ingest``, for the lines of a file (app.dossiers.bulk), in file order: their work is
+    bounded by the file's chunk, not by a request's limits (``_refuse_beyond_limits``), which
+    would refuse a dossier's 201st line there although the API takes it in another request."""
+    return await with_retries(ingestion.session, lambda: _judged(ingestion, _parsed_now(ingestion, items)))
+
+
 async def ingest_in_transaction(ingestion: Ingestion, items: list[Any]) -> list[EventResult]:
-    """As ``ingest``, without the replay after a lost race: for a caller whose transaction holds
-    other writes too (the bulk fold); the IntegrityError is then the caller's to handle."""
-    return await _ingest_once(ingestion, items)
+    """As ``ingest_lines``, without the replay after a lost race: for a caller whose transaction
+    holds other writes too (the bulk fold); the IntegrityError is then the caller's to handle."""
+    return await _judged(ingestion, _parsed_now(ingestion, items))
 
 
 async def _ingest_once(ingestion: Ingestion, items: list[Any]) -> list[EventResult]:
-    request = parse(items, ingestion.secret_key, utcnow())
+    request = _parsed_now(ingestion, items)
     _refuse_beyond_limits(request)
+    return await _judged(ingestion, request)
+
+
+def _parsed_now(ingestion: Ingestion, items: list[Any]) -> ParsedRequest:
+    return parse(items, ingestion.secret_key, utcnow())
+
+
+async def _judged(ingestion: Ingestion, request: ParsedRequest) -> list[EventResult]:
     answers: dict[int, Answer] = {}
     to_judge = request.parsed
     for _ in range(JUDGEMENTS):

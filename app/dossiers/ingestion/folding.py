@@ -23,7 +23,7 @@ from app.core.errors import Problem, problem_of
 from app.dossiers.history import HistoryEvent
 from app.dossiers.ingestion.catalogue import load_catalogue
 from app.dossiers.ingestion.decide import arriving_positions
-from app.dossiers.ingestion.events import ingest, ingest_in_transaction
+from app.dossiers.ingestion.events import ingest_in_transaction, ingest_lines
 from app.dossiers.ingestion.locks import lock_dossiers
 from app.dossiers.ingestion.pipeline import open_round, settle
 from app.dossiers.ingestion.work import Arrival, Ingestion
@@ -89,8 +89,8 @@ async def through_api(ingestion: Ingestion, lines: Sequence[StagedLine]) -> dict
 async def _through(ingestion: Ingestion, lines: list[StagedLine], *, retrying: bool) -> dict[int, LineResult]:
     items = [json.loads(line.raw) for line in lines]
     if retrying:
-        # The API's entry point, replaying itself after a lost race (its transaction holds nothing else).
-        from_api = await ingest(ingestion, items)
+        # Replaying itself after a lost race (its transaction holds nothing else).
+        from_api = await ingest_lines(ingestion, items)
     else:
         from_api = await ingest_in_transaction(ingestion, items)
     return {line.line: (result.status, result.problem) for line, result in zip(lines, from_api, strict=True)}
