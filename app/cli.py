@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=_positive,
         default=len(os.sched_getaffinity(0)),
-        help="processes that load a file of events at once, each a part of it, on PostgreSQL; each "
+        help="processes that load a file at once, each a part of it, on PostgreSQL; each "
         "holds a connection (default the cores this command may run on, %(default)s); a rerun keeps "
         "the parts of the run it continues",
     )

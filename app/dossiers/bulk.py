@@ -39,11 +39,12 @@ import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Literal, Protocol
+from typing import IO, Any, BinaryIO, Literal, Protocol, TypeVar
 
 from sqlalchemy import Table, delete, distinct, func, select, text, true
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.data_version import bump_version, touch
@@ -65,7 +66,7 @@ from app.units.access import provinces_of
 Kind = Literal["events", "records"]
 _STAGED: Table = ImportStagedEvent.__table__  # type: ignore[assignment]
 DEFAULT_CHUNK = 2000
-_FOLD_ATTEMPTS = 5
+_ATTEMPTS = 5
 logger = logging.getLogger(__name__)
 _IDENTITY_BYTES = 1 << 20
 
@@ -319,9 +320,9 @@ def _code_and_event_id(line: bytes) -> tuple[str | None, str | None]:
     return (code if isinstance(code, str) else None), (event_id if isinstance(event_id, str) else None)
 
 
-def _digest(event_id: str) -> int:
-    # Not hash(): a rerun must leave the same dossiers for last as the run it continues.
-    digest = hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+def _digest(text: str) -> int:
+    # Not hash(): a rerun must cut the file as the run it continues did.
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -372,10 +373,11 @@ async def import_file(
     line number and problem). Blocking file reads are the point of this job: it runs alone.
     ``stop``, once set, ends the load with ``Stopped`` after the chunk under way is committed.
 
-    ``jobs``: on PostgreSQL, a file of events is loaded in that many parts at once, each a process
-    of its own: a grouped file's lines (``_Load.load_in_parts``); another's lines read and staged
-    (``_Load.read_in_parts``), then its dossiers folded (``_Load.fold_in_parts``). A rerun keeps the
-    parts of the run it continues. Records are loaded in one go."""
+    ``jobs``: on PostgreSQL, a file is loaded in that many parts at once, each a process of its
+    own: a grouped file's lines (``_Load.load_in_parts``); another file of events's lines read and
+    staged (``_Load.read_in_parts``), then its dossiers folded (``_Load.fold_in_parts``); records,
+    each part those of some of the dossiers (``_Load.load_records_in_parts``). A rerun keeps the
+    parts of the run it continues."""
     async with sessionmaker() as session, session.begin():
         checkpoint = await _checkpoint(session, source)
         progress = FileProgress(source.path, source.kind, source.size)
@@ -396,22 +398,30 @@ async def _load_by_its_way(load: "_Load", *, staged: bool, chunk_size: int, jobs
     """Records as read; a grouped file as read, in parts or in one go; any other file of events
     read, in parts or in one go, then folded, in parts or in one go."""
     sessionmaker, source = load.sessionmaker, load.source
+    path = source.path
     if source.kind == "records":
-        await load.load_records(chunk_size)
+        parts = await _line_parts(
+            sessionmaker, source, jobs, lambda skip: _shares(skip, _line_count(path), jobs)
+        )
+        if parts:
+            await load.load_records_in_parts(parts, chunk_size)
+        else:
+            await load.load_records(chunk_size)
         return
     grouping = None if staged else await _grouped_from(sessionmaker, source, load.progress, chunk_size)
     if grouping is not None:
         cuts = grouping.cuts
-        parts = await _line_parts(sessionmaker, source, jobs, lambda skip: _part_ends(cuts, skip, jobs))
+        parts = await _line_parts(
+            sessionmaker, source, jobs, lambda skip: _spans(skip, _part_ends(cuts, skip, jobs))
+        )
         if parts:
             await load.load_in_parts(grouping, parts, chunk_size)
         else:
             await load.load_grouped(grouping, chunk_size)
         return
     if not staged:
-        path = source.path
         parts = await _line_parts(
-            sessionmaker, source, jobs, lambda skip: _line_ends(skip, _line_count(path), jobs)
+            sessionmaker, source, jobs, lambda skip: _spans(skip, _line_ends(skip, _line_count(path), jobs))
         )
         if parts:
             await load.read_in_parts(parts, chunk_size)
@@ -526,21 +536,47 @@ class _Load:
                     break
 
     async def load_records(self, chunk_size: int) -> None:
-        """Every record from the checkpoint on, through the API's ingestion: a chunk of lines read
-        at a time, its records sent as the requests the API takes whole (``_requests``), each in a
-        transaction committed with the checkpoint (the last line it covers)."""
+        """Every record from the checkpoint on (``load_record_chunks``); then the file marked done."""
+        await self.load_record_chunks(_every(chunk_size, self.progress.lines_done), _LAST_LINE, _every_record)
+        await self._all_read(finished=True)
+
+    async def load_records_in_parts(self, parts: list["_Part"], chunk_size: int) -> None:
+        """As ``load_records``, each part (``_shares``: the records of some of the dossiers, all of
+        each one's, through every line) by a process of its own."""
+        skip = self.progress.lines_done
+        done = sum(part.lines_done - skip for part in parts) // len(parts)
+        self.progress.lines_done = self.progress.resumed_from = skip + done
+        works = [
+            (part, _loading_records(part, len(parts), chunk_size))
+            for part in parts
+            if not _lines_all_done(part)
+        ]
+        await _run_parts(self, works, spread=len(parts))
+        self._stop_if_asked()  # as the load in one go does after its last chunk
+        self.progress.lines_done = parts[0].last_line  # each part went through every line
+        await self._all_read(finished=True)
+
+    async def load_record_chunks(
+        self, cuts: Iterable[int], through: int, mine: Callable[[Any], bool]
+    ) -> None:
+        """The lines after the lines done, in chunks that end at ``cuts``, through line ``through``:
+        the records ``mine`` keeps (it is given each value, None for a line that is not a JSON
+        object) sent through the API's ingestion as the requests it takes whole (``_requests``),
+        each in a transaction committed with the checkpoint (the last line it covers)."""
         raw, lines = _open(self.source.path)
         progress = self.progress
         with raw:
-            for chunk in _chunks(lines, progress.lines_done, _every(chunk_size, progress.lines_done)):
+            for chunk in _chunks(lines, progress.lines_done, cuts):
                 numbers, values, not_json = _parsed(chunk)
-                for last_line, request in _requests(chunk[-1][0], numbers, values):
+                kept = [(number, value) for number, value in zip(numbers, values, strict=True) if mine(value)]
+                not_json = not_json if mine(None) else {}
+                for last_line, request in _requests(chunk[-1][0], *_unzipped(kept)):
                     covered = {n: why for n, why in not_json.items() if progress.lines_done < n <= last_line}
                     problems = self._not_json(covered)
                     async with self.sessionmaker() as session:
-                        results = await ingest_records(
-                            self.ingestion_of(session), [value for _, value in request]
-                        )
+                        records = [value for _, value in request]
+                        ingestion = self.ingestion_of(session)
+                        results = await _replayed(session, partial(ingest_records, ingestion, records))
                         outcomes = {
                             n: (r.status, r.problem) for (n, _), r in zip(request, results, strict=True)
                         }
@@ -551,7 +587,8 @@ class _Load:
                         await session.commit()
                     progress.lines_done = last_line
                 self._read_through(chunk[-1][0], raw)
-        await self._all_read(finished=True)
+                if chunk[-1][0] >= through:
+                    break
 
     def _read_through(self, line: int, raw: IO[bytes]) -> None:
         """A chunk committed: told, and the load stops here if asked."""
@@ -752,20 +789,8 @@ class _Load:
         await bump_version(session)
 
     async def _fold(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, LineResult]:
-        """One chunk's outcomes (``_fold_once``). A transaction the database rolls back to break a
-        deadlock is replayed: parts of a load take counter rows of the same units, and a dossier
-        that goes through the API's ingestion takes its rows round by round."""
-        for attempt in itertools.count(1):
-            try:
-                return await self._fold_once(session, lines)
-            except DBAPIError as exc:
-                if not transaction_rolled_back(exc) or attempt == _FOLD_ATTEMPTS:
-                    raise
-                await session.rollback()
-                logger.warning(
-                    "a fold's transaction was rolled back by the database; replaying (attempt %d)", attempt
-                )
-        raise AssertionError("unreachable")
+        """One chunk's outcomes (``_fold_once``), replayed if the database breaks a deadlock with it."""
+        return await _replayed(session, lambda: self._fold_once(session, lines))
 
     async def _fold_once(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, LineResult]:
         """One chunk's outcomes: folded, or through the API when the fold's writes clash."""
@@ -862,8 +887,19 @@ def _lines_done_in(parts: list[_Part], skip: int) -> int:
 
 
 def _reading(part: _Part, chunk_size: int) -> Work:
-    cuts = [*range(part.lines_done + chunk_size, part.last_line, chunk_size), part.last_line]
-    return lambda load: load.read_chunks(cuts, part.last_line)
+    return lambda load: load.read_chunks(_every_through(part, chunk_size), part.last_line)
+
+
+def _loading_records(part: _Part, parts: int, chunk_size: int) -> Work:
+    def mine(value: Any) -> bool:
+        return _share_of(value, parts) == part.number
+
+    return lambda load: load.load_record_chunks(_every_through(part, chunk_size), part.last_line, mine)
+
+
+def _every_through(part: _Part, size: int) -> list[int]:
+    """The cuts of chunks of ``size`` lines after the part's lines done, through its last line."""
+    return [*range(part.lines_done + size, part.last_line, size), part.last_line]
 
 
 def _loading(grouping: Grouping, part: _Part) -> Work:
@@ -879,24 +915,23 @@ async def _line_parts(
     sessionmaker: async_sessionmaker[AsyncSession],
     source: Source,
     jobs: int,
-    ends: Callable[[int], list[int]],
+    spans: Callable[[int], list[tuple[int, int]]],
 ) -> list[_Part]:
     """The parts of a file's lines: those of the run this one continues, whatever ``jobs`` says
-    now (their checkpoints say where each stands); otherwise, on PostgreSQL, the parts that end at
-    ``ends`` of the lines done (one each of ``jobs``, fewer for a short file), their checkpoints
-    committed before any is loaded. None: the lines are loaded in one go."""
+    now (their checkpoints say where each stands); otherwise, on PostgreSQL, a part for each of the
+    ``spans`` of the lines done (its lines done and its last line; one each of ``jobs``, fewer for
+    a short file), their checkpoints committed before any is loaded. None: loaded in one go."""
     async with sessionmaker() as session:
         found = await _checkpoints_of(session, source.identity)
         if found or jobs < 2 or session.get_bind().dialect.name != "postgresql":
             return [_Part.of(number, row) for number, row in enumerate(found)]
         skip = (await _checkpoint(session, source)).lines_done
-    last_lines = ends(skip)  # out of any transaction: it may read the whole file
-    if len(last_lines) < 2:
+    planned = spans(skip)  # out of any transaction: it may read the whole file
+    if len(planned) < 2:
         return []
-    starts = [skip, *last_lines[:-1]]
     found = [
         _part_checkpoint(source, number, lines_done=start, last_line=end)
-        for number, (start, end) in enumerate(zip(starts, last_lines, strict=True))
+        for number, (start, end) in enumerate(planned)
     ]
     async with sessionmaker() as session, session.begin():
         session.add_all(found)  # a load of the same file begun meanwhile fails here, on their keys
@@ -962,6 +997,17 @@ def _part_ends(cuts: list[int], skip: int, jobs: int) -> list[int]:
     return [*ends, cuts[-1]]
 
 
+def _spans(skip: int, ends: list[int]) -> list[tuple[int, int]]:
+    """Parts of the lines after line ``skip`` that end at ``ends``, each after the one before."""
+    return list(zip([skip, *ends[:-1]], ends, strict=True))
+
+
+def _shares(skip: int, lines: int, jobs: int) -> list[tuple[int, int]]:
+    """``jobs`` parts that each go through every one of the ``lines`` after line ``skip``, each
+    loading its share of them (records: ``_share_of``)."""
+    return [(skip, lines)] * jobs if lines > skip else []
+
+
 def _line_ends(skip: int, lines: int, jobs: int) -> list[int]:
     """The last line of each of ``jobs`` parts of as many of the ``lines`` after line ``skip``."""
     ends = sorted({skip + (lines - skip) * number // jobs for number in range(1, jobs + 1)} - {skip})
@@ -1001,9 +1047,10 @@ def _remove(paths: list[Path]) -> None:
         path.unlink(missing_ok=True)
 
 
-async def _run_parts(load: _Load, works: list[tuple[_Part, Work]]) -> None:
+async def _run_parts(load: _Load, works: list[tuple[_Part, Work]], *, spread: int = 1) -> None:
     """Each part given loaded by a process of its own, forked (the start-up and the parts' work
-    are shared, nothing is pickled); the load's progress is theirs added up. Asked to stop, every
+    are shared, nothing is pickled); the load's progress is theirs added up (``spread``: how many
+    parts go through each line). Asked to stop, every
     part stops after its chunk under way; a part that fails stops the load. Cancelled, the parts
     are ended at once (a chunk under way rolls back: its checkpoint stands)."""
     context = multiprocessing.get_context("fork")
@@ -1052,7 +1099,7 @@ async def _run_parts(load: _Load, works: list[tuple[_Part, Work]]) -> None:
                 ended[number] = body
                 continue
             told[number] = body
-            progress.lines_done = lines_done + sum(read for read, _, _ in told.values())
+            progress.lines_done = lines_done + sum(read for read, _, _ in told.values()) // spread
             progress.folded_lines = folded_lines + sum(folded for _, folded, _ in told.values())
             progress.outcomes = sum((mine for _, _, mine in told.values()), outcomes.copy())
             if last_line:
@@ -1083,6 +1130,42 @@ def _end_with(parent: int) -> None:
 
 
 _PR_SET_PDEATHSIG = 1
+
+
+_T = TypeVar("_T")
+
+
+async def _replayed(session: AsyncSession, attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """``attempt``, in the session's transaction, replayed when the database rolls the transaction
+    back to break a deadlock: parts of a load take counter rows of the same units, and a dossier
+    that goes through the API's ingestion takes its rows round by round."""
+    for number in itertools.count(1):
+        try:
+            return await attempt()
+        except Exception as exc:  # SQLAlchemy's, or asyncpg's own from a statement sent raw
+            if not transaction_rolled_back(exc) or number == _ATTEMPTS:
+                raise
+            await session.rollback()
+            logger.warning(
+                "a load's transaction was rolled back by the database; replaying (attempt %d)", number
+            )
+    raise AssertionError("unreachable")
+
+
+def _every_record(_value: Any) -> bool:
+    return True
+
+
+def _share_of(value: Any, parts: int) -> int:
+    """The part whose record this is: by the digest of its ``MaHoSo``, so that a dossier's records
+    are all one part's, taken in file order; a line with none (not JSON, no string ``MaHoSo``) is
+    the first part's."""
+    code = value.get("MaHoSo") if isinstance(value, dict) else None
+    return _digest(code) % parts if isinstance(code, str) else 0
+
+
+def _unzipped(pairs: list[tuple[int, Any]]) -> tuple[list[int], list[Any]]:
+    return [number for number, _ in pairs], [value for _, value in pairs]
 
 
 def _failed(ended: dict[int, str]) -> dict[int, str]:

@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
@@ -445,6 +446,71 @@ async def test_a_file_of_records_gives_what_the_api_gives(
 
     assert (done.kind, done.outcomes["created"]) == ("records", len(records))
     assert await _snapshot(app) == through_api
+
+
+async def test_a_transaction_the_database_rolls_back_to_break_a_deadlock_is_replayed(app: FastAPI) -> None:
+    """Parts of a load take counter rows of the same units: PostgreSQL may end one's transaction to
+    break a deadlock (raised by SQLAlchemy, or by asyncpg itself for a statement sent raw). The
+    chunk is replayed from its start in a new transaction; any other error is the load's."""
+    attempts: list[bool] = []
+
+    async def deadlocked_once() -> str:
+        attempts.append(session.in_transaction())
+        await session.execute(select(func.count()).select_from(DossierEvent))
+        if len(attempts) == 1:
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        return "done"
+
+    async with app.state.sessionmaker() as session:
+        assert await bulk._replayed(session, deadlocked_once) == "done"
+        assert attempts == [False, False]  # the second began anew: the first was rolled back
+
+        async def broken() -> None:
+            raise asyncpg.exceptions.UniqueViolationError("not a deadlock")
+
+        with pytest.raises(asyncpg.exceptions.UniqueViolationError):
+            await bulk._replayed(session, broken)
+
+
+@pytest.mark.parametrize("dies", [False, True], ids=["whole", "parts-die"])
+async def test_a_records_file_in_parts_makes_what_the_load_in_one_go_makes(
+    app: FastAPI,
+    database_url: str,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dies: bool,
+) -> None:
+    """``jobs``: on PostgreSQL a records file is loaded in three parts, each going through every
+    line and loading the records of its dossiers (by the digest of ``MaHoSo``: all of a dossier's,
+    in file order). Each dossier's record comes twice, far apart: as it stood halfway, then whole;
+    two lines are not records. The same database, outcomes and rejects as in one go; or, the parts
+    dying at their third request, a rerun with one job keeps the parts and ends the same."""
+    _http, principal = loader
+    halfway = [portal_record(history[: max(len(history) // 2, 1)]) for history in province]
+    whole_records = [portal_record(history) for history in province]
+    lines = [json.dumps(record) for record in halfway] + ["{not json", '{"MaHoSo": 5}']
+    lines += [json.dumps(record) for record in whole_records]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    source = Source.of(path)
+    whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
+    assert whole.outcomes["updated"] > 0 and whole.outcomes["error"] == 2
+
+    in_parts = database_url.startswith("postgresql")
+    if dies:
+        _killed_at_commit(monkeypatch, 3)
+        with pytest.raises(RuntimeError if in_parts else Killed):
+            await _import(app, principal, source, chunk_size=30, jobs=3)
+        monkeypatch.setattr(bulk, "bump_version", bump_version)
+        assert len(await _parts_of(app, source)) == (3 if in_parts else 0)
+        await _import(app, principal, source, chunk_size=30, jobs=1)
+        await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
+        return
+    done = await _import(app, principal, source, chunk_size=30, jobs=3)
+    assert (done.lines_done, done.outcomes) == (whole.lines_done, whole.outcomes)
+    await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
 
 
 async def test_records_past_one_requests_budget_are_sent_as_several_requests(
