@@ -28,6 +28,18 @@ if TYPE_CHECKING:
 # (tests/test_cli.py checks that the two agree).
 _DEFAULT_CHUNK = 2000
 
+_MOST_JOBS_BY_DEFAULT = 8
+"""Parts at once when ``--jobs`` is not given: each holds two connections to the database."""
+
+
+def _cores() -> int:
+    """The cores this process may run on (its affinity where the system tells it), at most
+    ``_MOST_JOBS_BY_DEFAULT``."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    cores = len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return min(cores, _MOST_JOBS_BY_DEFAULT)
+
+
 EXIT_LOADED = 0
 EXIT_FAILED = 1
 EXIT_REJECTED = 3
@@ -501,10 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     dossiers_import.add_argument(
         "--jobs",
         type=_positive,
-        default=len(os.sched_getaffinity(0)),
+        default=_cores(),
         help="processes that load a file at once, each a part of it, on PostgreSQL; each "
-        "holds a connection (default the cores this command may run on, %(default)s); a rerun keeps "
-        "the parts of the run it continues",
+        "holds two connections (default the cores this command may run on, at most "
+        f"{_MOST_JOBS_BY_DEFAULT}: %(default)s); a rerun keeps the parts of the run it continues",
     )
     dossiers_import.set_defaults(handler=_dossiers_import)
 

@@ -33,13 +33,13 @@ import json
 import logging
 import multiprocessing
 import os
-import queue
 import signal
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal, Protocol, TypeVar
 
@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.data_version import bump_version, touch
 from app.core.db import bulk_insert
-from app.core.errors import InvalidInput, problem_of, transaction_rolled_back
+from app.core.errors import Conflict, InvalidInput, problem_of, transaction_rolled_back
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.core.timezone import utcnow
 from app.dossiers.counters import merge_staged_counters, stage_counters, staged_units
@@ -320,9 +320,9 @@ def _code_and_event_id(line: bytes) -> tuple[str | None, str | None]:
     return (code if isinstance(code, str) else None), (event_id if isinstance(event_id, str) else None)
 
 
-def _digest(text: str) -> int:
+def _digest(value: str) -> int:
     # Not hash(): a rerun must cut the file as the run it continues did.
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
@@ -377,7 +377,49 @@ async def import_file(
     own: a grouped file's lines (``_Load.load_in_parts``); another file of events's lines read and
     staged (``_Load.read_in_parts``), then its dossiers folded (``_Load.fold_in_parts``); records,
     each part those of some of the dossiers (``_Load.load_records_in_parts``). A rerun keeps the
-    parts of the run it continues."""
+    parts of the run it continues.
+
+    On PostgreSQL a load holds its file (``_alone``): a second load of it meanwhile is refused."""
+    async with _alone(sessionmaker, source):
+        return await _import(sessionmaker, ingestion_of, source, chunk_size, on_progress, stop, jobs)
+
+
+@contextlib.asynccontextmanager
+async def _alone(sessionmaker: async_sessionmaker[AsyncSession], source: Source) -> AsyncIterator[None]:
+    """An advisory lock on the file, held by a connection of its own from the load's start to its
+    end (PostgreSQL): two loads of one file would redo each other's chunks and write one rejects
+    file. A load killed lets it go with its connection. SQLite has one writer at a time."""
+    engine = sessionmaker.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    async with engine.connect() as fence:
+        if not await fence.scalar(_LOAD_LOCK, {"key": source.identity}):
+            raise Conflict(f"{source.path.name} is being loaded by another process; wait for it to end")
+        await fence.commit()
+        try:
+            yield
+        finally:
+            # Gone with its connection if the database went away meanwhile.
+            with contextlib.suppress(Exception):
+                await fence.execute(_LOAD_UNLOCK, {"key": source.identity})
+                await fence.commit()
+
+
+_LOAD_LOCK = text("SELECT pg_try_advisory_lock(29, hashtext(:key))")
+"""A load's or a part's lock: two keys, a space apart from the dossiers' (``ingestion.locks``)."""
+_LOAD_UNLOCK = text("SELECT pg_advisory_unlock(29, hashtext(:key))")
+
+
+async def _import(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    ingestion_of: Callable[[AsyncSession], Ingestion],
+    source: Source,
+    chunk_size: int,
+    on_progress: Progress | None,
+    stop: asyncio.Event | None,
+    jobs: int,
+) -> FileProgress:
     async with sessionmaker() as session, session.begin():
         checkpoint = await _checkpoint(session, source)
         progress = FileProgress(source.path, source.kind, source.size)
@@ -387,9 +429,9 @@ async def import_file(
         progress.rejects_bytes = kept_rejects
     load = _Load(sessionmaker, ingestion_of, source, progress, on_progress, stop)
     with _rejects_from(source.rejects, kept_rejects) as load.rejected:
-        if finished:
-            return progress
-        await _load_by_its_way(load, staged=staged, chunk_size=chunk_size, jobs=jobs)
+        if not finished:
+            await _load_by_its_way(load, staged=staged, chunk_size=chunk_size, jobs=jobs)
+    # Also for a file finished before: a run killed between its end and this would have left it.
     _in_line_order(source.rejects)
     return progress
 
@@ -439,12 +481,18 @@ def _in_line_order(path: Path) -> None:
     parts and phases wrote them (a fold writes its rejects in dossier order, and where its chunks
     or its parts are cut decides which come first). Its size, which the checkpoint keeps, is the
     same. Replaced whole: killed meanwhile, the file stays as it was written."""
+    if not path.exists():  # removed by hand meanwhile
+        return
     rejected = path.read_bytes().splitlines(keepends=True)
-    ordered = sorted(rejected, key=lambda line: int(json.loads(line)["line"]))
-    if ordered != rejected:
-        sorting = path.with_name(f"{path.name}.sorting")
-        sorting.write_bytes(b"".join(ordered))
-        os.replace(sorting, path)
+    numbers = [int(json.loads(line)["line"]) for line in rejected]
+    if all(one < other for one, other in itertools.pairwise(numbers)):
+        return
+    sorting = path.with_name(f"{path.name}.sorting")
+    with sorting.open("wb") as ordered:
+        ordered.writelines(rejected[at] for at in sorted(range(len(numbers)), key=numbers.__getitem__))
+        ordered.flush()
+        os.fsync(ordered.fileno())
+    os.replace(sorting, path)
 
 
 def _rejects_from(path: Path, kept: int) -> BinaryIO:
@@ -583,7 +631,8 @@ class _Load:
                         self._count(outcomes, problems)
                         checkpoint = await self._commit_point(session, problems)
                         checkpoint.lines_done = last_line
-                        await bump_version(session)
+                        if request:  # a part's chunk may hold none of its records: nothing changed
+                            await bump_version(session)
                         await session.commit()
                     progress.lines_done = last_line
                 self._read_through(chunk[-1][0], raw)
@@ -687,7 +736,8 @@ class _Load:
             async with self.sessionmaker() as session:
                 ingestion = self.ingestion_of(session)
                 valid, refused = _checked(ingestion.secret_key, numbers, chunk, values)
-                self._count(refused | await through_api(ingestion, valid), problems)
+                taken = await _replayed(session, partial(through_api, ingestion, valid))
+                self._count(refused | taken, problems)
                 checkpoint = await self._commit_point(session, problems)
                 checkpoint.folded_through = last_code
                 await bump_version(session)
@@ -1049,68 +1099,72 @@ def _remove(paths: list[Path]) -> None:
 
 async def _run_parts(load: _Load, works: list[tuple[_Part, Work]], *, spread: int = 1) -> None:
     """Each part given loaded by a process of its own, forked (the start-up and the parts' work
-    are shared, nothing is pickled); the load's progress is theirs added up (``spread``: how many
-    parts go through each line). Asked to stop, every
-    part stops after its chunk under way; a part that fails stops the load. Cancelled, the parts
-    are ended at once (a chunk under way rolls back: its checkpoint stands)."""
+    are shared, nothing is pickled), each telling its progress and its end through a pipe of its
+    own; the load's progress is theirs added up (``spread``: how many parts go through each line).
+    Asked to stop, every part stops after its chunk under way; a part that fails, or ends without
+    a word (its pipe closed: killed), stops the others so. Cancelled, the parts are ended at once
+    (a chunk under way rolls back: its checkpoint stands)."""
     context = multiprocessing.get_context("fork")
-    messages = context.Queue()
     asked = context.Event()
     progress = load.progress
     lines_done, folded_lines, outcomes = progress.lines_done, progress.folded_lines, progress.outcomes.copy()
     last_line = max((part.last_line for part, _ in works), default=0)
     told: dict[int, tuple[int, int, Counter[str]]] = {}
-    processes = {
-        part.number: context.Process(
-            target=_load_part,
-            args=(_PartJob(load, part, work, messages, asked),),
-            name=f"tthc-import-part-{part.number}",
-            daemon=True,
-        )
-        for part, work in works
-    }
+    processes: dict[int, multiprocessing.process.BaseProcess] = {}
+    readers: dict[Connection, int] = {}
     ended: dict[int, str] = {}
-    gone: set[int] = set()
     try:
         # A signal that comes while a part is forked is the load's: the part ignores signals from
         # the moment it runs (``_load_part``), and the load's handler takes this one once unblocked.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
-            for process in processes.values():
-                process.start()
+            for part, work in works:
+                reader, writer = context.Pipe(duplex=False)
+                forked = context.Process(
+                    target=_load_part,
+                    args=(_PartJob(load, part, work, writer, asked),),
+                    name=f"tthc-import-part-{part.number}",
+                    daemon=True,
+                )
+                forked.start()
+                writer.close()  # the part's own end: when it is gone, the pipe says so
+                processes[part.number], readers[reader] = forked, part.number
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        while len(ended) < len(processes):
-            try:
-                kind, number, body = messages.get_nowait()
-            except queue.Empty:
-                if (load.stop is not None and load.stop.is_set()) or _failed(ended):
-                    asked.set()
-                for number, process in processes.items():
-                    # Ended without a word (killed, or dead at once): once the queue has been
-                    # read empty after it ended, nothing more of it is coming.
-                    if number not in ended and process.exitcode is not None:
-                        if number in gone:
-                            ended[number] = f"its process ended with exit status {process.exitcode}"
-                        gone.add(number)
+        while readers:
+            if (load.stop is not None and load.stop.is_set()) or _failed(ended):
+                asked.set()
+            ready = wait(list(readers), timeout=0)
+            if not ready:
                 await asyncio.sleep(_POLL_SECONDS)
-                continue
-            if kind == "ended":
-                ended[number] = body
-                continue
-            told[number] = body
-            progress.lines_done = lines_done + sum(read for read, _, _ in told.values()) // spread
-            progress.folded_lines = folded_lines + sum(folded for _, folded, _ in told.values())
-            progress.outcomes = sum((mine for _, _, mine in told.values()), outcomes.copy())
-            if last_line:
-                progress.position = progress.size * progress.lines_done // last_line
-            load._tell()
+            for reader in [reader for reader in readers if reader in ready]:
+                number = readers[reader]
+                try:
+                    kind, body = reader.recv()
+                except (EOFError, OSError):
+                    del readers[reader]
+                    reader.close()
+                    if number not in ended:
+                        processes[number].join()
+                        ended[number] = f"its process ended with exit status {processes[number].exitcode}"
+                    continue
+                if kind == "ended":
+                    ended[number] = body
+                    continue
+                told[number] = body
+                progress.lines_done = lines_done + sum(read for read, _, _ in told.values()) // spread
+                progress.folded_lines = folded_lines + sum(folded for _, folded, _ in told.values())
+                progress.outcomes = sum((mine for _, _, mine in told.values()), outcomes.copy())
+                if last_line:
+                    progress.position = progress.size * progress.lines_done // last_line
+                load._tell()
     finally:
         for process in processes.values():
             if process.is_alive():
                 process.kill()  # it ignores the signals a stop is asked with
             process.join()
-        messages.close()
+        for reader in readers:
+            reader.close()
     failed = _failed(ended)
     if failed:
         raise RuntimeError(
@@ -1179,7 +1233,8 @@ class _PartJob:
     load: _Load
     part: _Part
     work: Work
-    messages: "multiprocessing.Queue[tuple[str, int, Any]]"
+    told: Connection
+    """The part's end of its pipe to the load's process."""
     asked: _Asked
     parent: int = field(default_factory=os.getpid)
     """The load's process."""
@@ -1202,7 +1257,8 @@ def _load_part(job: _PartJob) -> None:
         ended = "stopped"
     except BaseException:  # the load's process reports it and stops the load
         ended = traceback.format_exc()
-    job.messages.put(("ended", job.part.number, ended))
+    job.told.send(("ended", ended))
+    job.told.close()
 
 
 async def _load_part_chunks(job: _PartJob) -> None:
@@ -1213,12 +1269,12 @@ async def _load_part_chunks(job: _PartJob) -> None:
     # through the copied event loop, breaking the load's process's own).
     _INHERITED.append(engine.sync_engine.pool)
     await engine.dispose(close=False)
-    progress = FileProgress(load.source.path, "events", load.source.size, lines_done=part.lines_done)
+    progress = FileProgress(load.source.path, load.source.kind, load.source.size, lines_done=part.lines_done)
     progress.phase, progress.folded_through = load.progress.phase, part.folded_through
 
     def tell(progress: FileProgress) -> None:
         told = (progress.lines_done - part.lines_done, progress.folded_lines, progress.outcomes)
-        job.messages.put(("progress", part.number, told))
+        job.told.send(("progress", told))
 
     part_load = _Load(load.sessionmaker, load.ingestion_of, load.source, progress, tell, job.asked)
     fence = await engine.connect()
@@ -1228,7 +1284,7 @@ async def _load_part_chunks(job: _PartJob) -> None:
     try:
         # Held while the part is loaded, released when its process ends: two processes never
         # load one part (a rerun beside a load still running, or its parts).
-        if not await fence.scalar(_PART_LOCK, {"part": part.identity}):
+        if not await fence.scalar(_LOAD_LOCK, {"key": part.identity}):
             raise RuntimeError(
                 f"part {part.number} is being loaded by another process; is this load running twice?"
             )
@@ -1240,10 +1296,6 @@ async def _load_part_chunks(job: _PartJob) -> None:
     finally:
         await fence.close()
         await engine.dispose()
-
-
-_PART_LOCK = text("SELECT pg_try_advisory_lock(29, hashtext(:part))")
-"""A part's lock: two keys, a space apart from the dossiers' (``ingestion.locks``, one key)."""
 
 
 def _left_chunks(

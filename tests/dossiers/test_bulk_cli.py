@@ -182,15 +182,15 @@ async def test_a_signal_stops_the_import_cleanly_and_a_rerun_finishes_it(
         stopped_at = int(stopped[1].replace(",", ""))
         # In parts, the lines done are the parts' added up: each stopped after a chunk of its own.
         assert (in_parts or stopped_at in _cuts(path, chunk)) and chunk <= stopped_at < lines
-    # The parts' checkpoints stand where the load said it stopped.
+    else:
+        # The second stops at once (or the chunk was done first, and the stop fell between chunks).
+        assert re.search(r"stopped (at once|after line [\d,]+).*; rerun the same command to continue\n", err)
+    # In parts, the parts' checkpoints stand where the load said it stopped.
     parts = await _parts_of(app, Source.of(path))
     assert len(parts) == (3 if in_parts else 0)
     if in_parts and len(signals) == 1:
         begins = [0, *(part.last_line or 0 for part in parts[:-1])]
         assert sum(part.lines_done - begin for part, begin in zip(parts, begins, strict=True)) == stopped_at
-    else:
-        # The second stops at once (or the chunk was done first, and the stop fell between chunks).
-        assert re.search(r"stopped (at once|after line [\d,]+).*; rerun the same command to continue\n", err)
 
     # The rerun continues where the checkpoint says; the line rejected before the stop is counted
     # in the exit status, and is in the rejects file once.

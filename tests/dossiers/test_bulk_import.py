@@ -15,9 +15,11 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.data_version import bump_version
+from app.core.errors import Conflict
 from app.core.security import Principal
 from app.dossiers import bulk
 from app.dossiers.bulk import FileProgress, Source, _requests, grouped_cuts, import_file
@@ -314,8 +316,10 @@ async def test_a_grouped_file_in_parts_ends_as_in_one_go_even_when_a_part_dies(
     monkeypatch.setattr("app.dossiers.bulk.bump_version", bump_version)
     parts = [(part.lines_done, part.last_line or 0) for part in await _parts_of(app, source)]
     if in_parts:
+        # A part that died stops the others after their chunk under way: some may stop so before
+        # their own death, the others die too.
         why = "exit status -9" if hard else "test_bulk_import.Killed"
-        assert str(died.value).count(why) == 3
+        assert str(died.value).count(why) >= 1
         # Each part committed its first chunk: it stands one chunk past where it began.
         begins = [0, *(last for _, last in parts[:-1])]
         assert len(parts) == 3 and parts[-1][1] == whole.lines_done
@@ -471,6 +475,49 @@ async def test_a_transaction_the_database_rolls_back_to_break_a_deadlock_is_repl
         with pytest.raises(asyncpg.exceptions.UniqueViolationError):
             await bulk._replayed(session, broken)
 
+        # As SQLAlchemy raises it for a statement of the session.
+        attempts.clear()
+
+        async def wrapped_once() -> str:
+            attempts.append(session.in_transaction())
+            if len(attempts) == 1:
+                cause = asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+                raise OperationalError("UPDATE dossier_counters …", {}, cause)
+            return "done"
+
+        assert await bulk._replayed(session, wrapped_once) == "done" and len(attempts) == 2
+
+
+async def test_a_second_load_of_a_file_beside_the_first_is_refused(
+    app: FastAPI,
+    database_url: str,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+) -> None:
+    """On PostgreSQL a load holds its file (an advisory lock, by its own connection, from start
+    to end): a second load of the same file meanwhile is refused at once and changes nothing —
+    it would redo the first's chunks and write into its rejects file. Another file loads."""
+    _http, principal = loader
+    source, _cuts = _grouped_file(province, tmp_path, seed=10)
+    if not database_url.startswith("postgresql"):
+        # SQLite: one writer at a time; the file loads as usual.
+        assert (await _import(app, principal, source)).lines_done > 0
+        return
+    async with app.state.sessionmaker.kw["bind"].connect() as first:
+        assert await first.scalar(bulk._LOAD_LOCK, {"key": source.identity})
+        with pytest.raises(Conflict, match="being loaded by another process"):
+            await _import(app, principal, source)
+        assert await _checkpoint_rows(app) == 0
+        await first.execute(bulk._LOAD_UNLOCK, {"key": source.identity})
+        await first.commit()
+    assert (await _import(app, principal, source, jobs=3)).lines_done > 0
+
+
+async def _checkpoint_rows(app: FastAPI) -> int:
+    async with app.state.sessionmaker() as session:
+        return int(await session.scalar(select(func.count()).select_from(ImportCheckpoint)) or 0)
+
 
 @pytest.mark.parametrize("dies", [False, True], ids=["whole", "parts-die"])
 async def test_a_records_file_in_parts_makes_what_the_load_in_one_go_makes(
@@ -490,13 +537,19 @@ async def test_a_records_file_in_parts_makes_what_the_load_in_one_go_makes(
     _http, principal = loader
     halfway = [portal_record(history[: max(len(history) // 2, 1)]) for history in province]
     whole_records = [portal_record(history) for history in province]
-    lines = [json.dumps(record) for record in halfway] + ["{not json", '{"MaHoSo": 5}']
+    # A faulty record of a dossier of another part than the first's (which takes the lines that
+    # name none) before them: the rejects of two parts, gathered, in line order.
+    elsewhere = next(
+        code for code in (f"ZZ-{n}" for n in range(99)) if bulk._share_of({"MaHoSo": code}, 3) == 2
+    )
+    lines = [json.dumps(record) for record in halfway]
+    lines += [json.dumps({"MaHoSo": elsewhere}), "{not json", '{"MaHoSo": 5}']
     lines += [json.dumps(record) for record in whole_records]
     path = tmp_path / "records.jsonl"
     path.write_text("\n".join(lines) + "\n")
     source = Source.of(path)
     whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
-    assert whole.outcomes["updated"] > 0 and whole.outcomes["error"] == 2
+    assert whole.outcomes["updated"] > 0 and whole.outcomes["error"] == 3
 
     in_parts = database_url.startswith("postgresql")
     if dies:
