@@ -812,15 +812,19 @@ class _Load:
         an event id with another of the file (taken in file order), the staging emptied, then
         ``_end``, in one transaction."""
         identity = self.source.identity
-        async with self.sessionmaker() as session, session.begin():
-            gathered = await self._gathered(session)
+        # Not under session.begin(): the API's ingestion rolls the transaction back to replay a lost
+        # race (or ``_replayed`` a deadlock), so it comes first, before anything else is written.
+        async with self.sessionmaker() as session:
             problems: dict[int, Any] = {}
             if entangled:
                 lines = await _lines_of(session, identity, entangled)
-                self._count(await through_api(self.ingestion_of(session), lines), problems)
+                ingestion = self.ingestion_of(session)
+                self._count(await _replayed(session, partial(through_api, ingestion, lines)), problems)
+            gathered = await self._gathered(session)
             staged = ImportStagedEvent.file_identity == identity
             await session.execute(delete(ImportStagedEvent).where(staged))
             await self._end(session, problems)
+            await session.commit()
         _remove(gathered)
 
     async def _end(self, session: AsyncSession, problems: dict[int, Any]) -> None:

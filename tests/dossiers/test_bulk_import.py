@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.data_version import bump_version
@@ -25,6 +25,7 @@ from app.dossiers import bulk
 from app.dossiers.bulk import FileProgress, Source, _requests, grouped_cuts, import_file
 from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
 from app.dossiers.dvcqg import MAX_RECORDS, history_parts
+from app.dossiers.ingestion import events as events_module
 from app.dossiers.ingestion.records import MAX_HISTORY_PARTS, MAX_SAME_DOSSIER
 from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.models import (
@@ -783,15 +784,22 @@ async def test_an_event_id_stored_under_another_dossier_sends_the_chunk_through_
     await assert_counters_equal_a_rebuild(app)
 
 
+@pytest.mark.parametrize("lost_race", [False, True], ids=["alone", "a-lost-race"])
 async def test_an_event_id_under_two_dossiers_of_the_file_is_decided_in_file_order(
     app: FastAPI,
     province: list[list[dict[str, Any]]],
     loader: tuple[AsyncClient, Principal],
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lost_race: bool,
 ) -> None:
     """The later dossier code comes first in the file with the id; the API keeps it there and
     refuses the earlier code's correction. Folding in code order must not reverse that. The file
-    also starts with a byte-order mark, on a line that goes through the API's ingestion."""
+    also starts with a byte-order mark, on a line that goes through the API's ingestion.
+
+    ``a-lost-race``: the two dossiers' ingestion at the end of the file first loses a race on a
+    unique key (as beside a live sender of the same ids): the API's ingestion rolls the
+    transaction back and replays it, and the load ends the same."""
     http, principal = loader
     earlier, later = province[0], province[1]
     assert earlier[0]["dossier_code"] < later[0]["dossier_code"]
@@ -810,10 +818,23 @@ async def test_an_event_id_under_two_dossiers_of_the_file_is_decided_in_file_ord
 
     path = tmp_path / "entangled.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps(event) for event in events).encode() + b"\n")
+    lost: list[bool] = []
+    if lost_race:
+        judged = events_module._judged
+
+        async def losing_once(ingestion: Ingestion, request: Any) -> Any:
+            if not lost and any(item.event.event_id == "shared" for item in request.parsed):
+                lost.append(True)
+                await ingestion.session.flush()
+                raise IntegrityError("INSERT INTO dossier_events …", {}, Exception("unique violation"))
+            return await judged(ingestion, request)
+
+        monkeypatch.setattr(events_module, "_judged", losing_once)
     done = await _import(app, principal, Source.of(path), chunk_size=1)  # a dossier per fold
 
     assert sum(done.outcomes.values()) == len(events)
     rejected = [json.loads(line)["line"] for line in Source.of(path).rejects.read_text().splitlines()]
     assert sorted(rejected) == refused and len(refused) == 1
     assert await _snapshot(app) == through_api
+    assert lost == ([True] if lost_race else [])
     await assert_counters_equal_a_rebuild(app)
