@@ -1003,17 +1003,17 @@ async def _dossier_parts(
         if not found and jobs > 1 and session.get_bind().dialect.name == "postgresql":
             after = (await _checkpoint(session, source)).folded_through
             staged = _staged_after(identity, after, await _last_staged_code(session, identity))
-            count = int(await session.scalar(select(func.count()).where(*staged)) or 0)
+            # The staged lines in ``jobs`` buckets of as many, in code order: each part ends at
+            # its bucket's last code (one statement, in the column's collation).
+            code, line = ImportStagedEvent.dossier_code, ImportStagedEvent.line
+            bucket = func.ntile(jobs).over(order_by=(code, line)).label("bucket")
+            buckets = select(code, bucket).where(*staged).subquery()
+            lasts = await session.scalars(
+                select(func.max(buckets.c.dossier_code)).group_by(buckets.c.bucket).order_by(buckets.c.bucket)
+            )
             ends: list[str] = []
-            for number in range(1, jobs + 1):
-                end = await session.scalar(
-                    select(ImportStagedEvent.dossier_code)
-                    .where(*staged)
-                    .order_by(ImportStagedEvent.dossier_code, ImportStagedEvent.line)
-                    .offset(max(count * number // jobs - 1, 0))
-                    .limit(1)
-                )
-                if end is not None and end not in ends:
+            for end in lasts:
+                if end not in ends:  # a dossier longer than a bucket ends the next one too
                     ends.append(end)
             if len(ends) < 2:
                 return []
@@ -1082,11 +1082,9 @@ def _line_count(path: Path) -> int:
 async def _checkpoints_of(session: AsyncSession, identity: str) -> list[ImportCheckpoint]:
     """The checkpoints of the parts of a file's load, in file order."""
     found = await session.scalars(
-        select(ImportCheckpoint)
-        .where(ImportCheckpoint.part_of == identity)
-        .order_by(ImportCheckpoint.file_identity)
-        .with_for_update()
+        select(ImportCheckpoint).where(ImportCheckpoint.part_of == identity).with_for_update()
     )
+    # By their number ("#10" after "#9"), not by the text of their identity.
     return sorted(found, key=lambda row: int(row.file_identity.rsplit("#", 1)[1]))
 
 

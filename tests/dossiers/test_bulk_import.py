@@ -145,6 +145,33 @@ def _killed_at_commit(monkeypatch: pytest.MonkeyPatch, number: int, *, hard: boo
     monkeypatch.setattr("app.dossiers.bulk.bump_version", bump_then_die)
 
 
+@pytest.fixture
+def in_parts(database_url: str) -> bool:
+    """Whether ``jobs`` loads a file in parts here: on PostgreSQL (SQLite loads in one go)."""
+    return database_url.startswith("postgresql")
+
+
+async def _dies_in_three_parts(
+    app: FastAPI,
+    principal: Principal,
+    source: Source,
+    monkeypatch: pytest.MonkeyPatch,
+    in_parts: bool,
+    *,
+    at_commit: int,
+    chunk_size: int,
+    hard: bool = False,
+) -> BaseException:
+    """The load with ``jobs=3`` dying at each process's ``at_commit``-th commit
+    (``_killed_at_commit``; ``hard``, in parts only): the load fails, in parts with the parts'
+    failures; what it raised. The commits are left as they were."""
+    _killed_at_commit(monkeypatch, at_commit, hard=hard and in_parts)
+    with pytest.raises(RuntimeError if in_parts else Killed) as died:
+        await _import(app, principal, source, chunk_size=chunk_size, jobs=3)
+    monkeypatch.setattr(bulk, "bump_version", bump_version)
+    return died.value
+
+
 async def _in_one_go(app: FastAPI, principal: Principal, source: Source) -> tuple[FileProgress, Any, bytes]:
     """The file loaded in one go (chunks of 40): its progress, the database and the rejects it
     made; then the database and the rejects emptied for the same file again."""
@@ -293,7 +320,7 @@ async def test_a_killed_grouped_load_finishes_on_rerun_with_nothing_lost_or_doub
 @pytest.mark.parametrize("hard", [False, True], ids=["raises", "killed"])
 async def test_a_grouped_file_in_parts_ends_as_in_one_go_even_when_a_part_dies(
     app: FastAPI,
-    database_url: str,
+    in_parts: bool,
     province: list[list[dict[str, Any]]],
     loader: tuple[AsyncClient, Principal],
     tmp_path: Path,
@@ -310,17 +337,15 @@ async def test_a_grouped_file_in_parts_ends_as_in_one_go_even_when_a_part_dies(
     whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
     assert len(cuts) > 6
 
-    in_parts = database_url.startswith("postgresql")
-    _killed_at_commit(monkeypatch, 2, hard=hard and in_parts)
-    with pytest.raises(RuntimeError if in_parts else Killed) as died:
-        await _import(app, principal, source, chunk_size=40, jobs=3)
-    monkeypatch.setattr("app.dossiers.bulk.bump_version", bump_version)
+    died = await _dies_in_three_parts(
+        app, principal, source, monkeypatch, in_parts, at_commit=2, chunk_size=40, hard=hard
+    )
     parts = [(part.lines_done, part.last_line or 0) for part in await _parts_of(app, source)]
     if in_parts:
         # A part that died stops the others after their chunk under way: some may stop so before
         # their own death, the others die too.
         why = "exit status -9" if hard else "test_bulk_import.Killed"
-        assert str(died.value).count(why) >= 1
+        assert str(died).count(why) >= 1
         # Each part committed its first chunk: it stands one chunk past where it began.
         begins = [0, *(last for _, last in parts[:-1])]
         assert len(parts) == 3 and parts[-1][1] == whole.lines_done
@@ -491,7 +516,7 @@ async def test_a_transaction_the_database_rolls_back_to_break_a_deadlock_is_repl
 
 async def test_a_second_load_of_a_file_beside_the_first_is_refused(
     app: FastAPI,
-    database_url: str,
+    in_parts: bool,
     province: list[list[dict[str, Any]]],
     loader: tuple[AsyncClient, Principal],
     tmp_path: Path,
@@ -501,7 +526,7 @@ async def test_a_second_load_of_a_file_beside_the_first_is_refused(
     it would redo the first's chunks and write into its rejects file. Another file loads."""
     _http, principal = loader
     source, _cuts = _grouped_file(province, tmp_path, seed=10)
-    if not database_url.startswith("postgresql"):
+    if not in_parts:
         # SQLite: one writer at a time; the file loads as usual.
         assert (await _import(app, principal, source)).lines_done > 0
         return
@@ -523,7 +548,7 @@ async def _checkpoint_rows(app: FastAPI) -> int:
 @pytest.mark.parametrize("dies", [False, True], ids=["whole", "parts-die"])
 async def test_a_records_file_in_parts_makes_what_the_load_in_one_go_makes(
     app: FastAPI,
-    database_url: str,
+    in_parts: bool,
     province: list[list[dict[str, Any]]],
     loader: tuple[AsyncClient, Principal],
     tmp_path: Path,
@@ -552,12 +577,8 @@ async def test_a_records_file_in_parts_makes_what_the_load_in_one_go_makes(
     whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
     assert whole.outcomes["updated"] > 0 and whole.outcomes["error"] == 3
 
-    in_parts = database_url.startswith("postgresql")
     if dies:
-        _killed_at_commit(monkeypatch, 3)
-        with pytest.raises(RuntimeError if in_parts else Killed):
-            await _import(app, principal, source, chunk_size=30, jobs=3)
-        monkeypatch.setattr(bulk, "bump_version", bump_version)
+        await _dies_in_three_parts(app, principal, source, monkeypatch, in_parts, at_commit=3, chunk_size=30)
         assert len(await _parts_of(app, source)) == (3 if in_parts else 0)
         await _import(app, principal, source, chunk_size=30, jobs=1)
         await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
@@ -691,7 +712,7 @@ def _killed_at_call(monkeypatch: pytest.MonkeyPatch, name: str, number: int) -> 
 
 async def test_a_scattered_file_in_parts_ends_as_in_one_go_even_when_parts_die(
     app: FastAPI,
-    database_url: str,
+    in_parts: bool,
     province: list[list[dict[str, Any]]],
     loader: tuple[AsyncClient, Principal],
     tmp_path: Path,
@@ -707,12 +728,10 @@ async def test_a_scattered_file_in_parts_ends_as_in_one_go_even_when_parts_die(
     path.write_text("\n".join(_lines(province, seed=8)) + "\n")
     source = Source.of(path)
     whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
-    in_parts = database_url.startswith("postgresql")
-    died = RuntimeError if in_parts else Killed
 
     stage = bulk._stage
     _killed_at_call(monkeypatch, "_stage", 2)
-    with pytest.raises(died):
+    with pytest.raises(RuntimeError if in_parts else Killed):
         await _import(app, principal, source, chunk_size=40, jobs=3)
     monkeypatch.setattr(bulk, "_stage", stage)
     parts = await _parts_of(app, source)
@@ -724,10 +743,7 @@ async def test_a_scattered_file_in_parts_ends_as_in_one_go_even_when_parts_die(
     else:
         assert parts == [] and await _checkpoint_of(app, source) == (40, False, None)
 
-    _killed_at_commit(monkeypatch, 2)
-    with pytest.raises(died):
-        await _import(app, principal, source, chunk_size=40, jobs=3)
-    monkeypatch.setattr(bulk, "bump_version", bump_version)
+    await _dies_in_three_parts(app, principal, source, monkeypatch, in_parts, at_commit=2, chunk_size=40)
     lines_read, staged, _ = await _checkpoint_of(app, source)
     assert (lines_read, staged) == (whole.lines_done, True)
     parts = await _parts_of(app, source)
