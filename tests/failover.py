@@ -215,7 +215,10 @@ class Cluster:
         command = [*_as_server_user(), str(self.bin_dir / "pg_ctl"), "-D", str(node.data), *args]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            raise RuntimeError(f"pg_ctl {' '.join(args)} failed: {done.stdout}{done.stderr}")
+            # pg_ctl only says "Examine the log output": the reason is in the server's log.
+            log = Path(args[args.index("-l") + 1]) if "-l" in args else None
+            told = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"pg_ctl {' '.join(args)} failed: {done.stdout}{done.stderr}\n{told}")
 
     def destroy(self) -> None:
         for process in [*(node.keeper for node in self.nodes.values()), self.monitor]:

@@ -10,6 +10,7 @@ dropped at the end; a slot left behind by a killed run is dropped by the next on
 import asyncio
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -39,10 +40,27 @@ class ReplicationNotPermitted(Exception):
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port no one listens on, below the kernel's ephemeral range: a server killed and started
+    again on it (the failover tests) must find it free, and a port of that range may meanwhile
+    be taken as the local end of any outgoing connection (then its start fails, "Address already
+    in use")."""
+    low = _ephemeral_ports()[0]
+    for port in random.sample(range(max(1024, low - 12_000), low), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low}")
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return int(low), int(high)
 
 
 def _as_server_user() -> list[str]:
