@@ -52,13 +52,13 @@ from app.core.db import bulk_insert
 from app.core.errors import Conflict, InvalidInput, problem_of, transaction_rolled_back
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.core.timezone import utcnow
-from app.dossiers.counters import merge_staged_counters, stage_counters, staged_units
+from app.dossiers.counters import merge_staged_counters, staged_units
 from app.dossiers.dvcqg import MAX_RECORDS, history_parts
 from app.dossiers.ingestion.events import parse
 from app.dossiers.ingestion.folding import STAGED_COLUMNS, LineResult, StagedLine, fold, through_api
 from app.dossiers.ingestion.records import MAX_HISTORY_PARTS, MAX_SAME_DOSSIER, ingest_records
 from app.dossiers.ingestion.work import Ingestion
-from app.dossiers.ingestion.writes import DaySums
+from app.dossiers.ingestion.writes import StagedCounters
 from app.dossiers.models import ImportCheckpoint, ImportStagedEvent
 from app.dossiers.schemas import ResultStatus
 from app.units.access import provinces_of
@@ -623,8 +623,10 @@ class _Load:
                     problems = self._not_json(covered)
                     async with self.sessionmaker() as session:
                         records = [value for _, value in request]
-                        ingestion = self.ingestion_of(session)
-                        results = await _replayed(session, partial(ingest_records, ingestion, records))
+                        # Staged, the counters of the file's records are merged when it ends.
+                        staged = StagedCounters(self.source.identity)
+                        sent = partial(ingest_records, self.ingestion_of(session), records, staged)
+                        results = await _replayed(session, sent)
                         outcomes = {
                             n: (r.status, r.problem) for (n, _), r in zip(request, results, strict=True)
                         }
@@ -647,9 +649,13 @@ class _Load:
         self._stop_if_asked()
 
     async def _all_read(self, *, finished: bool) -> None:
-        """Every line read: so marked, with the parts' rejects gathered (``_gathered``)."""
+        """Every line read: so marked, with the parts' rejects gathered (``_gathered``); when that
+        finishes the file (records), with its counters merged (``_merge_counters``)."""
         async with self.sessionmaker() as session, session.begin():
             gathered = await self._gathered(session)
+            if finished:
+                await self._merge_counters(session)
+                await bump_version(session)
             checkpoint = await self._commit_point(session, {})
             checkpoint.lines_done = self.progress.lines_done
             checkpoint.staged = True
@@ -830,17 +836,21 @@ class _Load:
     async def _end(self, session: AsyncSession, problems: dict[int, Any]) -> None:
         """In the transaction that ends a file of events: the new dossiers' entry into the
         statistics and the checkpoint marked finished, together: a rerun does nothing."""
-        identity = self.source.identity
-        # The merge changes the figures of every province with staged counters (the folded
-        # dossiers of every chunk, this run's or a killed one's): their versions move with it.
-        # Otherwise only the entangled dossiers' ingestion would name the transaction's
-        # provinces, and a poller answered while the fold ran would keep that answer.
-        touch(session, await provinces_of(session, await staged_units(session, identity)))
-        await merge_staged_counters(session, identity)
+        await self._merge_counters(session)
         checkpoint = await self._commit_point(session, problems)
         checkpoint.lines_done = self.progress.lines_done
         checkpoint.finished = True
         await bump_version(session)
+
+    async def _merge_counters(self, session: AsyncSession) -> None:
+        """The file's staged counters merged into the statistics, in the transaction that ends it."""
+        identity = self.source.identity
+        # The merge changes the figures of every province with staged counters (the dossiers of
+        # every chunk, this run's or a killed one's): their versions move with it. Otherwise only
+        # the entangled dossiers' ingestion would name the transaction's provinces, and a poller
+        # answered while the load ran would keep that answer.
+        touch(session, await provinces_of(session, await staged_units(session, identity)))
+        await merge_staged_counters(session, identity)
 
     async def _fold(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, LineResult]:
         """One chunk's outcomes (``_fold_once``), replayed if the database breaks a deadlock with it."""
@@ -850,10 +860,8 @@ class _Load:
         """One chunk's outcomes: folded, or through the API when the fold's writes clash."""
         if not lines:
             return {}
-        day_sums = DaySums()
         try:
-            outcomes = await fold(self.ingestion_of(session), lines, day_sums)
-            await stage_counters(session, self.source.identity, day_sums.sums)
+            outcomes = await fold(self.ingestion_of(session), lines, StagedCounters(self.source.identity))
         except IntegrityError:
             await session.rollback()
             outcomes = await through_api(self.ingestion_of(session), lines)

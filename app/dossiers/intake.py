@@ -10,6 +10,7 @@ from app.dossiers.dvcqg import RecordResult, RecordStatus
 from app.dossiers.ingestion.events import ingest
 from app.dossiers.ingestion.records import ingest_records
 from app.dossiers.ingestion.work import Ingestion
+from app.dossiers.ingestion.writes import LiveCounters
 from app.dossiers.schemas import EVENT_STATUSES, EventResult, ResultStatus
 
 _RECORD_STATUSES: tuple[ResultStatus, ...] = get_args(RecordStatus)
@@ -43,7 +44,7 @@ async def take_events(
 
 async def take_records(ingestion: Ingestion, items: list[Any], request_id: str) -> list[RecordResult]:
     """Each portal record answered (``ingest_records``); audited when any was stored (created or updated)."""
-    results = await ingest_records(ingestion, items)
+    results = await ingest_records(ingestion, items, LiveCounters())
     counts = _counts(_RECORD_STATUSES, results)
     await _audit_if_stored(
         ingestion, "sync", request_id, counts, (ResultStatus.created, ResultStatus.updated)

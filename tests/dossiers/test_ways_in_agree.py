@@ -17,7 +17,10 @@ corrected, some bogus then cancelled) through each way in, each into its own emp
   PostgreSQL loaded in three parts at once, each a process of its own (the scattered file read in
   three parts of its lines, then folded in three of its dossiers); on SQLite, in one go;
 - ``records``: each dossier's final DVCQG record (`record_of` the true events, `loosened` as portals
-  send it), ``POST /api/v1/sync/dvcqg``.
+  send it), ``POST /api/v1/sync/dvcqg``;
+- ``bulk_records`` and ``bulk_records_parts``: those records in another order, as a JSON Lines file
+  loaded by ``import_file`` in one go and with ``jobs=3`` (their counters staged, and merged when the
+  file ends).
 
 After each, a snapshot is taken, and the snapshots must be equal:
 
@@ -42,7 +45,7 @@ Besides, in every way the counters equal ``rebuild_counters`` (the calculation f
 dossiers), and the batch way is checked against the true events in time order
 (`assert_history_in_time_order`): equal snapshots then put every way on that yardstick.
 
-Records cannot say everything events say, so the records way is compared with the events ways on
+Records cannot say everything events say, so the records ways are compared with the events ways on
 its dossiers, counters and versions only (its event rows are its own: ids derived from the dossier
 code, one event per part of the record), and on every dossier column but one:
 ``last_event_at``: a record has no date for the start of processing; its ``processing`` event is
@@ -90,6 +93,7 @@ from tests.stats.test_properties import (
 )
 
 EVENT_WAYS = ("single", "batch", "bulk", "bulk_parts", "bulk_grouped", "bulk_grouped_parts")
+RECORD_WAYS = ("records", "bulk_records", "bulk_records_parts")
 # Hà Nội: a province with no dossier, whose version no way in may move.
 OTHER_PROVINCE = {"code": "01", "name": "Hà Nội", "level": "province"}
 VERSION_SCOPES = ("*", "31", "01")
@@ -256,8 +260,7 @@ async def _records(
     application: Any, histories: list[list[dict[str, Any]]], rng: Random, out: dict[str, Snapshot]
 ) -> None:
     headers, before = await _prepared(application)
-    records = [loosened(record_of(f"P-{n:04d}", events), rng) for n, events in enumerate(histories)]
-    rng.shuffle(records)
+    records = records_of(histories, rng)
     async with AsyncClient(
         transport=ASGITransport(app=application), base_url="http://t", headers=headers
     ) as http:
@@ -269,16 +272,23 @@ async def _records(
     await _finish(application, before, out, "records")
 
 
+def records_of(histories: list[list[dict[str, Any]]], rng: Random) -> list[dict[str, Any]]:
+    """Each dossier's final record, loosened as portals send it, in a random order."""
+    records = [loosened(record_of(f"P-{n:04d}", events), rng) for n, events in enumerate(histories)]
+    rng.shuffle(records)
+    return records
+
+
 def disagreements(out: dict[str, Snapshot]) -> dict[str, list[tuple[Any, ...]]]:
     """What each way in made differently from the batch way, and versions moved otherwise than
     in Hải Phòng alone: empty when every way made the same database."""
     batch = out["batch"]
     found: dict[str, list[tuple[Any, ...]]] = {}
-    for way in (*EVENT_WAYS, "records"):
+    for way in (*EVENT_WAYS, *RECORD_WAYS):
         mine = out[way]
-        leave_out = NOT_IN_RECORDS if way == "records" else frozenset()
+        leave_out = NOT_IN_RECORDS if way in RECORD_WAYS else frozenset()
         differences = _differences("dossiers", mine["dossiers"], batch["dossiers"], leave_out)
-        if way != "records":
+        if way not in RECORD_WAYS:
             differences += _differences("events", mine["events"], batch["events"])
         differences += _differences("counters", mine["counters"], batch["counters"])
         differences += _differences(
@@ -312,6 +322,11 @@ async def ways_in(
         database_url, _bulk, grouped, Random(seed + 5), folder, out, "bulk_grouped_parts", *in_parts
     )
     await _in_empty_app(database_url, _records, histories, Random(seed + 3), out)
+    records = records_of(histories, Random(seed + 7))
+    await _in_empty_app(database_url, _bulk, records, Random(seed + 8), folder, out, "bulk_records")
+    await _in_empty_app(
+        database_url, _bulk, records, Random(seed + 9), folder, out, "bulk_records_parts", *in_parts
+    )
     return out, refused
 
 

@@ -180,8 +180,9 @@ _Refusals = list[tuple[Arrival, DomainError | None]]
 def _in_order(
     dossier: Dossier, arrivals: list[Arrival], context: Context
 ) -> tuple[DossierState | None, tuple[counters.MarkOf, ...], _Refusals] | None:
-    """The arrivals applied after the stored state; None when the history must be replayed."""
-    if dossier.waiting or any(a.target is not None or a.group in context.strict_groups for a in arrivals):
+    """The arrivals applied after the stored state; None when the history must be replayed (also
+    when an arrival of a strict group is refused: its group's other arrivals must go too)."""
+    if dossier.waiting or any(a.target is not None for a in arrivals):
         return None
     times = [a.event.occurred_at for a in arrivals]
     if times != sorted(times):
@@ -226,6 +227,8 @@ def _in_order(
         except OutOfSequence:
             return None
         except DomainError as exc:
+            if arrival.group in context.strict_groups:
+                return None
             refusals.append((arrival, exc))
             continue
         marks.extend(new_marks)

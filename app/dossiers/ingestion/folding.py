@@ -27,7 +27,7 @@ from app.dossiers.ingestion.events import ingest_in_transaction, ingest_lines
 from app.dossiers.ingestion.locks import lock_dossiers
 from app.dossiers.ingestion.pipeline import open_round, settle
 from app.dossiers.ingestion.work import Arrival, Ingestion
-from app.dossiers.ingestion.writes import DaySums
+from app.dossiers.ingestion.writes import CounterSink
 from app.dossiers.models import Dossier, DossierEvent, ImportStagedEvent
 from app.dossiers.schemas import ResultStatus
 
@@ -55,9 +55,9 @@ class StagedLine:
         return cls(*row)
 
 
-async def fold(ingestion: Ingestion, lines: Sequence[StagedLine], day_sums: DaySums) -> dict[int, LineResult]:
+async def fold(ingestion: Ingestion, lines: Sequence[StagedLine], sink: CounterSink) -> dict[int, LineResult]:
     """Each line's result; ``lines`` are whole dossiers, in code order. The new dossiers' counter
-    increments are added to ``day_sums`` (the others' counters are written). Raises IntegrityError when
+    increments go to ``sink`` (the others' counters are written). Raises IntegrityError when
     a concurrent writer or an event id already stored elsewhere stands in the way: the caller rolls
     back and calls ``through_api`` for the same lines."""
     by_dossier: dict[str, list[StagedLine]] = defaultdict(list)
@@ -74,7 +74,7 @@ async def fold(ingestion: Ingestion, lines: Sequence[StagedLine], day_sums: DayS
             others.extend(mine)
         else:
             fresh.append(code)
-    results = await _fold_fresh(ingestion, {code: by_dossier[code] for code in fresh}, day_sums)
+    results = await _fold_fresh(ingestion, {code: by_dossier[code] for code in fresh}, sink)
     if others:
         others.sort(key=lambda line: line.line)
         results |= await _through(ingestion, others, retrying=False)
@@ -119,7 +119,7 @@ _CODES_PER_QUERY = 5000
 
 
 async def _fold_fresh(
-    ingestion: Ingestion, dossiers: dict[str, list[StagedLine]], day_sums: DaySums
+    ingestion: Ingestion, dossiers: dict[str, list[StagedLine]], sink: CounterSink
 ) -> dict[int, LineResult]:
     """Dossiers the database has never seen, each with all its lines at once: the arrivals of one
     request on an empty dossier (locked and known to be new, so nothing stored is loaded)."""
@@ -143,7 +143,7 @@ async def _fold_fresh(
     opened = await open_round(ingestion, [], lock=False)
     catalogue = await load_catalogue(ingestion.session, procedures - {""}, units - {""})
     fresh = [opened.dossier(code, mine, stored=()) for code, mine in arrivals.items()]
-    answers = await settle(ingestion, fresh, opened.context(ingestion, catalogue), day_sums)
+    answers = await settle(ingestion, fresh, opened.context(ingestion, catalogue), sink)
     return {
         line: (answer.status, problem_of(answer.problem) if answer.problem is not None else None)
         for line, answer in answers.items()

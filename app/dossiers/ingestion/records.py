@@ -42,17 +42,19 @@ from app.dossiers.ingestion.work import (
     canonical,
     history_event,
 )
-from app.dossiers.ingestion.writes import LiveCounters
+from app.dossiers.ingestion.writes import CounterSink
 from app.dossiers.models import DossierEvent, Outcome
 from app.dossiers.schemas import DossierEventIn, ResultStatus
 
 
-async def ingest_records(ingestion: Ingestion, items: list[Any]) -> list[RecordResult]:
-    """Each record is answered created, updated, unchanged or error; a record applies whole or not at all."""
-    return await with_retries(ingestion.session, lambda: _records_once(ingestion, items))
+async def ingest_records(ingestion: Ingestion, items: list[Any], sink: CounterSink) -> list[RecordResult]:
+    """Each record is answered created, updated, unchanged or error; a record applies whole or not at
+    all. The counters' difference goes to ``sink``, which must take back what a rolled-back attempt
+    gave it: written in the transaction (a request's live counters, a bulk load's staged ones)."""
+    return await with_retries(ingestion.session, lambda: _records_once(ingestion, items, sink))
 
 
-async def _records_once(ingestion: Ingestion, items: list[Any]) -> list[RecordResult]:
+async def _records_once(ingestion: Ingestion, items: list[Any], sink: CounterSink) -> list[RecordResult]:
     codes: list[str | None] = []
     records: list[tuple[int, PortalRecord]] = []
     answers: dict[int, Answer] = {}
@@ -88,7 +90,7 @@ async def _records_once(ingestion: Ingestion, items: list[Any]) -> list[RecordRe
         per_dossier[record.MaHoSo] += 1
         records.append((index, record))
     for records_of_round in rounds(records, lambda item: item[1].MaHoSo):
-        answers |= await _records_round(ingestion, records_of_round)
+        answers |= await _records_round(ingestion, records_of_round, sink)
     results = []
     for index, code in enumerate(codes):
         answer = answers[index]
@@ -160,7 +162,9 @@ def _record_problem(exc: DomainError) -> Problem:
     return problem
 
 
-async def _records_round(ingestion: Ingestion, records: list[tuple[int, PortalRecord]]) -> dict[int, Answer]:
+async def _records_round(
+    ingestion: Ingestion, records: list[tuple[int, PortalRecord]], sink: CounterSink
+) -> dict[int, Answer]:
     """One round through the pipeline: each record's parts compared with those an earlier record of
     this client stored, the differences its group of arrivals, which applies whole or not at all."""
     codes = sorted({record.MaHoSo for _, record in records})
@@ -208,7 +212,7 @@ async def _records_round(ingestion: Ingestion, records: list[tuple[int, PortalRe
     applied = {index for index, code, _ in changes if index not in answers}
     dossiers = [opened.dossier(code, mine, stored=histories[code]) for code, mine in by_dossier.items()]
     context = opened.context(ingestion, catalogue, strict_groups=frozenset(applied))
-    decided = await settle(ingestion, dossiers, context, LiveCounters())
+    decided = await settle(ingestion, dossiers, context, sink)
     for index, code, _ in changes:
         if index in applied and decided[index].status is not ResultStatus.error:
             decided[index] = Answer(ResultStatus.updated if code in opened.states else ResultStatus.created)

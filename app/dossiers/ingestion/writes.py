@@ -43,13 +43,28 @@ class LiveCounters:
 
 @dataclass
 class DaySums:
-    """Summed by unit, sector, procedure and day, for a merge when the load ends (a bulk load), or
-    dropped (a replay whose counters are rebuilt afterwards)."""
+    """Summed by unit, sector, procedure and day in memory, and dropped: a replay whose counters are
+    rebuilt afterwards."""
 
     sums: dict[counters.DayKey, list[int]] = field(default_factory=dict)
 
     async def add(self, session: AsyncSession, marks: Sequence[counters.MarkOf]) -> None:
         counters.add_day_marks(self.sums, marks)
+
+
+@dataclass(frozen=True)
+class StagedCounters:
+    """Summed by day and staged, in the round's transaction, for the merge that ends a bulk load
+    (app.dossiers.counters.merge_staged_counters): a round rolled back and replayed (a lost race, a
+    deadlock) takes its sums back with it."""
+
+    identity: str
+    """The load's file, whose staged counters its end merges."""
+
+    async def add(self, session: AsyncSession, marks: Sequence[counters.MarkOf]) -> None:
+        sums: dict[counters.DayKey, list[int]] = {}
+        counters.add_day_marks(sums, marks)
+        await counters.stage_counters(session, self.identity, sums)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,143 @@
+"""``decide``, pure: a strict group (a DVCQG record) on the fast path and on the replay."""
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from app.calendar.working_time import WorkingCalendar
+from app.dossiers.counters import add_day_marks
+from app.dossiers.history import HistoryEvent
+from app.dossiers.ingestion.catalogue import Catalogue
+from app.dossiers.ingestion.decide import (
+    Context,
+    Dossier,
+    DossierDecision,
+    HistoryNeeded,
+    Reach,
+    arriving_positions,
+    decide,
+)
+from app.dossiers.ingestion.work import Arrival
+from app.dossiers.lifecycle import EventType
+from app.dossiers.models import Outcome
+from app.dossiers.schemas import ResultStatus
+
+CODE = "H-0001"
+CLIENT = 1
+RECEIVED_AT = datetime(2023, 9, 5, 2, 0, tzinfo=UTC)  # a Tuesday, 09:00 in Vietnam
+CATALOGUE = Catalogue(
+    {
+        "P1": [
+            (
+                None,
+                {
+                    "levels": ["district"],
+                    "processing_time": {"value": 3, "unit": "working_days"},
+                    "status": "active",
+                    "sector_code": "S1",
+                    "online_service": None,
+                },
+            )
+        ]
+    },
+    {
+        "U1": SimpleNamespace(code="U1", level="district", valid_from=None, valid_to=None),
+        "U2": SimpleNamespace(code="U2", level="district", valid_from=None, valid_to=None),
+    },
+)
+
+
+def _record(group: int, unit: str = "U1", *, supplement: bool = True) -> tuple[Arrival, ...]:
+    """A record's parts, in time order, all of one group: received, processing, a supplement asked
+    for and answered, resolved, returned."""
+    positions = arriving_positions()
+    parts = [(EventType.received, timedelta(0)), (EventType.processing, timedelta(0))]
+    if supplement:
+        parts += [
+            (EventType.supplement_requested, timedelta(days=1)),
+            (EventType.supplement_received, timedelta(days=3)),
+        ]
+    parts += [(EventType.resolved, timedelta(days=6)), (EventType.returned, timedelta(days=7))]
+    arrivals = []
+    for number, (kind, after) in enumerate(parts):
+        first = kind is EventType.received
+        event = HistoryEvent(
+            position=next(positions),
+            client_id=CLIENT,
+            type=kind,
+            occurred_at=RECEIVED_AT + after,
+            new_return_at=None,
+            flags={},
+            procedure_code="P1" if first else None,
+            unit_code=unit if first else None,
+            channel="direct" if first else None,
+            online_level=None,
+            due_at=None,
+            lookup_secret_hash=None,
+        )
+        arrivals.append(Arrival(group, f"part-{number}", CODE, event, "{}", f"digest-{number}", 1))
+    return tuple(arrivals)
+
+
+def _context(*, strict: bool, units: frozenset[str] | None = None) -> Context:
+    return Context(
+        CATALOGUE,
+        Reach(CLIENT, units),
+        WorkingCalendar(),
+        strict_groups=frozenset({7}) if strict else frozenset(),
+    )
+
+
+def _day_sums(decision: DossierDecision) -> dict[tuple[str, str, str, date], list[int]]:
+    sums: dict[tuple[str, str, str, date], list[int]] = {}
+    add_day_marks(sums, decision.marks)
+    return {key: values for key, values in sums.items() if any(values)}
+
+
+@pytest.mark.parametrize("supplement", [True, False])
+def test_a_strict_group_in_order_is_decided_without_the_history_as_the_replay_decides_it(
+    supplement: bool,
+) -> None:
+    arrivals = _record(7, supplement=supplement)
+    # stored=None: had it needed the history, decide would raise HistoryNeeded.
+    fast = decide(Dossier(CODE, None, arrivals), _context(strict=True))
+    replayed = decide(Dossier(CODE, None, arrivals, stored=(), replayed=True), _context(strict=True))
+
+    assert fast.new is not None and fast.new.finished_at == RECEIVED_AT + timedelta(days=6)
+    assert fast.new == replayed.new
+    assert dict(fast.answers) == dict(replayed.answers) == {7: fast.answers[7]}
+    assert fast.answers[7].status is ResultStatus.created
+    assert [(a.event_id, v.outcome) for a, v in fast.stored] == [
+        (a.event_id, Outcome.applied) for a in arrivals
+    ]
+    assert [(a.event_id, v.outcome) for a, v in fast.stored] == [
+        (a.event_id, v.outcome) for a, v in replayed.stored
+    ]
+    assert _day_sums(fast) and _day_sums(fast) == _day_sums(replayed)
+
+
+def test_a_strict_group_with_a_refused_part_goes_to_the_replay_which_refuses_it_whole() -> None:
+    # The sender is bound to U2: the reception in U1 is refused, and with it every part of the record.
+    arrivals = _record(7, unit="U1")
+    context = _context(strict=True, units=frozenset({"U2"}))
+    with pytest.raises(HistoryNeeded):
+        decide(Dossier(CODE, None, arrivals), context)
+    decision = decide(Dossier(CODE, None, arrivals, stored=()), context)
+    assert decision.new is None
+    assert decision.stored == ()
+    assert decision.marks == ()
+    assert decision.answers[7].status is ResultStatus.error
+
+
+def test_the_same_parts_as_a_batch_of_events_keep_what_applies() -> None:
+    # A batch answers each event alone: the refused reception is that event's error only, and the
+    # rest waits for a reception, stored pending.
+    arrivals = tuple(replace(a, group=number) for number, a in enumerate(_record(7, unit="U1")))
+    context = _context(strict=False, units=frozenset({"U2"}))
+    decision = decide(Dossier(CODE, None, arrivals, stored=()), context)
+    assert decision.new is None
+    assert decision.answers[0].status is ResultStatus.error
+    assert {decision.answers[n].status for n in range(1, len(arrivals))} == {ResultStatus.pending}
+    assert [a.event_id for a, _ in decision.stored] == [a.event_id for a in arrivals[1:]]
