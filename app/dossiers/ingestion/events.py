@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.db import one_of
 from app.core.errors import (
     DomainError,
     FieldError,
@@ -281,7 +282,7 @@ async def _sent_before(session: AsyncSession, principal: Principal, event_ids: s
         return {}
     rows = await session.execute(
         select(*STORED_COLUMNS).where(
-            DossierEvent.client_id == principal.client_id, DossierEvent.event_id.in_(event_ids)
+            DossierEvent.client_id == principal.client_id, one_of(session, DossierEvent.event_id, event_ids)
         )
     )
     known: dict[str, Stored] = {}

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Table, select
 
-from app.core.db import plan_with_values
+from app.core.db import one_of, plan_with_values
 from app.core.errors import Problem, problem_of
 from app.dossiers.history import HistoryEvent
 from app.dossiers.ingestion.catalogue import load_catalogue
@@ -105,10 +105,12 @@ async def _known(ingestion: Ingestion, codes: list[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(codes), _CODES_PER_QUERY):
         some = codes[start : start + _CODES_PER_QUERY]
-        found.update(await session.scalars(select(Dossier.code).where(Dossier.code.in_(some))))
+        found.update(await session.scalars(select(Dossier.code).where(one_of(session, Dossier.code, some))))
         found.update(
             await session.scalars(
-                select(DossierEvent.dossier_code).where(DossierEvent.dossier_code.in_(some)).distinct()
+                select(DossierEvent.dossier_code)
+                .where(one_of(session, DossierEvent.dossier_code, some))
+                .distinct()
             )
         )
     return found

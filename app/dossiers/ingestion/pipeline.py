@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clients.models import ApiClient
-from app.core.db import plan_with_values
+from app.core.db import one_of, plan_with_values
 from app.core.errors import Conflict, request_id_var
 from app.core.timezone import utcnow
 from app.dossiers.ingestion.catalogue import Catalogue
@@ -94,12 +94,15 @@ async def open_round(ingestion: Ingestion, codes: Sequence[str], *, lock: bool =
     states: dict[str, DossierState] = {}
     waiting: set[str] = set()
     if codes:
-        rows = await session.execute(select(*_STATE_COLUMNS).where(DossierRow.code.in_(codes)))
+        rows = await session.execute(select(*_STATE_COLUMNS).where(one_of(session, DossierRow.code, codes)))
         states = {row.code: DossierState(**row._mapping) for row in rows}
         found = await session.scalars(
             select(DossierEvent.dossier_code)
             # A literal, so that the partial index of pending events serves it on both backends.
-            .where(DossierEvent.dossier_code.in_(codes), DossierEvent.status == literal_column("'pending'"))
+            .where(
+                one_of(session, DossierEvent.dossier_code, codes),
+                DossierEvent.status == literal_column("'pending'"),
+            )
             .distinct()
         )
         waiting = set(found)
@@ -114,7 +117,9 @@ async def load_stored(session: AsyncSession, codes: Sequence[str]) -> dict[str, 
     if not codes:
         return {}
     rows = await session.execute(
-        select(*STORED_COLUMNS).where(DossierEvent.dossier_code.in_(codes)).order_by(DossierEvent.id)
+        select(*STORED_COLUMNS)
+        .where(one_of(session, DossierEvent.dossier_code, codes))
+        .order_by(DossierEvent.id)
     )
     stored: dict[str, list[Stored]] = defaultdict(list)
     for row in rows:

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
+from app.core.db import one_of
 from app.core.errors import (
     Conflict,
     DomainError,
@@ -232,7 +233,7 @@ async def _taken_elsewhere(ingestion: Ingestion, arrivals: list[Arrival]) -> dic
         rows = await ingestion.session.execute(
             select(DossierEvent.event_id, DossierEvent.dossier_code).where(
                 DossierEvent.client_id == ingestion.principal.client_id,
-                DossierEvent.event_id.in_(ids[start : start + _IDS_PER_QUERY]),
+                one_of(ingestion.session, DossierEvent.event_id, ids[start : start + _IDS_PER_QUERY]),
             )
         )
         for event_id, dossier_code in rows:
