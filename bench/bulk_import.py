@@ -8,7 +8,9 @@ its own summary (the load without the start-up: Python, the application's import
 then the rows the import wrote (dossiers and events) COPYed into tables with the same indexes,
 checks and foreign keys (what the database alone needs for them: the ratio of the import's rate
 to that one is the share of the database's limit the import reaches), and the same lines COPYed
-as text into an unindexed table (what the machine can write at all).
+as text into an unindexed table (what the machine can write at all). Beside the command's CPU
+(its parts' included), the CPU this machine's PostgreSQL processes used meanwhile: with the
+command's, where each event's cost goes.
 """
 
 import argparse
@@ -98,6 +100,26 @@ async def _bare_copy(url: str, lines: list[str]) -> float:
         await connection.close()
 
 
+def _server_cpu() -> float:
+    """Seconds of CPU this machine's PostgreSQL processes have used: the live ones' own, and the
+    children each has reaped (the postmaster's ended backends)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        if stat[stat.index("(") + 1 : stat.rindex(")")] != "postgres":
+            continue
+        # After the name: state, ppid, … then utime, stime, cutime, cstime (fields 14–17 of proc(5)).
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += sum(int(value) for value in fields[11:15])
+    return total / ticks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,6 +166,7 @@ def main() -> None:
                 ]
                 command += [sys.executable, *command_tail(path, args.chunk, args.jobs)]
             used_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            server_before = _server_cpu()
             started = time.perf_counter()
             finished = subprocess.run(
                 command,
@@ -156,6 +179,7 @@ def main() -> None:
             # The command's CPU and its parts' (reaped by it, so counted in its own children's).
             used = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = sum(getattr(used, name) - getattr(used_before, name) for name in ("ru_utime", "ru_stime"))
+            server = _server_cpu() - server_before
             sys.stdout.write(finished.stdout)
             # The command's summary: its own time, from the file opened to the load's end.
             loaded = re.search(r" lines in ([\d.]+)s: ", finished.stdout)
@@ -175,7 +199,8 @@ def main() -> None:
         rows.append(
             f"| {order} | {len(lines):,} | {seconds:.1f} | {load_seconds:.1f} | {rate:,.0f} {unit} "
             f"| {indexed_rate:,.0f} {unit} | {rate / indexed_rate:.2f} | {bare_rate:,.0f} lines/s "
-            f"| {cpu:.1f} s, {cpu / len(lines) * 1e6:.0f} µs a line |"
+            f"| {cpu:.1f} s, {cpu / len(lines) * 1e6:.0f} µs a line "
+            f"| {server:.1f} s, {server / len(lines) * 1e6:.0f} µs a line |"
         )
         log(
             f"{order}: {rate:,.0f} {unit} loading ({seconds:.1f} s with start-up); "
@@ -184,9 +209,10 @@ def main() -> None:
     print(f"\nBulk import, {args.dossiers} dossiers, chunks of {args.chunk}, {args.jobs} jobs:\n")
     print(
         "| order | lines | s with start-up | s loading | import | COPY of its rows into the same "
-        "indexed tables | ratio | bare COPY of the lines | the command's CPU, start-up and parts included |"
+        "indexed tables | ratio | bare COPY of the lines | the command's CPU, start-up and parts included "
+        "| PostgreSQL's CPU meanwhile |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 
