@@ -179,7 +179,7 @@ def main() -> None:
             # The command's CPU and its parts' (reaped by it, so counted in its own children's).
             used = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = sum(getattr(used, name) - getattr(used_before, name) for name in ("ru_utime", "ru_stime"))
-            server = _server_cpu() - server_before
+            database_cpu = _server_cpu() - server_before
             sys.stdout.write(finished.stdout)
             # The command's summary: its own time, from the file opened to the load's end.
             loaded = re.search(r" lines in ([\d.]+)s: ", finished.stdout)
@@ -200,7 +200,7 @@ def main() -> None:
             f"| {order} | {len(lines):,} | {seconds:.1f} | {load_seconds:.1f} | {rate:,.0f} {unit} "
             f"| {indexed_rate:,.0f} {unit} | {rate / indexed_rate:.2f} | {bare_rate:,.0f} lines/s "
             f"| {cpu:.1f} s, {cpu / len(lines) * 1e6:.0f} µs a line "
-            f"| {server:.1f} s, {server / len(lines) * 1e6:.0f} µs a line |"
+            f"| {database_cpu:.1f} s, {database_cpu / len(lines) * 1e6:.0f} µs a line |"
         )
         log(
             f"{order}: {rate:,.0f} {unit} loading ({seconds:.1f} s with start-up); "

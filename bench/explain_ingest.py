@@ -3,8 +3,8 @@
     python -m bench.explain_ingest [--sizes 10000,10000000] [--dossiers 1000] [--output docs/profiles]
 
 On the databases `bench.scale` built (``<bench database>_<size>``): the statements one batch of
-``--dossiers`` new dossiers (received, resolved) makes — the counter upsert with its day, month
-and year rows per procedure and per unit, the look-up of the batch's event ids, the load of its
+``--dossiers`` new dossiers (received, resolved) makes — the counter upsert (its day sums rolled up into
+day, month and year rows per procedure and per unit), the look-up of the batch's event ids, the load of its
 dossiers' states — each under ``EXPLAIN (ANALYZE, BUFFERS)`` in a transaction rolled back, so
 the database is left as it was. Shared buffers are warmed by running each statement once first.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from app.dossiers.counters import _UPSERT_ARRAYS, COUNTERS, counter_rows
+from app.dossiers.counters import ADD_DAY_SUMS, COUNTERS, add_day_marks
 from bench import dossier_data
 from bench.harness import DEFAULT_DATABASE, log
 from bench.scale import CLIENT, database_of_size
@@ -42,10 +42,11 @@ def _batch(dossiers: int, seed: int) -> tuple[list[list[Any]], list[str], list[s
         ended = datetime.fromisoformat(events[-1]["occurred_at"])
         marks.append((unit, sectors[procedure], procedure, ("ended_direct", ended, 1)))
         marks.append((unit, sectors[procedure], procedure, ("finished_on_time", ended, 1)))
-    rows = counter_rows(marks)
-    keys, increments = zip(*rows, strict=True)
+    sums: dict[Any, list[int]] = {}
+    add_day_marks(sums, marks)
+    keys, increments = zip(*sums.items(), strict=True)
     columns = [list(column) for column in (*zip(*keys, strict=True), *zip(*increments, strict=True))]
-    assert len(columns) == 5 + len(COUNTERS)
+    assert len(columns) == 4 + len(COUNTERS)
     return columns, event_ids, codes
 
 
@@ -56,7 +57,7 @@ async def _explain(url: str, batch: tuple[list[list[Any]], list[str], list[str]]
         client_id = await connection.fetchval("SELECT id FROM api_clients WHERE name = $1", CLIENT)
         report = []
         for title, statement, arguments in (
-            (f"counter upsert ({len(columns[0]):,} rows)", _UPSERT_ARRAYS, columns),
+            (f"counter upsert ({len(columns[0]):,} day sums, rolled up)", ADD_DAY_SUMS, columns),
             (f"event ids sent before ({len(event_ids):,})", _EVENT_IDS, [client_id, event_ids]),
             (f"dossier states ({len(codes):,})", _STATES, [codes]),
         ):

@@ -1,8 +1,10 @@
 """The dossier counters and their writer: marks summed into counter rows (SPEC §5).
 
-Ingestion adds each batch's marks (``facts_marks``, app.dossiers.facts) to the counters as it
-commits; a bulk load stages its new dossiers' marks by day and merges them when its file is folded
-(``merge_staged_counters``); ``rebuild_counters`` recomputes them all from the dossiers' facts.
+Every writer sums marks (``facts_marks``, app.dossiers.facts) by unit, sector, procedure and day
+(``add_day_marks``), and one statement rolls day sums up into the counter rows (``_rolled_up``): a
+request adds its own as it commits (``add_day_sums``); a bulk load stages its chunks' and merges
+them when its file ends (``merge_staged_counters``); ``rebuild_counters`` recomputes them all from
+the dossiers' facts.
 app.stats reads periods from them as prefix sums (app.stats.definitions).
 """
 
@@ -13,7 +15,6 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import BigInteger, Date, Integer, String, Table, delete, func, select, text
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -96,34 +97,7 @@ MarkOf = tuple[str, str | None, str, Mark]
 """(unit, sector, procedure, mark)."""
 
 
-CounterKey = tuple[str, str, str, str, date]
-"""(unit, sector, procedure, grain, bucket)."""
-CounterRow = tuple[CounterKey, list[int]]
-"""A counter row's key and its increments, in the order of ``COUNTERS``."""
 _POSITION = {name: position for position, name in enumerate(COUNTERS)}
-
-
-def counter_rows(marks: Iterable[MarkOf]) -> list[CounterRow]:
-    """Marks summed into counter rows: each in its day, month and year, for its procedure and for all."""
-    sums: dict[CounterKey, list[int]] = {}
-    add_marks(sums, marks)
-    # Sorted, so that concurrent writers lock rows in the same order.
-    return sorted(sums.items())
-
-
-def add_marks(sums: dict[CounterKey, list[int]], marks: Iterable[MarkOf]) -> None:
-    """Add marks to counter sums in place (see ``counter_rows``)."""
-    width = len(COUNTERS)
-    for unit, sector, procedure, (counter, instant, delta) in marks:
-        day = local(instant).date()
-        position = _POSITION[counter]
-        sector = sector or NO_SECTOR
-        for grain, bucket in (("d", day), ("m", day.replace(day=1)), ("y", date(day.year, 1, 1))):
-            for key in ((unit, ALL, ALL, grain, bucket), (unit, sector, procedure, grain, bucket)):
-                values = sums.get(key)
-                if values is None:
-                    values = sums[key] = [0] * width
-                values[position] += delta
 
 
 # --- staged: a bulk load's counters, merged into the counters set-based when its fold ends ---------
@@ -184,12 +158,50 @@ async def staged_units(session: AsyncSession, identity: str) -> set[str]:
 
 
 async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
-    """The file's staged counters added to the counters in one statement: each day row summed into
-    its day, month and year, for its procedure and for all (``add_marks``, set-based), then removed.
+    """The file's staged counters added to the counters in one statement (``_rolled_up``), then
+    removed.
 
     It names no data version: the caller moves those of the provinces of ``staged_units`` (a bulk
     load), or the global one (a rebuild, which changes every counter)."""
     postgresql = session.get_bind().dialect.name == "postgresql"
+    staged = "(SELECT * FROM import_staged_counters WHERE file_identity = :identity) AS s"
+    if postgresql:
+        # One grouping of every staged row: in memory, rather than spilled in batches to disk.
+        await session.execute(text("SET LOCAL work_mem = '256MB'"))
+    await session.execute(text(_rolled_up(staged, postgresql=postgresql)), {"identity": identity})
+    await session.execute(delete(StagedCounter).where(StagedCounter.file_identity == identity))
+
+
+async def add_day_sums(session: AsyncSession, sums: dict[DayKey, list[int]]) -> None:
+    """Day sums (``add_day_marks``) added to the counters in the caller's transaction (a request's
+    ingestion): on PostgreSQL in one statement, the day rows sent as one array per column; on
+    SQLite (one writer at a time) staged and merged as a bulk load's are."""
+    rows = [(key, values) for key, values in sums.items() if any(values)]
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        keys, increments = zip(*rows, strict=True)
+        # Lists, not tuples: asyncpg encodes lists fastest.
+        columns = [list(column) for column in (*zip(*keys, strict=True), *zip(*increments, strict=True))]
+        async with raw_driver(session, ADD_DAY_SUMS) as driver:
+            await driver.execute(ADD_DAY_SUMS, *columns)
+        return
+    await stage_counters(session, _LIVE, dict(rows))
+    await merge_staged_counters(session, _LIVE)
+
+
+_LIVE = "live"
+"""The staged counters' name for a request's day sums on SQLite, whose writers never overlap."""
+
+
+def _rolled_up(source: str, *, postgresql: bool) -> str:
+    """The statement that adds the day sums of ``source`` (a relation ``s``: unit_code, sector_code,
+    procedure_code, day and the counters) to the counters: each in its day, month and year, for its
+    procedure and for all (sector and procedure ``ALL``), the rows whose sums are all zero left out.
+
+    On PostgreSQL the rows are taken in code-point order (collation "C"), the order in which every
+    writer of the counters (a request, a bulk load's merge, a rebuild) locks them, so that two
+    cannot deadlock. SQLite has one writer."""
     month, year = (
         ("date_trunc('month', s.day)::date", "date_trunc('year', s.day)::date")
         if postgresql
@@ -197,14 +209,12 @@ async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
     )
     sums = ", ".join(f"sum(s.{c})" for c in COUNTERS)
     nonzero = " OR ".join(f"sum(s.{c}) <> 0" for c in COUNTERS)
-    # Rows locked in the order ingestion's writers lock them (``counter_rows`` sorts by code
-    # point: collation "C"), so that a merge and a live batch cannot deadlock. SQLite has one writer.
     in_lock_order = (
         "ORDER BY " + ", ".join(f'm.{name} COLLATE "C"' for name in _KEY[:4]) + ", m.bucket"
         if postgresql
         else ""
     )
-    statement = f"""
+    return f"""
         WITH g (grain) AS (VALUES ('d'), ('m'), ('y')), r (whole) AS (VALUES (0), (1))
         INSERT INTO dossier_counters ({", ".join((*_KEY, *COUNTERS))})
         SELECT * FROM (
@@ -214,8 +224,7 @@ async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
                    g.grain AS grain,
                    CASE g.grain WHEN 'd' THEN s.day WHEN 'm' THEN {month} ELSE {year} END AS bucket,
                    {sums}
-            FROM import_staged_counters AS s CROSS JOIN g CROSS JOIN r
-            WHERE s.file_identity = :identity
+            FROM {source} CROSS JOIN g CROSS JOIN r
             GROUP BY 1, 2, 3, 4, 5
             HAVING {nonzero}
         ) AS m
@@ -224,47 +233,17 @@ async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
         ON CONFLICT ({", ".join(_KEY)}) DO UPDATE SET
         {", ".join(f"{c} = dossier_counters.{c} + excluded.{c}" for c in COUNTERS)}
     """
-    if postgresql:
-        # One grouping of every staged row: in memory, rather than spilled in batches to disk.
-        await session.execute(text("SET LOCAL work_mem = '256MB'"))
-    await session.execute(text(statement), {"identity": identity})
-    await session.execute(delete(StagedCounter).where(StagedCounter.file_identity == identity))
 
 
-_KEY_TYPES = ("varchar", "varchar", "varchar", "varchar", "date")
-# PostgreSQL: every row in one statement, one array per column, instead of thousands of bound values.
-_UPSERT_ARRAYS = (
-    f"INSERT INTO dossier_counters ({', '.join((*_KEY, *COUNTERS))}) "
-    "SELECT * FROM unnest("
-    + ", ".join(f"${n + 1}::{kind}[]" for n, kind in enumerate((*_KEY_TYPES, *("integer",) * len(COUNTERS))))
-    + f") ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
-    + ", ".join(f"{c} = dossier_counters.{c} + excluded.{c}" for c in COUNTERS)
+_DAY_COLUMNS = ("unit_code", "sector_code", "procedure_code", "day", *COUNTERS)
+_DAY_TYPES = ("varchar", "varchar", "varchar", "date", *("integer",) * len(COUNTERS))
+ADD_DAY_SUMS = _rolled_up(
+    "unnest("
+    + ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(_DAY_TYPES, start=1))
+    + f") AS s ({', '.join(_DAY_COLUMNS)})",
+    postgresql=True,
 )
-
-
-async def add_counters(session: AsyncSession, rows: list[CounterRow]) -> None:
-    """Add rows of counter increments to the counters (creating the rows that are new)."""
-    if not rows:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        keys, increments = zip(*rows, strict=True)
-        # Lists, not tuples: asyncpg encodes lists fastest.
-        columns = [list(column) for column in (*zip(*keys, strict=True), *zip(*increments, strict=True))]
-        async with raw_driver(session, _UPSERT_ARRAYS) as driver:
-            await driver.execute(_UPSERT_ARRAYS, *columns)
-        return
-    insert = sqlite.insert(_TABLE)
-    statement = insert.on_conflict_do_update(
-        index_elements=list(_KEY),
-        set_={c: _TABLE.c[c] + insert.excluded[c] for c in COUNTERS},
-    )
-    await session.execute(
-        statement,
-        [
-            {**dict(zip(_KEY, key, strict=True)), **dict(zip(COUNTERS, values, strict=True))}
-            for key, values in rows
-        ],
-    )
+"""PostgreSQL: day sums, one array per column of ``_DAY_COLUMNS``, added to the counters."""
 
 
 # --- rebuilding from the facts ---------------------------------------------------------------

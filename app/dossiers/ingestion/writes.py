@@ -37,8 +37,9 @@ class LiveCounters:
     """Added to the counters in the round's transaction (a request)."""
 
     async def add(self, session: AsyncSession, marks: Sequence[counters.MarkOf]) -> None:
-        rows = [row for row in counters.counter_rows(marks) if any(row[1])]
-        await counters.add_counters(session, rows)
+        sums: dict[counters.DayKey, list[int]] = {}
+        counters.add_day_marks(sums, marks)
+        await counters.add_day_sums(session, sums)
 
 
 @dataclass
