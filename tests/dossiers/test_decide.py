@@ -118,10 +118,13 @@ def test_a_strict_group_in_order_is_decided_without_the_history_as_the_replay_de
     assert _day_sums(fast) and _day_sums(fast) == _day_sums(replayed)
 
 
-def test_a_strict_group_with_a_refused_part_goes_to_the_replay_which_refuses_it_whole() -> None:
-    # The sender is bound to U2: the reception in U1 is refused, and with it every part of the record.
-    arrivals = _record(7, unit="U1")
-    context = _context(strict=True, units=frozenset({"U2"}))
+def test_a_strict_group_with_a_part_refused_on_the_way_goes_to_the_replay_which_refuses_it_whole() -> None:
+    # Received, resolved, then a processing part after the end: the fast path refuses that part
+    # alone; in a record every part goes with it, which only the replay decides.
+    received, processing, resolved, returned = _record(7, supplement=False)
+    late = replace(processing, event=replace(processing.event, occurred_at=returned.event.occurred_at))
+    arrivals = (received, resolved, late)
+    context = _context(strict=True)
     with pytest.raises(HistoryNeeded):
         decide(Dossier(CODE, None, arrivals), context)
     decision = decide(Dossier(CODE, None, arrivals, stored=()), context)
@@ -129,6 +132,26 @@ def test_a_strict_group_with_a_refused_part_goes_to_the_replay_which_refuses_it_
     assert decision.stored == ()
     assert decision.marks == ()
     assert decision.answers[7].status is ResultStatus.error
+
+
+def test_a_record_meeting_a_dossier_another_client_received_applies_none_of_its_parts() -> None:
+    # Client 2 received the dossier; client 1's record of it (received, processing, resolved,
+    # returned) is refused whole: its reception is already_received (SPEC §4), and its later
+    # parts, which would act on client 2's dossier, go with it.
+    theirs = tuple(
+        replace(a, event=replace(a.event, client_id=2)) for a in _record(1, supplement=False)[:1]
+    )
+    received = decide(Dossier(CODE, None, theirs), _context(strict=False))
+    assert received.new is not None
+    mine = _record(7, supplement=False)
+    for stored in (None, ()):
+        decision = decide(Dossier(CODE, received.new, mine, stored=stored), _context(strict=True))
+        assert decision.answers == {7: decision.answers[7]}
+        assert decision.answers[7].status is ResultStatus.error
+        assert "already received" in str(decision.answers[7].problem)
+        assert decision.new == received.new
+        assert decision.stored == ()
+        assert decision.marks == ()
 
 
 def test_the_same_parts_as_a_batch_of_events_keep_what_applies() -> None:

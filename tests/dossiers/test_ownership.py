@@ -93,6 +93,22 @@ async def test_between_unbound_clients_the_stored_reception_owns_the_dossier(
         await assert_counters_equal_a_rebuild(app)
 
 
+async def test_a_later_record_of_another_unbound_client_applies_none_of_its_parts(
+    app: FastAPI, one_stop: Clients
+) -> None:
+    # Its reception is refused (the dossier is the owner's), and with it the record's processing
+    # and end, which come after everything the dossier has: a record applies whole or not at all.
+    async with one_stop("first-system") as owner, one_stop("second-system") as other:
+        assert (await send(owner, received("WHOLE", NINE)))[0]["status"] == "created"
+        later = record("WHOLE", 9, NgayTiepNhan="20230808080000", NgayKetThucXuLy="20230809100000")
+        (answer,) = await sync(other, later)
+        assert (answer["status"], answer["problem"]["status"]) == ("error", 409)
+        body = await dossier(owner, "WHOLE")
+        assert (body["status"], body["finished_at"]) == (2, None)
+        assert _timeline(body) == [("received", "applied")]
+        await assert_counters_equal_a_rebuild(app)
+
+
 async def test_a_cancellation_for_a_foreign_dossier_is_refused(one_stop: Clients) -> None:
     async with one_stop("kien-thuy", unit="313") as owner, one_stop("tien-lang", unit="314") as other:
         await send(owner, received("FOREIGN", NINE))

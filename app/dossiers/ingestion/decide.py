@@ -19,6 +19,7 @@ The rules, each once:
 - **the counters**: the dossier's marks (app.dossiers.facts.facts_marks) old minus new.
 """
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import count
@@ -128,8 +129,14 @@ def decide(dossier: Dossier, context: Context) -> DossierDecision:
     for arrival in dossier.arrivals:
         refused = _refused_before(dossier, arrival, context)
         if refused is not None:
-            answers[arrival.group] = Answer(ResultStatus.error, refused)
-        elif arrival.cancelled and arrival.target is None:
+            answers.setdefault(arrival.group, Answer(ResultStatus.error, refused))
+    refused_groups = set(answers)
+    for arrival in dossier.arrivals:
+        if arrival.group in refused_groups:
+            # A group with a refused arrival is refused whole: none of its arrivals is kept (a
+            # record's other parts would otherwise act on a dossier another client received).
+            continue
+        if arrival.cancelled and arrival.target is None:
             # Revisions arrive out of order too: kept as cancelled, the event that arrives later
             # is an older revision, and changes nothing.
             kept.append((arrival, Verdict(Outcome.cancelled)))
@@ -181,9 +188,10 @@ def _in_order(
     dossier: Dossier, arrivals: list[Arrival], context: Context
 ) -> tuple[DossierState | None, tuple[counters.MarkOf, ...], _Refusals] | None:
     """The arrivals applied after the stored state; None when the history must be replayed (also
-    when an arrival of a strict group is refused: its group's other arrivals must go too)."""
+    when an arrival refused here has others in its group: the replay refuses a group whole)."""
     if dossier.waiting or any(a.target is not None for a in arrivals):
         return None
+    in_group = Counter(a.group for a in arrivals)
     times = [a.event.occurred_at for a in arrivals]
     if times != sorted(times):
         return None
@@ -227,7 +235,7 @@ def _in_order(
         except OutOfSequence:
             return None
         except DomainError as exc:
-            if arrival.group in context.strict_groups:
+            if in_group[arrival.group] > 1:
                 return None
             refusals.append((arrival, exc))
             continue
