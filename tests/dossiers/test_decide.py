@@ -138,9 +138,7 @@ def test_a_record_meeting_a_dossier_another_client_received_applies_none_of_its_
     # Client 2 received the dossier; client 1's record of it (received, processing, resolved,
     # returned) is refused whole: its reception is already_received (SPEC §4), and its later
     # parts, which would act on client 2's dossier, go with it.
-    theirs = tuple(
-        replace(a, event=replace(a.event, client_id=2)) for a in _record(1, supplement=False)[:1]
-    )
+    theirs = tuple(replace(a, event=replace(a.event, client_id=2)) for a in _record(1, supplement=False)[:1])
     received = decide(Dossier(CODE, None, theirs), _context(strict=False))
     assert received.new is not None
     mine = _record(7, supplement=False)
