@@ -109,6 +109,23 @@ async def test_a_later_record_of_another_unbound_client_applies_none_of_its_part
         await assert_counters_equal_a_rebuild(app)
 
 
+@pytest.mark.parametrize(("first", "then"), [(3, 2), (2, 3)])
+async def test_a_record_sent_again_may_turn_a_refusal_into_a_reception_and_back(
+    app: FastAPI, one_stop: Clients, first: int, then: int
+) -> None:
+    # A record sent again replaces the state it described (SPEC §4): its new reception (or
+    # refusal) takes the place of the one it withdraws, which made the dossier.
+    refused_at = {"NgayTuChoi": "20230807090000"}
+    async with one_stop("one-stop") as owner:
+        (created,) = await sync(owner, record("TURN", first, **(refused_at if first == 3 else {})))
+        assert created["status"] == "created"
+        (changed,) = await sync(owner, record("TURN", then, **(refused_at if then == 3 else {})))
+        assert changed["status"] == "updated", changed
+        body = await dossier(owner, "TURN")
+        assert body["status"] == then
+        await assert_counters_equal_a_rebuild(app)
+
+
 async def test_a_cancellation_for_a_foreign_dossier_is_refused(one_stop: Clients) -> None:
     async with one_stop("kien-thuy", unit="313") as owner, one_stop("tien-lang", unit="314") as other:
         await send(owner, received("FOREIGN", NINE))

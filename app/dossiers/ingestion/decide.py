@@ -126,8 +126,9 @@ def decide(dossier: Dossier, context: Context) -> DossierDecision:
     answers: dict[int, Answer] = {}
     kept: list[tuple[Arrival, Verdict]] = []
     arrivals: list[Arrival] = []
+    releasing = _releasing(dossier.arrivals)
     for arrival in dossier.arrivals:
-        refused = _refused_before(dossier, arrival, context)
+        refused = _refused_before(dossier, arrival, context, releasing)
         if refused is not None:
             answers.setdefault(arrival.group, Answer(ResultStatus.error, refused))
     refused_groups = set(answers)
@@ -161,17 +162,34 @@ def decide(dossier: Dossier, context: Context) -> DossierDecision:
     return _replayed(dossier, dossier.stored, arrivals, context, answers, kept)
 
 
-def _refused_before(dossier: Dossier, arrival: Arrival, context: Context) -> DomainError | None:
+def _refused_before(
+    dossier: Dossier, arrival: Arrival, context: Context, releasing: frozenset[int]
+) -> DomainError | None:
     """A new event of a dossier already received: refused when its sender may not act on the
-    dossier's unit, or when it is another reception (SPEC §4)."""
+    dossier's unit, or when it is another reception (SPEC §4) — unless its group withdraws the
+    reception the dossier was made from (``releasing``): the replay then puts it in its place."""
     if arrival.target is not None or dossier.state is None:
         return None
     refused = context.reach.may_act(arrival.event, dossier.state.unit_code)
     if refused is not None:
         return refused
-    if arrival.event.type in RECEPTIONS and not arrival.cancelled:
+    if arrival.event.type in RECEPTIONS and not arrival.cancelled and arrival.group not in releasing:
         return already_received(dossier.code)
     return None
+
+
+def _releasing(arrivals: tuple[Arrival, ...]) -> frozenset[int]:
+    """The groups that withdraw the applied reception (or refusal) a dossier was made from, by
+    cancelling it or correcting it into another type: a DVCQG record sent again whose dossier went
+    from refused to received, or back (SPEC §4: a record replaces the state it described before)."""
+    return frozenset(
+        a.group
+        for a in arrivals
+        if a.target is not None
+        and a.target.status == Outcome.applied
+        and a.target.payload.get("type") in RECEPTIONS
+        and (a.cancelled or a.event.type not in RECEPTIONS)
+    )
 
 
 def already_received(code: str) -> Conflict:
