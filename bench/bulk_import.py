@@ -30,7 +30,15 @@ from typing import Any
 import asyncpg
 
 from bench import dossier_data
-from bench.harness import DEFAULT_DATABASE, fresh_database, log, machine, make_key, serve
+from bench.harness import (
+    DEFAULT_DATABASE,
+    fresh_database,
+    log,
+    machine,
+    make_key,
+    postgres_cpu_seconds,
+    serve,
+)
 from bench.ingestion import _arrival, portal_record, setup
 from bench.profile import summarise
 
@@ -100,26 +108,6 @@ async def _bare_copy(url: str, lines: list[str]) -> float:
         await connection.close()
 
 
-def _server_cpu() -> float:
-    """Seconds of CPU this machine's PostgreSQL processes have used: the live ones' own, and the
-    children each has reaped (the postmaster's ended backends)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # ended meanwhile
-        if stat[stat.index("(") + 1 : stat.rindex(")")] != "postgres":
-            continue
-        # After the name: state, ppid, … then utime, stime, cutime, cstime (fields 14–17 of proc(5)).
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += sum(int(value) for value in fields[11:15])
-    return total / ticks
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -166,7 +154,7 @@ def main() -> None:
                 ]
                 command += [sys.executable, *command_tail(path, args.chunk, args.jobs)]
             used_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            server_before = _server_cpu()
+            server_before = postgres_cpu_seconds()
             started = time.perf_counter()
             finished = subprocess.run(
                 command,
@@ -179,7 +167,7 @@ def main() -> None:
             # The command's CPU and its parts' (reaped by it, so counted in its own children's).
             used = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = sum(getattr(used, name) - getattr(used_before, name) for name in ("ru_utime", "ru_stime"))
-            database_cpu = _server_cpu() - server_before
+            database_cpu = postgres_cpu_seconds() - server_before
             sys.stdout.write(finished.stdout)
             # The command's summary: its own time, from the file opened to the load's end.
             loaded = re.search(r" lines in ([\d.]+)s: ", finished.stdout)

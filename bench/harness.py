@@ -124,24 +124,32 @@ def _process_cpu_seconds(pid: int) -> float:
 def cpu_seconds(server: Server) -> dict[str, float]:
     """CPU time used so far by the server's processes, PostgreSQL's and this one (the load's client)."""
     children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
-    postgres = [
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and _read(entry / "comm") == "postgres"
-    ]
     own = os.times()
     return {
         "server": sum(_process_cpu_seconds(pid) for pid in [server.process.pid, *map(int, children)]),
-        "postgres": sum(_process_cpu_seconds(pid) for pid in postgres if Path(f"/proc/{pid}").exists()),
+        "postgres": postgres_cpu_seconds(),
         "client": own.user + own.system,
     }
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:  # the process ended meanwhile
-        return ""
+def postgres_cpu_seconds() -> float:
+    """Seconds of CPU this machine's PostgreSQL processes have used: the live ones' own, and the
+    children each has reaped (the postmaster's ended backends, so that a backend that ends
+    between two readings still counts)."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        if stat[stat.index("(") + 1 : stat.rindex(")")] != "postgres":
+            continue
+        # After the name: state, ppid, … then utime, stime, cutime, cstime (fields 14–17 of proc(5)).
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += sum(int(value) for value in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

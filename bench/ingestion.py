@@ -25,7 +25,7 @@ import httpx
 
 from bench import dossier_data
 from bench.catalogue import SECTORS
-from bench.harness import DEFAULT_DATABASE, fresh_database, log, machine, make_key, serve
+from bench.harness import DEFAULT_DATABASE, cpu_seconds, fresh_database, log, machine, make_key, serve
 
 
 def setup(base_url: str, key: str, procedure_rows: list[dict[str, Any]]) -> None:
@@ -180,11 +180,16 @@ def main() -> None:
             with serve(args.database_url, workers=workers) as server:
                 setup(server.url, key, procedure_rows)
                 log(f"{order}: {workers} worker(s), {args.senders} senders, batches of {args.batch}")
+                before = cpu_seconds(server)
                 created, errors, seconds = asyncio.run(push(server.url, key, bodies, path))
+                after = cpu_seconds(server)
                 rss = max(server.worker_rss_mb())
+            # Per item: with one sender the server and PostgreSQL take turns, so these add up.
+            server_cpu, database_cpu = ((after[k] - before[k]) / items * 1e6 for k in ("server", "postgres"))
             rows.append(
                 f"| {order} | {workers} | {args.senders} | {args.batch} | {items} | {created} | {errors} | "
-                f"{seconds:.1f} | {items / seconds:,.0f} {unit} | {rss:.0f} |"
+                f"{seconds:.1f} | {items / seconds:,.0f} {unit} | {rss:.0f} "
+                f"| {server_cpu:.0f} µs | {database_cpu:.0f} µs |"
             )
             log(
                 f"{order}, {workers} worker(s): {items / seconds:,.0f} {unit} "
@@ -193,9 +198,9 @@ def main() -> None:
     print(f"\nBatch ingestion, {args.dossiers} dossiers:\n")
     print(
         "| order | workers | senders | batch | items | created or pending | errors | seconds | rate "
-        "| max RSS MB |"
+        "| max RSS MB | the server's CPU an item | PostgreSQL's CPU an item |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 
