@@ -650,16 +650,15 @@ class _Load:
 
     async def _all_read(self, *, finished: bool) -> None:
         """Every line read: so marked, with the parts' rejects gathered (``_gathered``); when that
-        finishes the file (records), with its counters merged (``_merge_counters``)."""
+        finishes the file (records), its end (``_end``: the counters merged)."""
         async with self.sessionmaker() as session, session.begin():
             gathered = await self._gathered(session)
             if finished:
-                await self._merge_counters(session)
-                await bump_version(session)
-            checkpoint = await self._commit_point(session, {})
-            checkpoint.lines_done = self.progress.lines_done
-            checkpoint.staged = True
-            checkpoint.finished = finished
+                await self._end(session, {})
+            else:
+                checkpoint = await self._commit_point(session, {})
+                checkpoint.lines_done = self.progress.lines_done
+                checkpoint.staged = True
         _remove(gathered)
 
     async def _gathered(self, session: AsyncSession) -> list[Path]:
@@ -834,16 +833,8 @@ class _Load:
         _remove(gathered)
 
     async def _end(self, session: AsyncSession, problems: dict[int, Any]) -> None:
-        """In the transaction that ends a file of events: the new dossiers' entry into the
-        statistics and the checkpoint marked finished, together: a rerun does nothing."""
-        await self._merge_counters(session)
-        checkpoint = await self._commit_point(session, problems)
-        checkpoint.lines_done = self.progress.lines_done
-        checkpoint.finished = True
-        await bump_version(session)
-
-    async def _merge_counters(self, session: AsyncSession) -> None:
-        """The file's staged counters merged into the statistics, in the transaction that ends it."""
+        """In the transaction that ends a file: its dossiers' entry into the statistics (the
+        staged counters merged) and the checkpoint marked finished, together: a rerun does nothing."""
         identity = self.source.identity
         # The merge changes the figures of every province with staged counters (the dossiers of
         # every chunk, this run's or a killed one's): their versions move with it. Otherwise only
@@ -851,6 +842,10 @@ class _Load:
         # answered while the load ran would keep that answer.
         touch(session, await provinces_of(session, await staged_units(session, identity)))
         await merge_staged_counters(session, identity)
+        checkpoint = await self._commit_point(session, problems)
+        checkpoint.lines_done = self.progress.lines_done
+        checkpoint.finished = True
+        await bump_version(session)
 
     async def _fold(self, session: AsyncSession, lines: list[StagedLine]) -> dict[int, LineResult]:
         """One chunk's outcomes (``_fold_once``), replayed if the database breaks a deadlock with it."""
