@@ -52,7 +52,7 @@ from app.core.db import bulk_insert
 from app.core.errors import Conflict, InvalidInput, problem_of, transaction_rolled_back
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.core.timezone import utcnow
-from app.dossiers.counters import merge_staged_counters, staged_units
+from app.dossiers.counters import merge_staged_counters, merge_staged_counters_of, staged_units
 from app.dossiers.dvcqg import MAX_RECORDS, history_parts
 from app.dossiers.ingestion.events import parse
 from app.dossiers.ingestion.folding import STAGED_COLUMNS, LineResult, StagedLine, fold, through_api
@@ -427,7 +427,7 @@ async def _import(
         progress.folded_through = progress.resumed_fold_after = checkpoint.folded_through
         staged, finished, kept_rejects = checkpoint.staged, checkpoint.finished, checkpoint.rejects_bytes
         progress.rejects_bytes = kept_rejects
-    load = _Load(sessionmaker, ingestion_of, source, progress, on_progress, stop)
+    load = _Load(sessionmaker, ingestion_of, source, progress, on_progress, stop, jobs)
     with _rejects_from(source.rejects, kept_rejects) as load.rejected:
         if not finished:
             await _load_by_its_way(load, staged=staged, chunk_size=chunk_size, jobs=jobs)
@@ -534,6 +534,7 @@ class _Load:
         progress: FileProgress,
         on_progress: Progress | None,
         stop: "_Asked | None" = None,
+        jobs: int = 1,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.ingestion_of = ingestion_of
@@ -541,6 +542,8 @@ class _Load:
         self.progress = progress
         self.on_progress = on_progress
         self.stop = stop
+        self.jobs = jobs
+        """How many transactions merge the staged counters at once when the file ends."""
         self.point = source
         """Whose checkpoint and rejects file the chunks commit with: the file's, or a part's."""
 
@@ -651,6 +654,8 @@ class _Load:
     async def _all_read(self, *, finished: bool) -> None:
         """Every line read: so marked, with the parts' rejects gathered (``_gathered``); when that
         finishes the file (records), its end (``_end``: the counters merged)."""
+        if finished:
+            await self._merge_in_shares()
         async with self.sessionmaker() as session, session.begin():
             gathered = await self._gathered(session)
             if finished:
@@ -751,6 +756,7 @@ class _Load:
             progress.folded_lines += len(valid)
             self._tell()
             self._stop_if_asked()
+        await self._merge_in_shares()
         async with self.sessionmaker() as session, session.begin():
             await self._end(session, {})
 
@@ -817,6 +823,7 @@ class _Load:
         an event id with another of the file (taken in file order), the staging emptied, then
         ``_end``, in one transaction."""
         identity = self.source.identity
+        await self._merge_in_shares()
         # Not under session.begin(): the API's ingestion rolls the transaction back to replay a lost
         # race (or ``_replayed`` a deadlock), so it comes first, before anything else is written.
         async with self.sessionmaker() as session:
@@ -831,6 +838,39 @@ class _Load:
             await self._end(session, problems)
             await session.commit()
         _remove(gathered)
+
+    async def _merge_in_shares(self) -> None:
+        """Before the file's end, on PostgreSQL with ``jobs`` above one: its staged counters merged
+        by ``jobs`` transactions at once, each for a share of the units. A unit's counter rows are
+        its own (its rollups too), so the shares never wait on one another, and the database merges
+        on as many cores; each share's staged rows go with its merge, so a run killed between them
+        leaves the rest to its rerun's ``_end``, which merges whatever is still staged. Outside
+        the file's last transaction (``_end``) on purpose: a transaction that holds counter rows
+        (the API's ingestion of the dossiers left for last) would make a share wait on it."""
+        identity = self.source.identity
+        async with self.sessionmaker() as session:
+            if self.jobs < 2 or session.get_bind().dialect.name != "postgresql":
+                return
+            units = sorted(await staged_units(session, identity))
+
+        async def merge(share: list[str]) -> None:
+            async with self.sessionmaker() as session, session.begin():
+                touch(session, await provinces_of(session, set(share)))
+                await merge_staged_counters_of(session, identity, share)
+                await bump_version(session)
+
+        shares = [
+            asyncio.ensure_future(merge(units[k :: self.jobs])) for k in range(min(self.jobs, len(units)))
+        ]
+        try:
+            await asyncio.gather(*shares)
+        except BaseException:
+            # The first failure is raised as it is, once the other shares have ended: cancelled
+            # (rolled back) or committed, none is left running.
+            for share in shares:
+                share.cancel()
+            await asyncio.gather(*shares, return_exceptions=True)
+            raise
 
     async def _end(self, session: AsyncSession, problems: dict[int, Any]) -> None:
         """In the transaction that ends a file: its dossiers' entry into the statistics (the
@@ -1055,8 +1095,9 @@ def _part_ends(cuts: list[int], skip: int, jobs: int) -> list[int]:
 
 
 def _spans(skip: int, ends: list[int]) -> list[tuple[int, int]]:
-    """Parts of the lines after line ``skip`` that end at ``ends``, each after the one before."""
-    return list(zip([skip, *ends[:-1]], ends, strict=True))
+    """Parts of the lines after line ``skip`` that end at ``ends``, each after the one before (none
+    when no line is left: a rerun of a load that died after its last chunk)."""
+    return list(zip([skip, *ends][: len(ends)], ends, strict=True))
 
 
 def _shares(skip: int, lines: int, jobs: int) -> list[tuple[int, int]]:

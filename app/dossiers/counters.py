@@ -14,7 +14,20 @@ from datetime import date
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, Integer, String, Table, delete, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Date,
+    Integer,
+    String,
+    Table,
+    TextClause,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -163,13 +176,39 @@ async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
 
     It names no data version: the caller moves those of the provinces of ``staged_units`` (a bulk
     load), or the global one (a rebuild, which changes every counter)."""
+    staged = StagedCounter.file_identity == identity
+    await _merge(session, _merging("file_identity = :identity", session), {"identity": identity}, staged)
+
+
+async def merge_staged_counters_of(session: AsyncSession, identity: str, units: Sequence[str]) -> None:
+    """As ``merge_staged_counters``, for the staged counters of these units only: the counter rows
+    of a unit (its rollups included) are changed by its own staged rows alone, so merges of
+    different units in transactions at once never wait on one another."""
+    statement = _merging("file_identity = :identity AND unit_code IN :units", session)
+    staged = (StagedCounter.file_identity == identity) & StagedCounter.unit_code.in_(units)
+    await _merge(
+        session,
+        statement.bindparams(bindparam("units", expanding=True)),
+        {"identity": identity, "units": list(units)},
+        staged,
+    )
+
+
+def _merging(where: str, session: AsyncSession) -> TextClause:
+    """The rollup statement (``_rolled_up``) over the staged rows that ``where`` selects."""
     postgresql = session.get_bind().dialect.name == "postgresql"
-    staged = "(SELECT * FROM import_staged_counters WHERE file_identity = :identity) AS s"
-    if postgresql:
+    source = f"(SELECT * FROM import_staged_counters WHERE {where}) AS s"
+    return text(_rolled_up(source, postgresql=postgresql))
+
+
+async def _merge(
+    session: AsyncSession, statement: TextClause, parameters: dict[str, Any], staged: ColumnElement[bool]
+) -> None:
+    if session.get_bind().dialect.name == "postgresql":
         # One grouping of every staged row: in memory, rather than spilled in batches to disk.
         await session.execute(text("SET LOCAL work_mem = '256MB'"))
-    await session.execute(text(_rolled_up(staged, postgresql=postgresql)), {"identity": identity})
-    await session.execute(delete(StagedCounter).where(StagedCounter.file_identity == identity))
+    await session.execute(statement, parameters)
+    await session.execute(delete(StagedCounter).where(staged))
 
 
 async def add_day_sums(session: AsyncSession, sums: dict[DayKey, list[int]]) -> None:

@@ -23,7 +23,7 @@ from app.core.errors import Conflict
 from app.core.security import Principal
 from app.dossiers import bulk
 from app.dossiers.bulk import FileProgress, Source, _requests, grouped_cuts, import_file
-from app.dossiers.counters import COUNTERS, DossierCounter, rebuild_counters
+from app.dossiers.counters import COUNTERS, DossierCounter, StagedCounter, rebuild_counters
 from app.dossiers.dvcqg import MAX_RECORDS, history_parts
 from app.dossiers.ingestion import events as events_module
 from app.dossiers.ingestion.records import MAX_HISTORY_PARTS, MAX_SAME_DOSSIER
@@ -765,6 +765,47 @@ async def _parts_of(app: FastAPI, source: Source) -> list[ImportCheckpoint]:
             select(ImportCheckpoint).where(ImportCheckpoint.part_of == source.identity)
         )
         return sorted(found, key=lambda part: part.file_identity)
+
+
+@pytest.mark.parametrize("dies_in", ["a share", "the last transaction"])
+async def test_a_load_killed_while_its_counters_are_merged_ends_on_rerun_as_in_one_go(
+    app: FastAPI,
+    in_parts: bool,
+    province: list[list[dict[str, Any]]],
+    loader: tuple[AsyncClient, Principal],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dies_in: str,
+) -> None:
+    """On PostgreSQL, with ``jobs`` above one, a file's staged counters are merged before its last
+    transaction by as many transactions at once, each for a share of the units. The load dies in
+    its second share (the others cancelled, or committed), or in the last transaction after every
+    share committed: the rerun merges what is still staged, once, and ends as the load in one go.
+    On SQLite the last transaction merges them all: it has no shares to die in."""
+    _http, principal = loader
+    source, _cuts = _grouped_file(province, tmp_path, seed=7)
+    whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
+
+    dies = in_parts or dies_in == "the last transaction"
+    merging = "merge_staged_counters_of" if dies_in == "a share" else "merge_staged_counters"
+    original = getattr(bulk, merging)
+    _killed_at_call(monkeypatch, merging, 2 if dies_in == "a share" else 1)
+    if dies:
+        with pytest.raises(Killed):
+            await _import(app, principal, source, chunk_size=40, jobs=3)
+        async with app.state.sessionmaker() as session:
+            staged = await session.scalar(select(func.count()).select_from(StagedCounter))
+            finished = await session.get(ImportCheckpoint, source.identity)
+        assert finished is not None and not finished.finished
+        # Every share committed before the last transaction; a share that died left its rows.
+        assert (staged == 0) is (in_parts and dies_in == "the last transaction")
+    else:
+        await _import(app, principal, source, chunk_size=40, jobs=3)
+    monkeypatch.setattr(bulk, merging, original)
+    if dies:
+        rerun = await _import(app, principal, source, chunk_size=40, jobs=3)
+        assert rerun.resumed_from == whole.lines_done
+    await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
 
 
 async def test_an_event_id_stored_under_another_dossier_sends_the_chunk_through_the_api(

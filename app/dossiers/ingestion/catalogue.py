@@ -24,20 +24,28 @@ class Catalogue:
     def __init__(self, versions: dict[str, list[tuple[date | None, dict[str, Any]]]], units: dict[str, Any]):
         self.versions = versions
         self.units = units
+        # A batch's receptions share few procedure versions and unit levels: each Reception is built
+        # once per (procedure, version, level), not once per dossier.
+        self._receptions: dict[tuple[str, int, str], Reception] = {}
 
     def in_force(self, procedure_code: str, day: date) -> dict[str, Any]:
+        return self.versions[procedure_code][self._version_in_force(procedure_code, day)][1]
+
+    def _version_in_force(self, procedure_code: str, day: date) -> int:
+        """The position of the procedure's version in force on the day among its versions."""
         history = self.versions.get(procedure_code)
         if not history:
             raise InvalidInput.for_field(
                 "procedure_code", f"Procedure {procedure_code!r} does not exist", "unknown_reference"
             )
         # Versions are in order, so the last one in force by the day applies.
-        in_force = [data for since, data in history if since is None or since <= day]
-        if not in_force:
-            raise InvalidInput.for_field(
-                "procedure_code", f"Procedure {procedure_code!r} was not in force on {day}", "not_in_force"
-            )
-        return in_force[-1]
+        for position in range(len(history) - 1, -1, -1):
+            since = history[position][0]
+            if since is None or since <= day:
+                return position
+        raise InvalidInput.for_field(
+            "procedure_code", f"Procedure {procedure_code!r} was not in force on {day}", "not_in_force"
+        )
 
     def reception(self, procedure_code: str, unit_code: str, occurred_at: datetime) -> Reception:
         day = local(occurred_at).date()
@@ -57,15 +65,19 @@ class Catalogue:
             raise InvalidInput.for_field(
                 "unit_code", f"Unit {unit_code!r} did not exist on {day}", "unit_not_valid"
             )
-        data = self.in_force(procedure_code, day)
-        return Reception(
-            unit_level=unit.level,
-            sector_code=data["sector_code"],
-            procedure_levels=tuple(data["levels"]),
-            processing_value=float(data["processing_time"]["value"]),
-            processing_unit=TimeUnit(data["processing_time"]["unit"]),
-            procedure_abolished=data["status"] == "abolished",
-        )
+        key = (procedure_code, self._version_in_force(procedure_code, day), unit.level)
+        reception = self._receptions.get(key)
+        if reception is None:
+            data = self.versions[procedure_code][key[1]][1]
+            reception = self._receptions[key] = Reception(
+                unit_level=unit.level,
+                sector_code=data["sector_code"],
+                procedure_levels=tuple(data["levels"]),
+                processing_value=float(data["processing_time"]["value"]),
+                processing_unit=TimeUnit(data["processing_time"]["unit"]),
+                procedure_abolished=data["status"] == "abolished",
+            )
+        return reception
 
 
 async def load_catalogue(session: AsyncSession, procedure_codes: set[str], unit_codes: set[str]) -> Catalogue:

@@ -19,7 +19,6 @@ The rules, each once:
 - **the counters**: the dossier's marks (app.dossiers.facts.facts_marks) old minus new.
 """
 
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import count
@@ -209,7 +208,6 @@ def _in_order(
     when an arrival refused here has others in its group: the replay refuses a group whole)."""
     if dossier.waiting or any(a.target is not None for a in arrivals):
         return None
-    in_group = Counter(a.group for a in arrivals)
     times = [a.event.occurred_at for a in arrivals]
     if times != sorted(times):
         return None
@@ -253,7 +251,8 @@ def _in_order(
         except OutOfSequence:
             return None
         except DomainError as exc:
-            if in_group[arrival.group] > 1:
+            # Counted only here: a refusal is rare, and the fast path runs for every dossier.
+            if sum(a.group == arrival.group for a in arrivals) > 1:
                 return None
             refusals.append((arrival, exc))
             continue
