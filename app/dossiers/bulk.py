@@ -47,6 +47,7 @@ from sqlalchemy import Table, delete, distinct, func, select, text, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core import json_values
 from app.core.data_version import bump_version, touch
 from app.core.db import bulk_insert
 from app.core.errors import Conflict, InvalidInput, problem_of, transaction_rolled_back
@@ -164,7 +165,7 @@ def _object_of(line: bytes) -> dict[str, Any]:
     if line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH and json_depth(line) > MAX_JSON_DEPTH:
         raise ValueError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        value = json.loads(line)
+        value = json_values.loads(line)
     except RecursionError as exc:
         raise ValueError(f"the JSON nests too deeply to parse ({exc})") from exc
     except ValueError as exc:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Table, select
 
+from app.core import json_values
 from app.core.db import one_of, plan_with_values
 from app.core.errors import Problem, problem_of
 from app.dossiers.history import HistoryEvent
@@ -135,7 +136,7 @@ async def _fold_fresh(
     for code, lines in dossiers.items():
         mine = arrivals[code] = []
         for line in lines:
-            payload = json.loads(line.payload)
+            payload = json_values.loads(line.payload)
             procedures.add(payload.get("procedure_code") or "")
             units.add(payload.get("unit_code") or "")
             event = HistoryEvent.from_payload(next(positions), client_id, payload)

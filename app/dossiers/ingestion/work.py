@@ -2,7 +2,6 @@
 arrives (an event in its canonical form), what is stored, and each dossier's work in a batch."""
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +9,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.calendar.working_time import WorkingCalendar
+from app.core import json_values
 from app.core.errors import (
     DomainError,
 )
@@ -71,7 +71,7 @@ class Stored:
 
     @classmethod
     def of(cls, row: Any) -> "Stored":
-        payload = row.payload if isinstance(row.payload, dict) else json.loads(row.payload)
+        payload = row.payload if isinstance(row.payload, dict) else json_values.loads(row.payload)
         return cls(**{**row._mapping, "payload": payload})
 
 
