@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import QueryableAttribute, Session
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from app.core.bounded_engine import BoundedConnection, answered, postgres_engine
 from app.core.config import Settings
@@ -375,3 +375,11 @@ async def raw_driver(session: AsyncSession, statement: str) -> AsyncIterator[Any
         raise InterfaceError(statement, None, exc, connection_invalidated=True) from exc
     finally:
         answered()
+
+
+def pooled_connections(session: AsyncSession) -> int:
+    """How many connections the session's engine keeps in its pool (1 for a pool without a size):
+    work spread over that many sessions at once never waits for a connection."""
+    engine = session.get_bind()
+    pool = engine.pool if isinstance(engine, Engine) else None
+    return pool.size() if isinstance(pool, QueuePool) else 1

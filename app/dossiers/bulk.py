@@ -49,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core import json_values
 from app.core.data_version import bump_version, touch
-from app.core.db import bulk_insert
+from app.core.db import bulk_insert, pooled_connections
 from app.core.errors import Conflict, InvalidInput, problem_of, transaction_rolled_back
 from app.core.hygiene import MAX_JSON_DEPTH, json_depth
 from app.core.timezone import utcnow
@@ -843,8 +843,9 @@ class _Load:
     async def _merge_in_shares(self) -> None:
         """Before the file's end, on PostgreSQL with ``jobs`` above one: its staged counters merged
         by ``jobs`` transactions at once, each for a share of the units. A unit's counter rows are
-        its own (its rollups too), so the shares never wait on one another, and the database merges
-        on as many cores; each share's staged rows go with its merge, so a run killed between them
+        its own (its rollups too), so the shares never wait on one another's counter rows (only,
+        briefly, on a province's version row as each commits), and the database merges on as many
+        cores; each share's staged rows go with its merge, so a run killed between them
         leaves the rest to its rerun's ``_end``, which merges whatever is still staged. Outside
         the file's last transaction (``_end``) on purpose: a transaction that holds counter rows
         (the API's ingestion of the dossiers left for last) would make a share wait on it."""
@@ -853,6 +854,9 @@ class _Load:
             if self.jobs < 2 or session.get_bind().dialect.name != "postgresql":
                 return
             units = sorted(await staged_units(session, identity))
+            # No more shares than the pool keeps connections: with the load's own fence connection
+            # held, a share beyond them would wait for one, and could time out.
+            count = min(self.jobs, len(units), pooled_connections(session))
 
         async def merge(share: list[str]) -> None:
             async with self.sessionmaker() as session, session.begin():
@@ -860,9 +864,7 @@ class _Load:
                 await merge_staged_counters_of(session, identity, share)
                 await bump_version(session)
 
-        shares = [
-            asyncio.ensure_future(merge(units[k :: self.jobs])) for k in range(min(self.jobs, len(units)))
-        ]
+        shares = [asyncio.ensure_future(merge(units[k::count])) for k in range(count)]
         try:
             await asyncio.gather(*shares)
         except BaseException:

@@ -76,6 +76,7 @@ def test_a_damaged_document_reads_or_fails_as_with_json_loads(value: Any, at: in
     "data",
     [
         b'{"a": 1, "a": 2}',
+        b'{"a": 1, "b": 2, "a": 3}',
         b'{"a": -0, "b": -0.0, "c": 1e400, "d": -1e400, "e": 5e-325, "f": NaN, "g": -Infinity}',
         b'{"a": 123456789012345678901234567890, "b": -9223372036854775809}',
         b'{"a": "\\ud800", "b": "\\udc00\\ud800", "c": "\\ud83d\\ude00"}',

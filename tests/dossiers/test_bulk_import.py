@@ -23,7 +23,14 @@ from app.core.errors import Conflict
 from app.core.security import Principal
 from app.dossiers import bulk
 from app.dossiers.bulk import FileProgress, Source, _requests, grouped_cuts, import_file
-from app.dossiers.counters import COUNTERS, DossierCounter, StagedCounter, rebuild_counters
+from app.dossiers.counters import (
+    COUNTERS,
+    DossierCounter,
+    StagedCounter,
+    merge_staged_counters,
+    merge_staged_counters_of,
+    rebuild_counters,
+)
 from app.dossiers.dvcqg import MAX_RECORDS, history_parts
 from app.dossiers.ingestion import events as events_module
 from app.dossiers.ingestion.records import MAX_HISTORY_PARTS, MAX_SAME_DOSSIER
@@ -779,32 +786,63 @@ async def test_a_load_killed_while_its_counters_are_merged_ends_on_rerun_as_in_o
 ) -> None:
     """On PostgreSQL, with ``jobs`` above one, a file's staged counters are merged before its last
     transaction by as many transactions at once, each for a share of the units. The load dies in
-    its second share (the others cancelled, or committed), or in the last transaction after every
-    share committed: the rerun merges what is still staged, once, and ends as the load in one go.
-    On SQLite the last transaction merges them all: it has no shares to die in."""
+    its second share once the first has committed (the third cancelled, or committed), or in the
+    last transaction after every share committed: the rerun merges what is still staged, once, and
+    ends as the load in one go. On SQLite the last transaction merges them all: it has no shares."""
     _http, principal = loader
     source, _cuts = _grouped_file(province, tmp_path, seed=7)
     whole, in_one_go, rejects_in_one_go = await _in_one_go(app, principal, source)
 
-    dies = in_parts or dies_in == "the last transaction"
-    merging = "merge_staged_counters_of" if dies_in == "a share" else "merge_staged_counters"
-    original = getattr(bulk, merging)
-    _killed_at_call(monkeypatch, merging, 2 if dies_in == "a share" else 1)
-    if dies:
+    async def staged_rows() -> int:
+        async with app.state.sessionmaker() as session:
+            return int(await session.scalar(select(func.count()).select_from(StagedCounter)) or 0)
+
+    merge_share, merge_rest = merge_staged_counters_of, merge_staged_counters
+    shares = 0
+    before_shares = asyncio.get_running_loop().create_future()
+
+    async def second_share_dies_once_the_first_committed(
+        session: AsyncSession, identity: str, units: list[str]
+    ) -> None:
+        nonlocal shares
+        shares += 1
+        if shares == 1:
+            before_shares.set_result(await staged_rows())
+            return await merge_share(session, identity, units)
+        if shares == 2:
+            staged_before = await before_shares
+            for _ in range(400):  # the first share's commit, awaited rather than timed
+                if await staged_rows() < staged_before:
+                    break
+                await asyncio.sleep(0.05)
+            raise Killed
+        return await merge_share(session, identity, units)
+
+    async def dies(*_args: Any) -> None:
+        raise Killed
+
+    if dies_in == "a share":
+        monkeypatch.setattr(bulk, "merge_staged_counters_of", second_share_dies_once_the_first_committed)
+    else:
+        monkeypatch.setattr(bulk, "merge_staged_counters", dies)
+    if in_parts or dies_in == "the last transaction":
         with pytest.raises(Killed):
             await _import(app, principal, source, chunk_size=40, jobs=3)
         async with app.state.sessionmaker() as session:
-            staged = await session.scalar(select(func.count()).select_from(StagedCounter))
             finished = await session.get(ImportCheckpoint, source.identity)
         assert finished is not None and not finished.finished
-        # Every share committed before the last transaction; a share that died left its rows.
-        assert (staged == 0) is (in_parts and dies_in == "the last transaction")
-    else:
-        await _import(app, principal, source, chunk_size=40, jobs=3)
-    monkeypatch.setattr(bulk, merging, original)
-    if dies:
+        left = await staged_rows()
+        if dies_in == "a share":
+            # The first share's rows merged and gone, the second's still staged.
+            assert 0 < left < before_shares.result()
+        else:
+            assert (left == 0) is in_parts  # every share committed before the last transaction
+        monkeypatch.setattr(bulk, "merge_staged_counters_of", merge_share)
+        monkeypatch.setattr(bulk, "merge_staged_counters", merge_rest)
         rerun = await _import(app, principal, source, chunk_size=40, jobs=3)
         assert rerun.resumed_from == whole.lines_done
+    else:
+        await _import(app, principal, source, chunk_size=40, jobs=3)
     await _assert_as_in_one_go(app, principal, source, whole, in_one_go, rejects_in_one_go)
 
 

@@ -1,5 +1,6 @@
 """``decide``, pure: a strict group (a DVCQG record) on the fast path and on the replay."""
 
+from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
@@ -7,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from app.calendar.working_time import WorkingCalendar
+from app.core.errors import InvalidInput
 from app.dossiers.counters import add_day_marks
 from app.dossiers.history import HistoryEvent
 from app.dossiers.ingestion.catalogue import Catalogue
@@ -162,3 +164,33 @@ def test_the_same_parts_as_a_batch_of_events_keep_what_applies() -> None:
     assert decision.answers[0].status is ResultStatus.error
     assert {decision.answers[n].status for n in range(1, len(arrivals))} == {ResultStatus.pending}
     assert [a.event_id for a, _ in decision.stored] == [a.event_id for a in arrivals[1:]]
+
+
+def test_the_catalogue_refuses_a_procedure_it_lacks_and_builds_a_reception_once_per_version() -> None:
+    """A procedure the batch's catalogue does not hold is the item's 422 (never a KeyError, never an
+    empty entry that a later look-up would take for the procedure); a procedure's receptions on
+    days of one version, in units of one level, are one Reception, and another version's another."""
+    version = {
+        "levels": ["district"],
+        "processing_time": {"value": 5, "unit": "working_days"},
+        "status": "active",
+        "sector_code": "tu-phap",
+        "online_service": "full",
+    }
+    unit = SimpleNamespace(level="commune", valid_from=None, valid_to=None)
+    versions = defaultdict(
+        list, {"P": [(None, version), (date(2024, 1, 1), {**version, "sector_code": "other"})]}
+    )
+    catalogue = Catalogue(versions, {"U1": unit, "U2": unit})
+    for look_up in (
+        lambda: catalogue.reception("missing", "U1", datetime(2023, 5, 2, tzinfo=UTC)),
+        lambda: catalogue.in_force("missing", date(2023, 5, 2)),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            look_up()
+        assert [error.type for error in refused.value.errors or []] == ["unknown_reference"]
+        assert "missing" not in versions
+    first = catalogue.reception("P", "U1", datetime(2023, 5, 2, tzinfo=UTC))
+    assert catalogue.reception("P", "U2", datetime(2023, 9, 1, tzinfo=UTC)) is first
+    later = catalogue.reception("P", "U1", datetime(2024, 2, 1, tzinfo=UTC))
+    assert (first.sector_code, later.sector_code) == ("tu-phap", "other")

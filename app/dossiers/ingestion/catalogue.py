@@ -29,7 +29,9 @@ class Catalogue:
         self._receptions: dict[tuple[str, int, str], Reception] = {}
 
     def in_force(self, procedure_code: str, day: date) -> dict[str, Any]:
-        return self.versions[procedure_code][self._version_in_force(procedure_code, day)][1]
+        # The position first: it refuses a procedure the catalogue lacks, before any look-up by it.
+        position = self._version_in_force(procedure_code, day)
+        return self.versions[procedure_code][position][1]
 
     def _version_in_force(self, procedure_code: str, day: date) -> int:
         """The position of the procedure's version in force on the day among its versions."""
