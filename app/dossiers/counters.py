@@ -16,12 +16,10 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    ColumnElement,
     Date,
     Integer,
     String,
     Table,
-    TextClause,
     bindparam,
     delete,
     func,
@@ -176,39 +174,31 @@ async def merge_staged_counters(session: AsyncSession, identity: str) -> None:
 
     It names no data version: the caller moves those of the provinces of ``staged_units`` (a bulk
     load), or the global one (a rebuild, which changes every counter)."""
-    staged = StagedCounter.file_identity == identity
-    await _merge(session, _merging("file_identity = :identity", session), {"identity": identity}, staged)
+    await _merge(session, "file_identity = :identity", {"identity": identity})
 
 
 async def merge_staged_counters_of(session: AsyncSession, identity: str, units: Sequence[str]) -> None:
     """As ``merge_staged_counters``, for the staged counters of these units only: the counter rows
     of a unit (its rollups included) are changed by its own staged rows alone, so merges of
     different units in transactions at once never wait on one another."""
-    statement = _merging("file_identity = :identity AND unit_code IN :units", session)
-    staged = (StagedCounter.file_identity == identity) & StagedCounter.unit_code.in_(units)
-    await _merge(
-        session,
-        statement.bindparams(bindparam("units", expanding=True)),
-        {"identity": identity, "units": list(units)},
-        staged,
-    )
-
-
-def _merging(where: str, session: AsyncSession) -> TextClause:
-    """The rollup statement (``_rolled_up``) over the staged rows that ``where`` selects."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    source = f"(SELECT * FROM import_staged_counters WHERE {where}) AS s"
-    return text(_rolled_up(source, postgresql=postgresql))
+    where = "file_identity = :identity AND unit_code IN :units"
+    await _merge(session, where, {"identity": identity, "units": list(units)}, lists=("units",))
 
 
 async def _merge(
-    session: AsyncSession, statement: TextClause, parameters: dict[str, Any], staged: ColumnElement[bool]
+    session: AsyncSession, where: str, parameters: dict[str, Any], *, lists: tuple[str, ...] = ()
 ) -> None:
-    if session.get_bind().dialect.name == "postgresql":
+    """The staged rows ``where`` selects rolled up into the counters (``_rolled_up``), then removed;
+    ``lists`` names the parameters that are lists of values (``IN :name``)."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql:
         # One grouping of every staged row: in memory, rather than spilled in batches to disk.
         await session.execute(text("SET LOCAL work_mem = '256MB'"))
-    await session.execute(statement, parameters)
-    await session.execute(delete(StagedCounter).where(staged))
+    source = f"(SELECT * FROM import_staged_counters WHERE {where}) AS s"
+    removed = f"DELETE FROM import_staged_counters WHERE {where}"
+    for statement in (_rolled_up(source, postgresql=postgresql), removed):
+        clause = text(statement).bindparams(*(bindparam(name, expanding=True) for name in lists))
+        await session.execute(clause, parameters)
 
 
 async def add_day_sums(session: AsyncSession, sums: dict[DayKey, list[int]]) -> None:

@@ -67,10 +67,11 @@ class Catalogue:
             raise InvalidInput.for_field(
                 "unit_code", f"Unit {unit_code!r} did not exist on {day}", "unit_not_valid"
             )
-        key = (procedure_code, self._version_in_force(procedure_code, day), unit.level)
+        position = self._version_in_force(procedure_code, day)
+        key = (procedure_code, position, unit.level)
         reception = self._receptions.get(key)
         if reception is None:
-            data = self.versions[procedure_code][key[1]][1]
+            data = self.versions[procedure_code][position][1]
             reception = self._receptions[key] = Reception(
                 unit_level=unit.level,
                 sector_code=data["sector_code"],
