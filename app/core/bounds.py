@@ -17,8 +17,19 @@ def within_range(day: date) -> date:
     return day
 
 
+def _in_utc_within_range(instant: datetime) -> datetime:
+    try:
+        in_utc = instant.astimezone(UTC)
+    except OverflowError:
+        # Day one or the year 9999 moved across its offset leaves the calendar: out of range too,
+        # not an error of the server.
+        raise ValueError(f"must lie between {EARLIEST} and {LATEST}") from None
+    within_range(in_utc.date())
+    return in_utc
+
+
 def _moment_within_range(instant: datetime) -> datetime:
-    within_range(instant.astimezone(UTC).date())
+    _in_utc_within_range(instant)
     return instant
 
 
@@ -26,3 +37,5 @@ Day = Annotated[date, AfterValidator(within_range)]
 """A calendar day between 1900 and 2200."""
 Moment = Annotated[AwareDatetime, AfterValidator(_moment_within_range)]
 """An instant with its UTC offset, between 1900 and 2200."""
+UtcMoment = Annotated[AwareDatetime, AfterValidator(_in_utc_within_range)]
+"""An instant between 1900 and 2200, in UTC (sent with any offset)."""

@@ -1,15 +1,14 @@
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from app.core.bounds import Day, Moment
+from app.core.bounds import Day, Moment, UtcMoment
 from app.core.codes import UnitCode
 from app.core.documented import DocumentedAs
-from app.core.errors import FieldError, Problem
+from app.core.errors import Problem
 from app.core.hygiene import text_without_controls
-from app.core.timezone import FUTURE_TOLERANCE, utcnow
 from app.dossiers.lifecycle import EventType, Status
 from app.dossiers.models import OnlineLevel, Outcome
 from app.procedures.models import Channel
@@ -32,7 +31,7 @@ EventId = Annotated[
 
 
 # Instants are kept in UTC: the same instant sent with another offset is the same event.
-Instant = Annotated[Moment, AfterValidator(lambda value: value.astimezone(UTC))]
+Instant = UtcMoment
 
 RECEPTION_FIELDS = ("procedure_code", "unit_code", "channel", "online_level", "due_at", "lookup_secret")
 
@@ -94,44 +93,6 @@ class DossierEventIn(BaseModel):
     cancelled: bool | None = Field(
         default=None, description="With a higher `revision`: withdraws the stored event"
     )
-
-    def problems(self, now: datetime | None = None) -> list[FieldError]:
-        """Rules across fields, which the field types cannot express."""
-        now = now or utcnow()
-        problems: list[FieldError] = []
-
-        def problem(field: str, message: str, kind: str) -> None:
-            problems.append(FieldError(field=field, message=message, type=kind))
-
-        if self.occurred_at > now + FUTURE_TOLERANCE:
-            problem("occurred_at", "occurred_at lies more than 5 minutes in the future", "in_future")
-        first = self.type in (EventType.received, EventType.refused)
-        if first:
-            for field in ("procedure_code", "unit_code") + (
-                ("channel",) if self.type is EventType.received else ()
-            ):
-                if getattr(self, field) is None:
-                    problem(field, f"A {self.type.value} event needs {field}", "missing")
-            if self.channel is Channel.online and self.online_level is None:
-                problem("online_level", "An online dossier needs online_level (partial or full)", "missing")
-            if self.online_level is not None and self.channel is not Channel.online:
-                problem("online_level", "online_level goes only with channel online", "unexpected")
-            if self.due_at is not None and self.due_at <= self.occurred_at:
-                problem("due_at", "due_at must be after the reception", "before_reception")
-        else:
-            for field in RECEPTION_FIELDS:
-                if getattr(self, field) is not None:
-                    problem(field, f"{field} belongs to the received event only", "unexpected")
-        if self.type is EventType.apology_issued:
-            if self.new_return_at is None:
-                problem("new_return_at", "An apology carries the new return date", "missing")
-        elif self.new_return_at is not None:
-            problem("new_return_at", "new_return_at belongs to apology_issued only", "unexpected")
-        if self.cancelled is not None and (self.revision or 1) < 2:
-            problem(
-                "revision", "A cancellation carries a revision higher than the event it withdraws", "missing"
-            )
-        return problems
 
 
 class EventBatch(BaseModel):

@@ -1,7 +1,7 @@
 """The canonical form of an event is what resends are compared by (its SHA-256 is stored with the
 event): its bytes may never change, or every event stored before would look corrected when resent."""
 
-from app.dossiers.ingestion.work import EVENT_INPUT, canonical
+from app.dossiers.ingestion.decoding import canonical, decode_event
 
 RECEIVED = {
     "event_id": "kt-2023-000123-1",
@@ -27,7 +27,7 @@ APOLOGY = {
 
 
 def test_a_reception_in_canonical_form_instants_in_utc_and_the_pin_hashed() -> None:
-    payload, digest = canonical(EVENT_INPUT.validate_python(RECEIVED), "test-key")
+    payload, digest = canonical(decode_event(RECEIVED), "test-key")
     assert payload == (
         '{"event_id":"kt-2023-000123-1","dossier_code":"000.00.31.H56-230801-0001","type":"received",'
         '"occurred_at":"2023-08-01T02:15:00Z","procedure_code":"1.000894","unit_code":"11680",'
@@ -38,7 +38,7 @@ def test_a_reception_in_canonical_form_instants_in_utc_and_the_pin_hashed() -> N
 
 
 def test_text_kept_as_written_and_absent_fields_left_out() -> None:
-    payload, digest = canonical(EVENT_INPUT.validate_python(APOLOGY), "test-key")
+    payload, digest = canonical(decode_event(APOLOGY), "test-key")
     assert payload == (
         '{"event_id":"sự-kiện-“2”-😀 \\"q\\"","dossier_code":"HS/DN-1","type":"apology_issued",'
         '"occurred_at":"2023-08-02T18:30:00.123456Z","new_return_at":"2023-08-09T01:00:00Z","revision":3}'

@@ -87,6 +87,23 @@ async def test_a_bad_event_does_not_stop_the_good_ones(portal: AsyncClient) -> N
     assert (await dossier(portal, "B"))["timeline"][0]["event_id"] == "dup-in-batch"
 
 
+async def test_an_instant_that_leaves_the_calendar_in_utc_is_its_items_422(portal: AsyncClient) -> None:
+    # Day one at +07:00 is in year 0 in UTC, and the year 9999 at -07:00 in year 10000: Python's
+    # datetime cannot hold either. The OverflowError used to refuse the whole batch (one 422):
+    # a faulty item fails itself only.
+    results = await send(
+        portal,
+        received("EDGE-1", "0001-01-01T00:00:00+07:00"),
+        received("EDGE-2", "9999-12-31T23:00:00-07:00"),
+        received("EDGE-3", "2023-08-07T09:00:00+07:00"),
+    )
+    assert [r["status"] for r in results] == ["error", "error", "created"]
+    for result in results[:2]:
+        assert result["problem"]["status"] == 422
+        assert result["problem"]["errors"][0]["field"] == "occurred_at"
+        assert "must lie between 1900-01-01 and 2200-12-31" in result["problem"]["errors"][0]["message"]
+
+
 async def test_batches_are_bounded(portal: AsyncClient) -> None:
     too_many = [received(f"X-{n}", "2023-08-07T09:00:00+07:00") for n in range(1001)]
     response = await portal.post(BATCH, json={"events": too_many})

@@ -22,20 +22,19 @@ from app.core.security import Principal
 from app.core.timezone import utcnow
 from app.dossiers.ingestion.catalogue import load_catalogue
 from app.dossiers.ingestion.decide import arriving_positions
+from app.dossiers.ingestion.decoding import EventIn, canonical, decode_event, event_problems
 from app.dossiers.ingestion.pipeline import open_round, rounds, settle, with_retries
 from app.dossiers.ingestion.work import (
-    EVENT_INPUT,
     STORED_COLUMNS,
     Answer,
     Arrival,
     Ingestion,
     Stored,
-    canonical,
     history_event,
 )
 from app.dossiers.ingestion.writes import LiveCounters
 from app.dossiers.models import DossierEvent
-from app.dossiers.schemas import DossierEventIn, EventResult, ResultStatus
+from app.dossiers.schemas import EventResult, ResultStatus
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class Parsed:
 
     index: int
     """Its position in the request."""
-    event: DossierEventIn
+    event: EventIn
     payload: str
     digest: str
 
@@ -180,13 +179,13 @@ def parse(items: list[Any], secret_key: str, now: datetime) -> ParsedRequest:
         raw_id = raw.get("event_id") if isinstance(raw, dict) else getattr(raw, "event_id", None)
         request.event_ids.append(raw_id if isinstance(raw_id, str) and is_unicode_text(raw_id) else None)
         try:
-            event = EVENT_INPUT.validate_python(raw)
+            event = decode_event(raw)
         except ValidationError as exc:
             request.errors[index] = InvalidInput(
                 "The event is invalid", errors=FieldError.from_pydantic(exc.errors(), whole="event")
             )
             continue
-        problems = event.problems(now)
+        problems = event_problems(event, now)
         if problems:
             request.errors[index] = InvalidInput("The event is invalid", errors=problems)
             continue

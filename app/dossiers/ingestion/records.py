@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 
@@ -32,20 +33,19 @@ from app.dossiers.dvcqg import (
 )
 from app.dossiers.ingestion.catalogue import Catalogue, load_catalogue
 from app.dossiers.ingestion.decide import arriving_positions
+from app.dossiers.ingestion.decoding import EventIn, canonical, decode_event, event_problems
 from app.dossiers.ingestion.events import beyond_limit
 from app.dossiers.ingestion.pipeline import load_stored, open_round, rounds, settle, with_retries
 from app.dossiers.ingestion.work import (
-    EVENT_INPUT,
     Answer,
     Arrival,
     Ingestion,
     Stored,
-    canonical,
     history_event,
 )
 from app.dossiers.ingestion.writes import CounterSink
 from app.dossiers.models import DossierEvent, Outcome
-from app.dossiers.schemas import DossierEventIn, ResultStatus
+from app.dossiers.schemas import ResultStatus
 
 
 async def ingest_records(ingestion: Ingestion, items: list[Any], sink: CounterSink) -> list[RecordResult]:
@@ -242,7 +242,7 @@ async def _taken_elsewhere(ingestion: Ingestion, arrivals: list[Arrival]) -> dic
     return taken
 
 
-def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[DossierEventIn]:
+def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[EventIn]:
     """The record's parts as validated events; raises InvalidInput naming the record's field."""
     if record.TrangThaiHoSo != 1:
         if record.MaTTHC is not None and record.MaTTHC not in catalogue.versions:
@@ -273,11 +273,11 @@ def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[Dossie
         # a returned dossier's record does not name NgayKetThucXuLy).
         source = _OCCURRED_AT.get(str(part["type"]), ended_by)
         try:
-            event = EVENT_INPUT.validate_python(part)
+            event = decode_event(part)
         except ValidationError as exc:
             errors = FieldError.from_pydantic(exc.errors(), whole="event")
             raise InvalidInput("The record is invalid", errors=_named(errors, source)) from exc
-        problems = event.problems(now)
+        problems = event_problems(event, now)
         if problems:
             raise InvalidInput("The record is invalid", errors=_named(problems, source))
         events.append(event)
@@ -296,7 +296,7 @@ def _record_changes(
     code: str,
     history: tuple[Stored, ...],
     group: int,
-    events: list[DossierEventIn],
+    events: list[EventIn],
     positions: Iterator[int],
 ) -> list[Arrival]:
     """What differs between the record's parts and those an earlier record of this client stored:
@@ -312,10 +312,10 @@ def _record_changes(
             arriving = history_event(event, next(positions), client_id, secret_key)
             arrivals.append(Arrival(group, event.event_id, code, arriving, payload, digest, 1))
             continue
-        same = event.model_copy(update={"revision": stored.revision if stored.revision > 1 else None})
+        same = msgspec.structs.replace(event, revision=stored.revision if stored.revision > 1 else None)
         if canonical(same, secret_key)[1] == stored.payload_hash:
             continue
-        revised = event.model_copy(update={"revision": stored.revision + 1})
+        revised = msgspec.structs.replace(event, revision=stored.revision + 1)
         payload, digest = canonical(revised, secret_key)
         arriving = history_event(event, stored.id, client_id, secret_key)
         arrivals.append(

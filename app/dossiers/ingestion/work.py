@@ -1,11 +1,9 @@
 """The units of work: an ingestion's context (``Ingestion``: who sends, through which session), what
 arrives (an event in its canonical form), what is stored, and each dossier's work in a batch."""
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.calendar.working_time import WorkingCalendar
@@ -17,12 +15,11 @@ from app.core.security import Principal
 from app.dossiers.history import (
     HistoryEvent,
 )
+from app.dossiers.ingestion.decoding import EventIn
 from app.dossiers.lifecycle import FLAGS, DossierState
 from app.dossiers.models import DossierEvent
-from app.dossiers.schemas import DossierEventIn, ResultStatus
+from app.dossiers.schemas import ResultStatus
 from app.dossiers.service import lookup_hash
-
-EVENT_INPUT = TypeAdapter(DossierEventIn)
 
 
 @dataclass(frozen=True)
@@ -35,21 +32,6 @@ class Ingestion:
     principal: Principal
     calendar: WorkingCalendar
     secret_key: str
-
-
-# The model's own serializer, called without model_dump_json's wrapper: the same bytes, once per
-# event on every way in (a quarter of decoding an event went to the wrapper and its `exclude` set).
-_SERIALIZE = DossierEventIn.__pydantic_serializer__.to_json
-_NOT_STORED = {"lookup_secret"}
-
-
-def canonical(event: DossierEventIn, secret_key: str) -> tuple[str, str]:
-    """The event as stored and compared on resends (JSON text, SHA-256): instants in UTC, PIN hashed."""
-    payload = _SERIALIZE(event, exclude_none=True, exclude=_NOT_STORED)
-    if event.lookup_secret is not None:
-        secret = lookup_hash(secret_key, event.dossier_code, event.lookup_secret)
-        payload = b'%s,"lookup_secret":"hmac-sha256:%s"}' % (payload[:-1], secret.encode())
-    return payload.decode(), hashlib.sha256(payload).hexdigest()
 
 
 @dataclass
@@ -119,7 +101,7 @@ class Answer:
     problem: DomainError | None = None
 
 
-def history_event(event: DossierEventIn, position: int, client_id: int, secret_key: str) -> HistoryEvent:
+def history_event(event: EventIn, position: int, client_id: int, secret_key: str) -> HistoryEvent:
     return HistoryEvent(
         position=position,
         client_id=client_id,
