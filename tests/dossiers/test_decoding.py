@@ -7,10 +7,12 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgspec
+import pydantic_core
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import StringConstraints, ValidationError
+from pydantic import ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from app.dossiers.ingestion import decoding
 from app.dossiers.ingestion.decoding import EVENT_INPUT, EventIn, canonical, decode_event
@@ -212,3 +214,48 @@ def test_the_light_structure_has_the_models_fields_in_its_order() -> None:
 def test_a_declaration_the_fast_path_cannot_follow_fails_at_import(declaration: Any) -> None:
     with pytest.raises(TypeError, match="Not decoded without the model"):
         decoding._light(declaration, [])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "python"),
+    [("^a$", r"^a\Z"), ("^a", "^a"), ("(?:a)$", r"(?:a)\Z"), (r"^a\\$", r"^a\\\Z")],
+)
+def test_a_pattern_ends_where_the_models_ends(pattern: str, python: str) -> None:
+    assert decoding._python_pattern(pattern) == python
+
+
+@pytest.mark.parametrize("pattern", [r"^a\$", "^a$|^b$", "(?m)^a$", "(?i)^a"])
+def test_a_pattern_the_fast_path_might_read_otherwise_fails_at_import(pattern: str) -> None:
+    with pytest.raises(TypeError, match="Not decoded without the model"):
+        decoding._python_pattern(pattern)
+
+
+class Stripped(DossierEventIn):
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+
+class Checked(DossierEventIn):
+    @field_validator("event_id")
+    @classmethod
+    def lowered(cls, value: str) -> str:
+        return value.lower()
+
+
+class Aliased(DossierEventIn):
+    cancelled: bool | None = Field(default=None, alias="withdrawn")
+
+
+@pytest.mark.parametrize("model", [Stripped, Checked, Aliased])
+def test_a_model_that_validates_beyond_its_fields_fails_at_import(model: type[DossierEventIn]) -> None:
+    decoding._refuse_what_the_fields_do_not_say(DossierEventIn)
+    with pytest.raises(TypeError, match="validates beyond its fields"):
+        decoding._refuse_what_the_fields_do_not_say(model)
+
+
+def test_every_character_is_written_as_the_models_serializer_writes_it() -> None:
+    # Stored hashes depend on both encoders writing text alike: every code point (surrogates
+    # aside, which no valid event holds), in pieces.
+    code_points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(code_points), 4096):
+        text = "".join(map(chr, code_points[start : start + 4096]))
+        assert msgspec.json.encode(text) == pydantic_core.to_json(text), hex(code_points[start])

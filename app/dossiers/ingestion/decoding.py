@@ -34,7 +34,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
 from annotated_types import Ge, Le
-from pydantic import AfterValidator, AwareDatetime, StringConstraints, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, StringConstraints, TypeAdapter
 from pydantic.fields import FieldInfo
 
 from app.core.errors import FieldError
@@ -76,9 +76,14 @@ def decode_event(raw: Any) -> EventIn:
     model's errors when the model refuses it."""
     try:
         return _decoded(raw)
-    except Exception:
+    except _REFUSALS:
         model = EVENT_INPUT.validate_python(raw)
         return EventIn(**{name: getattr(model, name) for name in EventIn.__struct_fields__})
+
+
+_REFUSALS = (msgspec.ValidationError, ValueError, AssertionError)
+"""What the fast path refuses an item with: msgspec's verdict, and what a validator raises to refuse
+(as the model turns them into its errors). Anything else is raised, as the model would raise it."""
 
 
 def _decoded(raw: Any) -> EventIn:
@@ -140,6 +145,17 @@ def _unwrapped(annotation: Any, metadata: list[Any]) -> tuple[Any, list[Any], bo
     return annotation, _flattened(metadata), optional
 
 
+def _python_pattern(pattern: str) -> str:
+    r"""The model's pattern (Rust's syntax, searched for) as Python's ``re`` reads it: its final
+    ``$`` as ``\Z`` (Python's ``$`` also matches before a final newline; Rust's, without flags, only
+    at the end). A ``$`` anywhere else, or inline flags, are refused rather than guessed at."""
+    anchored = re.search(r"(?<!\\)(?:\\\\)*\$\Z", pattern) is not None
+    body = pattern[:-1] if anchored else pattern
+    if "$" in body or re.search(r"\(\?[a-zA-Z-]", pattern):
+        raise TypeError(f"Not decoded without the model: pattern {pattern!r}")
+    return body + r"\Z" if anchored else body
+
+
 def _string(rules: list[Any]) -> tuple[Any, list[_Check]]:
     meta: dict[str, Any] = {}
     checks: list[_Check] = [_unicode]
@@ -154,7 +170,7 @@ def _string(rules: list[Any]) -> tuple[Any, list[_Check]]:
                 meta["max_length"] = rule.max_length
             if rule.pattern is not None:
                 pattern = rule.pattern if isinstance(rule.pattern, str) else rule.pattern.pattern
-                meta["pattern"] = re.sub(r"(?<!\\)\$$", r"\\Z", pattern)
+                meta["pattern"] = _python_pattern(pattern)
         elif isinstance(rule, AfterValidator):
             checks.append(rule.func)  # type: ignore[arg-type]
         else:
@@ -197,10 +213,45 @@ def _light(annotation: Any, metadata: list[Any]) -> tuple[Any, list[_Check]]:
     return (light | None if optional else light), checks
 
 
+_CONFIGURED = {"extra": "forbid"}
+"""The model's configuration the fast path follows (unknown fields refused); any other setting that
+validates or serializes (``strict``, ``str_strip_whitespace``, ``regex_engine``…) it does not."""
+_DOCUMENTATION = {"json_schema_extra", "title"}
+
+
+def _refuse_what_the_fields_do_not_say(model: type[BaseModel]) -> None:
+    """The fast path reads the fields' declarations only: a model that validates or serializes by
+    other means (its configuration, decorated validators or serializers, aliases, default
+    factories, excluded fields) fails at import instead of being decoded otherwise."""
+    config = {key: value for key, value in model.model_config.items() if key not in _DOCUMENTATION}
+    decorators = model.__pydantic_decorators__
+    by_decorators = (
+        decorators.validators,
+        decorators.field_validators,
+        decorators.root_validators,
+        decorators.model_validators,
+        decorators.field_serializers,
+        decorators.model_serializers,
+        decorators.computed_fields,
+    )
+    by_fields = [
+        name
+        for name, info in model.model_fields.items()
+        if info.alias
+        or info.validation_alias
+        or info.serialization_alias
+        or info.default_factory is not None
+        or info.exclude
+    ]
+    if config != _CONFIGURED or any(by_decorators) or by_fields:
+        raise TypeError(f"Not decoded without the model: {model.__name__} validates beyond its fields")
+
+
 def _compiled() -> tuple[type[EventIn], tuple[tuple[str, tuple[_Check, ...]], ...]]:
     """The structure the fast path converts an item into, and each field's checks. It is
     ``EventIn`` as JSON carries it (an instant as text): its checks put each field's final value in
     its place (the instant as a ``datetime`` in UTC), so the converted item is the event, not copied."""
+    _refuse_what_the_fields_do_not_say(DossierEventIn)
     fields: list[Any] = []
     checks: list[tuple[str, tuple[_Check, ...]]] = []
     for name, info in DossierEventIn.model_fields.items():
