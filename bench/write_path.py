@@ -114,7 +114,7 @@ def main() -> None:
                     number,
                     event_id,
                     code,
-                    HistoryEvent.from_payload(next(positions), 1, json.loads(payload)),
+                    HistoryEvent.from_canonical(next(positions), 1, payload),
                     payload,
                     digest,
                     revision,
@@ -126,7 +126,7 @@ def main() -> None:
 
     history_events = {
         code: [
-            HistoryEvent.from_payload(position, 1, json.loads(payload))
+            HistoryEvent.from_canonical(position, 1, payload)
             for position, (_id, payload, _digest, _revision) in enumerate(staged, start=1)
         ]
         for code, staged in by_dossier.items()

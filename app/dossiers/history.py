@@ -18,12 +18,37 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from app.calendar.working_time import WorkingCalendar
 from app.core.errors import Conflict, DomainError
 from app.dossiers import lifecycle
 from app.dossiers.facts import DossierFacts, Pause
 from app.dossiers.lifecycle import FLAGS, DossierState, EventType, Mark, OutOfSequence, Reception
 from app.dossiers.models import Dossier, Outcome
+
+
+class _CanonicalFields(msgspec.Struct):
+    """What the history reads of an event's canonical payload (app.dossiers.ingestion.decoding
+    ``canonical``); its other fields (ids, revision) are the stored row's. Instants are written in
+    UTC ISO 8601, which msgspec reads as ``datetime.fromisoformat`` does."""
+
+    type: EventType
+    occurred_at: datetime
+    new_return_at: datetime | None = None
+    procedure_code: str | None = None
+    unit_code: str | None = None
+    channel: str | None = None
+    online_level: str | None = None
+    due_at: datetime | None = None
+    lookup_secret: str | None = None
+
+
+# The flags as lifecycle names them, each read from the payload's field of the same name.
+_CanonicalPayload: type[_CanonicalFields] = msgspec.defstruct(  # type: ignore[assignment]
+    "CanonicalPayload", [(name, bool | None, None) for name in FLAGS], bases=(_CanonicalFields,)
+)
+_read_canonical = msgspec.json.Decoder(_CanonicalPayload).decode
 
 RECEPTIONS = frozenset({EventType.received, EventType.refused})
 PAUSE_EVENTS = frozenset({EventType.supplement_requested, EventType.supplement_received})
@@ -53,27 +78,31 @@ class HistoryEvent:
 
     @classmethod
     def from_payload(cls, position: int, client_id: int, payload: dict[str, Any]) -> "HistoryEvent":
-        """A stored event from its canonical payload (instants in ISO 8601, the PIN as its hash)."""
+        """A stored event from its canonical payload as a JSON value (instants in ISO 8601, the PIN
+        as its hash)."""
+        return cls._of(position, client_id, msgspec.convert(payload, _CanonicalPayload))
 
-        def instant(name: str) -> datetime | None:
-            value = payload.get(name)
-            return datetime.fromisoformat(value) if value else None
+    @classmethod
+    def from_canonical(cls, position: int, client_id: int, payload: str) -> "HistoryEvent":
+        """As ``from_payload``, from the canonical payload's text: read straight into the fields
+        the history needs (a bulk load's lines, a fifth of the cost of a JSON value first)."""
+        return cls._of(position, client_id, _read_canonical(payload))
 
-        secret = payload.get("lookup_secret")
-        occurred_at = instant("occurred_at")
-        assert occurred_at is not None
+    @classmethod
+    def _of(cls, position: int, client_id: int, payload: "_CanonicalFields") -> "HistoryEvent":
+        secret = payload.lookup_secret
         return cls(
             position=position,
             client_id=client_id,
-            type=EventType(payload["type"]),
-            occurred_at=occurred_at,
-            new_return_at=instant("new_return_at"),
-            flags={name: payload.get(name) for name in FLAGS},
-            procedure_code=payload.get("procedure_code"),
-            unit_code=payload.get("unit_code"),
-            channel=payload.get("channel"),
-            online_level=payload.get("online_level"),
-            due_at=instant("due_at"),
+            type=payload.type,
+            occurred_at=payload.occurred_at,
+            new_return_at=payload.new_return_at,
+            flags={name: getattr(payload, name) for name in FLAGS},
+            procedure_code=payload.procedure_code,
+            unit_code=payload.unit_code,
+            channel=payload.channel,
+            online_level=payload.online_level,
+            due_at=payload.due_at,
             lookup_secret_hash=secret.removeprefix("hmac-sha256:") if secret else None,
         )
 

@@ -4,6 +4,7 @@ canonical form the bytes the model's serializer gives. Most items take the fast 
 the tests also show which do, so the comparison is not of the model with itself."""
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,8 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from app.dossiers.history import HistoryEvent
 from app.dossiers.ingestion import decoding
 from app.dossiers.ingestion.decoding import EVENT_INPUT, EventIn, canonical, decode_event
+from app.dossiers.ingestion.work import history_event
 from app.dossiers.schemas import DossierEventIn
 from app.dossiers.service import lookup_hash
 from tests.dossiers import test_canonical_form
@@ -58,6 +61,11 @@ def assert_as_the_model(raw: Any) -> None:
         if isinstance(mine, datetime):
             assert mine.tzinfo is UTC and theirs.tzinfo is UTC, name
     assert canonical(event, KEY) == model_canonical(model)
+    # What the history reads back of the stored payload is what the event said.
+    payload = canonical(event, KEY)[0]
+    arrived = history_event(event, 7, 3, KEY)
+    assert HistoryEvent.from_canonical(7, 3, payload) == arrived
+    assert HistoryEvent.from_payload(7, 3, json.loads(payload)) == arrived
 
 
 def fast(raw: Any) -> bool:

@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import Table, select
 
-from app.core import json_values
 from app.core.db import one_of, plan_with_values
 from app.core.errors import Problem, problem_of
 from app.dossiers.history import HistoryEvent
@@ -136,10 +135,9 @@ async def _fold_fresh(
     for code, lines in dossiers.items():
         mine = arrivals[code] = []
         for line in lines:
-            payload = json_values.loads(line.payload)
-            procedures.add(payload.get("procedure_code") or "")
-            units.add(payload.get("unit_code") or "")
-            event = HistoryEvent.from_payload(next(positions), client_id, payload)
+            event = HistoryEvent.from_canonical(next(positions), client_id, line.payload)
+            procedures.add(event.procedure_code or "")
+            units.add(event.unit_code or "")
             mine.append(
                 Arrival(line.line, line.event_id, code, event, line.payload, line.payload_hash, line.revision)
             )
