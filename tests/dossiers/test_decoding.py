@@ -5,6 +5,7 @@ the tests also show which do, so the comparison is not of the model with itself.
 
 import hashlib
 import json
+import pickle
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -196,6 +197,12 @@ def test_the_usual_items_take_the_fast_path_and_the_doubtful_ones_the_model() ->
     assert not fast({**resolved, "cancelled": "true"})
     assert not fast({**resolved, "event_id": "e\x00"})
     assert not fast({**resolved, "occurred_at": "2201-01-01T00:00:00Z"})
+
+
+def test_a_decoded_event_pickles_as_itself() -> None:
+    event = decode_event(RECEIVED)
+    assert type(event) is not EventIn  # the fast path's structure, with its instants in place
+    assert pickle.loads(pickle.dumps(event)) == event
 
 
 def test_a_newline_after_a_code_is_refused_as_the_model_refuses_it() -> None:

@@ -259,12 +259,16 @@ def _compiled() -> tuple[type[EventIn], tuple[tuple[str, tuple[_Check, ...]], ..
         fields.append((name, light) if info.is_required() else (name, light, info.default))
         if mine:
             checks.append((name, tuple(mine)))
-    shape = msgspec.defstruct("EventShape", fields, bases=(EventIn,), forbid_unknown_fields=True)
+    shape = msgspec.defstruct(
+        "EventShape", fields, bases=(EventIn,), module=__name__, forbid_unknown_fields=True
+    )
     assert issubclass(shape, EventIn)
     return shape, tuple(checks)
 
 
 _SHAPE, _CHECKS = _compiled()
+EventShape = _SHAPE
+"""Bound by its name, so that a decoded event pickles (as a load's part would send it)."""
 
 
 # --- what every way in does with a decoded event -----------------------------------------------
