@@ -114,7 +114,8 @@ async def test_lines_that_are_no_event_fail_alone_and_a_rerun_goes_past_them(
     app: FastAPI, province: list[list[dict[str, Any]]], loader: tuple[AsyncClient, Principal], tmp_path: Path
 ) -> None:
     """Not JSON, nested 100,000 deep (an array, the first line, and an object), a lone surrogate
-    escape in `dossier_code` or `event_id`, JSON that is not an object: each is its line's reject,
+    escape in `dossier_code` or `event_id`, JSON that is not an object, an instant that leaves the
+    calendar in UTC: each is its line's reject,
     with why; the good events give what the API gives them; a load killed after its first chunk
     finishes on rerun, and a third run does nothing."""
     http, principal = loader
@@ -136,6 +137,15 @@ async def test_lines_that_are_no_event_fail_alone_and_a_rerun_goes_past_them(
         (json.dumps({**sample, "event_id": "surrogate-code", "dossier_code": "\ud800"}), "dossier_code"),
         (json.dumps({**sample, "event_id": "\ud800"}), "event_id"),
         (json.dumps({**sample, "event_id": "bad-\udfff-id"}), "event_id"),
+        # Instants that leave datetime's calendar in UTC (an OverflowError stopped the load).
+        (
+            json.dumps({**sample, "event_id": "day-one", "occurred_at": "0001-01-01T00:00:00+07:00"}),
+            "occurred_at",
+        ),
+        (
+            json.dumps({**sample, "event_id": "last-day", "occurred_at": "9999-12-31T23:00:00-07:00"}),
+            "occurred_at",
+        ),
     ]
     assert "\\ud800" in faulty[8][0]  # the escape as a portal would send it, not UTF-8
     lines = [faulty[0][0]]  # detect_kind decides by the next line
