@@ -7,7 +7,14 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import Table, func, select, text
 
 from app.core.config import Settings
-from app.core.db import SessionDep, bulk_insert, bulk_update, take_write_lock
+from app.core.db import (
+    SessionDep,
+    bulk_insert,
+    bulk_update,
+    plan_generically,
+    plan_with_values,
+    take_write_lock,
+)
 from app.core.errors import Conflict
 from app.procedures.models import Sector
 from app.units.models import Unit
@@ -173,3 +180,31 @@ async def test_a_bulk_write_first_in_a_transaction_is_part_of_it(app: FastAPI, f
     async with app.state.sessionmaker() as session:
         stored = {code: name for code, name in await session.execute(select(Sector.code, Sector.name))}
     assert stored == {"kept": "Kept"}
+
+
+async def test_writes_are_planned_generically_after_reads_planned_with_values(app: FastAPI) -> None:
+    """``plan_with_values`` holds for a transaction's reads; ``plan_generically`` gives its writes
+    back PostgreSQL's cached plans (a foreign key is checked by one cached query per row written,
+    which a custom plan would plan again for every row); a later ``plan_with_values`` sets it again,
+    and the next transaction starts as the server's default."""
+    if app.state.engine.dialect.name != "postgresql":
+        return
+    async with app.state.sessionmaker() as session:
+
+        async def mode() -> str | None:
+            return await session.scalar(text("SHOW plan_cache_mode"))
+
+        async with session.begin():
+            assert await mode() == "auto"
+            await plan_with_values(session)
+            assert await mode() == "force_custom_plan"
+            await plan_generically(session)
+            assert await mode() == "auto"
+            await plan_generically(session)
+            assert await mode() == "auto"
+            await plan_with_values(session)
+            assert await mode() == "force_custom_plan"
+        async with session.begin():
+            assert await mode() == "auto"
+            await plan_with_values(session)
+            assert await mode() == "force_custom_plan"

@@ -12,7 +12,7 @@ from sqlalchemy import Table, bindparam, delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.data_version import touch
-from app.core.db import bulk_insert, bulk_update
+from app.core.db import bulk_insert, bulk_update, plan_generically
 from app.dossiers import counters
 from app.dossiers.history import Verdict
 from app.dossiers.ingestion.decide import DossierDecision
@@ -112,6 +112,7 @@ async def write(
         marks.extend(decision.marks)
     # The statistics of these provinces change; nothing of the others (data_version).
     units |= {unit for unit, *_rest in marks}
+    await plan_generically(session)
     touch(session, await provinces_of(session, units))
     if new:
         rows = [{**state.as_row(), "created_at": stamp.now, "updated_at": stamp.now} for state in new]
