@@ -187,7 +187,8 @@ async def plan_generically(session: AsyncSession) -> None:
     again, for writes. A foreign key is checked by one cached query per row written, which a
     custom plan plans again for every row: a COPY of dossiers (two foreign keys) took 1.9 times as
     long, of events (one) 1.6 times. A later ``plan_with_values`` sets it again."""
-    if session.info.get(_PLANNED_WITH_VALUES) is not session.get_transaction():
+    planned = session.info.get(_PLANNED_WITH_VALUES)
+    if planned is None or planned is not session.get_transaction():
         return
     await session.execute(text("SET LOCAL plan_cache_mode = DEFAULT"))
     del session.info[_PLANNED_WITH_VALUES]
