@@ -20,6 +20,7 @@ from app.core.errors import (
 from app.core.hygiene import is_unicode_text
 from app.core.security import Principal
 from app.core.timezone import utcnow
+from app.dossiers.history import HistoryEvent
 from app.dossiers.ingestion.catalogue import load_catalogue
 from app.dossiers.ingestion.decide import arriving_positions
 from app.dossiers.ingestion.decoding import EventIn, canonical, decode_event, event_problems
@@ -30,7 +31,6 @@ from app.dossiers.ingestion.work import (
     Arrival,
     Ingestion,
     Stored,
-    history_event,
 )
 from app.dossiers.ingestion.writes import LiveCounters
 from app.dossiers.models import DossierEvent
@@ -251,7 +251,7 @@ def _resent(ingestion: Ingestion, item: Parsed, stored: Stored) -> Arrival | Ans
         item.index,
         event.event_id,
         event.dossier_code,
-        history_event(event, stored.id, ingestion.principal.client_id, ingestion.secret_key),
+        HistoryEvent.from_canonical(stored.id, ingestion.principal.client_id, item.payload),
         item.payload,
         item.digest,
         revision,
@@ -263,7 +263,7 @@ def _resent(ingestion: Ingestion, item: Parsed, stored: Stored) -> Arrival | Ans
 def _arrived(ingestion: Ingestion, item: Parsed, positions: Iterator[int]) -> Arrival:
     """An event id new to this client."""
     event = item.event
-    arriving = history_event(event, next(positions), ingestion.principal.client_id, ingestion.secret_key)
+    arriving = HistoryEvent.from_canonical(next(positions), ingestion.principal.client_id, item.payload)
     return Arrival(
         item.index,
         event.event_id,

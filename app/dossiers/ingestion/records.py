@@ -31,6 +31,7 @@ from app.dossiers.dvcqg import (
     history_parts,
     record_events,
 )
+from app.dossiers.history import HistoryEvent
 from app.dossiers.ingestion.catalogue import Catalogue, load_catalogue
 from app.dossiers.ingestion.decide import arriving_positions
 from app.dossiers.ingestion.decoding import EventIn, canonical, decode_event, event_problems
@@ -41,7 +42,6 @@ from app.dossiers.ingestion.work import (
     Arrival,
     Ingestion,
     Stored,
-    history_event,
 )
 from app.dossiers.ingestion.writes import CounterSink
 from app.dossiers.models import DossierEvent, Outcome
@@ -309,7 +309,7 @@ def _record_changes(
         stored = mine.pop(event.event_id, None)
         if stored is None:
             payload, digest = canonical(event, secret_key)
-            arriving = history_event(event, next(positions), client_id, secret_key)
+            arriving = HistoryEvent.from_canonical(next(positions), client_id, payload)
             arrivals.append(Arrival(group, event.event_id, code, arriving, payload, digest, 1))
             continue
         same = msgspec.structs.replace(event, revision=stored.revision if stored.revision > 1 else None)
@@ -317,7 +317,7 @@ def _record_changes(
             continue
         revised = msgspec.structs.replace(event, revision=stored.revision + 1)
         payload, digest = canonical(revised, secret_key)
-        arriving = history_event(event, stored.id, client_id, secret_key)
+        arriving = HistoryEvent.from_canonical(stored.id, client_id, payload)
         arrivals.append(
             Arrival(
                 group,

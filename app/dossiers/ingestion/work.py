@@ -15,11 +15,9 @@ from app.core.security import Principal
 from app.dossiers.history import (
     HistoryEvent,
 )
-from app.dossiers.ingestion.decoding import EventIn
-from app.dossiers.lifecycle import FLAGS, DossierState
+from app.dossiers.lifecycle import DossierState
 from app.dossiers.models import DossierEvent
 from app.dossiers.schemas import ResultStatus
-from app.dossiers.service import lookup_hash
 
 
 @dataclass(frozen=True)
@@ -99,22 +97,3 @@ class Answer:
 
     status: ResultStatus
     problem: DomainError | None = None
-
-
-def history_event(event: EventIn, position: int, client_id: int, secret_key: str) -> HistoryEvent:
-    return HistoryEvent(
-        position=position,
-        client_id=client_id,
-        type=event.type,
-        occurred_at=event.occurred_at,
-        new_return_at=event.new_return_at,
-        flags={name: getattr(event, name) for name in FLAGS},
-        procedure_code=event.procedure_code,
-        unit_code=event.unit_code,
-        channel=event.channel.value if event.channel else None,
-        online_level=event.online_level.value if event.online_level else None,
-        due_at=event.due_at,
-        lookup_secret_hash=lookup_hash(secret_key, event.dossier_code, event.lookup_secret)
-        if event.lookup_secret
-        else None,
-    )
