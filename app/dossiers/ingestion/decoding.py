@@ -109,10 +109,6 @@ and goes to the model too."""
 _Check = Callable[[Any], Any]
 
 
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
 def _unicode(text: str) -> str:
     """The model refuses a string with a lone surrogate (which a JSON escape can carry); msgspec
     does not: encoding it fails here too."""
@@ -205,7 +201,10 @@ def _light(annotation: Any, metadata: list[Any]) -> tuple[Any, list[_Check]]:
     elif kind is int:
         light, checks = _integer(rules)
     elif kind is AwareDatetime:
-        light, checks = Annotated[str, msgspec.Meta(pattern=_INSTANT)], [_instant, *_after_validators(rules)]
+        light, checks = (
+            Annotated[str, msgspec.Meta(pattern=_INSTANT)],
+            [datetime.fromisoformat, *_after_validators(rules)],
+        )
     elif kind is bool or (isinstance(kind, type) and issubclass(kind, Enum)):
         light, checks = kind, _after_validators(rules)
     else:
