@@ -13,7 +13,23 @@ from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from fastapi import Depends, Path, Request
-from sqlalchemy import ARRAY, JSON, ColumnElement, String, Table, any_, bindparam, event, insert, text, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    any_,
+    bindparam,
+    event,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -209,6 +225,36 @@ def one_of(
         item = String() if isinstance(expression.type, String) else expression.type
         return expression == any_(bindparam(None, list(values), type_=ARRAY(item)))
     return expression.in_(values)
+
+
+async def held_values(
+    session: AsyncSession, column: ColumnElement[Any] | QueryableAttribute[Any], values: Collection[Any]
+) -> set[Any]:
+    """Which of ``values`` some row holds in ``column`` (an indexed one).
+
+    On PostgreSQL each value is looked up on its own (``EXISTS`` per element of an array): one
+    index descent per value, whatever the planner knows of the table. ``column = ANY(:values)``
+    is planned from the table's statistics, and without them (a table a bulk load is filling
+    faster than an analyze runs, or one never analyzed) 2,000 values were estimated to match most
+    rows: a parallel scan of the whole table, 250 ms per look-up at 2.8 million events, against
+    2 ms for the same answer this way."""
+    if not values:
+        return set()
+    return set(await session.scalars(held_statement(session.get_bind().dialect.name, column, values)))
+
+
+def held_statement(
+    dialect: str, column: ColumnElement[Any] | QueryableAttribute[Any], values: Collection[Any]
+) -> Select[tuple[Any]]:
+    """The statement of ``held_values`` for a dialect."""
+    expression = column.expression
+    if dialect != "postgresql":
+        return select(expression).where(expression.in_(values)).distinct()
+    item = String() if isinstance(expression.type, String) else expression.type
+    wanted = (
+        func.unnest(bindparam(None, list(values), type_=ARRAY(item))).table_valued("value").render_derived()
+    )
+    return select(wanted.c.value).where(exists().where(expression == wanted.c.value))
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
