@@ -28,6 +28,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -250,11 +251,36 @@ def held_statement(
     expression = column.expression
     if dialect != "postgresql":
         return select(expression).where(expression.in_(values)).distinct()
-    item = String() if isinstance(expression.type, String) else expression.type
-    wanted = (
-        func.unnest(bindparam(None, list(values), type_=ARRAY(item))).table_valued("value").render_derived()
-    )
+    wanted = _each_value(expression, values)
     return select(wanted.c.value).where(exists().where(expression == wanted.c.value))
+
+
+def rows_of_each(
+    dialect: str,
+    column: ColumnElement[Any] | QueryableAttribute[Any],
+    values: Collection[Any],
+    columns: Sequence[ColumnElement[Any] | QueryableAttribute[Any]],
+    *conditions: ColumnElement[bool],
+) -> Select[tuple[Any, ...]]:
+    """``columns`` of the rows whose ``column`` is one of ``values`` (and that meet ``conditions``),
+    as a statement: on PostgreSQL the rows of each value are fetched on their own (a subquery per
+    value that the planner may not merge into a join: ``OFFSET 0``), so each is an index look-up
+    whatever the planner knows of the table, as in ``held_values``. ``column = ANY(:values)``
+    over a table never analyzed was planned as a walk of its whole primary key (with
+    ``ORDER BY id``) or a scan: 40–70 ms a batch at 570,000 events, growing with them."""
+    expression = column.expression
+    if dialect != "postgresql":
+        return select(*columns).where(expression.in_(values), *conditions)
+    wanted = _each_value(expression, dict.fromkeys(values))
+    found = select(*columns).where(expression == wanted.c.value, *conditions).offset(0).lateral()
+    return select(found).select_from(wanted).join(found, true())
+
+
+def _each_value(expression: ColumnElement[Any], values: Collection[Any]) -> Any:
+    """``values`` as rows of one column, ``value`` (PostgreSQL: ``unnest`` of one array parameter)."""
+    item = String() if isinstance(expression.type, String) else expression.type
+    array = bindparam(None, list(values), type_=ARRAY(item))
+    return func.unnest(array).table_valued("value").render_derived()
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import Column, MetaData, Select, String, Table, func, select, text
+from sqlalchemy import Column, Integer, MetaData, Select, String, Table, func, select, text
 
 from app.core.config import Settings
 from app.core.db import (
@@ -17,6 +17,7 @@ from app.core.db import (
     one_of,
     plan_generically,
     plan_with_values,
+    rows_of_each,
     take_write_lock,
 )
 from app.core.errors import Conflict
@@ -220,10 +221,12 @@ async def test_writes_are_planned_generically_after_reads_planned_with_values(ap
             assert await mode() == "force_custom_plan"
 
 
-async def test_held_values_answers_which_values_a_column_holds(app: FastAPI) -> None:
-    """Each value held, duplicates once, none for no values; on PostgreSQL each value one probe of
-    the index even where ``= ANY`` would be planned as a scan of the table (no statistics, many
-    values: a bulk load's look-ups scanned 2.8 million events per chunk that way)."""
+async def test_values_are_looked_up_one_index_probe_each(app: FastAPI) -> None:
+    """``held_values``: each value held, duplicates once, none for no values. ``rows_of_each``: the
+    rows of ``one_of``, with the extra conditions. On PostgreSQL both look each value up with one
+    probe of the index even where ``= ANY`` is planned as a scan of the table (no statistics, many
+    values: a bulk load's look-ups scanned 2.8 million events per chunk that way), and nothing is
+    compiled by JIT, which such estimates would call for."""
     now = datetime.now(UTC)
     units: Table = Unit.__table__  # type: ignore[assignment]
     rows = [
@@ -233,8 +236,13 @@ async def test_held_values_answers_which_values_a_column_holds(app: FastAPI) -> 
             "name": code,
             "search_name": code,
         }
-        | {"level": "commune", "created_at": now, "updated_at": now}
-        for code, parent in [("P", None), ("A", "P"), ("B", "P"), ("C", "A")]
+        | {"level": level, "created_at": now, "updated_at": now}
+        for code, parent, level in [
+            ("P", None, "province"),
+            ("A", "P", "district"),
+            ("B", "P", "district"),
+            ("C", "A", "commune"),
+        ]
     ]
     asked = ["held-P", "held-A", "held-C", "held-P", "nowhere", "Ư"]
     async with app.state.sessionmaker() as session, session.begin():
@@ -242,16 +250,37 @@ async def test_held_values_answers_which_values_a_column_holds(app: FastAPI) -> 
         assert await held_values(session, Unit.parent_code, asked) == {"held-P", "held-A"}
         assert await held_values(session, Unit.code, []) == set()
         dialect = session.get_bind().dialect
+        columns = [Unit.code, Unit.parent_code]
+
+        async def fetched(*conditions: Any) -> set[tuple[str, str]]:
+            found = await session.execute(
+                rows_of_each(dialect.name, Unit.parent_code, asked, columns, *conditions)
+            )
+            return {(code, parent) for code, parent in found}
+
+        expected = {
+            (code, parent)
+            for code, parent in await session.execute(
+                select(*columns).where(one_of(session, Unit.parent_code, asked))
+            )
+        }
+        assert (
+            await fetched() == expected == {("held-A", "held-P"), ("held-B", "held-P"), ("held-C", "held-A")}
+        )
+        assert await fetched(Unit.level == "district") == {("held-A", "held-P"), ("held-B", "held-P")}
         if dialect.name != "postgresql":
             return
+        assert await session.scalar(text("SHOW jit")) == "off"
         # A table of 300,000 rows never analyzed, as a bulk load's events are while it runs.
-        await session.execute(text("CREATE TEMP TABLE probed (code varchar(64)) ON COMMIT DROP"))
+        await session.execute(
+            text("CREATE TEMP TABLE probed (id serial PRIMARY KEY, code varchar(64)) ON COMMIT DROP")
+        )
         await session.execute(text("CREATE INDEX ON probed (code)"))
         await session.execute(
-            text("INSERT INTO probed SELECT 'D' || (n / 3) FROM generate_series(1, 300000) n")
+            text("INSERT INTO probed (code) SELECT 'D' || (n / 3) FROM generate_series(1, 300000) n")
         )
         await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        probed = Table("probed", MetaData(), Column("code", String(64)))
+        probed = Table("probed", MetaData(), Column("id", Integer), Column("code", String(64)))
         values = [f"E{number}" for number in range(2000)]
 
         async def plan(statement: Select[Any]) -> str:
@@ -266,4 +295,12 @@ async def test_held_values_answers_which_values_a_column_holds(app: FastAPI) -> 
         assert "Seq Scan on probed" in as_any, as_any  # what held_values is for
         probes = await plan(held_statement(dialect.name, probed.c.code, values))
         assert "Nested Loop Semi Join" in probes and "Index Only Scan" in probes, probes
+        assert "Seq Scan on probed" not in probes, probes
+        in_id_order = await plan(
+            select(probed).where(one_of(session, probed.c.code, values)).order_by(probed.c.id)
+        )
+        assert "Index Cond" not in in_id_order, in_id_order  # the whole table, in id order
+        each = rows_of_each(dialect.name, probed.c.code, values, list(probed.c))
+        probes = await plan(each.order_by(each.selected_columns.id))
+        assert "Nested Loop" in probes and "Index Cond: ((code)::text = " in probes, probes
         assert "Seq Scan on probed" not in probes, probes

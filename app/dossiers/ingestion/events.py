@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import one_of
+from app.core.db import rows_of_each
 from app.core.errors import (
     DomainError,
     FieldError,
@@ -279,10 +278,10 @@ def _arrived(ingestion: Ingestion, item: Parsed, positions: Iterator[int]) -> Ar
 async def _sent_before(session: AsyncSession, principal: Principal, event_ids: set[str]) -> dict[str, Stored]:
     if not event_ids:
         return {}
+    dialect = session.get_bind().dialect.name
+    mine = DossierEvent.client_id == principal.client_id
     rows = await session.execute(
-        select(*STORED_COLUMNS).where(
-            DossierEvent.client_id == principal.client_id, one_of(session, DossierEvent.event_id, event_ids)
-        )
+        rows_of_each(dialect, DossierEvent.event_id, event_ids, STORED_COLUMNS, mine)
     )
     known: dict[str, Stored] = {}
     for row in rows:

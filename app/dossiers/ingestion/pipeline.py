@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.clients.models import ApiClient
-from app.core.db import one_of, plan_with_values
+from app.core.db import one_of, plan_with_values, rows_of_each
 from app.core.errors import Conflict, request_id_var
 from app.core.timezone import utcnow
 from app.dossiers.ingestion.catalogue import Catalogue
@@ -116,11 +116,8 @@ async def load_stored(session: AsyncSession, codes: Sequence[str]) -> dict[str, 
     """The stored events of these dossiers, each in arrival order, in one query."""
     if not codes:
         return {}
-    rows = await session.execute(
-        select(*STORED_COLUMNS)
-        .where(one_of(session, DossierEvent.dossier_code, codes))
-        .order_by(DossierEvent.id)
-    )
+    found = rows_of_each(session.get_bind().dialect.name, DossierEvent.dossier_code, codes, STORED_COLUMNS)
+    rows = await session.execute(found.order_by(found.selected_columns.id))
     stored: dict[str, list[Stored]] = defaultdict(list)
     for row in rows:
         stored[row.dossier_code].append(Stored.of(row))
