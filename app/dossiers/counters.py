@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.calendar.working_time import WorkingCalendar
 from app.core.base import Base
-from app.core.db import insert_records, raw_driver
+from app.core.db import insert_records, raw_driver, rows_of_each
 from app.core.timezone import local
 from app.dossiers.facts import DossierFacts, facts_marks
 from app.dossiers.history import PAUSE_EVENTS, facts_of, pauses_of
@@ -282,17 +282,21 @@ async def load_facts(session: AsyncSession, dossiers: Sequence[DossierState | Do
     """What happened to each dossier, from its row and its applied pause events."""
     pause_events: dict[str, list[tuple[str, Any]]] = defaultdict(list)
     codes = [d.code for d in dossiers if d.supplement_count]
+    dialect = session.get_bind().dialect.name
     for start in range(0, len(codes), 1000):
-        rows = await session.execute(
-            select(DossierEvent.dossier_code, DossierEvent.type, DossierEvent.occurred_at)
-            .where(
-                DossierEvent.dossier_code.in_(codes[start : start + 1000]),
-                DossierEvent.type.in_([kind.value for kind in PAUSE_EVENTS]),
-                DossierEvent.status == "applied",
-            )
-            .order_by(DossierEvent.dossier_code, DossierEvent.occurred_at, DossierEvent.id)
+        # One index look-up per dossier: as `IN (…)`, a rebuild of a million dossiers whose events
+        # were never analyzed scanned every event for each thousand dossiers (189 s → 69 s).
+        found = rows_of_each(
+            dialect,
+            DossierEvent.dossier_code,
+            codes[start : start + 1000],
+            _PAUSE_COLUMNS,
+            DossierEvent.type.in_([kind.value for kind in PAUSE_EVENTS]),
+            DossierEvent.status == "applied",
         )
-        for code, kind, at in rows:
+        event = found.selected_columns
+        rows = await session.execute(found.order_by(event.dossier_code, event.occurred_at, event.id))
+        for code, kind, at, _id in rows:
             pause_events[code].append((kind, at))
     return [
         facts_of(
@@ -302,6 +306,8 @@ async def load_facts(session: AsyncSession, dossiers: Sequence[DossierState | Do
         for dossier in dossiers
     ]
 
+
+_PAUSE_COLUMNS = [DossierEvent.dossier_code, DossierEvent.type, DossierEvent.occurred_at, DossierEvent.id]
 
 REBUILD_CHUNK = 2000
 _DOSSIERS: Table = Dossier.__table__  # type: ignore[assignment]
