@@ -32,15 +32,9 @@ def postgres_engine(
     reached within its check's timeout is given up, and the primary's own wait is still the whole
     bound.
     """
-    connect_args: dict[str, Any] = {
-        "timeout": connect_timeout,
-        "command_timeout": command_timeout,
-        # No JIT compilation: every statement of the service is an index look-up, a COPY or a
-        # bounded aggregate, done in milliseconds, and PostgreSQL decides to compile by a plan's
-        # estimated cost, which on a table a bulk load is filling (no statistics yet) runs into
-        # millions: one look-up of 1,000 dossiers' events spent 77 ms compiling, 12 ms running.
-        "server_settings": {"jit": "off", **(server_settings or {})},
-    }
+    connect_args: dict[str, Any] = {"timeout": connect_timeout, "command_timeout": command_timeout}
+    if server_settings is not None:
+        connect_args["server_settings"] = server_settings
     bounded: dict[str, Any] = {}
     if command_timeout is not None:
         checkout = command_timeout if checkout_timeout is None else min(checkout_timeout, command_timeout)

@@ -312,19 +312,28 @@ def grouped_cuts(path: Path, skip: int, size: int) -> Grouping | None:
 
 
 def _code_and_event_id(line: bytes) -> tuple[str | None, str | None]:
-    """The line's code and event id, each if it is a string, as ``_object_of`` reads the line.
+    """The line's code and event id, each if it is a string, as ``_object_of`` reads the line:
+    by ``_named_quickly`` where it can, else by ``_object_of`` itself."""
+    named = _named_quickly(line)
+    return named if named is not None else _code_and_event_id_of_object(line)
 
-    Read first as an object of those two members alone (msgspec: the others are checked as JSON
-    and skipped, not built; the pre-pass 2.3 → 1.6 µs a line); a line that way refuses (not
-    strict JSON, not an object, a byte-order mark, a lone surrogate) or that might nest too deeply
-    is read by ``_object_of``, whose answer stands. Where msgspec takes a line it gives the values
-    ``json.loads`` gives (the last of duplicate members; tests/dossiers/test_bulk_naming.py)."""
+
+def _named_quickly(line: bytes) -> tuple[str | None, str | None] | None:
+    """The code and event id of a line read as an object of those two members alone (msgspec: the
+    others are checked as JSON and skipped, not built; the pre-pass 2.3 → 1.6 µs a line), or None
+    where ``_object_of``'s answer might differ: a line too long or with brackets enough to nest
+    too deeply, bytes that are not UTF-8 (which msgspec does not look at in a member it skips),
+    and whatever msgspec refuses (not strict JSON, not an object, a byte-order mark, a lone
+    surrogate). Where it answers it gives ``json.loads``'s values, the last of duplicate members
+    included (tests/dossiers/test_bulk_naming.py)."""
     if isinstance(line, _TooLong) or line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH:
-        return _code_and_event_id_of_object(line)
+        return None
     try:
+        if not line.isascii():
+            line.decode("utf-8", "surrogatepass")
         named = _NAMING(line)
-    except msgspec.DecodeError:
-        return _code_and_event_id_of_object(line)
+    except ValueError:  # msgspec's DecodeError is one, and so is UnicodeDecodeError
+        return None
     return _text(named.dossier_code), _text(named.event_id)
 
 

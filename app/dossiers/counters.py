@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.calendar.working_time import WorkingCalendar
 from app.core.base import Base
-from app.core.db import insert_records, raw_driver, rows_of_each
+from app.core.db import insert_records, plan_with_values, raw_driver, rows_of_each
 from app.core.timezone import local
 from app.dossiers.facts import DossierFacts, facts_marks
 from app.dossiers.history import PAUSE_EVENTS, facts_of, pauses_of
@@ -330,6 +330,8 @@ async def rebuild_counters(
         # batch is counted twice or lost while the counters are rebuilt. A bulk load's fold
         # stages the counters of the dossiers it commits: held too, for the same reason.
         await session.execute(text("LOCK TABLE dossier_counters, import_staged_counters IN EXCLUSIVE MODE"))
+    # Its look-ups planned with their values and never compiled (JIT), as ingestion's are.
+    await plan_with_values(session)
     await session.execute(delete(DossierCounter))
     # Every dossier is counted here, those of a bulk load not merged yet included.
     await session.execute(delete(StagedCounter))

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Table
 
-from app.core.db import held_values
+from app.core.db import held_values, plan_with_values
 from app.core.errors import Problem, problem_of
 from app.dossiers.history import HistoryEvent
 from app.dossiers.ingestion.catalogue import load_catalogue
@@ -103,6 +103,7 @@ async def _known(ingestion: Ingestion, codes: list[str]) -> set[str]:
     Each code is one probe of an index (``held_values``), so the look-up costs the same in a table
     of a thousand events and of millions, whether or not it has been analyzed."""
     session = ingestion.session
+    await plan_with_values(session)
     found: set[str] = set()
     for start in range(0, len(codes), _CODES_PER_QUERY):
         some = codes[start : start + _CODES_PER_QUERY]
