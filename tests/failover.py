@@ -212,13 +212,27 @@ class Cluster:
         node.keeper = self._run(node.data, f"{node.name}.log")
 
     def pg_ctl(self, node: Node, *args: str) -> None:
+        """``pg_ctl`` on the node. A start is tried up to three times, a second apart: a node just
+        killed once failed to start by hand in CI ("could not start server", its reason in the
+        logging collector's file), and started at once on the next try here."""
         command = [*_as_server_user(), str(self.bin_dir / "pg_ctl"), "-D", str(node.data), *args]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            # pg_ctl only says "Examine the log output": the reason is in the server's log.
-            log = Path(args[args.index("-l") + 1]) if "-l" in args else None
-            told = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
-            raise RuntimeError(f"pg_ctl {' '.join(args)} failed: {done.stdout}{done.stderr}\n{told}")
+        attempts = 3 if "start" in args else 1
+        for attempt in range(1, attempts + 1):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            if done.returncode == 0:
+                return
+            if attempt < attempts:
+                time.sleep(1)
+        # pg_ctl only says "Examine the log output": the reason is in the server's log, or in the
+        # logging collector's files when the node's configuration turns the collector on.
+        log = Path(args[args.index("-l") + 1]) if "-l" in args else None
+        told = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+        collected = sorted((node.data / "log").glob("*"), key=lambda path: path.stat().st_mtime)
+        if collected:
+            told += f"\n{collected[-1]}:\n" + collected[-1].read_text(errors="replace")[-4000:]
+        raise RuntimeError(
+            f"pg_ctl {' '.join(args)} failed {attempts} time(s): {done.stdout}{done.stderr}\n{told}"
+        )
 
     def destroy(self) -> None:
         for process in [*(node.keeper for node in self.nodes.values()), self.monitor]:
