@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -201,6 +202,8 @@ class Cluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.wait_for(lambda: not _processes_in(node.data), f"{node.name}'s processes to end", timeout=30)
+        # Its port free too: a start by hand once found it taken ("Address already in use").
+        self.wait_for(lambda: _port_free(node.port), f"{node.name}'s port to be free", timeout=30)
 
     def switch_over(self) -> None:
         """A planned switchover: the monitor demotes the primary and promotes the secondary."""
@@ -256,15 +259,32 @@ def _configure(data: Path, settings: dict[str, str]) -> None:
 
 
 def _processes_in(data: Path) -> list[int]:
-    """The live processes working in ``data`` (a postmaster and its backends run in their data
-    directory)."""
+    """The live processes working in ``data``: a postmaster and its backends run in their data
+    directory, and its keeper's processes name it (``--pgdata``, or ``PGDATA`` in their
+    environment)."""
     found = []
+    named = str(data).encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if os.readlink(entry / "cwd") == str(data) and _alive(int(entry.name)):
+                mine = os.readlink(entry / "cwd") == str(data)
+                if not mine:
+                    words = (entry / "cmdline").read_bytes().split(b"\0")
+                    environment = (entry / "environ").read_bytes().split(b"\0")
+                    mine = named in words or b"PGDATA=" + named in environment
+                if mine and _alive(int(entry.name)):
                     found.append(int(entry.name))
     return found
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: int | None) -> bool:
