@@ -266,7 +266,7 @@ def held_statement(
 
 
 def rows_of_each(
-    dialect: str,
+    session: AsyncSession,
     column: ColumnElement[Any] | QueryableAttribute[Any],
     values: Collection[Any],
     columns: Sequence[ColumnElement[Any] | QueryableAttribute[Any]],
@@ -279,7 +279,7 @@ def rows_of_each(
     over a table never analyzed was planned as a walk of its whole primary key (with
     ``ORDER BY id``) or a scan: 40–70 ms a batch at 570,000 events, growing with them."""
     expression = column.expression
-    if dialect != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         return select(*columns).where(expression.in_(values), *conditions)
     wanted = _each_value(expression, dict.fromkeys(values))
     found = select(*columns).where(expression == wanted.c.value, *conditions).offset(0).lateral()

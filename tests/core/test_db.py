@@ -255,7 +255,7 @@ async def test_values_are_looked_up_one_index_probe_each(app: FastAPI) -> None:
         async def fetched(*conditions: Any) -> list[tuple[str, str]]:
             """Sorted, not a set: a value asked twice must not bring its rows twice."""
             found = await session.execute(
-                rows_of_each(dialect.name, Unit.parent_code, asked, columns, *conditions)
+                rows_of_each(session, Unit.parent_code, asked, columns, *conditions)
             )
             return sorted((code, parent) for code, parent in found)
 
@@ -297,7 +297,7 @@ async def test_values_are_looked_up_one_index_probe_each(app: FastAPI) -> None:
             select(probed).where(one_of(session, probed.c.code, values)).order_by(probed.c.id)
         )
         assert "Index Cond" not in in_id_order, in_id_order  # the whole table, in id order
-        each = rows_of_each(dialect.name, probed.c.code, values, list(probed.c))
+        each = rows_of_each(session, probed.c.code, values, list(probed.c))
         probes = await plan(each.order_by(each.selected_columns.id))
         assert "Nested Loop" in probes and "Index Cond: ((code)::text = " in probes, probes
         assert "Seq Scan on probed" not in probes, probes

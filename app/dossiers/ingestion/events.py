@@ -278,10 +278,9 @@ def _arrived(ingestion: Ingestion, item: Parsed, positions: Iterator[int]) -> Ar
 async def _sent_before(session: AsyncSession, principal: Principal, event_ids: set[str]) -> dict[str, Stored]:
     if not event_ids:
         return {}
-    dialect = session.get_bind().dialect.name
     mine = DossierEvent.client_id == principal.client_id
     rows = await session.execute(
-        rows_of_each(dialect, DossierEvent.event_id, event_ids, STORED_COLUMNS, mine)
+        rows_of_each(session, DossierEvent.event_id, event_ids, STORED_COLUMNS, mine)
     )
     known: dict[str, Stored] = {}
     for row in rows:

@@ -116,7 +116,7 @@ async def load_stored(session: AsyncSession, codes: Sequence[str]) -> dict[str, 
     """The stored events of these dossiers, each in arrival order, in one query."""
     if not codes:
         return {}
-    found = rows_of_each(session.get_bind().dialect.name, DossierEvent.dossier_code, codes, STORED_COLUMNS)
+    found = rows_of_each(session, DossierEvent.dossier_code, codes, STORED_COLUMNS)
     rows = await session.execute(found.order_by(found.selected_columns.id))
     stored: dict[str, list[Stored]] = defaultdict(list)
     for row in rows:

@@ -228,13 +228,12 @@ async def _taken_elsewhere(ingestion: Ingestion, arrivals: list[Arrival]) -> dic
     wanted = {a.event_id: a.dossier_code for a in arrivals}
     ids = sorted(wanted)
     taken: dict[str, str] = {}
-    dialect = ingestion.session.get_bind().dialect.name
     columns = [DossierEvent.event_id, DossierEvent.dossier_code]
     mine = DossierEvent.client_id == ingestion.principal.client_id
     for start in range(0, len(ids), _IDS_PER_QUERY):
         some = ids[start : start + _IDS_PER_QUERY]
         rows = await ingestion.session.execute(
-            rows_of_each(dialect, DossierEvent.event_id, some, columns, mine)
+            rows_of_each(ingestion.session, DossierEvent.event_id, some, columns, mine)
         )
         for event_id, dossier_code in rows:
             if dossier_code != wanted[event_id]:
