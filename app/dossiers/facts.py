@@ -53,6 +53,10 @@ class DossierFacts:
         return steps
 
 
+FACT_FIELDS = tuple(name for name in DossierFacts.__dataclass_fields__ if name != "pauses")
+"""The dossier columns the facts are, in the order of ``DossierFacts``' fields."""
+
+
 def _overdue_spans(facts: DossierFacts, calendar: WorkingCalendar) -> list[tuple[datetime, datetime | None]]:
     """The spans (a, b] during which the dossier is open, not waiting, and past its due date."""
     assert facts.received_at is not None

@@ -11,7 +11,7 @@ from typing import Any
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
 from app.core.errors import Conflict, InvalidInput
-from app.core.timezone import local
+from app.core.timezone import local_day
 
 
 class EventType(StrEnum):
@@ -162,7 +162,7 @@ class Reception:
 def classify(finished_at: datetime, due_at: datetime, supplement_count: int) -> tuple[bool, bool]:
     """(on time, early): on time iff finished by the due date with fewer than two supplement requests."""
     on_time = finished_at <= due_at and supplement_count < 2
-    early = on_time and local(finished_at).date() < local(due_at).date()
+    early = on_time and local_day(finished_at) < local_day(due_at)
     return on_time, early
 
 

@@ -14,7 +14,7 @@ from app.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from app.core.filters import equal, from_day, given, through_day, where_given
 from app.core.pagination import PageParams, SortKey, Window, keyset_window
 from app.core.security import Principal
-from app.core.timezone import local
+from app.core.timezone import local_day
 from app.core.workflow import Workflow, apply, ensure_in_order, moment
 from app.procedures import service as catalogue
 from app.procedures.models import Procedure
@@ -196,7 +196,7 @@ async def transition(
     if data.to is ProposalState.submitted:
         proposal.submitted_at = at
     if data.to is ProposalState.implemented:
-        await _implement(session, proposal, local(at).date(), actor)
+        await _implement(session, proposal, local_day(at), actor)
     row = ProposalTransition(
         proposal_id=proposal.id,
         from_state=proposal.state,

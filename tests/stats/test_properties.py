@@ -23,12 +23,12 @@ from app.core.config import Settings
 from app.core.security import Principal
 from app.core.timezone import VIETNAM
 from app.dossiers.bulk import Source, import_file
-from app.dossiers.counters import load_facts
+from app.dossiers.counters import COUNTED_COLUMNS, load_facts
 from app.dossiers.facts import Pause
 from app.dossiers.history import HistoryEvent, facts_of, replay
 from app.dossiers.ingestion.work import Ingestion
 from app.dossiers.lifecycle import DossierState, Reception
-from app.dossiers.models import Dossier, Outcome
+from app.dossiers.models import Outcome
 from app.main import create_app
 from app.stats.service import unit_scope
 from tests.conftest import assert_counters_equal_a_rebuild
@@ -231,7 +231,7 @@ async def _check(application: Any, dossiers: list[dict[str, Any]], periods: list
         await assert_counters_equal_a_rebuild(application)
 
         async with application.state.sessionmaker() as session:
-            facts = await load_facts(session, (await session.scalars(select(Dossier))).all())
+            facts = await load_facts(session, (await session.execute(select(*COUNTED_COLUMNS))).all())
             for body, (choice, unit) in zip(incremental, periods, strict=True):
                 scope = await unit_scope(session, unit)
                 if isinstance(choice[0], str):

@@ -11,7 +11,7 @@ from app.calendar.working_time import TimeUnit
 from app.core.errors import (
     InvalidInput,
 )
-from app.core.timezone import local
+from app.core.timezone import local_day
 from app.dossiers.lifecycle import Reception
 from app.procedures.models import ProcedureVersion
 from app.units.models import Unit
@@ -50,7 +50,7 @@ class Catalogue:
         )
 
     def reception(self, procedure_code: str, unit_code: str, occurred_at: datetime) -> Reception:
-        day = local(occurred_at).date()
+        day = local_day(occurred_at)
         unit = self.units.get(unit_code)
         if unit is None:
             raise InvalidInput.for_field(

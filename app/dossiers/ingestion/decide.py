@@ -25,7 +25,7 @@ from itertools import count
 
 from app.calendar.working_time import TimeUnit, WorkingCalendar
 from app.core.errors import Conflict, DomainError, Forbidden
-from app.core.timezone import local
+from app.core.timezone import local_day
 from app.dossiers import counters, lifecycle
 from app.dossiers.facts import Pause, facts_marks
 from app.dossiers.history import (
@@ -378,7 +378,7 @@ def reception_of(
         # The calendar changed (SPEC §3): the same processing time, counted on the new one
         # (a version no longer known keeps the due date it gave).
         try:
-            version = context.catalogue.in_force(kept.procedure_code, local(event.occurred_at).date())
+            version = context.catalogue.in_force(kept.procedure_code, local_day(event.occurred_at))
         except DomainError:
             pass
         else:

@@ -20,7 +20,7 @@ from app.core.errors import (
     problem_of,
 )
 from app.core.hygiene import is_unicode_text
-from app.core.timezone import local, utcnow
+from app.core.timezone import local_day, utcnow
 from app.dossiers.dvcqg import (
     RECORD_FIELDS,
     PortalRecord,
@@ -255,7 +255,7 @@ def _record_as_events(catalogue: Catalogue, record: PortalRecord) -> list[EventI
 
     def online_level_of(record: PortalRecord, at: datetime) -> str:
         assert record.MaTTHC is not None
-        offered = catalogue.in_force(record.MaTTHC, local(at).date()).get("online_service")
+        offered = catalogue.in_force(record.MaTTHC, local_day(at)).get("online_service")
         if offered not in ("partial", "full"):
             raise InvalidInput.for_field(
                 "MucDo",
