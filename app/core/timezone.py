@@ -27,7 +27,8 @@ def local_day(instant: datetime) -> date:
     Vietnam has kept UTC+7 since 13 June 1975, with no daylight saving: from then on the day is
     the UTC instant shifted by seven hours, a tenth of the zone's conversion, which counting marks
     by day (a bulk import, a rebuild) makes millions of times. Earlier instants (the zone's
-    history had +8, +9 and local mean time) take the zone's conversion."""
+    history had +8, +9 and local mean time) take the zone's conversion. Should the time zone data
+    ever give Vietnam another offset, tests/core/test_timezone.py fails."""
     if instant >= _FIXED_OFFSET_SINCE:
         return (instant.astimezone(UTC) + _FIXED_OFFSET).date()
     return instant.astimezone(VIETNAM).date()
