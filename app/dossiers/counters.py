@@ -313,7 +313,7 @@ REBUILD_CHUNK = 2000
 _DOSSIERS: Table = Dossier.__table__  # type: ignore[assignment]
 COUNTED_COLUMNS = [_DOSSIERS.c[name] for name in ("code", "supplement_count", *FACT_FIELDS)]
 """A dossier as the counting reads it (``load_facts``): its code, whether it was ever paused, its
-facts; a third of its row's columns."""
+facts: about half of its row's columns."""
 _CODE = _DOSSIERS.c.code
 
 
