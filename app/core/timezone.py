@@ -31,7 +31,7 @@ def local_day(instant: datetime) -> date:
     ever give Vietnam another offset, tests/core/test_timezone.py fails."""
     if instant >= _FIXED_OFFSET_SINCE:
         return (instant.astimezone(UTC) + _FIXED_OFFSET).date()
-    return instant.astimezone(VIETNAM).date()
+    return local(instant).date()
 
 
 _FIXED_OFFSET = timedelta(hours=7)

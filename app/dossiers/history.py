@@ -16,6 +16,7 @@ Nothing here touches the database.
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -23,7 +24,7 @@ import msgspec
 from app.calendar.working_time import WorkingCalendar
 from app.core.errors import Conflict, DomainError
 from app.dossiers import lifecycle
-from app.dossiers.facts import DossierFacts, Pause
+from app.dossiers.facts import FACT_FIELDS, DossierFacts, Pause
 from app.dossiers.lifecycle import FLAGS, DossierState, EventType, Mark, OutOfSequence, Reception
 from app.dossiers.models import Dossier, Outcome
 
@@ -246,18 +247,10 @@ def pauses_of(events: Iterable[tuple[str, datetime]], ended_at: datetime | None)
 
 def facts_of(state: "DossierState | Dossier", pauses: list[Pause]) -> DossierFacts:
     """What the statistics need of a dossier (see app.dossiers.facts.facts_marks)."""
-    return DossierFacts(
-        unit_code=state.unit_code,
-        sector_code=state.sector_code,
-        procedure_code=state.procedure_code,
-        channel=state.channel,
-        online_level=state.online_level,
-        received_at=state.received_at,
-        original_due_at=state.original_due_at,
-        finished_at=state.finished_at,
-        on_time=state.on_time,
-        early=state.early,
-        withdrawn_at=state.withdrawn_at,
-        refused_at=state.refused_at,
-        pauses=pauses,
-    )
+    facts = DossierFacts(*_facts_fields(state))
+    facts.pauses = pauses
+    return facts
+
+
+_facts_fields = attrgetter(*FACT_FIELDS)
+"""A state's (or row's) values of ``FACT_FIELDS``, in their order."""
