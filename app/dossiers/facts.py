@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.calendar.working_time import WorkingCalendar
-from app.dossiers.lifecycle import Mark, channel_category
+from app.dossiers.lifecycle import Mark, channel_category, due_after_pause
 
 
 @dataclass
@@ -48,7 +48,7 @@ class DossierFacts:
         steps: list[tuple[datetime | None, datetime]] = [(None, due)]
         for pause in self.pauses:
             if pause.resumed and pause.end is not None:
-                due = calendar.add_working_time(due, calendar.working_time_between(pause.start, pause.end))
+                due = due_after_pause(calendar, due, pause.start, pause.end)
                 steps.append((pause.end, due))
         return steps
 

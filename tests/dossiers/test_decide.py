@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.calendar.working_time import WorkingCalendar
+from app.calendar.working_time import TimeUnit, WorkingCalendar
 from app.core.errors import InvalidInput
 from app.dossiers.counters import add_day_marks
 from app.dossiers.history import HistoryEvent
@@ -118,6 +118,25 @@ def test_a_strict_group_in_order_is_decided_without_the_history_as_the_replay_de
         (a.event_id, v.outcome) for a, v in replayed.stored
     ]
     assert _day_sums(fast) and _day_sums(fast) == _day_sums(replayed)
+
+
+@pytest.mark.parametrize("replayed", [False, True])
+def test_the_due_dates_a_dossier_is_given_are_held_in_utc_at_the_calendars_instant(replayed: bool) -> None:
+    # Received Tuesday 09:00, 3 working days: Friday 09:00; asked for a supplement on Wednesday
+    # 09:00 and given it on Friday 09:00, the two working days of the pause move it to Tuesday.
+    arrivals = _record(7)
+    decision = decide(Dossier(CODE, None, arrivals, stored=(), replayed=replayed), _context(strict=True))
+    calendar = WorkingCalendar()
+    original = calendar.due_at(RECEIVED_AT, 3, TimeUnit.working_days)
+    moved = calendar.add_working_time(original, 2 * calendar.day_length)
+
+    assert decision.new is not None
+    assert decision.new.original_due_at == original == datetime(2023, 9, 8, 2, 0, tzinfo=UTC)
+    assert decision.new.due_at == moved == datetime(2023, 9, 12, 2, 0, tzinfo=UTC)
+    # The same instants, in UTC as the events' and the database's: comparing instants of two zones
+    # costs a conversion of each, which every later step of the dossier would pay.
+    assert decision.new.original_due_at.tzinfo is UTC and decision.new.due_at.tzinfo is UTC
+    assert {instant.tzinfo for *_key, (_counter, instant, _delta) in decision.marks} == {UTC}
 
 
 def test_a_strict_group_with_a_part_refused_on_the_way_goes_to_the_replay_which_refuses_it_whole() -> None:
