@@ -24,19 +24,63 @@ from app.core.text import CONTROL_CHARACTERS
 MAX_JSON_DEPTH = 32
 # Control characters other than tab, line feed and carriage return (and DEL), as raw bytes …
 CONTROL_BYTES = re.compile(CONTROL_CHARACTERS.pattern.encode())
-# … and as JSON escapes, unless the backslash is itself escaped.
-_JSON_CONTROL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F]|7[fF])")
-# A JSON string, written "unrolled": a run of plain characters is one step of the engine rather
-# than one alternation per character (a batch of 1,000 events: 3.2 ms instead of 7.8).
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_BRACKETS = bytes.maketrans(b"", b"")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# Every byte but those, to find them by deleting the others (bytes.translate: 66 µs for 200 KB,
+# where the pattern takes 480) …
+_NOT_CONTROL_BYTES = bytes(byte for byte in range(256) if not CONTROL_BYTES.match(bytes([byte])))
+# … and as JSON escapes (``has_control_escape``).
+_CONTROL_ESCAPE = re.compile(rb"\\u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F]|7[fF])")
+# A backslash and the character it escapes (JSON escapes them in strings only).
+_ESCAPED = re.compile(rb"\\.", re.DOTALL)
+_NEITHER_BRACKET_NOR_QUOTE = bytes(b for b in range(256) if b not in b'[]{}"')
+# An opening bracket closed straight away: a container that holds no other.
+_INNERMOST = re.compile(rb"[\[{][\]}]")
+_LEVELS_BY_PASSES = 8
+
+
+def has_control_escape(body: bytes) -> bool:
+    """Whether a JSON escape of a control character (``\\u0000`` … ``\\u001f``, ``\\u007f`` but
+    tab and line breaks) stands in the text: one whose backslash is not itself escaped.
+
+    Scanned for by its literal start (``\\u00``), the backslashes before it counted only where one
+    is found: a pattern that begins with a look-behind is tried at every byte, 5.6 ms for a
+    body of 200 KB (its Vietnamese letters escaped as ``\\u00e1``… or not), against 0.06 ms."""
+    for found in _CONTROL_ESCAPE.finditer(body):
+        # The backslashes just before it: an even number are escaped ones, and it is an escape.
+        before = found.start()
+        while before and body[before - 1] == _BACKSLASH:
+            before -= 1
+        if (found.start() - before) % 2 == 0:
+            return True
+    return False
+
+
+_BACKSLASH = ord("\\")
 
 
 def json_depth(body: bytes) -> int:
-    """How deeply the JSON document nests (strings are skipped)."""
+    """How deeply the JSON document nests (strings are skipped).
+
+    Escapes are dropped first (a backslash and the character after it), so that no quote is left
+    inside a string: the text outside strings is then every other piece between quotes. The
+    brackets left are counted by removing, pass after pass, the containers that hold no other
+    (one pass a level, each at the speed of ``re``); a document deeper than a few levels, or not
+    JSON, is measured bracket by bracket. A batch of 1,000 events (200 KB): 2.2 ms → 0.26 ms."""
+    unescaped = _ESCAPED.sub(b"", body) if b"\\" in body else body
+    # Two quotes side by side go (an empty string, or the end of one and the start of the next):
+    # every other character keeps the parity of the quotes before it.
+    quotes_and_brackets = unescaped.translate(None, _NEITHER_BRACKET_NOR_QUOTE).replace(b'""', b"")
+    brackets = b"".join(quotes_and_brackets.split(b'"')[::2])
+    left = brackets
+    for level in range(_LEVELS_BY_PASSES):
+        if not left:
+            return level
+        left = _INNERMOST.sub(b"", left)
+    return _deepest(brackets)
+
+
+def _deepest(brackets: bytes) -> int:
     depth = deepest = 0
-    for bracket in _JSON_STRING.sub(b"", body).translate(_BRACKETS, _NOT_BRACKETS):
+    for bracket in brackets:
         if bracket in b"[{":
             depth += 1
             deepest = max(deepest, depth)
@@ -63,13 +107,13 @@ def body_problem(
     if media_types and all(value.startswith(b"multipart/") for value in media_types):
         # File parts may be binary; the one route taking a form inspects its file itself.
         return None
-    if CONTROL_BYTES.search(body):
+    if body.translate(None, _NOT_CONTROL_BYTES):
         return FieldError(
             field="body", message="The body contains control characters", type="control_character"
         )
     # Whatever the media type says: a body labelled text/plain may still be parsed as JSON (another
     # Content-Type line), and the JSON cells of a catalogue CSV are decoded as JSON too.
-    if not per_item and _JSON_CONTROL_ESCAPE.search(body):
+    if not per_item and has_control_escape(body):
         return FieldError(
             field="body",
             message="A text contains a control character (e.g. NUL)",
