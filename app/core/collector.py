@@ -5,10 +5,10 @@ events), almost all freed by reference counting; yet every few hundred allocatio
 runs, and each collection of its oldest generation walks every long-lived object: the modules,
 the ORM's metadata, pydantic's schemas. Measured on `tthc dossiers import` of the bench's 56,794
 events (docs/benchmarks.md, issue 29): 8.6 s with the default collector, 7.1 s once the start-up's
-objects are frozen and the youngest generation may grow to 10,000 objects. At 10,000 a chunk of
-2,000 lines still met about 50 collections, each walking the chunk's live objects again (2 ms
-each): the collector took 130 ms of a one-job import's 4 s of CPU, and 10 ms at 50,000 (200,000
-gave no more). The collections free a few thousand objects in a whole load.
+objects are frozen and the youngest generation may grow to 10,000 objects. At 10,000 a one-job
+import still met about 60 collections, each walking the live objects of the chunk under way again
+(2 ms each): the collector took 130 ms of its 4 s of CPU, and 10 ms at 50,000 (200,000 gave no
+more). The collections free a few thousand objects in a whole load.
 """
 
 import gc
