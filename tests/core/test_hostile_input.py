@@ -18,14 +18,16 @@ def assert_problem(response: Any, status: int = 422) -> dict[str, Any]:
     return dict(response.json())
 
 
-@pytest.mark.parametrize("text", ["Xã\u0000Mới", "Xã\u0007Mới", "\u001b[31mXã", "Xã\u007f"])
+@pytest.mark.parametrize(
+    "text", ["Xã\u0000Mới", "Xã\u0007Mới", "\u001b[31mXã", "Xã\u007f", "Xã\bMới", "Xã\fMới"]
+)
 async def test_control_characters_in_a_body_are_422(writer: AsyncClient, text: str) -> None:
     unit = {"code": "99001", "name": text, "level": "commune", "parent_code": "313", "valid_to": "2025-06-30"}
     problem = assert_problem(await writer.post("/api/v1/units", json=unit))
     assert problem["errors"][0]["type"] == "control_character"
     assert (await writer.get("/api/v1/units/99001")).status_code == 404
-    # Tabs and line breaks are text; an escaped backslash before "u0000" is text too.
-    fine = {**unit, "name": "Xã\tMới\\u0000"}
+    # Tabs and line breaks are text; an escaped backslash before "u0000" or "b" is text too.
+    fine = {**unit, "name": "Xã\tMới\\u0000\\b"}
     assert (await writer.post("/api/v1/units", json=fine)).status_code == 201
 
 

@@ -5,8 +5,10 @@ is not JSON. The control characters, raw or escaped, found exactly where the pat
 
 import json
 import re
+import threading
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,9 +64,10 @@ def test_deep_documents_are_measured_exactly_past_the_levels_counted_by_passes(
     assert json_depth(json.dumps(value).encode()) == depth(value)
 
 
-# The pattern has_control_escape replaced, as the yardstick: a \u00XX escape of a control character
-# whose backslash is not itself escaped (an even run of backslashes before it).
-CONTROL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F]|7[fF])")
+# The pattern has_control_escape replaced, as the yardstick: an escape of a control character
+# (\u00XX, or the short \b and \f) whose backslash is not itself escaped (an even run of
+# backslashes before it).
+CONTROL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\(?:u00(?:0[0-8bBcCeEfF]|1[0-9a-fA-F]|7[fF])|[bf])")
 escape_parts = st.sampled_from(
     [b"\\", b"\\\\", b"u", b"u00", b"0", b"1", b"7", b"f", b"F", b"e", b"b", b"9", b'"', b" "]
 )
@@ -82,3 +85,21 @@ def test_control_bytes_are_found_in_a_body_as_the_pattern_finds_them(body: bytes
     problem = body_problem(body, b"text/csv")
     raw = problem is not None and problem.message == "The body contains control characters"
     assert raw == (CONTROL_BYTES.search(body) is not None)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'\\"' * 500_000, b'"' + b'\\"' * 500_000, b'["\\\\"]' * 200_000, b"[" * 1_000_000, b"\\" * 1_000_000],
+    ids=["escaped quotes", "an unclosed string of them", "escaped backslashes", "brackets", "backslashes"],
+)
+def test_hostile_bodies_are_scanned_in_one_pass(body: bytes) -> None:
+    # A string pattern that backtracks took time growing with the square of the body: 19 s for
+    # 80 KB of escaped quotes, hours for the largest body taken. These take milliseconds; the
+    # bound is there only to fail rather than hang.
+    answers: list[tuple[int, bool]] = []
+    scan = threading.Thread(
+        target=lambda: answers.append((json_depth(body), has_control_escape(body))), daemon=True
+    )
+    scan.start()
+    scan.join(timeout=60)
+    assert answers, "the scan did not end"
