@@ -321,6 +321,9 @@ def _dossiers_import(args: argparse.Namespace) -> int:
                     status = EXIT_REJECTED
             return status
         finally:
+            # The load has ended (done, stopped, or failed): a signal now must not cut the engine's
+            # disposal short, which would leave a connection half closed and its traceback logged.
+            stop.load_ended()
             await engine.dispose()
 
     try:
@@ -370,6 +373,10 @@ class _StopOnSignal:
     @property
     def status(self) -> int:
         return 128 + (self.signal or signal.SIGINT)
+
+    def load_ended(self) -> None:
+        """Nothing is left to stop: a later signal is not the load's to answer."""
+        self._task = None
 
     def _received(self, number: int) -> None:
         if self.signal is None:

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
+from app.cli import _StopOnSignal
 from app.core.security import Principal
 from app.dossiers.bulk import FileProgress, Source, Stopped, grouped_cuts
 from app.dossiers.models import DossierEvent
@@ -206,6 +207,35 @@ async def test_a_signal_stops_the_import_cleanly_and_a_rerun_finishes_it(
     done = await _import(app, principal, Source.of(path), chunk_size=chunk)
     assert (done.lines_done, done.outcomes["error"]) == (lines, 1)
     assert (await _snapshot(app), await _events(app)) == resumed
+
+
+@pytest.mark.parametrize("ended", [False, True], ids=["during the load", "after it"])
+async def test_a_second_signal_cuts_the_load_short_but_never_its_cleanup(ended: bool) -> None:
+    # A second signal that came once a stopped load had ended cancelled the engine's disposal:
+    # an SQLite connection was left half closed, its traceback logged (a run of the test above).
+    async def the_import() -> None:
+        stop = _StopOnSignal()
+        stop.install()
+        try:
+            if ended:
+                stop.load_ended()
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.wait_for(stop.asked.wait(), timeout=60)
+            os.kill(os.getpid(), signal.SIGINT)
+            # The handler runs on the loop: yielding until the signal's byte has been read.
+            for _ in range(100):
+                await asyncio.sleep(0)
+        finally:
+            loop = asyncio.get_running_loop()
+            for number in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(number)
+
+    task = asyncio.create_task(the_import())
+    if ended:
+        await task
+    else:
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
 @pytest.mark.parametrize("phase", ["loading", "reading", "folding"])
