@@ -120,6 +120,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2023)
     parser.add_argument("--orders", default="in-order,scrambled,records")
     parser.add_argument("--profile", type=Path, help="py-spy the imports; summaries written to this folder")
+    parser.add_argument(
+        "--native", action="store_true", help="with --profile: the C functions under each frame too"
+    )
     args = parser.parse_args()
 
     log(f"machine: {machine()}")
@@ -150,6 +153,7 @@ def main() -> None:
                     "raw",
                     "--output",
                     str(stacks),
+                    *(["--native"] if args.native else []),
                     "--",
                 ]
                 command += [sys.executable, *command_tail(path, args.chunk, args.jobs)]
@@ -176,6 +180,8 @@ def main() -> None:
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 summary = summarise(stacks.read_text(), top=40)
+                # The raw stacks too, to find a frame's callers (e.g. with grep).
+                (args.profile / f"bulk-import-{order}.stacks").write_text(stacks.read_text())
                 (args.profile / f"bulk-import-{order}.txt").write_text(
                     f"py-spy of `tthc dossiers import` ({len(lines):,} lines, {order}, "
                     f"chunks of {args.chunk}; {seconds:.1f} s under the profiler)\n\n{summary}\n"

@@ -228,21 +228,19 @@ def _rolled_up(source: str, *, postgresql: bool) -> str:
     procedure_code, day and the counters) to the counters: each in its day, month and year, for its
     procedure and for all (sector and procedure ``ALL``), the rows whose sums are all zero left out.
 
-    On PostgreSQL the rows are taken in code-point order (collation "C"), the order in which every
+    On PostgreSQL the rows are taken in code-point order (``lock_order``), the order in which every
     writer of the counters (a request, a bulk load's merge, a rebuild) locks them, so that two
     cannot deadlock. SQLite has one writer."""
+    # A day truncated as a timestamp without a zone: as a date alone it would be taken as a
+    # timestamptz, at midnight of the session's zone, and cost twice as much (0.45 µs a row).
     month, year = (
-        ("date_trunc('month', s.day)::date", "date_trunc('year', s.day)::date")
+        ("date_trunc('month', s.day::timestamp)::date", "date_trunc('year', s.day::timestamp)::date")
         if postgresql
         else ("date(s.day, 'start of month')", "date(s.day, 'start of year')")
     )
     sums = ", ".join(f"sum(s.{c})" for c in COUNTERS)
     nonzero = " OR ".join(f"sum(s.{c}) <> 0" for c in COUNTERS)
-    in_lock_order = (
-        "ORDER BY " + ", ".join(f'm.{name} COLLATE "C"' for name in _KEY[:4]) + ", m.bucket"
-        if postgresql
-        else ""
-    )
+    in_lock_order = lock_order("m") if postgresql else ""
     return f"""
         WITH g (grain) AS (VALUES ('d'), ('m'), ('y')), r (whole) AS (VALUES (0), (1))
         INSERT INTO dossier_counters ({", ".join((*_KEY, *COUNTERS))})
@@ -262,6 +260,19 @@ def _rolled_up(source: str, *, postgresql: bool) -> str:
         ON CONFLICT ({", ".join(_KEY)}) DO UPDATE SET
         {", ".join(f"{c} = dossier_counters.{c} + excluded.{c}" for c in COUNTERS)}
     """
+
+
+def lock_order(relation: str) -> str:
+    """The ORDER BY in which every writer of the counters takes their rows (``_rolled_up``):
+    code-point order of the key's columns, one after the other.
+
+    The text columns are compared joined, by a separator that sorts before every character a code
+    may hold (app.core.codes; '*' and '-'): the same order as column by column, with one comparison
+    of text where there were four (a merge's 106,422 rows sorted in 160 ms, not 370). The columns
+    after it only break ties that no code can make, so the order stays total."""
+    joined = " || chr(1) || ".join(f"{relation}.{name}" for name in _KEY[:4])
+    column_by_column = ", ".join(f'{relation}.{name} COLLATE "C"' for name in _KEY[:4])
+    return f'ORDER BY ({joined}) COLLATE "C", {relation}.bucket, {column_by_column}'
 
 
 _DAY_COLUMNS = ("unit_code", "sector_code", "procedure_code", "day", *COUNTERS)
