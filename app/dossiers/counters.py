@@ -232,7 +232,8 @@ def _rolled_up(source: str, *, postgresql: bool) -> str:
     writer of the counters (a request, a bulk load's merge, a rebuild) locks them, so that two
     cannot deadlock. SQLite has one writer."""
     # A day truncated as a timestamp without a zone: as a date alone it would be taken as a
-    # timestamptz, at midnight of the session's zone, and cost twice as much (0.45 µs a row).
+    # timestamptz, at midnight of the session's zone, and cost nearly twice as much (0.51 µs
+    # against 0.28).
     month, year = (
         ("date_trunc('month', s.day::timestamp)::date", "date_trunc('year', s.day::timestamp)::date")
         if postgresql
