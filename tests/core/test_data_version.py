@@ -8,6 +8,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
 from app.main import create_app
+from tests.conftest import TEST_WAITS
 from tests.core.data_version import current_version
 
 
@@ -34,7 +35,7 @@ async def test_writes_move_the_version_and_reads_and_refusals_do_not(
 
 @pytest.fixture
 async def with_baseline(database_url: str) -> AsyncIterator[AsyncClient]:
-    application = create_app(Settings(database_url=database_url, benchmark_baseline=True))
+    application = create_app(Settings(database_url=database_url, benchmark_baseline=True, **TEST_WAITS))
     async with (
         application.router.lifespan_context(application),
         AsyncClient(transport=ASGITransport(app=application), base_url="http://testserver") as http,

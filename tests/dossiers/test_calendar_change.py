@@ -25,7 +25,7 @@ from app.dossiers.counters import rebuild_counters
 from app.dossiers.models import CalendarInForce, Dossier, DossierEvent
 from app.main import create_app
 from app.stats.calendar_in_force import follow_calendar
-from tests.conftest import KeyFactory, assert_counters_equal_a_rebuild
+from tests.conftest import TEST_WAITS, KeyFactory, assert_counters_equal_a_rebuild
 from tests.dossiers.conftest import dossier, received, send, step
 from tests.feedback.test_feedback import feedback
 
@@ -53,7 +53,7 @@ def histories() -> list[dict[str, Any]]:
 @asynccontextmanager
 async def restarted(database_url: str, **calendar: Any) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
     """The service started again on the same database with another calendar."""
-    application = create_app(Settings(database_url=database_url, **calendar))
+    application = create_app(Settings(database_url=database_url, **TEST_WAITS, **calendar))
     async with (
         application.router.lifespan_context(application),
         AsyncClient(transport=ASGITransport(app=application), base_url="http://t") as http,

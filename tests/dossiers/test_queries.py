@@ -8,7 +8,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import KeyFactory
+from tests.conftest import TEST_WAITS, KeyFactory
 from tests.dossiers.conftest import dossier, received, send, step
 
 pytestmark = pytest.mark.usefixtures("world")
@@ -112,7 +112,7 @@ async def test_citizen_looks_up_a_dossier_with_the_receipt_pin(client: AsyncClie
 
 @pytest.mark.usefixtures("dossiers")
 async def test_citizen_look_up_is_rate_limited(database_url: str) -> None:
-    application = create_app(Settings(database_url=database_url, rate_limit_lookup="3/minute"))
+    application = create_app(Settings(database_url=database_url, rate_limit_lookup="3/minute", **TEST_WAITS))
     async with (
         application.router.lifespan_context(application),
         AsyncClient(transport=ASGITransport(app=application), base_url="http://t") as http,

@@ -31,7 +31,7 @@ from app.dossiers.lifecycle import DossierState, Reception
 from app.dossiers.models import Outcome
 from app.main import create_app
 from app.stats.service import unit_scope
-from tests.conftest import assert_counters_equal_a_rebuild
+from tests.conftest import TEST_WAITS, assert_counters_equal_a_rebuild
 from tests.stats.reference import reference_counts
 
 UNITS = [
@@ -150,7 +150,9 @@ def events_of(number: int, spec: dict[str, Any], *, processing: bool = False) ->
 async def _in_empty_app(database_url: str, check: Any, *args: Any) -> None:
     """Run ``check(application, *args)`` on an emptied database (hypothesis reuses the backend)."""
     application = create_app(
-        Settings(database_url=database_url, rate_limit_client_writes="", rate_limit_ip_writes="")
+        Settings(
+            database_url=database_url, rate_limit_client_writes="", rate_limit_ip_writes="", **TEST_WAITS
+        )
     )
     async with application.router.lifespan_context(application):
         await _empty(application)
