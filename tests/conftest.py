@@ -183,7 +183,9 @@ def live_server(database_url: str) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(Settings(database_url=database_url)), port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(Settings(database_url=database_url, **TEST_WAITS)), port=port, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

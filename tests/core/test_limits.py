@@ -12,7 +12,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.conftest import KeyFactory
+from tests.conftest import TEST_WAITS, KeyFactory
 from tests.dossiers.conftest import received, send
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -20,7 +20,7 @@ REDIS_URL = "redis://127.0.0.1:6379/15"
 
 @asynccontextmanager
 async def serving(database_url: str, **overrides: Any) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
-    application = create_app(Settings(database_url=database_url, **overrides))
+    application = create_app(Settings(database_url=database_url, **{**TEST_WAITS, **overrides}))
     # Built before any request is counted: the first /openapi.json would otherwise take long
     # enough on a busy machine for a one-second window to end in the middle of a burst.
     application.openapi()
